@@ -1,0 +1,120 @@
+//! Speed of the request path and of the sweeper, each against a baseline measured
+//! in the same run (the machine is shared and noisy: read ratios, not absolutes).
+//!
+//! - `authenticate/sled` vs `authenticate/cached`: one token resolved through the
+//!   bare sled store (baseline) and through the moka cache in front of it.
+//! - `purge/live_0` vs `purge/live_N`: purging the same number of expired tokens
+//!   with no other tokens stored (baseline) and with N live ones; equal times mean
+//!   the sweeper's cost follows what expired, not what is stored.
+//!
+//! `cargo bench --bench authenticate`
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeDelta, Utc};
+use criterion::{criterion_group, criterion_main, Criterion};
+use scopegate::{
+    async_trait, AuthUser, BoxError, CachingStore, ManualClock, NewToken, ScopeGate, SledStore,
+    TokenStore, UserId, UserLoader,
+};
+use tokio::runtime::Runtime;
+
+struct User;
+impl AuthUser for User {
+    fn is_admin(&self) -> bool {
+        false
+    }
+}
+
+struct Users;
+#[async_trait]
+impl UserLoader for Users {
+    type User = User;
+    async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> {
+        Ok(Some(User))
+    }
+}
+
+fn gate(store: impl TokenStore, clock: ManualClock) -> ScopeGate {
+    ScopeGate::builder(store, Users)
+        .clock(clock)
+        .build()
+        .unwrap()
+}
+
+fn authenticate(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let mut group = c.benchmark_group("authenticate");
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let clock = ManualClock::new(Utc::now());
+    let gates = [
+        (
+            "sled",
+            gate(SledStore::open(dirs[0].path()).unwrap(), clock.clone()),
+        ),
+        (
+            "cached",
+            gate(
+                CachingStore::new(SledStore::open(dirs[1].path()).unwrap()),
+                clock.clone(),
+            ),
+        ),
+    ];
+    for (name, gate) in gates {
+        let token = rt
+            .block_on(gate.create_token(NewToken::for_user("bench".into())))
+            .unwrap();
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                gate.authenticate(token.secret.expose()).await.unwrap();
+            })
+        });
+    }
+    group.finish();
+}
+
+const EXPIRED: usize = 20;
+
+fn purge(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let mut group = c.benchmark_group("purge");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for live in [0usize, 5000] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Utc::now());
+        let gate = gate(SledStore::open(dir.path()).unwrap(), clock.clone());
+        rt.block_on(async {
+            for _ in 0..live {
+                gate.create_token(NewToken::for_user("live".into()).days(3000.0))
+                    .await
+                    .unwrap();
+            }
+        });
+        group.bench_function(format!("live_{live}"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    rt.block_on(async {
+                        for _ in 0..EXPIRED {
+                            gate.create_token(NewToken::for_user("gone".into()).days(0.001))
+                                .await
+                                .unwrap();
+                        }
+                        clock.advance(TimeDelta::minutes(2));
+                        let start = Instant::now();
+                        let purged = gate.purge_expired().await.unwrap();
+                        spent += start.elapsed();
+                        assert_eq!(purged.tokens.len(), EXPIRED);
+                    });
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, authenticate, purge);
+criterion_main!(benches);

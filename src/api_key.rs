@@ -1,0 +1,247 @@
+//! API keys: long-lived, named, scoped credentials owned by a user.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{secret::Digest, ApiKeyId, Scope, Secret, UserId};
+
+/// A stored API key. The secret itself is never kept: only its [`Digest`] and a
+/// non-secret `start` to recognise it by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public id, to manage the key.
+    pub id: ApiKeyId,
+    /// The owner.
+    pub user_id: UserId,
+    /// A name for people (trimmed).
+    pub name: String,
+    /// `None`: full access on behalf of the owner; otherwise the scopes its tokens get.
+    pub scope: Option<BTreeSet<Scope>>,
+    /// Cap, in days, on the lifetime of tokens minted from the key; `None` = the default lifetime.
+    pub token_duration: Option<f64>,
+    /// Inactive keys cannot mint tokens.
+    pub active: bool,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it last minted a token.
+    pub last_use: Option<DateTime<Utc>>,
+    /// When it stops working, if ever.
+    pub expires: Option<DateTime<Utc>>,
+    /// Digest of the current secret.
+    pub digest: Digest,
+    /// Non-secret display form: prefix, kind and the first four characters.
+    pub start: String,
+    /// The secret replaced by the last rotation, while its grace period lasts.
+    pub retired: Option<RetiredSecret>,
+}
+
+/// A rotated-out secret that keeps working until `valid_until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetiredSecret {
+    /// Digest of the old secret.
+    pub digest: Digest,
+    /// The end of its grace period.
+    pub valid_until: DateTime<Utc>,
+}
+
+impl ApiKey {
+    /// Whether the key has expired at `now`.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+
+    /// Whether `digest` is this key's secret at `now`: the current one, or the
+    /// retired one during its grace period. Constant-time in the digests.
+    pub fn accepts(&self, digest: &Digest, now: DateTime<Utc>) -> bool {
+        let current = self.digest == *digest;
+        let retired = self
+            .retired
+            .as_ref()
+            .is_some_and(|r| r.digest == *digest && now < r.valid_until);
+        current | retired
+    }
+
+    /// The scopes a token minted from this key carries by default.
+    pub fn token_scopes(&self) -> BTreeSet<Scope> {
+        self.scope
+            .clone()
+            .unwrap_or_else(|| BTreeSet::from([Scope::USER_AUTH]))
+    }
+}
+
+/// What to create: [`ScopeGate::create_api_key`](crate::ScopeGate::create_api_key)'s input.
+///
+/// ```
+/// use scopegate::NewApiKey;
+/// let key = NewApiKey::new("ci upload").scope(["core.data.write"]).token_duration(1.0);
+/// # let _ = key;
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// The key's name; trimmed, 1–255 characters.
+    pub name: String,
+    /// Scope ids, or `None` for full access.
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
+    /// Cap on minted tokens' lifetime in days; > 0.
+    #[serde(default)]
+    pub token_duration: Option<f64>,
+    /// Whether the key starts active (default `true`).
+    #[serde(default = "default_active")]
+    pub active: bool,
+    /// Lifetime of the key itself in days; `None`: it does not expire.
+    #[serde(default)]
+    pub expires_in_days: Option<f64>,
+}
+
+fn default_active() -> bool {
+    true
+}
+
+impl NewApiKey {
+    /// A full-access, active, non-expiring key named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            scope: None,
+            token_duration: None,
+            active: true,
+            expires_in_days: None,
+        }
+    }
+
+    /// Restricts the key to `scopes`.
+    #[must_use]
+    pub fn scope<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scope = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Caps minted tokens at `days`.
+    #[must_use]
+    pub fn token_duration(mut self, days: f64) -> Self {
+        self.token_duration = Some(days);
+        self
+    }
+
+    /// Sets whether the key starts active.
+    #[must_use]
+    pub fn active(mut self, active: bool) -> Self {
+        self.active = active;
+        self
+    }
+
+    /// Makes the key expire `days` from now.
+    #[must_use]
+    pub fn expires_in_days(mut self, days: f64) -> Self {
+        self.expires_in_days = Some(days);
+        self
+    }
+}
+
+/// A partial update: `None` leaves a field as it is; `Some(None)` clears an optional one
+/// (`scope: Some(None)` makes the key full-access).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiKeyUpdate {
+    /// New name.
+    pub name: Option<String>,
+    /// New scope list, or `Some(None)` for full access.
+    pub scope: Option<Option<Vec<String>>>,
+    /// New token-duration cap, or `Some(None)` for the default lifetime.
+    pub token_duration: Option<Option<f64>>,
+    /// Activate or deactivate. Deactivating revokes the key's tokens.
+    pub active: Option<bool>,
+    /// Expire `days` from now, or `Some(None)` to never expire.
+    pub expires_in_days: Option<Option<f64>>,
+}
+
+/// An API key just created or rotated: the secret, shown this once, and the stored record.
+#[derive(Debug, Clone)]
+pub struct IssuedApiKey {
+    /// The key secret. Hand it to the owner; it cannot be recovered later.
+    pub secret: Secret,
+    /// The record as stored.
+    pub key: ApiKey,
+}
+
+/// A validated change to a key, applied by the store atomically with whatever it
+/// implies for the key's tokens: [`TokenStore::modify_api_key`](crate::TokenStore::modify_api_key).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum KeyChange {
+    /// Set the given fields.
+    Update {
+        /// New name.
+        name: Option<String>,
+        /// New scope (`Some(None)`: full access).
+        scope: Option<Option<BTreeSet<Scope>>>,
+        /// New token-duration cap.
+        token_duration: Option<Option<f64>>,
+        /// New active flag.
+        active: Option<bool>,
+        /// New expiry.
+        expires: Option<Option<DateTime<Utc>>>,
+    },
+    /// Replace the secret; keep the old one until `retire_until`, if given.
+    Rotate {
+        /// Digest of the new secret.
+        digest: Digest,
+        /// Display form of the new secret.
+        start: String,
+        /// End of the old secret's grace period; `None`: it stops at once.
+        retire_until: Option<DateTime<Utc>>,
+    },
+}
+
+impl KeyChange {
+    /// Applies the change to `key` and says whether the key's existing tokens must be
+    /// revoked with it: on deactivation, on a scope change, and on a rotation
+    /// without grace (the old secret is presumed compromised).
+    pub fn apply(&self, key: &mut ApiKey) -> bool {
+        match self {
+            KeyChange::Update {
+                name,
+                scope,
+                token_duration,
+                active,
+                expires,
+            } => {
+                let mut revoke = false;
+                if let Some(name) = name {
+                    key.name.clone_from(name);
+                }
+                if let Some(scope) = scope {
+                    revoke |= key.scope != *scope;
+                    key.scope.clone_from(scope);
+                }
+                if let Some(duration) = token_duration {
+                    key.token_duration = *duration;
+                }
+                if let Some(active) = active {
+                    revoke |= key.active && !*active;
+                    key.active = *active;
+                }
+                if let Some(expires) = expires {
+                    key.expires = *expires;
+                }
+                revoke
+            }
+            KeyChange::Rotate {
+                digest,
+                start,
+                retire_until,
+            } => {
+                key.retired = retire_until.map(|valid_until| RetiredSecret {
+                    digest: key.digest,
+                    valid_until,
+                });
+                key.digest = *digest;
+                key.start.clone_from(start);
+                retire_until.is_none()
+            }
+        }
+    }
+}

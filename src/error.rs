@@ -1,0 +1,76 @@
+//! Errors of the gate's operations and of its configuration.
+
+use std::borrow::Cow;
+
+use crate::{store::StoreError, user::BoxError, InvalidScopes};
+
+/// Why a gate operation failed.
+///
+/// Each variant maps to one RFC 6750 / RFC 6749 error code; the HTTP layer turns
+/// them into responses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input: a name, scope list or duration that cannot be accepted
+    /// (`invalid_request`). The message is meant for the caller.
+    #[error("{0}")]
+    InvalidRequest(Cow<'static, str>),
+    /// The API key presented for an exchange is not a live key of an active user
+    /// (`invalid_grant`).
+    #[error("Invalid API key.")]
+    InvalidGrant,
+    /// The token presented is not a live token (`invalid_token`). The reason is for
+    /// logs; callers all see the same message.
+    #[error("Invalid token.")]
+    InvalidToken(InvalidTokenReason),
+    /// No record with that id.
+    #[error("{0} not found.")]
+    NotFound(&'static str),
+    /// The store failed: the operation did not happen (`temporarily_unavailable`).
+    #[error("the token store is unavailable")]
+    Store(#[from] StoreError),
+    /// The app's user loader failed: nothing was granted (`temporarily_unavailable`).
+    #[error("the user loader failed")]
+    UserLoader(#[source] BoxError),
+}
+
+impl Error {
+    pub(crate) fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidRequest(message.into())
+    }
+}
+
+impl From<InvalidScopes> for Error {
+    fn from(err: InvalidScopes) -> Self {
+        Error::InvalidRequest(err.to_string().into())
+    }
+}
+
+/// Why a token string was refused. Shown in logs, never to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidTokenReason {
+    /// Not a token of this gate's format, or a bad checksum; the store was not asked.
+    Malformed,
+    /// No such token: never issued, revoked, or purged.
+    Unknown,
+    /// Past its expiry.
+    Expired,
+    /// Its user is unknown or inactive.
+    UserUnavailable,
+}
+
+/// Invalid configuration, refused when the gate is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The secret prefix must be 1–16 lower-case ASCII letters or digits.
+    #[error("the secret prefix must be 1-16 lower-case ASCII letters or digits")]
+    InvalidPrefix,
+    /// A pepper must be at least 16 bytes.
+    #[error("the pepper must be at least 16 bytes")]
+    PepperTooShort,
+    /// The default token lifetime must be a finite number of days in (0, 3650].
+    #[error("the default token lifetime must be more than 0 and at most 3650 days")]
+    InvalidLifetime,
+}

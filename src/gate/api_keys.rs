@@ -1,0 +1,295 @@
+//! API-key operations: create, list, update, rotate, delete, and exchange for tokens.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use chrono::TimeDelta;
+use serde::Deserialize;
+
+use super::{limits, span, ScopeGate};
+use crate::{
+    secret::SecretKind, store::Page, ApiKey, ApiKeyId, ApiKeyUpdate, Error, InvalidScopes,
+    IssuedApiKey, IssuedToken, KeyChange, NewApiKey, Scope, Token, TokenId, UserId,
+};
+
+/// The longest a rotated-out secret may keep working.
+const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
+/// An exchange of a key for a token: optional duration (days) and scope narrowing.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TokenRequest {
+    /// Days; capped at the key's `token_duration` (or the default lifetime).
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// A subset of the key's scopes; never more.
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
+}
+
+impl ScopeGate {
+    /// Checks a scope list for a key of an owner with `is_admin`: `None` is full
+    /// access; a list must be non-empty and assignable.
+    fn key_scope(
+        &self,
+        scope: Option<&[String]>,
+        is_admin: bool,
+    ) -> Result<Option<BTreeSet<Scope>>, Error> {
+        match scope {
+            None => Ok(None),
+            Some([]) => Err(Error::invalid(
+                "scope must be null (full access) or a non-empty list.",
+            )),
+            Some(ids) => {
+                let ids = ids.iter().map(String::as_str);
+                Ok(Some(self.shared.registry.check_assignable(ids, is_admin)?))
+            }
+        }
+    }
+
+    /// Whether the owner of a key is an admin; an owner who is gone is not.
+    async fn owner_is_admin(&self, owner: &UserId) -> Result<bool, Error> {
+        Ok(self
+            .load_active_user(owner)
+            .await?
+            .is_some_and(|u| u.is_admin()))
+    }
+
+    /// Creates a key for `owner`, who must be an active user. The secret is in the
+    /// result and nowhere else.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_api_key(
+        &self,
+        owner: &UserId,
+        new: NewApiKey,
+    ) -> Result<IssuedApiKey, Error> {
+        let name = limits::key_name(&new.name)?;
+        let token_duration = new
+            .token_duration
+            .map(|d| limits::duration_field("token_duration", d))
+            .transpose()?;
+        let expires_in = new
+            .expires_in_days
+            .map(|d| limits::duration_field("expires_in_days", d))
+            .transpose()?;
+        let user = self
+            .load_active_user(owner)
+            .await?
+            .ok_or_else(|| Error::invalid("Unknown or inactive user."))?;
+        let scope = self.key_scope(new.scope.as_deref(), user.is_admin())?;
+        let now = self.now();
+        let (secret, digest) = self.shared.codec.generate(SecretKind::ApiKey);
+        let key = ApiKey {
+            id: ApiKeyId::generate(),
+            user_id: owner.clone(),
+            name,
+            scope,
+            token_duration,
+            active: new.active,
+            created: now,
+            last_use: None,
+            expires: expires_in.map(|days| now + span(days)),
+            digest,
+            start: self.shared.codec.start(SecretKind::ApiKey, &secret),
+            retired: None,
+        };
+        self.shared.store.insert_api_key(&key).await?;
+        Ok(IssuedApiKey { secret, key })
+    }
+
+    /// The key with `id`, expired or not (its owner may want to see it).
+    pub async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, Error> {
+        Ok(self.shared.store.api_key_by_id(id).await?)
+    }
+
+    /// A user's keys, oldest first.
+    pub async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, Error> {
+        Ok(self.shared.store.api_keys_of_user(user, page).await?)
+    }
+
+    /// Applies a partial update. Deactivating the key or changing its scope revokes
+    /// its tokens in the same atomic step.
+    #[tracing::instrument(skip_all)]
+    pub async fn update_api_key(
+        &self,
+        id: &ApiKeyId,
+        update: ApiKeyUpdate,
+    ) -> Result<ApiKey, Error> {
+        let key = self.api_key(id).await?.ok_or(Error::NotFound("API key"))?;
+        let name = update.name.as_deref().map(limits::key_name).transpose()?;
+        let token_duration = match update.token_duration {
+            Some(Some(days)) => Some(Some(limits::duration_field("token_duration", days)?)),
+            other => other,
+        };
+        let expires = match update.expires_in_days {
+            Some(Some(days)) => Some(Some(
+                self.now() + span(limits::duration_field("expires_in_days", days)?),
+            )),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let scope = match &update.scope {
+            Some(scope) => {
+                let is_admin = self.owner_is_admin(&key.user_id).await?;
+                Some(self.key_scope(scope.as_deref(), is_admin)?)
+            }
+            None => None,
+        };
+        let change = KeyChange::Update {
+            name,
+            scope,
+            token_duration,
+            active: update.active,
+            expires,
+        };
+        let (key, _) = self
+            .shared
+            .store
+            .modify_api_key(id, &change)
+            .await?
+            .ok_or(Error::NotFound("API key"))?;
+        Ok(key)
+    }
+
+    /// Deletes a key and, with it, every token it minted.
+    pub async fn delete_api_key(&self, id: &ApiKeyId) -> Result<ApiKey, Error> {
+        let (key, _) = self
+            .shared
+            .store
+            .delete_api_key(id)
+            .await?
+            .ok_or(Error::NotFound("API key"))?;
+        Ok(key)
+    }
+
+    /// Issues a new secret for the key (same name, scope and limits). The old
+    /// secret keeps working for `grace` (at most 30 days), and so do tokens it minted;
+    /// with no grace the old secret and its tokens stop at once.
+    #[tracing::instrument(skip_all)]
+    pub async fn rotate_api_key(
+        &self,
+        id: &ApiKeyId,
+        grace: Duration,
+    ) -> Result<IssuedApiKey, Error> {
+        if grace > MAX_GRACE {
+            return Err(Error::invalid("grace_seconds must be at most 30 days."));
+        }
+        let retire_until = (!grace.is_zero()).then(|| {
+            let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
+            self.now() + grace
+        });
+        let (secret, digest) = self.shared.codec.generate(SecretKind::ApiKey);
+        let change = KeyChange::Rotate {
+            digest,
+            start: self.shared.codec.start(SecretKind::ApiKey, &secret),
+            retire_until,
+        };
+        let (key, _) = self
+            .shared
+            .store
+            .modify_api_key(id, &change)
+            .await?
+            .ok_or(Error::NotFound("API key"))?;
+        Ok(IssuedApiKey { secret, key })
+    }
+
+    /// Exchanges a key secret for a new token (Girder's `POST /api_key/token`).
+    ///
+    /// The duration is `min(requested or cap, cap)` with `cap` the key's
+    /// `token_duration` or the default lifetime, and never past the key's own expiry.
+    /// Unknown, inactive or expired keys, and keys of unknown or inactive owners, are
+    /// [`Error::InvalidGrant`].
+    #[tracing::instrument(skip_all)]
+    pub async fn exchange_api_key(
+        &self,
+        secret: &str,
+        request: TokenRequest,
+    ) -> Result<IssuedToken, Error> {
+        let requested_days = request.duration.map(limits::requested_days).transpose()?;
+        if request.scope.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::invalid("scope must be a non-empty list when given."));
+        }
+        let digest = self
+            .shared
+            .codec
+            .parse(SecretKind::ApiKey, secret)
+            .map_err(|_| Error::InvalidGrant)?;
+        let now = self.now();
+        let key = self
+            .shared
+            .store
+            .api_key_by_digest(&digest)
+            .await?
+            .filter(|key| key.active && !key.is_expired_at(now) && key.accepts(&digest, now))
+            .ok_or(Error::InvalidGrant)?;
+        let owner = self
+            .load_active_user(&key.user_id)
+            .await?
+            .ok_or(Error::InvalidGrant)?;
+        let scopes = match &request.scope {
+            None => key.token_scopes(),
+            Some(requested) => self.narrow(&key, requested, owner.is_admin())?,
+        };
+        let cap = key
+            .token_duration
+            .unwrap_or(self.shared.token_lifetime_days);
+        let days = requested_days.map_or(cap, |requested| requested.min(cap));
+        let mut expires = now + span(days);
+        if let Some(key_expires) = key.expires {
+            expires = expires.min(key_expires);
+        }
+        let (token_secret, token_digest) = self.shared.codec.generate(SecretKind::Token);
+        let token = Token {
+            id: TokenId::generate(),
+            digest: token_digest,
+            user_id: Some(key.user_id.clone()),
+            scopes,
+            created: now,
+            expires,
+            api_key_id: Some(key.id.clone()),
+        };
+        // The store re-checks the key atomically with the insert: a deactivation or
+        // rotation since our read refuses the mint instead of leaving a stray token.
+        if !self.shared.store.mint_token(&token, &digest).await? {
+            return Err(Error::InvalidGrant);
+        }
+        Ok(IssuedToken {
+            secret: token_secret,
+            token,
+        })
+    }
+
+    /// The scopes of a token narrowed from `key`: a scoped key allows any subset of
+    /// its scopes; a full-access key allows any scope its owner could put on a key.
+    fn narrow(
+        &self,
+        key: &ApiKey,
+        requested: &[String],
+        owner_is_admin: bool,
+    ) -> Result<BTreeSet<Scope>, Error> {
+        let allowed = key.token_scopes();
+        let mut granted = BTreeSet::new();
+        let mut rest = Vec::new();
+        for id in requested {
+            match allowed.get(id.as_str()) {
+                Some(scope) => {
+                    granted.insert(scope.clone());
+                }
+                None => rest.push(id.as_str()),
+            }
+        }
+        if rest.is_empty() {
+            return Ok(granted);
+        }
+        if key.scope.is_some() {
+            let mut invalid: Vec<String> = rest.into_iter().map(str::to_owned).collect();
+            invalid.sort();
+            invalid.dedup();
+            return Err(InvalidScopes(invalid).into());
+        }
+        granted.extend(
+            self.shared
+                .registry
+                .check_assignable(rest, owner_is_admin)?,
+        );
+        Ok(granted)
+    }
+}

@@ -1,0 +1,71 @@
+//! Validation of user-supplied names and durations, with the messages callers see.
+
+use crate::Error;
+
+/// The longest any duration may be: ten years, in days. Beyond it, dates overflow
+/// long before anyone needs them.
+pub(super) const MAX_DAYS: f64 = 3650.0;
+const MAX_NAME_CHARS: usize = 255;
+
+/// `value` if it is a finite number of days in (0, [`MAX_DAYS`]].
+pub(super) fn days(value: f64) -> Option<f64> {
+    (value.is_finite() && value > 0.0 && value <= MAX_DAYS).then_some(value)
+}
+
+/// Checks a duration field; the message names the field.
+pub(super) fn duration_field(field: &str, value: f64) -> Result<f64, Error> {
+    days(value).ok_or_else(|| {
+        Error::invalid(format!(
+            "{field} must be a number of days greater than 0 and at most {MAX_DAYS}."
+        ))
+    })
+}
+
+/// A requested token duration: any positive finite number (the key's cap applies after).
+pub(super) fn requested_days(value: f64) -> Result<f64, Error> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::invalid(
+            "duration must be a positive number of days.",
+        ))
+    }
+}
+
+/// A key name: trimmed, 1–255 characters, no control characters.
+pub(super) fn key_name(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::invalid("name must not be empty."));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::invalid("name must be at most 255 characters."));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid("name must not contain control characters."));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_must_be_positive_finite_and_bounded() {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_DAYS + 1.0] {
+            assert!(days(bad).is_none(), "{bad}");
+        }
+        assert_eq!(days(0.5), Some(0.5));
+        assert_eq!(days(MAX_DAYS), Some(MAX_DAYS));
+    }
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(key_name("  ci  ").unwrap(), "ci");
+        assert!(key_name("   ").is_err());
+        assert!(key_name("a\u{0}b").is_err());
+        assert!(key_name(&"x".repeat(256)).is_err());
+        assert!(key_name(&"é".repeat(255)).is_ok());
+    }
+}

@@ -1,0 +1,211 @@
+//! [`ScopeGate`]: the lifecycle of tokens and API keys over a [`TokenStore`].
+
+mod api_keys;
+mod limits;
+mod tokens;
+
+use std::{fmt, sync::Arc};
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+pub use self::{api_keys::TokenRequest, tokens::NewToken};
+use crate::{
+    clock::{Clock, SystemClock},
+    error::ConfigError,
+    secret::SecretCodec,
+    store::TokenStore,
+    user::{DynUserLoader, LoadedUser},
+    Error, ScopeRegistry, UserId, UserLoader,
+};
+
+/// Girder kept tokens for 180 days. Ours default to one day: a token is a
+/// short-lived credential, and API keys mint new ones on demand.
+pub const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
+
+/// Issues, checks and revokes tokens and API keys.
+///
+/// Cheap to clone (one `Arc`); share one per app.
+///
+/// ```
+/// use scopegate::{async_trait, AuthUser, BoxError, CachingStore, NewApiKey, ScopeGate,
+///     ScopeRegistry, SledStore, TokenRequest, UserId, UserLoader};
+///
+/// struct User { admin: bool }
+/// impl AuthUser for User { fn is_admin(&self) -> bool { self.admin } }
+///
+/// struct Users;
+/// #[async_trait]
+/// impl UserLoader for Users {
+///     type User = User;
+///     async fn load_user(&self, id: &UserId) -> Result<Option<User>, BoxError> {
+///         Ok((id.as_str() == "bob").then_some(User { admin: false }))
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let mut scopes = ScopeRegistry::new();
+/// scopes.register("core.data.read", "Read data", "Read your data.")?;
+/// let gate = ScopeGate::builder(CachingStore::new(SledStore::open(dir.path())?), Users)
+///     .registry(scopes)
+///     .build()?;
+///
+/// let bob = UserId::from("bob");
+/// let key = gate.create_api_key(&bob, NewApiKey::new("reports").scope(["core.data.read"])).await?;
+/// let token = gate.exchange_api_key(key.secret.expose(), TokenRequest::default()).await?;
+/// let principal = gate.authenticate(token.secret.expose()).await?;
+/// assert_eq!(principal.user_id(), Some(&bob));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ScopeGate {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn TokenStore>,
+    users: Arc<dyn DynUserLoader>,
+    registry: Arc<ScopeRegistry>,
+    codec: SecretCodec,
+    clock: Arc<dyn Clock>,
+    token_lifetime_days: f64,
+}
+
+impl fmt::Debug for ScopeGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeGate")
+            .field("codec", &self.shared.codec)
+            .field("token_lifetime_days", &self.shared.token_lifetime_days)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScopeGate {
+    /// Starts configuring a gate over `store`, loading users with `users`.
+    pub fn builder(store: impl TokenStore, users: impl UserLoader) -> ScopeGateBuilder {
+        ScopeGateBuilder {
+            store: Arc::new(store),
+            users: Arc::new(users),
+            registry: ScopeRegistry::new(),
+            prefix: None,
+            pepper: None,
+            token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The scopes this gate knows.
+    pub fn registry(&self) -> &ScopeRegistry {
+        &self.shared.registry
+    }
+
+    /// The store behind the gate.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.shared.store
+    }
+
+    /// The default token lifetime in days.
+    pub fn token_lifetime_days(&self) -> f64 {
+        self.shared.token_lifetime_days
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// The active user `id`; `None` for unknown and inactive users alike.
+    pub async fn load_active_user(&self, id: &UserId) -> Result<Option<LoadedUser>, Error> {
+        self.shared
+            .users
+            .load_active(id)
+            .await
+            .map_err(Error::UserLoader)
+    }
+}
+
+/// Configures a [`ScopeGate`]; invalid settings fail at [`ScopeGateBuilder::build`].
+#[must_use]
+pub struct ScopeGateBuilder {
+    store: Arc<dyn TokenStore>,
+    users: Arc<dyn DynUserLoader>,
+    registry: ScopeRegistry,
+    prefix: Option<String>,
+    pepper: Option<Vec<u8>>,
+    token_lifetime_days: f64,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for ScopeGateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeGateBuilder")
+            .field("prefix", &self.prefix)
+            .field("token_lifetime_days", &self.token_lifetime_days)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScopeGateBuilder {
+    /// The scopes the app offers (default: only the built-ins).
+    pub fn registry(mut self, registry: ScopeRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The prefix of every secret (default `sg`): 1–16 lower-case ASCII letters or digits.
+    pub fn token_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// A server-side pepper for digests (HMAC-SHA-256), at least 16 bytes.
+    ///
+    /// # Warning
+    /// Changing or losing the pepper invalidates every stored key and token.
+    pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
+        self.pepper = Some(pepper.into());
+        self
+    }
+
+    /// Lifetime of tokens when nothing shorter is asked for, and the cap of
+    /// exchanges from keys without a `token_duration`. Days, in (0, 3650].
+    pub fn default_token_lifetime_days(mut self, days: f64) -> Self {
+        self.token_lifetime_days = days;
+        self
+    }
+
+    /// Where "now" comes from (default: the system clock). For tests of expiry.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Checks the settings and builds the gate.
+    pub fn build(self) -> Result<ScopeGate, ConfigError> {
+        let mut codec = match &self.prefix {
+            Some(prefix) => SecretCodec::new(prefix)?,
+            None => SecretCodec::default(),
+        };
+        if let Some(pepper) = self.pepper {
+            codec = codec.with_pepper(pepper)?;
+        }
+        if limits::days(self.token_lifetime_days).is_none() {
+            return Err(ConfigError::InvalidLifetime);
+        }
+        Ok(ScopeGate {
+            shared: Arc::new(Shared {
+                store: self.store,
+                users: self.users,
+                registry: Arc::new(self.registry),
+                codec,
+                clock: self.clock,
+                token_lifetime_days: self.token_lifetime_days,
+            }),
+        })
+    }
+}
+
+/// `days` as a time span, to the millisecond.
+fn span(days: f64) -> TimeDelta {
+    TimeDelta::milliseconds((days * 86_400_000.0).round() as i64)
+}

@@ -1,0 +1,218 @@
+//! Token operations: create, authenticate, list, scope, revoke, purge.
+
+use std::collections::BTreeSet;
+
+use super::{limits, span, ScopeGate};
+use crate::{
+    error::InvalidTokenReason,
+    secret::SecretKind,
+    store::{KeyDisposal, Page, Purged},
+    Error, IssuedToken, Principal, Scope, Token, TokenId, UserId,
+};
+
+/// Expiry-index entries one store call handles; the sweeper repeats until done.
+const PURGE_BATCH: usize = 512;
+/// Batches per [`ScopeGate::purge_expired`] call, so one call is bounded.
+const MAX_PURGE_BATCHES: usize = 1000;
+
+/// What to create: [`ScopeGate::create_token`]'s input.
+///
+/// ```
+/// use scopegate::{NewToken, Scope};
+/// let session = NewToken::for_user("alice".into());
+/// let upload = NewToken::anonymous().scopes([Scope::from_static("upload")]).days(0.1);
+/// # let _ = (session, upload);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToken {
+    user: Option<UserId>,
+    scopes: Option<Vec<Scope>>,
+    days: Option<f64>,
+}
+
+impl NewToken {
+    /// A token for `user`; by default a full session (`core.user_auth`).
+    pub fn for_user(user: UserId) -> Self {
+        Self {
+            user: Some(user),
+            scopes: None,
+            days: None,
+        }
+    }
+
+    /// A token without a user; by default scoped `core.anonymous_session`.
+    pub fn anonymous() -> Self {
+        Self {
+            user: None,
+            scopes: None,
+            days: None,
+        }
+    }
+
+    /// The token's scopes instead of the default (duplicates are dropped).
+    #[must_use]
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes = Some(scopes.into_iter().collect());
+        self
+    }
+
+    /// Lifetime in days instead of the gate's default.
+    #[must_use]
+    pub fn days(mut self, days: f64) -> Self {
+        self.days = Some(days);
+        self
+    }
+}
+
+impl ScopeGate {
+    /// Creates a token. A user token needs an active user.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_token(&self, new: NewToken) -> Result<IssuedToken, Error> {
+        let days = match new.days {
+            Some(days) => limits::duration_field("days", days)?,
+            None => self.shared.token_lifetime_days,
+        };
+        let default_scope = match new.user {
+            Some(_) => Scope::USER_AUTH,
+            None => Scope::ANONYMOUS_SESSION,
+        };
+        let scopes: BTreeSet<Scope> = new
+            .scopes
+            .unwrap_or_else(|| vec![default_scope])
+            .into_iter()
+            .collect();
+        if scopes.is_empty() {
+            return Err(Error::invalid("A token needs at least one scope."));
+        }
+        if let Some(user) = &new.user {
+            if self.load_active_user(user).await?.is_none() {
+                return Err(Error::invalid("Unknown or inactive user."));
+            }
+        }
+        let now = self.now();
+        let (secret, digest) = self.shared.codec.generate(SecretKind::Token);
+        let token = Token {
+            id: TokenId::generate(),
+            digest,
+            user_id: new.user,
+            scopes,
+            created: now,
+            expires: now + span(days),
+            api_key_id: None,
+        };
+        self.shared.store.insert_token(&token).await?;
+        Ok(IssuedToken { secret, token })
+    }
+
+    /// Resolves a bearer secret to the live token and its user.
+    ///
+    /// Malformed strings fail before any store access. Unknown, revoked and expired
+    /// tokens, and tokens of unknown or inactive users, fail with
+    /// [`Error::InvalidToken`]; a store or loader failure is an error too, never a pass.
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
+        let refuse = |reason| {
+            tracing::debug!(?reason, "token refused");
+            Error::InvalidToken(reason)
+        };
+        let digest = self
+            .shared
+            .codec
+            .parse(SecretKind::Token, secret)
+            .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
+        let token = self
+            .shared
+            .store
+            .token_by_digest(&digest)
+            .await?
+            .filter(|token| token.digest == digest)
+            .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
+        if token.is_expired_at(self.now()) {
+            return Err(refuse(InvalidTokenReason::Expired));
+        }
+        let user = match &token.user_id {
+            None => None,
+            Some(id) => Some(
+                self.load_active_user(id)
+                    .await?
+                    .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?,
+            ),
+        };
+        Ok(Principal::new(token, user))
+    }
+
+    /// The live token with `id`; `None` if unknown or expired.
+    pub async fn token(&self, id: &TokenId) -> Result<Option<Token>, Error> {
+        let now = self.now();
+        let token = self.shared.store.token_by_id(id).await?;
+        Ok(token.filter(|t| !t.is_expired_at(now)))
+    }
+
+    /// A user's live tokens, oldest first. Expired tokens awaiting the sweeper are
+    /// left out, so a page may hold fewer than `page.limit`.
+    pub async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, Error> {
+        let now = self.now();
+        let mut tokens = self.shared.store.tokens_of_user(user, page).await?;
+        tokens.retain(|t| !t.is_expired_at(now));
+        Ok(tokens)
+    }
+
+    /// Adds scopes to a live token, durably (Girder's `addScope`).
+    pub async fn add_token_scopes(&self, id: &TokenId, scopes: &[Scope]) -> Result<Token, Error> {
+        if self.token(id).await?.is_none() {
+            return Err(Error::NotFound("Token"));
+        }
+        self.shared
+            .store
+            .add_token_scopes(id, scopes)
+            .await?
+            .ok_or(Error::NotFound("Token"))
+    }
+
+    /// Revokes a token at once; returns it.
+    pub async fn revoke_token(&self, id: &TokenId) -> Result<Token, Error> {
+        self.shared
+            .store
+            .delete_token(id)
+            .await?
+            .ok_or(Error::NotFound("Token"))
+    }
+
+    /// Revokes everything of a disabled user in one call: deletes their tokens and
+    /// deactivates their keys (an admin may reactivate them later).
+    pub async fn revoke_user(&self, user: &UserId) -> Result<usize, Error> {
+        let revoked = self
+            .shared
+            .store
+            .revoke_user(user, KeyDisposal::Deactivate)
+            .await?;
+        Ok(revoked.len())
+    }
+
+    /// Deletes everything of a deleted user in one call: their tokens and keys.
+    pub async fn delete_user_credentials(&self, user: &UserId) -> Result<usize, Error> {
+        let revoked = self
+            .shared
+            .store
+            .revoke_user(user, KeyDisposal::Delete)
+            .await?;
+        Ok(revoked.len())
+    }
+
+    /// Purges what has expired by now, in bounded batches through the expiry index.
+    /// The [`Sweeper`](crate::Sweeper) calls this periodically.
+    pub async fn purge_expired(&self) -> Result<Purged, Error> {
+        let now = self.now();
+        let mut total = Purged::default();
+        for _ in 0..MAX_PURGE_BATCHES {
+            let batch = self.shared.store.purge_expired(now, PURGE_BATCH).await?;
+            total.tokens.extend(batch.tokens);
+            total.api_keys += batch.api_keys;
+            total.examined += batch.examined;
+            if batch.examined < PURGE_BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,53 @@
+//! Token and API-key authentication for Tower and Axum services.
+//!
+//! scopegate issues short-lived bearer **tokens** and long-lived, named, scoped
+//! **API keys**, stores them in **sled** behind a **moka** cache, and checks
+//! **scopes** from a registry the app declares. It follows the model of the Girder
+//! data platform (key → token exchange with a capped duration, admin-only scopes,
+//! revocation by deactivation) and fixes what Girder got wrong:
+//!
+//! - secrets are `{prefix}_{kind}_{body}{check}` strings of ≥ 256 CSPRNG bits, checked
+//!   by CRC32 before any store access, stored only as SHA-256 digests (optionally
+//!   peppered), compared in constant time, and printed as `[redacted]`;
+//! - expiry is enforced on every read, not only by a cleanup job;
+//! - revocation is immediate, even for cached tokens, and durable before it returns.
+//!
+//! Start with [`ScopeGate`]: build one over a [`TokenStore`] (usually
+//! [`CachingStore`] around [`SledStore`]) and the app's [`UserLoader`].
+
+#![forbid(unsafe_code)]
+
+mod api_key;
+mod clock;
+mod error;
+mod gate;
+mod ids;
+mod principal;
+mod scope;
+mod secret;
+pub mod store;
+mod sweeper;
+mod token;
+mod user;
+
+pub use async_trait::async_trait;
+
+pub use crate::{
+    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey, RetiredSecret},
+    clock::{Clock, ManualClock, SystemClock},
+    error::{ConfigError, Error, InvalidTokenReason},
+    gate::{NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS},
+    ids::{ApiKeyId, TokenId, UserId},
+    principal::Principal,
+    scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
+    secret::{Digest, MalformedSecret, Secret, SecretCodec, SecretKind},
+    store::{CacheConfig, CachingStore, Page, SledStore, StoreError, StoreErrorKind, TokenStore},
+    sweeper::Sweeper,
+    token::{has_scope, InsufficientScope, IssuedToken, Token},
+    user::{AuthUser, BoxError, LoadedUser, UserLoader},
+};
+
+/// Compiles the README's example as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

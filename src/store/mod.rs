@@ -1,0 +1,149 @@
+//! Persistence: the [`TokenStore`] trait, its sled backend, and the moka cache in front.
+//!
+//! The trait is shaped for networked backends too (Redis, PostgreSQL): every method
+//! is one atomic operation, and each write returns the digests it removed so a
+//! cache in front can drop them.
+
+mod caching;
+mod error;
+mod sled;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use self::{
+    caching::{CacheConfig, CachingStore},
+    error::{StoreError, StoreErrorKind},
+    sled::SledStore,
+};
+use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+
+/// The most records one listing returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// A window into a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// How many records at most (clamped to 1..=[`MAX_PAGE`]).
+    pub limit: usize,
+    /// How many to skip.
+    pub offset: usize,
+}
+
+impl Page {
+    /// `limit` records after skipping `offset`.
+    pub fn new(limit: usize, offset: usize) -> Self {
+        Self {
+            limit: limit.clamp(1, MAX_PAGE),
+            offset,
+        }
+    }
+}
+
+impl Default for Page {
+    /// The first 50.
+    fn default() -> Self {
+        Self::new(50, 0)
+    }
+}
+
+/// What a key's owner does with their keys when all their credentials are revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDisposal {
+    /// Keep the keys, inactive (a disabled user may come back).
+    Deactivate,
+    /// Delete the keys (a deleted user will not).
+    Delete,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Digests of the tokens removed (expired ones, and those of expired keys).
+    pub tokens: Vec<Digest>,
+    /// Expired keys removed.
+    pub api_keys: usize,
+    /// Expiry-index entries handled: purging stops after `limit` of them.
+    pub examined: usize,
+}
+
+/// Durable storage of tokens and API keys.
+///
+/// Contract for implementors (the conformance suite in `tests/` checks it):
+/// - every write is durable before it returns, and a record changes together with
+///   its indexes or not at all;
+/// - reads return records as stored, expired or not: the gate judges expiry;
+/// - a write that removes tokens returns their digests.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Stores a token not minted from a key. A second token with the same id or
+    /// digest is a [`StoreErrorKind::Conflict`].
+    async fn insert_token(&self, token: &Token) -> Result<(), StoreError>;
+
+    /// Stores a token minted from `token.api_key_id`, atomically with the checks
+    /// that make it legitimate: the key exists, is active, has not expired at
+    /// `token.created`, and accepts `key_digest`. Stamps the key's `last_use`.
+    /// Returns `false`, storing nothing, if a check fails, so a concurrent
+    /// deactivation, deletion or rotation can never leave a stray token behind.
+    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError>;
+
+    /// The token whose secret has `digest`.
+    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError>;
+
+    /// The token with `id`.
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
+
+    /// A user's tokens, oldest first.
+    async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError>;
+
+    /// Adds `scopes` to a token; returns the updated token, or `None` if there is none.
+    async fn add_token_scopes(
+        &self,
+        id: &TokenId,
+        scopes: &[Scope],
+    ) -> Result<Option<Token>, StoreError>;
+
+    /// Deletes a token; returns it, or `None` if there was none.
+    async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
+
+    /// Stores a new key. A second key with the same id or digest is a conflict.
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+
+    /// The key with `id`.
+    async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
+
+    /// The key whose current or retired secret has `digest`.
+    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError>;
+
+    /// A user's keys, oldest first.
+    async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Applies `change` to a key and, when [`KeyChange::apply`] says so, deletes the
+    /// key's tokens, all in one atomic step. Returns the updated key and the removed
+    /// tokens' digests, or `None` if there is no such key.
+    async fn modify_api_key(
+        &self,
+        id: &ApiKeyId,
+        change: &KeyChange,
+    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError>;
+
+    /// Deletes a key and its tokens atomically; returns the key and the tokens'
+    /// digests, or `None` if there was no such key.
+    async fn delete_api_key(
+        &self,
+        id: &ApiKeyId,
+    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError>;
+
+    /// Deletes all of a user's tokens and deactivates or deletes their keys, atomically.
+    /// Returns the removed tokens' digests.
+    async fn revoke_user(
+        &self,
+        user: &UserId,
+        keys: KeyDisposal,
+    ) -> Result<Vec<Digest>, StoreError>;
+
+    /// Removes what expired at or before `now`: tokens, keys (with their tokens), and
+    /// rotated-out secrets past their grace. Handles at most `limit` expiry entries;
+    /// the work grows with what expired, not with what is stored.
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError>;
+}

@@ -1,0 +1,150 @@
+//! Key layout of the one sled tree that holds everything.
+//!
+//! The first byte names the record family. Ids of variable length are
+//! length-prefixed wherever something follows them, so a prefix scan for user
+//! `ab` never matches user `abc`. Times are big-endian with the sign bit flipped,
+//! so byte order is time order.
+
+use chrono::{DateTime, Utc};
+
+use crate::{secret::Digest, ApiKeyId, TokenId, UserId};
+
+/// `t` + digest → token JSON (the auth path is one read).
+const TOKEN: u8 = b't';
+/// `i` + token id → digest.
+const TOKEN_ID: u8 = b'i';
+/// `u` + user + created + token id → digest.
+const TOKEN_BY_USER: u8 = b'u';
+/// `g` + key id + token id → digest.
+const TOKEN_BY_KEY: u8 = b'g';
+/// `k` + key id → API key JSON.
+const KEY: u8 = b'k';
+/// `d` + digest → key id (current and retired secrets).
+const KEY_DIGEST: u8 = b'd';
+/// `o` + user + created + key id → key id.
+const KEY_BY_USER: u8 = b'o';
+/// `x` + time + kind + id → token digest, or empty for keys.
+const EXPIRY: u8 = b'x';
+
+/// What an expiry-index entry is about.
+pub(super) const EXPIRES_TOKEN: u8 = b't';
+pub(super) const EXPIRES_KEY: u8 = b'k';
+pub(super) const EXPIRES_RETIRED_SECRET: u8 = b'r';
+
+fn key(family: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+    out.push(family);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn sized(bytes: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+pub(super) fn time(t: DateTime<Utc>) -> [u8; 8] {
+    ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub(super) fn token(digest: &Digest) -> Vec<u8> {
+    key(TOKEN, &[digest.as_bytes()])
+}
+
+pub(super) fn token_id(id: &TokenId) -> Vec<u8> {
+    key(TOKEN_ID, &[id.as_str().as_bytes()])
+}
+
+pub(super) fn tokens_of_user(user: &UserId) -> Vec<u8> {
+    key(TOKEN_BY_USER, &[&sized(user.as_str().as_bytes())])
+}
+
+pub(super) fn token_by_user(user: &UserId, created: DateTime<Utc>, id: &TokenId) -> Vec<u8> {
+    let mut k = tokens_of_user(user);
+    k.extend_from_slice(&time(created));
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+pub(super) fn tokens_of_key(key_id: &ApiKeyId) -> Vec<u8> {
+    key(TOKEN_BY_KEY, &[&sized(key_id.as_str().as_bytes())])
+}
+
+pub(super) fn token_by_key(key_id: &ApiKeyId, id: &TokenId) -> Vec<u8> {
+    let mut k = tokens_of_key(key_id);
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+pub(super) fn api_key(id: &ApiKeyId) -> Vec<u8> {
+    key(KEY, &[id.as_str().as_bytes()])
+}
+
+pub(super) fn key_digest(digest: &Digest) -> Vec<u8> {
+    key(KEY_DIGEST, &[digest.as_bytes()])
+}
+
+pub(super) fn keys_of_user(user: &UserId) -> Vec<u8> {
+    key(KEY_BY_USER, &[&sized(user.as_str().as_bytes())])
+}
+
+pub(super) fn key_by_user(user: &UserId, created: DateTime<Utc>, id: &ApiKeyId) -> Vec<u8> {
+    let mut k = keys_of_user(user);
+    k.extend_from_slice(&time(created));
+    k.extend_from_slice(id.as_str().as_bytes());
+    k
+}
+
+pub(super) fn expiry(at: DateTime<Utc>, what: u8, id: &str) -> Vec<u8> {
+    key(EXPIRY, &[&time(at), &[what], id.as_bytes()])
+}
+
+/// The expiry-index range of everything due at or before `now`.
+pub(super) fn expired_until(now: DateTime<Utc>) -> std::ops::Range<Vec<u8>> {
+    let end = ((now.timestamp_millis() as u64 ^ (1 << 63)) + 1).to_be_bytes();
+    vec![EXPIRY]..key(EXPIRY, &[&end])
+}
+
+/// Splits an expiry-index key into its kind and id.
+pub(super) fn parse_expiry(k: &[u8]) -> Option<(u8, &str)> {
+    let rest = k.strip_prefix(&[EXPIRY])?.get(8..)?;
+    let (&what, id) = rest.split_first()?;
+    Some((what, std::str::from_utf8(id).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    #[test]
+    fn time_keys_sort_like_times_across_the_epoch() {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let before = epoch - TimeDelta::days(1);
+        let after = epoch + TimeDelta::days(1);
+        assert!(time(before) < time(epoch));
+        assert!(time(epoch) < time(after));
+    }
+
+    #[test]
+    fn user_prefix_does_not_match_a_longer_user() {
+        let ab = tokens_of_user(&UserId::from("ab"));
+        let abc = token_by_user(&UserId::from("abc"), Utc::now(), &TokenId::from("x"));
+        assert!(!abc.starts_with(&ab));
+    }
+
+    #[test]
+    fn expiry_range_includes_now_and_excludes_later() {
+        let now = Utc::now();
+        let range = expired_until(now);
+        let due = expiry(now, EXPIRES_TOKEN, "a");
+        let later = expiry(now + TimeDelta::milliseconds(1), EXPIRES_TOKEN, "a");
+        assert!(range.contains(&due));
+        assert!(!range.contains(&later));
+        assert_eq!(parse_expiry(&due), Some((EXPIRES_TOKEN, "a")));
+    }
+}

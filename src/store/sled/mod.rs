@@ -1,0 +1,162 @@
+//! [`SledStore`]: the embedded default backend.
+
+mod layout;
+mod records;
+
+use std::{fmt, path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use self::records::Inner;
+use super::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind, TokenStore};
+use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+
+/// Name of the sled tree scopegate keeps its records in.
+const TREE: &str = "scopegate";
+
+/// Tokens and API keys in an embedded sled database.
+///
+/// All records live in one tree, so a record and its indexes change in one atomic
+/// batch; every write is flushed to disk before it returns. sled calls run on
+/// tokio's blocking pool, off the async worker threads.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), scopegate::StoreError> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = scopegate::SledStore::open(dir.path())?;
+/// # let _ = store; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let db = sled::open(path).map_err(backend)?;
+        Self::from_db(&db)
+    }
+
+    /// Uses a tree of an existing database, so an app can keep its own data beside ours.
+    pub fn from_db(db: &sled::Db) -> Result<Self, StoreError> {
+        let tree = db.open_tree(TREE).map_err(backend)?;
+        Ok(Self {
+            inner: Arc::new(Inner::new(tree)),
+        })
+    }
+
+    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || op(&inner))
+            .await
+            .map_err(backend)?
+    }
+}
+
+pub(super) fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::new(StoreErrorKind::Backend, err)
+}
+
+#[async_trait]
+impl TokenStore for SledStore {
+    async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.run(move |db| db.insert_token(&token)).await
+    }
+
+    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+        let (token, key_digest) = (token.clone(), *key_digest);
+        self.run(move |db| db.mint_token(&token, &key_digest)).await
+    }
+
+    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+        let digest = *digest;
+        self.run(move |db| db.token(&digest)).await
+    }
+
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.token_by_id(&id)).await
+    }
+
+    async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
+        let user = user.clone();
+        self.run(move |db| db.tokens_of_user(&user, page)).await
+    }
+
+    async fn add_token_scopes(
+        &self,
+        id: &TokenId,
+        scopes: &[Scope],
+    ) -> Result<Option<Token>, StoreError> {
+        let (id, scopes) = (id.clone(), scopes.to_vec());
+        self.run(move |db| db.add_token_scopes(&id, &scopes)).await
+    }
+
+    async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.delete_token(&id)).await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.run(move |db| db.insert_api_key(&key)).await
+    }
+
+    async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.api_key(&id)).await
+    }
+
+    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+        let digest = *digest;
+        self.run(move |db| db.api_key_by_digest(&digest)).await
+    }
+
+    async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
+        let user = user.clone();
+        self.run(move |db| db.api_keys_of_user(&user, page)).await
+    }
+
+    async fn modify_api_key(
+        &self,
+        id: &ApiKeyId,
+        change: &KeyChange,
+    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+        let (id, change) = (id.clone(), change.clone());
+        self.run(move |db| db.modify_api_key(&id, &change)).await
+    }
+
+    async fn delete_api_key(
+        &self,
+        id: &ApiKeyId,
+    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.delete_api_key(&id)).await
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &UserId,
+        keys: KeyDisposal,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let user = user.clone();
+        self.run(move |db| db.revoke_user(&user, keys)).await
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
+        self.run(move |db| db.purge_expired(now, limit)).await
+    }
+}

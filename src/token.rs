@@ -1,0 +1,178 @@
+//! Tokens: short-lived bearer credentials and their scope checks.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{secret::Digest, ApiKeyId, Scope, Secret, TokenId, UserId};
+
+/// A stored token. The secret itself is never kept: only its [`Digest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    /// Public id, to list and revoke the token.
+    pub id: TokenId,
+    /// Digest of the secret.
+    pub digest: Digest,
+    /// The owner; `None` for an anonymous token.
+    pub user_id: Option<UserId>,
+    /// What the token may do.
+    pub scopes: BTreeSet<Scope>,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// When it stops working.
+    pub expires: DateTime<Utc>,
+    /// The API key it was minted from, if any.
+    pub api_key_id: Option<ApiKeyId>,
+}
+
+impl Token {
+    /// Whether the token has expired at `now`.
+    pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires <= now
+    }
+
+    /// Whether the token carries every scope in `required` (Girder's `hasScope`,
+    /// strict: `core.user_auth` does not stand in for other scopes here).
+    pub fn has_scope<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
+        required.into_iter().all(|s| self.scopes.contains(s))
+    }
+
+    /// Like [`Token::has_scope`], but the error names the missing scopes.
+    pub fn require_scope<'a>(
+        &self,
+        required: impl IntoIterator<Item = &'a Scope>,
+    ) -> Result<(), InsufficientScope> {
+        let required: Vec<Scope> = required.into_iter().cloned().collect();
+        let missing: Vec<Scope> = required
+            .iter()
+            .filter(|s| !self.scopes.contains(*s))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(InsufficientScope { required, missing })
+        }
+    }
+
+    /// A user's full session: a user token carrying `core.user_auth`.
+    pub fn is_full_session(&self) -> bool {
+        self.user_id.is_some() && self.scopes.contains(&Scope::USER_AUTH)
+    }
+
+    /// Whether a non-strict scope guard lets the token through: a full session
+    /// passes every guard; any other token needs all of `required`.
+    pub fn allows<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
+        self.is_full_session() || self.has_scope(required)
+    }
+
+    /// Adds `scope` to this copy of the token. To persist it, use
+    /// [`ScopeGate::add_token_scopes`](crate::ScopeGate::add_token_scopes).
+    pub fn add_scope(&mut self, scope: Scope) {
+        self.scopes.insert(scope);
+    }
+}
+
+/// Girder's `hasScope(token, scope)`: no token has no scope; no requirement is always met.
+///
+/// ```
+/// use scopegate::{has_scope, Scope};
+/// assert!(!has_scope(None, Some(&[Scope::USER_AUTH])));
+/// ```
+pub fn has_scope(token: Option<&Token>, required: Option<&[Scope]>) -> bool {
+    match (token, required) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(token), Some(required)) => token.has_scope(required),
+    }
+}
+
+/// A token lacks scopes a caller required.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid token scope. Required: {}. Missing: {}.", join(.required), join(.missing))]
+pub struct InsufficientScope {
+    /// Everything that was required.
+    pub required: Vec<Scope>,
+    /// What the token lacks of it.
+    pub missing: Vec<Scope>,
+}
+
+fn join(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(Scope::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A token just created: the secret, shown this once, and the stored record.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The bearer secret. Hand it to the client; it cannot be recovered later.
+    pub secret: Secret,
+    /// The record as stored.
+    pub token: Token,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    const DATA_READ: Scope = Scope::from_static("core.data.read");
+    const DATA_WRITE: Scope = Scope::from_static("core.data.write");
+
+    fn token(user: Option<&str>, scopes: &[Scope]) -> Token {
+        let now = Utc::now();
+        Token {
+            id: TokenId::generate(),
+            digest: Digest::from_bytes([0; 32]),
+            user_id: user.map(UserId::from),
+            scopes: scopes.iter().cloned().collect(),
+            created: now,
+            expires: now + TimeDelta::days(1),
+            api_key_id: None,
+        }
+    }
+
+    #[test]
+    fn has_scope_of_no_token_is_false_and_of_no_requirement_true() {
+        let t = token(Some("u"), &[DATA_READ]);
+        assert!(!has_scope(None, Some(&[DATA_READ])));
+        assert!(!has_scope(None, None));
+        assert!(has_scope(Some(&t), None));
+        assert!(has_scope(Some(&t), Some(&[DATA_READ])));
+        assert!(!has_scope(Some(&t), Some(&[DATA_READ, DATA_WRITE])));
+    }
+
+    #[test]
+    fn has_scope_is_strict_about_user_auth() {
+        let t = token(Some("u"), &[Scope::USER_AUTH]);
+        assert!(!t.has_scope(&[DATA_READ]));
+        assert!(t.allows(&[DATA_READ]));
+    }
+
+    #[test]
+    fn anonymous_token_with_user_auth_is_not_a_full_session() {
+        let t = token(None, &[Scope::USER_AUTH]);
+        assert!(!t.is_full_session());
+        assert!(!t.allows(&[DATA_READ]));
+    }
+
+    #[test]
+    fn require_scope_names_the_missing_scopes() {
+        let t = token(Some("u"), &[DATA_READ]);
+        let err = t.require_scope(&[DATA_READ, DATA_WRITE]).unwrap_err();
+        assert_eq!(err.missing, vec![DATA_WRITE]);
+        assert!(err.to_string().contains("Missing: core.data.write."));
+    }
+
+    #[test]
+    fn add_scope_does_not_duplicate() {
+        let mut t = token(None, &[Scope::ANONYMOUS_SESSION]);
+        t.add_scope(DATA_READ);
+        t.add_scope(DATA_READ);
+        assert_eq!(t.scopes.len(), 2);
+    }
+}

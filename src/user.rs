@@ -1,0 +1,109 @@
+//! The app's users, as scopegate sees them.
+
+use std::{any::Any, fmt, sync::Arc};
+
+use async_trait::async_trait;
+
+use crate::UserId;
+
+/// A boxed error from the app's code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What scopegate needs to know about one of the app's users.
+pub trait AuthUser: Send + Sync + 'static {
+    /// Admins may use admin-only scopes and manage other users' keys.
+    fn is_admin(&self) -> bool;
+
+    /// Inactive users' keys and tokens fail like unknown ones.
+    fn is_active(&self) -> bool {
+        true
+    }
+}
+
+/// Loads the app's users by id. The app implements it over its own user table.
+///
+/// ```
+/// use scopegate::{async_trait, AuthUser, BoxError, UserId, UserLoader};
+///
+/// #[derive(Clone)]
+/// struct User { name: String, admin: bool }
+/// impl AuthUser for User {
+///     fn is_admin(&self) -> bool { self.admin }
+/// }
+///
+/// struct Users;
+/// #[async_trait]
+/// impl UserLoader for Users {
+///     type User = User;
+///     async fn load_user(&self, id: &UserId) -> Result<Option<User>, BoxError> {
+///         Ok((id.as_str() == "alice").then(|| User { name: "alice".into(), admin: true }))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait UserLoader: Send + Sync + 'static {
+    /// The app's user type.
+    type User: AuthUser;
+
+    /// The user with `id`, or `None` if there is none. An error fails closed: the
+    /// request is answered "temporarily unavailable", never let through.
+    async fn load_user(&self, id: &UserId) -> Result<Option<Self::User>, BoxError>;
+}
+
+/// A user loaded for a request: id and admin flag, plus the app's own user value.
+#[derive(Clone)]
+pub struct LoadedUser {
+    id: UserId,
+    admin: bool,
+    value: Arc<dyn Any + Send + Sync>,
+}
+
+impl LoadedUser {
+    /// The user's id.
+    pub fn id(&self) -> &UserId {
+        &self.id
+    }
+
+    /// Whether the user is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// The app's user value, if `U` is the loader's user type.
+    pub fn get<U: 'static>(&self) -> Option<&U> {
+        self.value.downcast_ref()
+    }
+}
+
+impl fmt::Debug for LoadedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedUser")
+            .field("id", &self.id)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`UserLoader`] without its associated type, so the gate needs no type parameter.
+#[async_trait]
+pub(crate) trait DynUserLoader: Send + Sync + 'static {
+    /// The active user with `id`; `None` for unknown and inactive users alike.
+    async fn load_active(&self, id: &UserId) -> Result<Option<LoadedUser>, BoxError>;
+}
+
+#[async_trait]
+impl<L: UserLoader> DynUserLoader for L {
+    async fn load_active(&self, id: &UserId) -> Result<Option<LoadedUser>, BoxError> {
+        let Some(user) = self.load_user(id).await? else {
+            return Ok(None);
+        };
+        if !user.is_active() {
+            return Ok(None);
+        }
+        Ok(Some(LoadedUser {
+            id: id.clone(),
+            admin: user.is_admin(),
+            value: Arc::new(user),
+        }))
+    }
+}

@@ -1,0 +1,144 @@
+//! The conformance suite on the moka-cached sled store, plus the cache's own guarantees.
+
+mod common;
+
+conformance_tests!(|path| scopegate::CachingStore::new(scopegate::SledStore::open(path).unwrap()));
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use common::{girder_scopes, Counting, Users};
+use scopegate::{
+    CacheConfig, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SecretCodec, SecretKind,
+    SledStore, Token, TokenId, TokenRequest, TokenStore,
+};
+
+/// A gate over a cache over a counting sled store: counts are store reads the cache let through.
+fn cached_gate(
+    config: CacheConfig,
+) -> (
+    ScopeGate,
+    common::counting::Counts,
+    Users,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = Counting::new(SledStore::open(dir.path()).unwrap());
+    let counts = sled.counts();
+    let users = Users::default();
+    let gate = ScopeGate::builder(CachingStore::with_config(sled, config), users.clone())
+        .registry(girder_scopes())
+        .build()
+        .unwrap();
+    (gate, counts, users, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_for_one_token_share_one_store_read() {
+    let (gate, counts, users, _dir) = cached_gate(CacheConfig::default());
+    let bob = users.add("bob", false);
+    let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    let before = counts.digest_reads();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (gate, secret) = (gate.clone(), token.secret.clone());
+        tasks.spawn(async move { gate.authenticate(secret.expose()).await.map(|_| ()) });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(counts.digest_reads() - before, 1);
+}
+
+#[tokio::test]
+async fn unknown_tokens_are_negatively_cached_for_a_short_time() {
+    let config = CacheConfig::default().with_negative_ttl(Duration::from_millis(300));
+    let (gate, counts, _users, _dir) = cached_gate(config);
+    let (stranger, _) = SecretCodec::default().generate(SecretKind::Token);
+    for _ in 0..5 {
+        assert!(matches!(
+            gate.authenticate(stranger.expose()).await,
+            Err(Error::InvalidToken(_))
+        ));
+    }
+    assert_eq!(counts.digest_reads(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(gate.authenticate(stranger.expose()).await.is_err());
+    assert_eq!(counts.digest_reads(), 2, "the negative entry must expire");
+}
+
+#[tokio::test]
+async fn cached_token_does_not_outlive_its_own_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = Counting::new(SledStore::open(dir.path()).unwrap());
+    let counts = sled.counts();
+    let store = CachingStore::new(sled);
+    let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
+    let now = Utc::now();
+    let token = Token {
+        id: TokenId::from("short-lived"),
+        digest,
+        user_id: None,
+        scopes: [scopegate::Scope::ANONYMOUS_SESSION].into(),
+        created: now,
+        expires: now + chrono::TimeDelta::milliseconds(800),
+        api_key_id: None,
+    };
+    store.insert_token(&token).await.unwrap();
+    assert!(store.token_by_digest(&digest).await.unwrap().is_some());
+    assert!(store.token_by_digest(&digest).await.unwrap().is_some());
+    assert_eq!(counts.digest_reads(), 1, "second read is a cache hit");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    store.token_by_digest(&digest).await.unwrap();
+    assert_eq!(
+        counts.digest_reads(),
+        2,
+        "the entry must leave the cache at the token's expiry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_tokens_are_never_served_from_the_cache_under_concurrent_reads() {
+    let (gate, _counts, users, _dir) = cached_gate(CacheConfig::default());
+    let bob = users.add("bob", false);
+    for round in 0..20 {
+        let key = gate
+            .create_api_key(&bob, NewApiKey::new(format!("k{round}")))
+            .await
+            .unwrap();
+        let token = gate
+            .exchange_api_key(key.secret.expose(), TokenRequest::default())
+            .await
+            .unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (gate, secret, stop) = (gate.clone(), token.secret.clone(), stop.clone());
+            readers.spawn(async move {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) && reads < 10_000 {
+                    let _ = gate.authenticate(secret.expose()).await;
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        if round % 2 == 0 {
+            gate.revoke_token(&token.token.id).await.unwrap();
+        } else {
+            gate.delete_api_key(&key.key.id).await.unwrap();
+        }
+        // From here on, no read may succeed, whatever the readers put in the cache.
+        for _ in 0..50 {
+            assert!(matches!(
+                gate.authenticate(token.secret.expose()).await,
+                Err(Error::InvalidToken(_))
+            ));
+            tokio::task::yield_now().await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        while readers.join_next().await.is_some() {}
+        assert!(gate.authenticate(token.secret.expose()).await.is_err());
+    }
+}

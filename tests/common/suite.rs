@@ -1,0 +1,1002 @@
+//! The conformance suite: every lifecycle rule, run against each store backend.
+//!
+//! `conformance_tests!(open)` expands to one test per rule, each on a fresh
+//! temporary database opened with `open: fn(&Path) -> impl TokenStore`.
+
+/// Expands to the conformance tests for the store that `$open` opens.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($open:expr) => {
+        mod conformance {
+            use std::time::Duration;
+
+            use chrono::TimeDelta;
+            use scopegate::{
+                ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, Page, Scope,
+                SecretCodec, SecretKind, TokenRequest,
+            };
+
+            use crate::common::Fixture;
+
+            const DATA_READ: Scope = Scope::from_static("core.data.read");
+            const DATA_WRITE: Scope = Scope::from_static("core.data.write");
+            const SETTING_READ: Scope = Scope::from_static("core.setting.read");
+
+            fn fixture() -> Fixture<impl scopegate::TokenStore> {
+                Fixture::new($open)
+            }
+
+            fn days(token: &scopegate::Token) -> TimeDelta {
+                token.expires - token.created
+            }
+
+            fn request(duration: Option<f64>, scope: Option<&[&str]>) -> TokenRequest {
+                TokenRequest {
+                    duration,
+                    scope: scope.map(|s| s.iter().map(|s| s.to_string()).collect()),
+                }
+            }
+
+            fn assert_invalid_token(
+                result: Result<scopegate::Principal, Error>,
+                why: InvalidTokenReason,
+            ) {
+                match result {
+                    Err(Error::InvalidToken(reason)) => assert_eq!(reason, why),
+                    other => panic!("expected invalid_token ({why:?}), got {other:?}"),
+                }
+            }
+
+            // ---- Girder behaviours ----
+
+            #[tokio::test]
+            async fn two_exchanges_of_one_key_give_two_distinct_working_tokens() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let a = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let b = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                assert_ne!(a.secret, b.secret);
+                assert_ne!(a.token.id, b.token.id);
+                for t in [&a, &b] {
+                    let p = f.gate.authenticate(t.secret.expose()).await.unwrap();
+                    assert_eq!(p.user_id(), Some(&bob));
+                    assert_eq!(p.api_key_id(), Some(&key.key.id));
+                }
+            }
+
+            #[tokio::test]
+            async fn requested_duration_is_capped_by_the_keys_token_duration() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k").token_duration(2.0)).await;
+                let secret = key.secret.expose();
+                let above = f
+                    .gate
+                    .exchange_api_key(secret, request(Some(3.0), None))
+                    .await
+                    .unwrap();
+                assert_eq!(days(&above.token), TimeDelta::days(2));
+                let below = f
+                    .gate
+                    .exchange_api_key(secret, request(Some(0.5), None))
+                    .await
+                    .unwrap();
+                assert_eq!(days(&below.token), TimeDelta::hours(12));
+                let huge = f
+                    .gate
+                    .exchange_api_key(secret, request(Some(1e300), None))
+                    .await
+                    .unwrap();
+                assert_eq!(days(&huge.token), TimeDelta::days(2));
+                let unasked = f
+                    .gate
+                    .exchange_api_key(secret, request(None, None))
+                    .await
+                    .unwrap();
+                assert_eq!(days(&unasked.token), TimeDelta::days(2));
+            }
+
+            #[tokio::test]
+            async fn key_without_token_duration_is_capped_at_the_default_lifetime() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(Some(365.0), None))
+                    .await
+                    .unwrap();
+                let default =
+                    TimeDelta::milliseconds((f.gate.token_lifetime_days() * 86_400_000.0) as i64);
+                assert_eq!(days(&t.token), default);
+            }
+
+            #[tokio::test]
+            async fn bad_requested_durations_are_invalid_requests() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                    let err = f
+                        .gate
+                        .exchange_api_key(key.secret.expose(), request(Some(bad), None))
+                        .await
+                        .unwrap_err();
+                    assert!(matches!(err, Error::InvalidRequest(_)), "{bad}: {err:?}");
+                }
+            }
+
+            #[tokio::test]
+            async fn key_without_scope_mints_full_session_tokens() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                assert_eq!(key.key.scope, None);
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    t.token.scopes.iter().collect::<Vec<_>>(),
+                    [&Scope::USER_AUTH]
+                );
+                assert!(f
+                    .gate
+                    .authenticate(t.secret.expose())
+                    .await
+                    .unwrap()
+                    .is_full_session());
+            }
+
+            #[tokio::test]
+            async fn deactivated_key_fails_exchange_and_its_tokens_are_gone() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                let update = ApiKeyUpdate {
+                    active: Some(false),
+                    ..Default::default()
+                };
+                let updated = f.gate.update_api_key(&key.key.id, update).await.unwrap();
+                assert!(!updated.active);
+                let err = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, Error::InvalidGrant));
+                assert_eq!(err.to_string(), "Invalid API key.");
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+                assert!(f.gate.token(&t.token.id).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn reactivated_key_mints_again_with_its_duration_and_scopes() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k")
+                            .scope(["core.data.read"])
+                            .token_duration(3.0),
+                    )
+                    .await;
+                let off = ApiKeyUpdate {
+                    active: Some(false),
+                    ..Default::default()
+                };
+                f.gate.update_api_key(&key.key.id, off).await.unwrap();
+                let on = ApiKeyUpdate {
+                    active: Some(true),
+                    ..Default::default()
+                };
+                f.gate.update_api_key(&key.key.id, on).await.unwrap();
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(Some(10.0), None))
+                    .await
+                    .unwrap();
+                assert_eq!(days(&t.token), TimeDelta::days(3));
+                assert_eq!(t.token.scopes.iter().collect::<Vec<_>>(), [&DATA_READ]);
+            }
+
+            #[tokio::test]
+            async fn deleting_a_key_deletes_its_tokens() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                f.gate.delete_api_key(&key.key.id).await.unwrap();
+                assert!(f.gate.api_key(&key.key.id).await.unwrap().is_none());
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+                assert!(f
+                    .gate
+                    .tokens_of_user(&bob, Page::default())
+                    .await
+                    .unwrap()
+                    .is_empty());
+                assert!(matches!(
+                    f.gate.delete_api_key(&key.key.id).await,
+                    Err(Error::NotFound(_))
+                ));
+            }
+
+            #[tokio::test]
+            async fn non_admin_cannot_put_an_admin_only_scope_on_a_key() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let err = f
+                    .gate
+                    .create_api_key(&bob, NewApiKey::new("k").scope(["core.setting.read"]))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.to_string(), "Invalid scopes: core.setting.read.");
+                assert!(f
+                    .gate
+                    .api_keys_of_user(&bob, Page::default())
+                    .await
+                    .unwrap()
+                    .is_empty());
+            }
+
+            #[tokio::test]
+            async fn admin_may_put_an_admin_only_scope_on_a_key() {
+                let f = fixture();
+                let alice = f.admin("alice");
+                let key = f
+                    .key(&alice, NewApiKey::new("k").scope(["core.setting.read"]))
+                    .await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let p = f.gate.authenticate(t.secret.expose()).await.unwrap();
+                assert!(p.has_scope(&[SETTING_READ]));
+                assert!(!p.is_full_session());
+            }
+
+            #[tokio::test]
+            async fn unregistered_scope_is_rejected_with_girders_message() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let err = f
+                    .gate
+                    .create_api_key(&bob, NewApiKey::new("k").scope(["nonsense"]))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.to_string(), "Invalid scopes: nonsense.");
+                let err = f
+                    .gate
+                    .create_api_key(
+                        &bob,
+                        NewApiKey::new("k").scope(["b", "core.data.read", "a"]),
+                    )
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.to_string(), "Invalid scopes: a,b.");
+                let err = f
+                    .gate
+                    .create_api_key(&bob, NewApiKey::new("k").scope(Vec::<String>::new()))
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, Error::InvalidRequest(_)));
+            }
+
+            #[tokio::test]
+            async fn exchange_narrows_scopes_but_never_widens_them() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k").scope(["core.data.read", "core.data.write"]),
+                    )
+                    .await;
+                let s = key.secret.expose();
+                let narrow = f
+                    .gate
+                    .exchange_api_key(s, request(None, Some(&["core.data.read"])))
+                    .await
+                    .unwrap();
+                assert_eq!(narrow.token.scopes.iter().collect::<Vec<_>>(), [&DATA_READ]);
+                let err = f
+                    .gate
+                    .exchange_api_key(s, request(None, Some(&["core.data.own"])))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.to_string(), "Invalid scopes: core.data.own.");
+                let err = f
+                    .gate
+                    .exchange_api_key(s, request(None, Some(&["core.user_auth"])))
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.to_string(), "Invalid scopes: core.user_auth.");
+                let full = f.key(&bob, NewApiKey::new("full")).await;
+                let narrowed = f
+                    .gate
+                    .exchange_api_key(
+                        full.secret.expose(),
+                        request(None, Some(&["core.data.write"])),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    narrowed.token.scopes.iter().collect::<Vec<_>>(),
+                    [&DATA_WRITE]
+                );
+                let err = f
+                    .gate
+                    .exchange_api_key(
+                        full.secret.expose(),
+                        request(None, Some(&["core.setting.read"])),
+                    )
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.to_string(), "Invalid scopes: core.setting.read.");
+            }
+
+            #[tokio::test]
+            async fn exchange_stamps_last_use() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                assert_eq!(key.key.last_use, None);
+                f.clock.advance(TimeDelta::minutes(5));
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let stored = f.gate.api_key(&key.key.id).await.unwrap().unwrap();
+                assert_eq!(stored.last_use, Some(t.token.created));
+            }
+
+            #[tokio::test]
+            async fn default_token_scopes_are_user_auth_for_users_and_anonymous_session_otherwise()
+            {
+                let f = fixture();
+                let bob = f.user("bob");
+                let session = f
+                    .gate
+                    .create_token(NewToken::for_user(bob.clone()))
+                    .await
+                    .unwrap();
+                assert!(session.token.is_full_session());
+                let anon = f.gate.create_token(NewToken::anonymous()).await.unwrap();
+                assert_eq!(
+                    anon.token.scopes.iter().collect::<Vec<_>>(),
+                    [&Scope::ANONYMOUS_SESSION]
+                );
+                let p = f.gate.authenticate(anon.secret.expose()).await.unwrap();
+                assert!(p.user().is_none());
+                assert!(!p.is_admin());
+            }
+
+            #[tokio::test]
+            async fn duplicate_token_scopes_are_removed() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let t = f
+                    .gate
+                    .create_token(
+                        NewToken::for_user(bob).scopes([DATA_READ, DATA_READ, DATA_WRITE]),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(t.token.scopes.len(), 2);
+            }
+
+            #[tokio::test]
+            async fn added_token_scopes_persist() {
+                let f = fixture();
+                let anon = f.gate.create_token(NewToken::anonymous()).await.unwrap();
+                f.gate.authenticate(anon.secret.expose()).await.unwrap();
+                f.gate
+                    .add_token_scopes(&anon.token.id, &[DATA_READ])
+                    .await
+                    .unwrap();
+                let p = f.gate.authenticate(anon.secret.expose()).await.unwrap();
+                assert!(p.has_scope(&[DATA_READ, Scope::ANONYMOUS_SESSION]));
+            }
+
+            // ---- Beyond Girder ----
+
+            #[tokio::test]
+            async fn malformed_or_bad_checksum_tokens_are_refused_without_a_store_read() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let t = f.gate.create_token(NewToken::for_user(bob)).await.unwrap();
+                let mut tampered = t.secret.expose().to_string();
+                let last = tampered.pop().unwrap();
+                tampered.push(if last == 'a' { 'b' } else { 'a' });
+                let before = f.counts.digest_reads();
+                for bad in ["", "garbage", "sg_tok_short", tampered.as_str(), "sg_key_x"] {
+                    assert_invalid_token(
+                        f.gate.authenticate(bad).await,
+                        InvalidTokenReason::Malformed,
+                    );
+                    let err = f
+                        .gate
+                        .exchange_api_key(bad, request(None, None))
+                        .await
+                        .unwrap_err();
+                    assert!(matches!(err, Error::InvalidGrant));
+                }
+                assert_eq!(f.counts.digest_reads(), before);
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                assert!(
+                    f.counts.digest_reads() > before,
+                    "the counter must see real lookups"
+                );
+            }
+
+            #[tokio::test]
+            async fn well_formed_unknown_token_is_invalid() {
+                let f = fixture();
+                let (stranger, _) = SecretCodec::default().generate(SecretKind::Token);
+                assert_invalid_token(
+                    f.gate.authenticate(stranger.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+            }
+
+            #[tokio::test]
+            async fn expired_token_fails_before_the_sweeper_runs() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let t = f
+                    .gate
+                    .create_token(NewToken::for_user(bob.clone()).days(1.0))
+                    .await
+                    .unwrap();
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                f.clock.advance(TimeDelta::days(1));
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::Expired,
+                );
+                assert!(f.gate.token(&t.token.id).await.unwrap().is_none());
+                assert!(f
+                    .gate
+                    .tokens_of_user(&bob, Page::default())
+                    .await
+                    .unwrap()
+                    .is_empty());
+            }
+
+            #[tokio::test]
+            async fn purge_removes_only_what_expired_and_reads_only_the_expired() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let short = f
+                    .gate
+                    .create_token(NewToken::for_user(bob.clone()).days(1.0))
+                    .await
+                    .unwrap();
+                let mut long = Vec::new();
+                for _ in 0..20 {
+                    long.push(
+                        f.gate
+                            .create_token(NewToken::for_user(bob.clone()).days(30.0))
+                            .await
+                            .unwrap(),
+                    );
+                }
+                f.clock.advance(TimeDelta::days(2));
+                let purged = f.gate.purge_expired().await.unwrap();
+                assert_eq!(purged.tokens, vec![short.token.digest]);
+                assert_eq!(purged.examined, 1, "purge must not walk live records");
+                assert!(f
+                    .gate
+                    .store()
+                    .token_by_id(&short.token.id)
+                    .await
+                    .unwrap()
+                    .is_none());
+                for t in &long {
+                    f.gate.authenticate(t.secret.expose()).await.unwrap();
+                }
+                assert_eq!(f.gate.purge_expired().await.unwrap().examined, 0);
+            }
+
+            #[tokio::test]
+            async fn expired_key_fails_exchange_and_is_purged_with_its_tokens() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k").expires_in_days(2.0).token_duration(5.0),
+                    )
+                    .await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    t.token.expires,
+                    key.key.expires.unwrap(),
+                    "a token never outlives its key"
+                );
+                f.clock.advance(TimeDelta::days(2));
+                let err = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, Error::InvalidGrant));
+                let purged = f.gate.purge_expired().await.unwrap();
+                assert_eq!(purged.api_keys, 1);
+                assert_eq!(purged.tokens, vec![t.token.digest]);
+                assert!(f.gate.api_key(&key.key.id).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn rotated_key_keeps_its_old_secret_only_during_the_grace_period() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k")
+                            .scope(["core.data.read"])
+                            .token_duration(2.0),
+                    )
+                    .await;
+                let old_token = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let rotated = f
+                    .gate
+                    .rotate_api_key(&key.key.id, Duration::from_secs(3600))
+                    .await
+                    .unwrap();
+                assert_ne!(rotated.secret, key.secret);
+                assert_eq!(rotated.key.name, "k");
+                assert_eq!(rotated.key.scope, key.key.scope);
+                assert_eq!(rotated.key.token_duration, Some(2.0));
+                assert!(rotated.secret.expose().starts_with(&rotated.key.start));
+                f.gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate
+                    .exchange_api_key(rotated.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate
+                    .authenticate(old_token.secret.expose())
+                    .await
+                    .unwrap();
+                f.clock.advance(TimeDelta::hours(1));
+                let err = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, Error::InvalidGrant));
+                f.gate
+                    .exchange_api_key(rotated.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate.purge_expired().await.unwrap();
+                assert!(f
+                    .gate
+                    .store()
+                    .api_key_by_digest(&key.key.digest)
+                    .await
+                    .unwrap()
+                    .is_none());
+                f.gate
+                    .exchange_api_key(rotated.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+            }
+
+            #[tokio::test]
+            async fn rotation_without_grace_stops_the_old_secret_and_its_tokens_at_once() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                let rotated = f
+                    .gate
+                    .rotate_api_key(&key.key.id, Duration::ZERO)
+                    .await
+                    .unwrap();
+                assert!(matches!(
+                    f.gate
+                        .exchange_api_key(key.secret.expose(), request(None, None))
+                        .await,
+                    Err(Error::InvalidGrant)
+                ));
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+                f.gate
+                    .exchange_api_key(rotated.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+            }
+
+            #[tokio::test]
+            async fn revoking_a_token_is_immediate_even_after_it_was_read() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let t = f.gate.create_token(NewToken::for_user(bob)).await.unwrap();
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                f.gate.revoke_token(&t.token.id).await.unwrap();
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+                assert!(matches!(
+                    f.gate.revoke_token(&t.token.id).await,
+                    Err(Error::NotFound(_))
+                ));
+            }
+
+            #[tokio::test]
+            async fn scope_change_revokes_the_keys_tokens() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k").scope(["core.data.read", "core.data.write"]),
+                    )
+                    .await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                let update = ApiKeyUpdate {
+                    scope: Some(Some(vec!["core.data.read".into()])),
+                    ..Default::default()
+                };
+                f.gate.update_api_key(&key.key.id, update).await.unwrap();
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+            }
+
+            #[tokio::test]
+            async fn revoke_user_deletes_tokens_and_deactivates_keys_in_one_call() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let carol = f.user("carol");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let minted = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let session = f
+                    .gate
+                    .create_token(NewToken::for_user(bob.clone()))
+                    .await
+                    .unwrap();
+                let other = f
+                    .gate
+                    .create_token(NewToken::for_user(carol))
+                    .await
+                    .unwrap();
+                f.gate.authenticate(session.secret.expose()).await.unwrap();
+                assert_eq!(f.gate.revoke_user(&bob).await.unwrap(), 2);
+                for t in [&minted, &session] {
+                    assert_invalid_token(
+                        f.gate.authenticate(t.secret.expose()).await,
+                        InvalidTokenReason::Unknown,
+                    );
+                }
+                assert!(!f.gate.api_key(&key.key.id).await.unwrap().unwrap().active);
+                assert!(matches!(
+                    f.gate
+                        .exchange_api_key(key.secret.expose(), request(None, None))
+                        .await,
+                    Err(Error::InvalidGrant)
+                ));
+                f.gate.authenticate(other.secret.expose()).await.unwrap();
+                f.gate.delete_user_credentials(&bob).await.unwrap();
+                assert!(f.gate.api_key(&key.key.id).await.unwrap().is_none());
+            }
+
+            #[tokio::test]
+            async fn inactive_or_missing_owner_invalidates_keys_and_tokens() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.users.set_active(&bob, false);
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::UserUnavailable,
+                );
+                assert!(matches!(
+                    f.gate
+                        .exchange_api_key(key.secret.expose(), request(None, None))
+                        .await,
+                    Err(Error::InvalidGrant)
+                ));
+                f.users.set_active(&bob, true);
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                f.users.remove(&bob);
+                assert_invalid_token(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    InvalidTokenReason::UserUnavailable,
+                );
+                assert!(f
+                    .gate
+                    .create_api_key(&bob, NewApiKey::new("k2"))
+                    .await
+                    .is_err());
+            }
+
+            #[tokio::test]
+            async fn failing_user_loader_fails_closed() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.users.set_failing(true);
+                assert!(matches!(
+                    f.gate.authenticate(t.secret.expose()).await,
+                    Err(Error::UserLoader(_))
+                ));
+                assert!(matches!(
+                    f.gate
+                        .exchange_api_key(key.secret.expose(), request(None, None))
+                        .await,
+                    Err(Error::UserLoader(_))
+                ));
+            }
+
+            #[tokio::test]
+            async fn key_fields_are_validated_and_nothing_is_stored_on_error() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("  padded  ")).await;
+                assert_eq!(key.key.name, "padded");
+                for bad in [
+                    NewApiKey::new("   "),
+                    NewApiKey::new("k").token_duration(0.0),
+                    NewApiKey::new("k").token_duration(-2.0),
+                    NewApiKey::new("k").token_duration(f64::NAN),
+                    NewApiKey::new("k").expires_in_days(f64::INFINITY),
+                ] {
+                    let err = f.gate.create_api_key(&bob, bad.clone()).await.unwrap_err();
+                    assert!(matches!(err, Error::InvalidRequest(_)), "{bad:?}: {err:?}");
+                }
+                assert_eq!(
+                    f.gate
+                        .api_keys_of_user(&bob, Page::default())
+                        .await
+                        .unwrap()
+                        .len(),
+                    1
+                );
+            }
+
+            #[tokio::test]
+            async fn partial_update_changes_only_what_is_given() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k")
+                            .scope(["core.data.read"])
+                            .token_duration(2.0),
+                    )
+                    .await;
+                let renamed = f
+                    .gate
+                    .update_api_key(
+                        &key.key.id,
+                        ApiKeyUpdate {
+                            name: Some(" new ".into()),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(renamed.name, "new");
+                assert_eq!(renamed.scope, key.key.scope);
+                assert_eq!(renamed.token_duration, Some(2.0));
+                assert!(renamed.active);
+                let full = f
+                    .gate
+                    .update_api_key(
+                        &key.key.id,
+                        ApiKeyUpdate {
+                            scope: Some(None),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(full.scope, None);
+                assert_eq!(full.name, "new");
+                let bad = ApiKeyUpdate {
+                    token_duration: Some(Some(-1.0)),
+                    name: Some("x".into()),
+                    ..Default::default()
+                };
+                assert!(f.gate.update_api_key(&key.key.id, bad).await.is_err());
+                assert_eq!(
+                    f.gate.api_key(&key.key.id).await.unwrap().unwrap().name,
+                    "new"
+                );
+                let unknown = scopegate::ApiKeyId::from("no-such-key");
+                assert!(matches!(
+                    f.gate
+                        .update_api_key(&unknown, ApiKeyUpdate::default())
+                        .await,
+                    Err(Error::NotFound(_))
+                ));
+            }
+
+            #[tokio::test]
+            async fn keys_are_listed_per_user_oldest_first_with_limit_and_offset() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let carol = f.user("carol");
+                for i in 0..5 {
+                    f.key(&bob, NewApiKey::new(format!("k{i}"))).await;
+                    f.clock.advance(TimeDelta::seconds(1));
+                }
+                f.key(&carol, NewApiKey::new("carol's")).await;
+                let names = |keys: Vec<scopegate::ApiKey>| {
+                    keys.into_iter().map(|k| k.name).collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    names(
+                        f.gate
+                            .api_keys_of_user(&bob, Page::new(2, 1))
+                            .await
+                            .unwrap()
+                    ),
+                    ["k1", "k2"]
+                );
+                assert_eq!(
+                    names(
+                        f.gate
+                            .api_keys_of_user(&bob, Page::new(50, 4))
+                            .await
+                            .unwrap()
+                    ),
+                    ["k4"]
+                );
+                assert_eq!(
+                    names(
+                        f.gate
+                            .api_keys_of_user(&carol, Page::default())
+                            .await
+                            .unwrap()
+                    ),
+                    ["carol's"]
+                );
+            }
+
+            #[tokio::test]
+            async fn records_survive_reopening_the_database() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f
+                    .key(&bob, NewApiKey::new("k").scope(["core.data.read"]))
+                    .await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let revoked = f
+                    .gate
+                    .create_token(NewToken::for_user(bob.clone()))
+                    .await
+                    .unwrap();
+                f.gate.revoke_token(&revoked.token.id).await.unwrap();
+                let f = f.reopen();
+                let p = f.gate.authenticate(t.secret.expose()).await.unwrap();
+                assert_eq!(p.scopes().iter().collect::<Vec<_>>(), [&DATA_READ]);
+                assert_invalid_token(
+                    f.gate.authenticate(revoked.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+                f.gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    f.gate.api_key(&key.key.id).await.unwrap().unwrap().name,
+                    "k"
+                );
+            }
+
+            #[tokio::test]
+            async fn no_plaintext_secret_reaches_the_database_files() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("findable-key-name")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                let f = f.reopen();
+                let bytes = crate::common::read_all(f.dir());
+                let contains =
+                    |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+                assert!(
+                    contains("findable-key-name"),
+                    "the scan must see what the store wrote"
+                );
+                assert!(!contains(key.secret.expose()));
+                assert!(!contains(t.secret.expose()));
+            }
+        }
+    };
+}
+
+/// Every byte of every file under `dir`.
+pub fn read_all(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(read_all(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
