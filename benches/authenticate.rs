@@ -9,6 +9,9 @@
 //!
 //! `cargo bench --bench authenticate`
 
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::{girder_scopes, Users};
-use scopegate::{ManualClock, NewToken, ScopeGate, SledStore, TokenStore};
+use scopegate::{ManualClock, NewToken, ScopeGate, SledStore};
 
 #[tokio::test]
 async fn sweeper_purges_expired_tokens_in_the_background_and_stops_on_shutdown() {

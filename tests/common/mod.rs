@@ -3,6 +3,7 @@
 
 pub mod counting;
 mod suite;
+#[allow(unused_imports)] // used by the conformance macro, not by every test crate
 pub use suite::read_all;
 
 use std::{

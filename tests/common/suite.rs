@@ -16,7 +16,7 @@ macro_rules! conformance_tests {
                 SecretCodec, SecretKind, TokenRequest,
             };
 
-            use crate::common::Fixture;
+            use $crate::common::Fixture;
 
             const DATA_READ: Scope = Scope::from_static("core.data.read");
             const DATA_WRITE: Scope = Scope::from_static("core.data.write");
@@ -973,7 +973,7 @@ macro_rules! conformance_tests {
                     .await
                     .unwrap();
                 let f = f.reopen();
-                let bytes = crate::common::read_all(f.dir());
+                let bytes = $crate::common::read_all(f.dir());
                 let contains =
                     |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
                 assert!(
