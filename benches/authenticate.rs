@@ -40,7 +40,7 @@ impl UserLoader for Users {
 
 fn gate(store: impl TokenStore, clock: ManualClock) -> ScopeGate {
     ScopeGate::builder(store, Users)
-        .clock(clock)
+        .with_clock(clock)
         .build()
         .unwrap()
 }

@@ -100,7 +100,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .map_or_else(|| PathBuf::from("scopegate-data"), PathBuf::from);
     let store = CachingStore::new(SledStore::open(&data)?);
     let gate = ScopeGate::builder(store, demo_users())
-        .registry(girder_scopes()?)
+        .with_registry(girder_scopes()?)
         .build()?;
     let sweeper = gate.spawn_sweeper(Duration::from_secs(60));
     println!("scopegate quickstart: data in {}", data.display());

@@ -7,38 +7,38 @@ conformance_tests!(|path| scopegate::CachingStore::new(scopegate::SledStore::ope
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use common::{girder_scopes, Counting, Users};
+use common::{girder_scopes, Instrumented, Users};
 use scopegate::{
     CacheConfig, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SecretCodec, SecretKind,
     SledStore, Token, TokenId, TokenRequest, TokenStore,
 };
 
-/// A gate over a cache over a counting sled store: counts are store reads the cache let through.
+/// A gate over a cache over an instrumented sled store: its probe counts the store reads the cache let through.
 fn cached_gate(
     config: CacheConfig,
 ) -> (
     ScopeGate,
-    common::counting::Counts,
+    common::instrumented::Probe,
     Users,
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let sled = Counting::new(SledStore::open(dir.path()).unwrap());
-    let counts = sled.counts();
+    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
+    let probe = sled.probe();
     let users = Users::default();
     let gate = ScopeGate::builder(CachingStore::with_config(sled, config), users.clone())
-        .registry(girder_scopes())
+        .with_registry(girder_scopes())
         .build()
         .unwrap();
-    (gate, counts, users, dir)
+    (gate, probe, users, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_for_one_token_share_one_store_read() {
-    let (gate, counts, users, _dir) = cached_gate(CacheConfig::default());
+    let (gate, probe, users, _dir) = cached_gate(CacheConfig::default());
     let bob = users.add("bob", false);
     let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
-    let before = counts.digest_reads();
+    let before = probe.digest_reads();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..32 {
         let (gate, secret) = (gate.clone(), token.secret.clone());
@@ -47,13 +47,13 @@ async fn concurrent_misses_for_one_token_share_one_store_read() {
     while let Some(result) = tasks.join_next().await {
         result.unwrap().unwrap();
     }
-    assert_eq!(counts.digest_reads() - before, 1);
+    assert_eq!(probe.digest_reads() - before, 1);
 }
 
 #[tokio::test]
 async fn unknown_tokens_are_negatively_cached_for_a_short_time() {
     let config = CacheConfig::default().with_negative_ttl(Duration::from_millis(300));
-    let (gate, counts, _users, _dir) = cached_gate(config);
+    let (gate, probe, _users, _dir) = cached_gate(config);
     let (stranger, _) = SecretCodec::default().generate(SecretKind::Token);
     for _ in 0..5 {
         assert!(matches!(
@@ -61,17 +61,17 @@ async fn unknown_tokens_are_negatively_cached_for_a_short_time() {
             Err(Error::InvalidToken(_))
         ));
     }
-    assert_eq!(counts.digest_reads(), 1);
+    assert_eq!(probe.digest_reads(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(gate.authenticate(stranger.expose()).await.is_err());
-    assert_eq!(counts.digest_reads(), 2, "the negative entry must expire");
+    assert_eq!(probe.digest_reads(), 2, "the negative entry must expire");
 }
 
 #[tokio::test]
 async fn cached_token_does_not_outlive_its_own_expiry() {
     let dir = tempfile::tempdir().unwrap();
-    let sled = Counting::new(SledStore::open(dir.path()).unwrap());
-    let counts = sled.counts();
+    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
+    let probe = sled.probe();
     let store = CachingStore::new(sled);
     let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
     let now = Utc::now();
@@ -87,11 +87,11 @@ async fn cached_token_does_not_outlive_its_own_expiry() {
     store.insert_token(&token).await.unwrap();
     assert!(store.token_by_digest(&digest).await.unwrap().is_some());
     assert!(store.token_by_digest(&digest).await.unwrap().is_some());
-    assert_eq!(counts.digest_reads(), 1, "second read is a cache hit");
+    assert_eq!(probe.digest_reads(), 1, "second read is a cache hit");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     store.token_by_digest(&digest).await.unwrap();
     assert_eq!(
-        counts.digest_reads(),
+        probe.digest_reads(),
         2,
         "the entry must leave the cache at the token's expiry"
     );
@@ -99,7 +99,7 @@ async fn cached_token_does_not_outlive_its_own_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_tokens_are_never_served_from_the_cache_under_concurrent_reads() {
-    let (gate, _counts, users, _dir) = cached_gate(CacheConfig::default());
+    let (gate, _probe, users, _dir) = cached_gate(CacheConfig::default());
     let bob = users.add("bob", false);
     for round in 0..20 {
         let key = gate
@@ -141,4 +141,21 @@ async fn revoked_tokens_are_never_served_from_the_cache_under_concurrent_reads()
         while readers.join_next().await.is_some() {}
         assert!(gate.authenticate(token.secret.expose()).await.is_err());
     }
+}
+
+#[tokio::test]
+async fn store_errors_are_not_cached_and_never_grant_access() {
+    let (gate, probe, users, _dir) = cached_gate(CacheConfig::default());
+    let bob = users.add("bob", false);
+    let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    probe.set_failing(true);
+    for _ in 0..3 {
+        assert!(matches!(
+            gate.authenticate(token.secret.expose()).await,
+            Err(Error::Store(_))
+        ));
+    }
+    probe.set_failing(false);
+    let principal = gate.authenticate(token.secret.expose()).await.unwrap();
+    assert_eq!(principal.token_id(), &token.token.id);
 }

@@ -15,7 +15,7 @@ async fn no_token_minted_concurrently_with_deactivation_survives_it() {
     let users = Users::default();
     let bob = users.add("bob", false);
     let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
-        .registry(girder_scopes())
+        .with_registry(girder_scopes())
         .build()
         .unwrap();
     for round in 0..5 {

@@ -15,8 +15,8 @@ async fn sweeper_purges_expired_tokens_in_the_background_and_stops_on_shutdown()
     let bob = users.add("bob", false);
     let clock = ManualClock::new(Utc::now());
     let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
-        .registry(girder_scopes())
-        .clock(clock.clone())
+        .with_registry(girder_scopes())
+        .with_clock(clock.clone())
         .build()
         .unwrap();
     let short = gate

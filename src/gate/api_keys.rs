@@ -140,13 +140,7 @@ impl ScopeGate {
             active: update.active,
             expires,
         };
-        let (key, _) = self
-            .shared
-            .store
-            .modify_api_key(id, &change)
-            .await?
-            .ok_or(Error::NotFound("API key"))?;
-        Ok(key)
+        self.change_api_key(id, &change).await
     }
 
     /// Deletes a key and, with it, every token it minted.
@@ -170,7 +164,7 @@ impl ScopeGate {
         grace: Duration,
     ) -> Result<IssuedApiKey, Error> {
         if grace > MAX_GRACE {
-            return Err(Error::invalid("grace_seconds must be at most 30 days."));
+            return Err(Error::invalid("The grace period must be at most 30 days."));
         }
         let retire_until = (!grace.is_zero()).then(|| {
             let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
@@ -182,13 +176,19 @@ impl ScopeGate {
             start: self.shared.codec.start(SecretKind::ApiKey, &secret),
             retire_until,
         };
-        let (key, _) = self
+        let key = self.change_api_key(id, &change).await?;
+        Ok(IssuedApiKey { secret, key })
+    }
+
+    /// Applies `change` in the store; the tokens it revoked are already out of any cache.
+    async fn change_api_key(&self, id: &ApiKeyId, change: &KeyChange) -> Result<ApiKey, Error> {
+        let (key, _revoked) = self
             .shared
             .store
-            .modify_api_key(id, &change)
+            .modify_api_key(id, change)
             .await?
             .ok_or(Error::NotFound("API key"))?;
-        Ok(IssuedApiKey { secret, key })
+        Ok(key)
     }
 
     /// Exchanges a key secret for a new token (Girder's `POST /api_key/token`).

@@ -48,7 +48,7 @@ pub const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
 /// let mut scopes = ScopeRegistry::new();
 /// scopes.register("core.data.read", "Read data", "Read your data.")?;
 /// let gate = ScopeGate::builder(CachingStore::new(SledStore::open(dir.path())?), Users)
-///     .registry(scopes)
+///     .with_registry(scopes)
 ///     .build()?;
 ///
 /// let bob = UserId::from("bob");
@@ -147,13 +147,13 @@ impl fmt::Debug for ScopeGateBuilder {
 
 impl ScopeGateBuilder {
     /// The scopes the app offers (default: only the built-ins).
-    pub fn registry(mut self, registry: ScopeRegistry) -> Self {
+    pub fn with_registry(mut self, registry: ScopeRegistry) -> Self {
         self.registry = registry;
         self
     }
 
     /// The prefix of every secret (default `sg`): 1–16 lower-case ASCII letters or digits.
-    pub fn token_prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_token_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
     }
@@ -162,20 +162,20 @@ impl ScopeGateBuilder {
     ///
     /// # Warning
     /// Changing or losing the pepper invalidates every stored key and token.
-    pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
+    pub fn with_pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
         self.pepper = Some(pepper.into());
         self
     }
 
     /// Lifetime of tokens when nothing shorter is asked for, and the cap of
     /// exchanges from keys without a `token_duration`. Days, in (0, 3650].
-    pub fn default_token_lifetime_days(mut self, days: f64) -> Self {
+    pub fn with_default_token_lifetime_days(mut self, days: f64) -> Self {
         self.token_lifetime_days = days;
         self
     }
 
     /// Where "now" comes from (default: the system clock). For tests of expiry.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }

@@ -1,7 +1,7 @@
 //! Shared test fixtures and the store conformance suite (`conformance_tests!`).
 #![allow(dead_code, unreachable_pub)]
 
-pub mod counting;
+pub mod instrumented;
 mod suite;
 #[allow(unused_imports)] // used by the conformance macro, not by every test crate
 pub use suite::read_all;
@@ -19,7 +19,7 @@ use scopegate::{
 };
 use tempfile::TempDir;
 
-pub use self::counting::Counting;
+pub use self::instrumented::Instrumented;
 
 /// The app's user, as a test app would define it.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ pub struct Fixture<S: TokenStore> {
     pub gate: ScopeGate,
     pub users: Users,
     pub clock: ManualClock,
-    pub counts: counting::Counts,
+    pub probe: instrumented::Probe,
     open: fn(&Path) -> S,
     dir: TempDir,
 }
@@ -117,18 +117,18 @@ impl<S: TokenStore> Fixture<S> {
     }
 
     fn assemble(open: fn(&Path) -> S, dir: TempDir, users: Users, clock: ManualClock) -> Self {
-        let store = Counting::new(open(dir.path()));
-        let counts = store.counts();
+        let store = Instrumented::new(open(dir.path()));
+        let probe = store.probe();
         let gate = ScopeGate::builder(store, users.clone())
-            .registry(girder_scopes())
-            .clock(clock.clone())
+            .with_registry(girder_scopes())
+            .with_clock(clock.clone())
             .build()
             .unwrap();
         Self {
             gate,
             users,
             clock,
-            counts,
+            probe,
             open,
             dir,
         }

@@ -438,7 +438,7 @@ macro_rules! conformance_tests {
                 let mut tampered = t.secret.expose().to_string();
                 let last = tampered.pop().unwrap();
                 tampered.push(if last == 'a' { 'b' } else { 'a' });
-                let before = f.counts.digest_reads();
+                let before = f.probe.digest_reads();
                 for bad in ["", "garbage", "sg_tok_short", tampered.as_str(), "sg_key_x"] {
                     assert_invalid_token(
                         f.gate.authenticate(bad).await,
@@ -451,10 +451,10 @@ macro_rules! conformance_tests {
                         .unwrap_err();
                     assert!(matches!(err, Error::InvalidGrant));
                 }
-                assert_eq!(f.counts.digest_reads(), before);
+                assert_eq!(f.probe.digest_reads(), before);
                 f.gate.authenticate(t.secret.expose()).await.unwrap();
                 assert!(
-                    f.counts.digest_reads() > before,
+                    f.probe.digest_reads() > before,
                     "the counter must see real lookups"
                 );
             }
@@ -798,6 +798,48 @@ macro_rules! conformance_tests {
                         .await,
                     Err(Error::UserLoader(_))
                 ));
+            }
+
+            #[tokio::test]
+            async fn failing_store_fails_closed_and_loses_nothing() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let t = f
+                    .gate
+                    .exchange_api_key(key.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                f.probe.set_failing(true);
+                assert!(matches!(
+                    f.gate
+                        .exchange_api_key(key.secret.expose(), request(None, None))
+                        .await,
+                    Err(Error::Store(_))
+                ));
+                assert!(matches!(
+                    f.gate.create_api_key(&bob, NewApiKey::new("k2")).await,
+                    Err(Error::Store(_))
+                ));
+                let off = ApiKeyUpdate {
+                    active: Some(false),
+                    ..Default::default()
+                };
+                assert!(matches!(
+                    f.gate.update_api_key(&key.key.id, off).await,
+                    Err(Error::Store(_))
+                ));
+                f.probe.set_failing(false);
+                f.gate.authenticate(t.secret.expose()).await.unwrap();
+                assert!(f.gate.api_key(&key.key.id).await.unwrap().unwrap().active);
+                assert_eq!(
+                    f.gate
+                        .api_keys_of_user(&bob, Page::default())
+                        .await
+                        .unwrap()
+                        .len(),
+                    1
+                );
             }
 
             #[tokio::test]

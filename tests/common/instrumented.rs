@@ -1,7 +1,8 @@
-//! A pass-through store that counts the digest lookups reaching the store it wraps.
+//! A pass-through store around a real backend that counts the digest lookups reaching
+//! it and can be told to fail, like a backend whose disk or network is gone.
 
 use std::sync::{
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
     Arc,
 };
 
@@ -9,54 +10,75 @@ use chrono::{DateTime, Utc};
 use scopegate::{
     async_trait,
     store::{KeyDisposal, Purged},
-    ApiKey, ApiKeyId, Digest, KeyChange, Page, Scope, StoreError, Token, TokenId, TokenStore,
-    UserId,
+    ApiKey, ApiKeyId, Digest, KeyChange, Page, Scope, StoreError, StoreErrorKind, Token, TokenId,
+    TokenStore, UserId,
 };
 
 #[derive(Clone, Default)]
-pub struct Counts(Arc<AtomicUsize>);
+pub struct Probe {
+    reads: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
+}
 
-impl Counts {
+impl Probe {
     /// Digest lookups (tokens and keys) so far.
     pub fn digest_reads(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    /// From now on, every call fails (or succeeds again).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
     }
 }
 
-pub struct Counting<S> {
+pub struct Instrumented<S> {
     inner: S,
-    counts: Counts,
+    probe: Probe,
 }
 
-impl<S> Counting<S> {
+impl<S> Instrumented<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
-            counts: Counts::default(),
+            probe: Probe::default(),
         }
     }
 
-    pub fn counts(&self) -> Counts {
-        self.counts.clone()
+    pub fn probe(&self) -> Probe {
+        self.probe.clone()
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.probe.failing.load(Ordering::SeqCst) {
+            Err(StoreError::from_kind(StoreErrorKind::Backend))
+        } else {
+            Ok(())
+        }
     }
 }
 
 #[async_trait]
-impl<S: TokenStore> TokenStore for Counting<S> {
+impl<S: TokenStore> TokenStore for Instrumented<S> {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
+        self.check()?;
         self.inner.insert_token(token).await
     }
     async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+        self.check()?;
         self.inner.mint_token(token, key_digest).await
     }
     async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
-        self.counts.0.fetch_add(1, Ordering::SeqCst);
+        self.probe.reads.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
         self.inner.token_by_digest(digest).await
     }
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        self.check()?;
         self.inner.token_by_id(id).await
     }
     async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
+        self.check()?;
         self.inner.tokens_of_user(user, page).await
     }
     async fn add_token_scopes(
@@ -64,22 +86,28 @@ impl<S: TokenStore> TokenStore for Counting<S> {
         id: &TokenId,
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
+        self.check()?;
         self.inner.add_token_scopes(id, scopes).await
     }
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        self.check()?;
         self.inner.delete_token(id).await
     }
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.check()?;
         self.inner.insert_api_key(key).await
     }
     async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        self.check()?;
         self.inner.api_key_by_id(id).await
     }
     async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
-        self.counts.0.fetch_add(1, Ordering::SeqCst);
+        self.probe.reads.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
         self.inner.api_key_by_digest(digest).await
     }
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
+        self.check()?;
         self.inner.api_keys_of_user(user, page).await
     }
     async fn modify_api_key(
@@ -87,12 +115,14 @@ impl<S: TokenStore> TokenStore for Counting<S> {
         id: &ApiKeyId,
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+        self.check()?;
         self.inner.modify_api_key(id, change).await
     }
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+        self.check()?;
         self.inner.delete_api_key(id).await
     }
     async fn revoke_user(
@@ -100,9 +130,11 @@ impl<S: TokenStore> TokenStore for Counting<S> {
         user: &UserId,
         keys: KeyDisposal,
     ) -> Result<Vec<Digest>, StoreError> {
+        self.check()?;
         self.inner.revoke_user(user, keys).await
     }
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
+        self.check()?;
         self.inner.purge_expired(now, limit).await
     }
 }
