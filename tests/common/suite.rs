@@ -801,6 +801,48 @@ macro_rules! conformance_tests {
             }
 
             #[tokio::test]
+            async fn store_refuses_duplicate_tokens_and_mints_from_inactive_keys() {
+                let f = fixture();
+                let bob = f.user("bob");
+                let issued = f
+                    .gate
+                    .create_token(NewToken::for_user(bob.clone()))
+                    .await
+                    .unwrap();
+                let err = f
+                    .gate
+                    .store()
+                    .insert_token(&issued.token)
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.kind(), scopegate::StoreErrorKind::Conflict);
+
+                let key = f.key(&bob, NewApiKey::new("k").active(false)).await;
+                let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
+                let mut token = issued.token.clone();
+                token.id = scopegate::TokenId::from("minted-from-inactive");
+                token.digest = digest;
+                token.api_key_id = Some(key.key.id.clone());
+                assert!(!f
+                    .gate
+                    .store()
+                    .mint_token(&token, &key.key.digest)
+                    .await
+                    .unwrap());
+                assert!(f
+                    .gate
+                    .store()
+                    .token_by_digest(&digest)
+                    .await
+                    .unwrap()
+                    .is_none());
+                assert_eq!(
+                    f.gate.api_key(&key.key.id).await.unwrap().unwrap().last_use,
+                    None
+                );
+            }
+
+            #[tokio::test]
             async fn failing_store_fails_closed_and_loses_nothing() {
                 let f = fixture();
                 let bob = f.user("bob");

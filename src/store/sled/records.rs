@@ -42,6 +42,12 @@ fn digest_of(bytes: &[u8]) -> Result<Digest, StoreError> {
     Ok(Digest::from_bytes(raw))
 }
 
+fn key_id_of(bytes: &[u8]) -> Result<ApiKeyId, StoreError> {
+    std::str::from_utf8(bytes)
+        .map(ApiKeyId::from)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
+}
+
 fn conflict() -> StoreError {
     StoreError::from_kind(StoreErrorKind::Conflict)
 }
@@ -218,11 +224,7 @@ impl Inner {
 
     pub(super) fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
         match self.tree.get(layout::key_digest(digest)).map_err(backend)? {
-            Some(id) => {
-                let id = std::str::from_utf8(&id)
-                    .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))?;
-                self.api_key(&ApiKeyId::from(id))
-            }
+            Some(id) => self.api_key(&key_id_of(&id)?),
             None => Ok(None),
         }
     }
@@ -233,9 +235,7 @@ impl Inner {
         let mut keys = Vec::new();
         for entry in self.tree.scan_prefix(prefix).skip(skip).take(take) {
             let (_, id) = entry.map_err(backend)?;
-            let id = std::str::from_utf8(&id)
-                .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))?;
-            if let Some(key) = self.api_key(&ApiKeyId::from(id))? {
+            if let Some(key) = self.api_key(&key_id_of(&id)?)? {
                 keys.push(key);
             }
         }
@@ -250,19 +250,19 @@ impl Inner {
         self.keys_under(layout::keys_of_user(user), Some(page))
     }
 
+    /// A conflict if a token with this digest or id is stored already.
+    fn ensure_new(&self, token: &Token) -> Result<(), StoreError> {
+        for key in [layout::token(&token.digest), layout::token_id(&token.id)] {
+            if self.tree.contains_key(key).map_err(backend)? {
+                return Err(conflict());
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
         let _guard = self.lock();
-        if self
-            .tree
-            .contains_key(layout::token(&token.digest))
-            .map_err(backend)?
-            || self
-                .tree
-                .contains_key(layout::token_id(&token.id))
-                .map_err(backend)?
-        {
-            return Err(conflict());
-        }
+        self.ensure_new(token)?;
         let mut batch = Batch::default();
         put_token(&mut batch, token)?;
         self.commit(batch)
@@ -288,13 +288,7 @@ impl Inner {
         {
             return Ok(false);
         }
-        if self
-            .tree
-            .contains_key(layout::token(&token.digest))
-            .map_err(backend)?
-        {
-            return Err(conflict());
-        }
+        self.ensure_new(token)?;
         key.last_use = Some(token.created);
         let mut batch = Batch::default();
         // Only the record changes: last_use is in no index.
