@@ -2,9 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod instrumented;
-mod suite;
-#[allow(unused_imports)] // used by the conformance macro, not by every test crate
-pub use suite::read_all;
+pub mod suite;
 
 use std::{
     collections::HashMap,

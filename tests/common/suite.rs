@@ -1057,7 +1057,7 @@ macro_rules! conformance_tests {
                     .await
                     .unwrap();
                 let f = f.reopen();
-                let bytes = $crate::common::read_all(f.dir());
+                let bytes = $crate::common::suite::read_all(f.dir());
                 let contains =
                     |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
                 assert!(
