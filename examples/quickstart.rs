@@ -1,25 +1,58 @@
-//! The scopegate lifecycle on a real sled database, end to end.
+//! scopegate's quickstart: a small API whose routes each demand their scopes.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! ```
 //!
-//! Data lives in `./scopegate-data` (`SCOPEGATE_DATA` overrides). Demo users:
-//! `alice` (admin) and `bob`. The walkthrough registers Girder's scope catalogue,
-//! gives bob a scoped API key, exchanges it for a token, checks scopes, and shows
-//! that deactivating the key revokes the token at once.
+//! Listens on `127.0.0.1:3000` (`SCOPEGATE_ADDR` overrides) with its sled data in
+//! `./scopegate-data` (`SCOPEGATE_DATA` overrides). Demo users: `alice` / `alice-pass`
+//! (admin) and `bob` / `bob-pass`. Routes:
+//!
+//! - the scopegate router at `/` (`/api_key…`, `/token…`);
+//! - `POST /login`: HTTP Basic → `{user: {id}, auth_token: {…}}`, a full session;
+//! - `GET /health`: public;
+//! - `GET /me`: the current user;
+//! - `GET /data`: `core.data.read`; `POST /data`: `core.data.write`;
+//! - `GET /admin/settings`: an admin, with `core.setting.read`.
 
-use std::{collections::HashMap, error::Error, path::PathBuf, time::Duration};
-
-use scopegate::{
-    async_trait, ApiKeyUpdate, AuthUser, BoxError, CachingStore, NewApiKey, Scope, ScopeGate,
-    ScopeRegistry, SledStore, TokenRequest, UserId, UserLoader,
+use std::{
+    error::Error,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
+
+use axum::{
+    extract::{FromRef, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use scopegate::{
+    async_trait, AuthState, AuthTokenResponse, AuthUser, BoxError, CurrentUser, NewToken,
+    RequireAdmin, RequireScope, ScopeRegistry, SledStore, UserId, UserLoader,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+scopegate::scopes! {
+    /// Read data.
+    struct DataRead = "core.data.read";
+    /// Write data.
+    struct DataWrite = "core.data.write";
+    /// Read system settings (admin-only).
+    struct SettingRead = "core.setting.read";
+}
 
 /// The app's own user type.
 #[derive(Debug, Clone)]
 struct User {
-    name: String,
+    name: &'static str,
+    password: &'static str,
     admin: bool,
 }
 
@@ -29,33 +62,33 @@ impl AuthUser for User {
     }
 }
 
+const DEMO_USERS: [User; 2] = [
+    User {
+        name: "alice",
+        password: "alice-pass",
+        admin: true,
+    },
+    User {
+        name: "bob",
+        password: "bob-pass",
+        admin: false,
+    },
+];
+
+fn demo_user(name: &str) -> Option<User> {
+    DEMO_USERS.iter().find(|u| u.name == name).cloned()
+}
+
 /// The app's user table; a real app would query its database here.
-struct Users(HashMap<UserId, User>);
+struct Users;
 
 #[async_trait]
 impl UserLoader for Users {
     type User = User;
 
     async fn load_user(&self, id: &UserId) -> Result<Option<User>, BoxError> {
-        Ok(self.0.get(id).cloned())
+        Ok(demo_user(id.as_str()))
     }
-}
-
-fn demo_users() -> Users {
-    let user = |name: &str, admin| {
-        (
-            UserId::from(name),
-            User {
-                name: name.into(),
-                admin,
-            },
-        )
-    };
-    Users(
-        [user("alice", true), user("bob", false)]
-            .into_iter()
-            .collect(),
-    )
 }
 
 /// Girder's scope catalogue.
@@ -91,99 +124,186 @@ fn girder_scopes() -> Result<ScopeRegistry, scopegate::ScopeError> {
     Ok(scopes)
 }
 
-const DATA_READ: Scope = Scope::from_static("core.data.read");
-const DATA_WRITE: Scope = Scope::from_static("core.data.write");
+/// scopegate over a sled database in `data`, with a moka cache in front.
+pub(crate) fn auth_state(data: &Path) -> Result<AuthState, Box<dyn Error>> {
+    let store = SledStore::open(data).map_err(|err| {
+        format!(
+            "cannot open the sled database in {} (is another quickstart running?): {err}",
+            data.display()
+        )
+    })?;
+    Ok(AuthState::builder(store, Users)
+        .with_realm("scopegate quickstart")
+        .with_registry(girder_scopes()?)
+        .build()?)
+}
+
+#[derive(Clone)]
+struct AppState {
+    auth: AuthState,
+    items: Arc<Mutex<Vec<String>>>,
+}
+
+impl FromRef<AppState> for AuthState {
+    fn from_ref(state: &AppState) -> AuthState {
+        state.auth.clone()
+    }
+}
+
+/// The whole app, apart from `main` so tests can drive it.
+pub(crate) fn app(auth: AuthState) -> Router {
+    let state = AppState {
+        auth: auth.clone(),
+        items: Arc::new(Mutex::new(vec!["the first item".to_owned()])),
+    };
+    Router::new()
+        .merge(scopegate::router())
+        .route("/login", post(login))
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/me", get(me))
+        .route("/data", get(list_data).post(add_data))
+        .route("/admin/settings", get(settings))
+        .layer(auth.layer())
+        .with_state(state)
+}
+
+/// `POST /login`: HTTP Basic credentials for a full-session token.
+async fn login(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(user) = basic_credentials(&headers).and_then(|(name, password)| {
+        let user = demo_user(&name)?;
+        bool::from(user.password.as_bytes().ct_eq(password.as_bytes())).then_some(user)
+    }) else {
+        let body = json!({
+            "error": "unauthorized",
+            "message": "Send HTTP Basic credentials of a demo user (alice/alice-pass, bob/bob-pass).",
+        });
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"scopegate quickstart\"",
+            )],
+            Json(body),
+        )
+            .into_response();
+    };
+    let id = UserId::from(user.name);
+    match state
+        .auth
+        .gate()
+        .create_token(NewToken::for_user(id.clone()))
+        .await
+    {
+        Ok(token) => AuthTokenResponse::new(id, token).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The user name and password of an `Authorization: Basic` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    Some((name.to_owned(), password.to_owned()))
+}
+
+/// `GET /me`: needs a full session.
+async fn me(user: CurrentUser) -> Json<Value> {
+    let name = user.get::<User>().map_or("?", |u| u.name);
+    Json(json!({ "id": user.id(), "name": name, "admin": user.is_admin() }))
+}
+
+/// `GET /data`: needs `core.data.read` (or a full session).
+async fn list_data(_: RequireScope<DataRead>, State(state): State<AppState>) -> Json<Vec<String>> {
+    Json(state.items.lock().expect("items lock").clone())
+}
+
+#[derive(Deserialize)]
+struct NewItem {
+    item: String,
+}
+
+/// `POST /data`: needs `core.data.write` (or a full session).
+async fn add_data(
+    _: RequireScope<DataWrite>,
+    State(state): State<AppState>,
+    Json(new): Json<NewItem>,
+) -> (StatusCode, Json<Value>) {
+    state
+        .items
+        .lock()
+        .expect("items lock")
+        .push(new.item.clone());
+    (StatusCode::CREATED, Json(json!({ "item": new.item })))
+}
+
+/// `GET /admin/settings`: an admin, in a full session or with `core.setting.read`.
+async fn settings(_: RequireAdmin<SettingRead>) -> Json<Value> {
+    Json(json!({ "core.registration_policy": "closed", "core.token_lifetime_days": 1 }))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let data = std::env::var_os("SCOPEGATE_DATA")
         .map_or_else(|| PathBuf::from("scopegate-data"), PathBuf::from);
-    let store = CachingStore::new(SledStore::open(&data)?);
-    let gate = ScopeGate::builder(store, demo_users())
-        .with_registry(girder_scopes()?)
-        .build()?;
-    let sweeper = gate.spawn_sweeper(Duration::from_secs(60));
-    println!("scopegate quickstart: data in {}", data.display());
-
-    let bob = UserId::from("bob");
-    let refused = gate
-        .create_api_key(
-            &bob,
-            NewApiKey::new("settings reader").scope(["core.setting.read"]),
-        )
-        .await
-        .unwrap_err();
-    println!("bob asks for an admin-only scope: {refused}");
-
-    let key = gate
-        .create_api_key(
-            &bob,
-            NewApiKey::new("nightly report")
-                .scope(["core.data.read"])
-                .token_duration(0.5),
-        )
+    let addr: SocketAddr = std::env::var("SCOPEGATE_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
+        .parse()
+        .map_err(|err| format!("SCOPEGATE_ADDR must be host:port, like 127.0.0.1:3000: {err}"))?;
+    let auth = auth_state(&data)?;
+    let sweeper = auth.gate().spawn_sweeper(Duration::from_secs(60));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+        format!("cannot listen on {addr} ({err}); set SCOPEGATE_ADDR to another address")
+    })?;
+    let addr = listener.local_addr()?;
+    print_welcome(addr, &data);
+    axum::serve(listener, app(auth))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
         .await?;
-    println!(
-        "bob's key {} ({}…): scope core.data.read, tokens capped at 12 h",
-        key.key.id, key.key.start
-    );
-
-    let token = gate
-        .exchange_api_key(
-            key.secret.expose(),
-            TokenRequest {
-                duration: Some(30.0),
-                ..Default::default()
-            },
-        )
-        .await?;
-    println!(
-        "exchanged for a token expiring {} (asked 30 days, capped)",
-        token
-            .token
-            .expires
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
-
-    let principal = gate.authenticate(token.secret.expose()).await?;
-    let user = principal
-        .user()
-        .and_then(|u| u.get::<User>())
-        .map_or("anonymous", |u| u.name.as_str());
-    println!(
-        "the token authenticates as {user}: core.data.read {}, core.data.write {}",
-        allowed(principal.allows(&[DATA_READ])),
-        allowed(principal.allows(&[DATA_WRITE])),
-    );
-
-    let off = ApiKeyUpdate {
-        active: Some(false),
-        ..Default::default()
-    };
-    gate.update_api_key(&key.key.id, off).await?;
-    let after = gate.authenticate(token.secret.expose()).await;
-    println!(
-        "key deactivated; the same token now: {}",
-        after.map_or_else(|e| e.to_string(), |_| "still valid!".into())
-    );
-    let again = gate
-        .exchange_api_key(key.secret.expose(), TokenRequest::default())
-        .await;
-    println!(
-        "and the key itself: {}",
-        again.map_or_else(|e| e.to_string(), |_| "still mints!".into())
-    );
-
-    gate.delete_api_key(&key.key.id).await?;
     sweeper.shutdown().await;
-    println!("done: key deleted, sweeper stopped.");
     Ok(())
 }
 
-fn allowed(yes: bool) -> &'static str {
-    if yes {
-        "allowed"
-    } else {
-        "denied"
-    }
+fn print_welcome(addr: SocketAddr, data: &Path) {
+    let url = format!("http://{addr}");
+    let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]*)\".*/\\1/'");
+    println!(
+        "scopegate quickstart listening on {url} (data in {})",
+        data.display()
+    );
+    println!("demo users: alice / alice-pass (admin), bob / bob-pass");
+    println!();
+    println!("# log in as bob (a full session) and look around");
+    println!(
+        "TOKEN=$(curl -s -X POST -u bob:bob-pass {url}/login | {})",
+        field("token")
+    );
+    println!("curl -s -H \"Authorization: Bearer $TOKEN\" {url}/me");
+    println!("# create an API key that may only read data (the secret is shown once)");
+    println!(
+        "KEY=$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \
+         -d '{{\"name\":\"reader\",\"scope\":[\"core.data.read\"]}}' {url}/api_key | {})",
+        field("key")
+    );
+    println!("# exchange it for a short-lived token");
+    println!(
+        "READER=$(curl -s -X POST -H 'Content-Type: application/json' -d \"{{\\\"key\\\":\\\"$KEY\\\"}}\" \
+         {url}/api_key/token | {})",
+        field("token")
+    );
+    println!("curl -s -H \"Authorization: Bearer $READER\" {url}/data          # 200");
+    println!(
+        "curl -s -X POST -H \"Authorization: Bearer $READER\" -H 'Content-Type: application/json' \
+         -d '{{\"item\":\"x\"}}' {url}/data   # 403 insufficient_scope"
+    );
+    println!("curl -s -i {url}/me                                     # 401 without a token");
+    println!("curl -s {url}/token/scopes");
+    println!();
+    println!("Ctrl-C stops the server.");
 }

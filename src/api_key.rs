@@ -144,18 +144,36 @@ impl NewApiKey {
 
 /// A partial update: `None` leaves a field as it is; `Some(None)` clears an optional one
 /// (`scope: Some(None)` makes the key full-access).
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// In JSON, an absent field is `None` and `null` is `Some(None)`:
+/// `{"scope": null}` makes the key full-access, `{}` changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiKeyUpdate {
     /// New name.
+    #[serde(default)]
     pub name: Option<String>,
     /// New scope list, or `Some(None)` for full access.
+    #[serde(default, deserialize_with = "present")]
     pub scope: Option<Option<Vec<String>>>,
     /// New token-duration cap, or `Some(None)` for the default lifetime.
+    #[serde(default, deserialize_with = "present")]
     pub token_duration: Option<Option<f64>>,
     /// Activate or deactivate. Deactivating revokes the key's tokens.
+    #[serde(default)]
     pub active: Option<bool>,
     /// Expire `days` from now, or `Some(None)` to never expire.
+    #[serde(default, deserialize_with = "present")]
     pub expires_in_days: Option<Option<f64>>,
+}
+
+/// A field that is present, `null` included: absent fields take the `default` (`None`).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// An API key just created or rotated: the secret, shown this once, and the stored record.

@@ -73,4 +73,11 @@ pub enum ConfigError {
     /// The default token lifetime must be a finite number of days in (0, 3650].
     #[error("the default token lifetime must be more than 0 and at most 3650 days")]
     InvalidLifetime,
+    /// A realm must be 1–100 printable ASCII characters without `"` or `\`, so it can
+    /// be quoted in a `WWW-Authenticate` header.
+    #[error("the realm must be 1-100 printable ASCII characters without quotes or backslashes")]
+    InvalidRealm,
+    /// A token header, cookie or query parameter name that is not a valid name.
+    #[error("invalid name for a token source: {0:?}")]
+    InvalidSourceName(String),
 }

@@ -18,11 +18,15 @@
 #![forbid(unsafe_code)]
 
 mod api_key;
+mod auth;
 mod clock;
 mod error;
+mod extract;
 mod gate;
 mod ids;
 mod principal;
+pub mod rejection;
+mod router;
 mod scope;
 mod secret;
 pub mod store;
@@ -34,11 +38,21 @@ pub use async_trait::async_trait;
 
 pub use crate::{
     api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey, RetiredSecret},
+    auth::{
+        AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication, ResponseFuture,
+        DEFAULT_REALM,
+    },
     clock::{Clock, ManualClock, SystemClock},
     error::{ConfigError, Error, InvalidTokenReason},
+    extract::{
+        guard, CurrentUser, RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict,
+        ScopeSet,
+    },
     gate::{NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS},
     ids::{ApiKeyId, TokenId, UserId},
     principal::Principal,
+    rejection::AuthRejection,
+    router::{router, AuthTokenResponse},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
     secret::{Digest, MalformedSecret, Secret, SecretCodec, SecretKind},
     store::{CacheConfig, CachingStore, Page, SledStore, StoreError, StoreErrorKind, TokenStore},

@@ -84,9 +84,17 @@ impl fmt::Debug for ScopeGate {
 impl ScopeGate {
     /// Starts configuring a gate over `store`, loading users with `users`.
     pub fn builder(store: impl TokenStore, users: impl UserLoader) -> ScopeGateBuilder {
+        Self::builder_shared(Arc::new(store), Arc::new(users))
+    }
+
+    /// [`ScopeGate::builder`] over a store and loader already behind `Arc`s.
+    pub(crate) fn builder_shared(
+        store: Arc<dyn TokenStore>,
+        users: Arc<dyn DynUserLoader>,
+    ) -> ScopeGateBuilder {
         ScopeGateBuilder {
-            store: Arc::new(store),
-            users: Arc::new(users),
+            store,
+            users,
             registry: ScopeRegistry::new(),
             prefix: None,
             pepper: None,
@@ -177,6 +185,11 @@ impl ScopeGateBuilder {
     /// Where "now" comes from (default: the system clock). For tests of expiry.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self
+    }
+
+    pub(crate) fn with_shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 

@@ -1,6 +1,7 @@
 //! Shared test fixtures and the store conformance suite (`conformance_tests!`).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod app;
 pub mod instrumented;
 pub mod suite;
 

@@ -1,0 +1,115 @@
+//! [`Authentication`]: what the layer found, attached to every request it sees.
+
+use std::sync::Arc;
+
+use crate::{
+    rejection::{
+        AuthRejection, InsufficientScope, InvalidRequest, InvalidToken, MissingCredentials,
+        TemporarilyUnavailable,
+    },
+    Principal, Scope,
+};
+
+/// The outcome of authentication, in the request extensions.
+///
+/// The layer never rejects a request: it records here whether the request carried no
+/// credential, a live token, or a credential it refused (and why), and the
+/// extractors decide per route.
+#[derive(Debug, Clone)]
+pub struct Authentication {
+    realm: Arc<str>,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone)]
+enum Outcome {
+    Missing,
+    Authenticated(Principal),
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refusal {
+    Malformed(&'static str),
+    InvalidToken,
+    Unavailable,
+}
+
+impl Authentication {
+    pub(crate) fn missing(realm: Arc<str>) -> Self {
+        Self {
+            realm,
+            outcome: Outcome::Missing,
+        }
+    }
+
+    pub(crate) fn authenticated(realm: Arc<str>, principal: Principal) -> Self {
+        Self {
+            realm,
+            outcome: Outcome::Authenticated(principal),
+        }
+    }
+
+    pub(crate) fn refused(realm: Arc<str>, refusal: Refusal) -> Self {
+        Self {
+            realm,
+            outcome: Outcome::Refused(refusal),
+        }
+    }
+
+    /// The live token's principal, if the request carried one.
+    pub fn principal(&self) -> Option<&Principal> {
+        match &self.outcome {
+            Outcome::Authenticated(principal) => Some(principal),
+            _ => None,
+        }
+    }
+
+    /// Whether the request carried no credential at all.
+    pub fn is_missing(&self) -> bool {
+        matches!(self.outcome, Outcome::Missing)
+    }
+
+    /// Why the request's credential was refused, if it was.
+    pub fn rejection(&self) -> Option<AuthRejection> {
+        match self.outcome {
+            Outcome::Refused(refusal) => Some(self.refusal(refusal)),
+            _ => None,
+        }
+    }
+
+    /// The realm of the `WWW-Authenticate` challenges.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The principal, or why there is none: no credential is a 401, a refused one
+    /// keeps its own rejection.
+    pub(crate) fn require(&self) -> Result<&Principal, AuthRejection> {
+        self.optional()?
+            .ok_or_else(|| MissingCredentials::new(self.realm.clone()).into())
+    }
+
+    /// The principal, `None` without a credential, or the refusal.
+    pub(crate) fn optional(&self) -> Result<Option<&Principal>, AuthRejection> {
+        match &self.outcome {
+            Outcome::Missing => Ok(None),
+            Outcome::Authenticated(principal) => Ok(Some(principal)),
+            Outcome::Refused(refusal) => Err(self.refusal(*refusal)),
+        }
+    }
+
+    /// A 403 for a live token that lacks `required` (listed in the challenge).
+    pub(crate) fn insufficient(&self, required: &[Scope], message: String) -> AuthRejection {
+        InsufficientScope::new(self.realm.clone(), required, message).into()
+    }
+
+    fn refusal(&self, refusal: Refusal) -> AuthRejection {
+        let realm = self.realm.clone();
+        match refusal {
+            Refusal::Malformed(message) => InvalidRequest::new(realm, message).into(),
+            Refusal::InvalidToken => InvalidToken::new(realm).into(),
+            Refusal::Unavailable => TemporarilyUnavailable.into(),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Finding the one credential a request carries.
+
+use http::{header, HeaderMap, HeaderName, Uri};
+use subtle::ConstantTimeEq;
+
+/// Where the layer looks for a token, in this order. `Authorization: Bearer` is
+/// always read; the others are off unless configured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TokenSources {
+    pub(crate) header: Option<HeaderName>,
+    pub(crate) cookie: Option<String>,
+    pub(crate) query: Option<String>,
+}
+
+/// Why a request's credentials are malformed: the message for the caller.
+pub(crate) type Malformed = &'static str;
+
+const MALFORMED_BEARER: Malformed =
+    "Malformed Authorization header: expected `Bearer <token>`, one space, no other whitespace.";
+const NOT_ASCII: Malformed = "Credentials must be printable ASCII.";
+const SEVERAL_AUTHORIZATION: Malformed = "Send one Authorization header, not several.";
+const SEVERAL_CREDENTIALS: Malformed =
+    "Send one credential per request, not several different ones.";
+const MALFORMED_VALUE: Malformed = "Malformed token: empty, or a character a token cannot hold.";
+
+impl TokenSources {
+    /// The credential of the request: `None` if there is none; an error if it is
+    /// malformed or the request carries several different ones.
+    pub(crate) fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, Malformed> {
+        let mut found: Vec<&str> = Vec::new();
+        found.extend(bearer(headers)?);
+        if let Some(name) = &self.header {
+            found.extend(single_header(headers, name)?);
+        }
+        if let Some(name) = &self.cookie {
+            for value in cookies(headers, name) {
+                found.push(token_value(value?)?);
+            }
+        }
+        if let Some(name) = &self.query {
+            for value in query_values(uri, name) {
+                found.push(token_value(value)?);
+            }
+        }
+        let Some((first, rest)) = found.split_first() else {
+            return Ok(None);
+        };
+        if rest
+            .iter()
+            .any(|other| !bool::from(first.as_bytes().ct_eq(other.as_bytes())))
+        {
+            return Err(SEVERAL_CREDENTIALS);
+        }
+        Ok(Some((*first).to_owned()))
+    }
+}
+
+/// The token of the `Authorization: Bearer` header; other schemes (`Basic`) are not ours.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Malformed> {
+    let Some(value) = single_value(headers, &header::AUTHORIZATION, SEVERAL_AUTHORIZATION)? else {
+        return Ok(None);
+    };
+    let scheme_end = value.find([' ', '\t']).unwrap_or(value.len());
+    let (scheme, rest) = value.split_at(scheme_end);
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.strip_prefix(' ').ok_or(MALFORMED_BEARER)?;
+    token_value(token).map(Some).map_err(|_| MALFORMED_BEARER)
+}
+
+/// The value of a custom token header such as `Girder-Token`.
+fn single_header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, Malformed> {
+    single_value(headers, name, SEVERAL_CREDENTIALS)?
+        .map(token_value)
+        .transpose()
+}
+
+/// The one value of header `name` as printable ASCII.
+fn single_value<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+    several: Malformed,
+) -> Result<Option<&'a str>, Malformed> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(several);
+    }
+    let value = value.to_str().map_err(|_| NOT_ASCII)?;
+    Ok(Some(value))
+}
+
+/// A token as sent: RFC 6750's `b64token` (`A-Z a-z 0-9 - . _ ~ + /`, then `=`s).
+fn token_value(value: &str) -> Result<&str, Malformed> {
+    let body = value.trim_end_matches('=');
+    let valid = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    if valid {
+        Ok(value)
+    } else {
+        Err(MALFORMED_VALUE)
+    }
+}
+
+/// Every value of cookie `name` across the `Cookie` headers.
+fn cookies<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = Result<&'a str, Malformed>> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(move |value| {
+            let pairs: Vec<Result<&str, Malformed>> = match value.to_str() {
+                Err(_) => vec![Err(NOT_ASCII)],
+                Ok(value) => value
+                    .split(';')
+                    .filter_map(|pair| pair.trim().split_once('='))
+                    .filter(|(n, _)| *n == name)
+                    .map(|(_, v)| Ok(v.trim_matches('"')))
+                    .collect(),
+            };
+            pairs
+        })
+}
+
+/// Every raw value of query parameter `name`. Tokens need no percent-decoding, so a
+/// value that has any is simply not a token.
+fn query_values<'a>(uri: &'a Uri, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(move |(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn find(
+        sources: &TokenSources,
+        headers: &[(&str, &[u8])],
+        uri: &str,
+    ) -> Result<Option<String>, Malformed> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        sources.find(&map, &uri.parse().unwrap())
+    }
+
+    fn bearer_only(headers: &[(&str, &[u8])]) -> Result<Option<String>, Malformed> {
+        find(&TokenSources::default(), headers, "/")
+    }
+
+    fn all_sources() -> TokenSources {
+        TokenSources {
+            header: Some(HeaderName::from_static("girder-token")),
+            cookie: Some("token".into()),
+            query: Some("token".into()),
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let value = format!("{scheme} abc");
+            assert_eq!(
+                bearer_only(&[("authorization", value.as_bytes())]),
+                Ok(Some("abc".into()))
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_no_header_mean_no_credential() {
+        assert_eq!(bearer_only(&[]), Ok(None));
+        assert_eq!(
+            bearer_only(&[("authorization", b"Basic YWxpY2U6cHc=")]),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn empty_bearer_tabs_and_extra_spaces_are_malformed() {
+        for value in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer  abc",
+            b"Bearer\tabc",
+            b"Bearer a b",
+            b"Bearer a\tb",
+        ] {
+            assert_eq!(
+                bearer_only(&[("authorization", value)]),
+                Err(MALFORMED_BEARER),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_values_are_malformed() {
+        assert_eq!(
+            bearer_only(&[("authorization", b"Bearer \xff\xfe")]),
+            Err(NOT_ASCII)
+        );
+    }
+
+    #[test]
+    fn several_authorization_headers_are_malformed_even_if_equal() {
+        let headers = [
+            ("authorization", &b"Bearer abc"[..]),
+            ("authorization", b"Bearer abc"),
+        ];
+        assert_eq!(bearer_only(&headers), Err(SEVERAL_AUTHORIZATION));
+    }
+
+    #[test]
+    fn optional_sources_are_ignored_unless_configured() {
+        let headers = [("girder-token", &b"abc"[..]), ("cookie", b"token=abc")];
+        assert_eq!(
+            find(&TokenSources::default(), &headers, "/?token=abc"),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn configured_sources_are_read() {
+        let sources = all_sources();
+        assert_eq!(
+            find(&sources, &[("girder-token", b"abc")], "/"),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            find(&sources, &[("cookie", b"a=1; token=abc")], "/"),
+            Ok(Some("abc".into()))
+        );
+        assert_eq!(
+            find(&sources, &[], "/x?a=1&token=abc"),
+            Ok(Some("abc".into()))
+        );
+    }
+
+    #[test]
+    fn the_same_credential_twice_is_fine_two_different_ones_are_not() {
+        let sources = all_sources();
+        let same = [
+            ("authorization", &b"Bearer abc"[..]),
+            ("girder-token", b"abc"),
+        ];
+        assert_eq!(find(&sources, &same, "/?token=abc"), Ok(Some("abc".into())));
+        let different = [
+            ("authorization", &b"Bearer abc"[..]),
+            ("girder-token", b"xyz"),
+        ];
+        assert_eq!(find(&sources, &different, "/"), Err(SEVERAL_CREDENTIALS));
+        assert_eq!(
+            find(&sources, &[("cookie", b"token=abc; token=xyz")], "/"),
+            Err(SEVERAL_CREDENTIALS)
+        );
+        assert_eq!(
+            find(&sources, &[], "/?token=abc&token=xyz"),
+            Err(SEVERAL_CREDENTIALS)
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! [`AuthService`]: the middleware itself.
+
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower::Service;
+
+use super::{future::ResponseFuture, AuthLayer, AuthState};
+
+/// Middleware that authenticates requests; see the [module docs](super).
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    state: AuthState,
+}
+
+impl<S> AuthService<S> {
+    /// Wraps `inner`, authenticating with `state`.
+    pub fn new(inner: S, state: AuthState) -> Self {
+        Self { inner, state }
+    }
+
+    /// A layer wrapping services in this middleware.
+    pub fn layer(state: AuthState) -> AuthLayer {
+        AuthLayer::new(state)
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B> Service<Request<B>> for AuthService<S>
+where
+    S: Service<Request<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The lookup is async, so the call moves into a boxed future. `self.inner` was
+        // driven to readiness by `poll_ready`, and a clone may not be: take the ready
+        // one and leave the clone behind. See
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        // Found before the future starts, so the request (and its body) need not be
+        // borrowed across the await.
+        let credential = state.find_credential(request.headers(), request.uri());
+        ResponseFuture::new(async move {
+            let authentication = state.authenticate(credential).await;
+            request.extensions_mut().insert(authentication);
+            inner.call(request).await
+        })
+    }
+}

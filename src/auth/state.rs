@@ -1,0 +1,309 @@
+//! [`AuthState`]: the gate plus the HTTP settings, shared by the layer and the router.
+
+use std::{fmt, sync::Arc};
+
+use axum::extract::FromRef;
+use http::{HeaderMap, HeaderName, Uri};
+
+use super::{
+    authentication::{Authentication, Refusal},
+    credentials::{Malformed, TokenSources},
+    AuthLayer,
+};
+use crate::{
+    clock::Clock, store::TokenStore, user::DynUserLoader, CacheConfig, CachingStore, ConfigError,
+    Error, ScopeGate, ScopeRegistry, UserLoader,
+};
+
+/// The realm of `WWW-Authenticate` challenges unless configured.
+pub const DEFAULT_REALM: &str = "scopegate";
+
+/// What the [`AuthLayer`] and [`router`](crate::router()) share: the [`ScopeGate`],
+/// the realm, and where tokens are read from. Cheap to clone (one `Arc`).
+///
+/// Put it in the app's state (`AuthState: FromRef<AppState>`) to serve the router,
+/// and hand it to [`AuthLayer::new`].
+#[derive(Clone)]
+pub struct AuthState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gate: ScopeGate,
+    realm: Arc<str>,
+    sources: TokenSources,
+}
+
+impl fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthState")
+            .field("gate", &self.inner.gate)
+            .field("realm", &self.inner.realm)
+            .field("sources", &self.inner.sources)
+            .finish()
+    }
+}
+
+impl AuthState {
+    /// Configures a state over `store` (wrapped in a [`CachingStore`] unless
+    /// [`AuthStateBuilder::without_cache`]), loading users with `users`.
+    pub fn builder<T: TokenStore>(store: T, users: impl UserLoader) -> AuthStateBuilder<T> {
+        AuthStateBuilder {
+            store,
+            users: Arc::new(users),
+            cache: Some(CacheConfig::default()),
+            registry: None,
+            prefix: None,
+            pepper: None,
+            lifetime_days: None,
+            clock: None,
+            realm: DEFAULT_REALM.to_owned(),
+            header: None,
+            cookie: None,
+            query: None,
+        }
+    }
+
+    /// A state over a gate built by hand: realm [`DEFAULT_REALM`], tokens read only
+    /// from `Authorization: Bearer`.
+    pub fn new(gate: ScopeGate) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                gate,
+                realm: DEFAULT_REALM.into(),
+                sources: TokenSources::default(),
+            }),
+        }
+    }
+
+    /// The gate: issue, check and revoke tokens and keys from the app's own code.
+    pub fn gate(&self) -> &ScopeGate {
+        &self.inner.gate
+    }
+
+    /// The realm of `WWW-Authenticate` challenges.
+    pub fn realm(&self) -> &str {
+        &self.inner.realm
+    }
+
+    /// The layer that authenticates requests with this state.
+    pub fn layer(&self) -> AuthLayer {
+        AuthLayer::new(self.clone())
+    }
+
+    /// The request's credential, found synchronously so the request need not be
+    /// borrowed across an await.
+    pub(crate) fn find_credential(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<String>, Malformed> {
+        self.inner.sources.find(headers, uri)
+    }
+
+    /// Resolves what [`AuthState::find_credential`] found. A store or loader failure
+    /// is recorded as such: it never passes as authenticated or as anonymous.
+    pub(crate) async fn authenticate(
+        &self,
+        credential: Result<Option<String>, Malformed>,
+    ) -> Authentication {
+        let realm = self.inner.realm.clone();
+        let secret = match credential {
+            Err(message) => return Authentication::refused(realm, Refusal::Malformed(message)),
+            Ok(None) => return Authentication::missing(realm),
+            Ok(Some(secret)) => secret,
+        };
+        match self.inner.gate.authenticate(&secret).await {
+            Ok(principal) => Authentication::authenticated(realm, principal),
+            Err(Error::InvalidToken(_)) => Authentication::refused(realm, Refusal::InvalidToken),
+            Err(err) => {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err),
+                    "authentication failed; the request is refused");
+                Authentication::refused(realm, Refusal::Unavailable)
+            }
+        }
+    }
+}
+
+impl FromRef<AuthState> for ScopeGate {
+    fn from_ref(state: &AuthState) -> Self {
+        state.gate().clone()
+    }
+}
+
+/// Configures an [`AuthState`]; invalid settings fail at [`AuthStateBuilder::build`].
+#[must_use]
+pub struct AuthStateBuilder<T> {
+    store: T,
+    users: Arc<dyn DynUserLoader>,
+    cache: Option<CacheConfig>,
+    registry: Option<ScopeRegistry>,
+    prefix: Option<String>,
+    pepper: Option<Vec<u8>>,
+    lifetime_days: Option<f64>,
+    clock: Option<Arc<dyn Clock>>,
+    realm: String,
+    header: Option<String>,
+    cookie: Option<String>,
+    query: Option<String>,
+}
+
+impl<T> fmt::Debug for AuthStateBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthStateBuilder")
+            .field("cache", &self.cache)
+            .field("prefix", &self.prefix)
+            .field("realm", &self.realm)
+            .field("header", &self.header)
+            .field("cookie", &self.cookie)
+            .field("query", &self.query)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: TokenStore> AuthStateBuilder<T> {
+    /// The realm of `WWW-Authenticate` challenges (default [`DEFAULT_REALM`]).
+    pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+
+    /// Also read tokens from this header, e.g. `Girder-Token` (off by default).
+    pub fn with_token_header(mut self, name: impl Into<String>) -> Self {
+        self.header = Some(name.into());
+        self
+    }
+
+    /// Also read tokens from this cookie (off by default).
+    ///
+    /// # Warning
+    /// Browsers send cookies on cross-site requests: protect state-changing routes
+    /// against CSRF (the router's JSON routes demand `Content-Type: application/json`,
+    /// which a plain HTML form cannot send).
+    pub fn with_token_cookie(mut self, name: impl Into<String>) -> Self {
+        self.cookie = Some(name.into());
+        self
+    }
+
+    /// Also read tokens from this query parameter (off by default).
+    ///
+    /// # Warning
+    /// URLs end up in server logs, proxies, browser history and `Referer` headers, so
+    /// a token in a URL leaks. Use it only for links that cannot send headers, with
+    /// short-lived, narrowly scoped tokens.
+    pub fn with_token_query(mut self, name: impl Into<String>) -> Self {
+        self.query = Some(name.into());
+        self
+    }
+
+    /// Sizes and lifetimes of the token cache (default [`CacheConfig::default`]).
+    pub fn with_cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Reads every token from the store itself, with no cache in front. Revocation
+    /// is immediate either way; this only costs speed.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
+    }
+
+    /// The scopes the app offers (default: only the built-ins).
+    pub fn with_registry(mut self, registry: ScopeRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The prefix of every secret (default `sg`). See
+    /// [`ScopeGateBuilder::with_token_prefix`](crate::ScopeGateBuilder::with_token_prefix).
+    pub fn with_token_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// A server-side pepper for digests, at least 16 bytes.
+    ///
+    /// # Warning
+    /// Changing or losing the pepper invalidates every stored key and token.
+    pub fn with_pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
+        self.pepper = Some(pepper.into());
+        self
+    }
+
+    /// The default token lifetime in days. See
+    /// [`ScopeGateBuilder::with_default_token_lifetime_days`](crate::ScopeGateBuilder::with_default_token_lifetime_days).
+    pub fn with_default_token_lifetime_days(mut self, days: f64) -> Self {
+        self.lifetime_days = Some(days);
+        self
+    }
+
+    /// Where "now" comes from (default: the system clock).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Checks the settings and builds the state.
+    pub fn build(self) -> Result<AuthState, ConfigError> {
+        if !is_quotable(&self.realm) {
+            return Err(ConfigError::InvalidRealm);
+        }
+        let sources = TokenSources {
+            header: self.header.map(header_name).transpose()?,
+            cookie: self.cookie.map(parameter_name).transpose()?,
+            query: self.query.map(parameter_name).transpose()?,
+        };
+        let store: Arc<dyn TokenStore> = match self.cache {
+            Some(config) => Arc::new(CachingStore::with_config(self.store, config)),
+            None => Arc::new(self.store),
+        };
+        let mut gate = ScopeGate::builder_shared(store, self.users);
+        if let Some(registry) = self.registry {
+            gate = gate.with_registry(registry);
+        }
+        if let Some(prefix) = self.prefix {
+            gate = gate.with_token_prefix(prefix);
+        }
+        if let Some(pepper) = self.pepper {
+            gate = gate.with_pepper(pepper);
+        }
+        if let Some(days) = self.lifetime_days {
+            gate = gate.with_default_token_lifetime_days(days);
+        }
+        if let Some(clock) = self.clock {
+            gate = gate.with_shared_clock(clock);
+        }
+        Ok(AuthState {
+            inner: Arc::new(Inner {
+                gate: gate.build()?,
+                realm: self.realm.into(),
+                sources,
+            }),
+        })
+    }
+}
+
+fn is_quotable(realm: &str) -> bool {
+    (1..=100).contains(&realm.len())
+        && realm
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+fn header_name(name: String) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| ConfigError::InvalidSourceName(name))
+}
+
+/// Cookie and query parameter names: letters, digits, `-`, `_` and `.`.
+fn parameter_name(name: String) -> Result<String, ConfigError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if valid {
+        Ok(name)
+    } else {
+        Err(ConfigError::InvalidSourceName(name))
+    }
+}

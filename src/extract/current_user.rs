@@ -1,0 +1,94 @@
+//! [`CurrentUser`]: the user behind a full session.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use http::request::Parts;
+
+use super::{authentication, GuardPassed};
+use crate::{rejection::AuthRejection, LoadedUser, Principal, Scope, UserId};
+
+/// The user of the request (Girder's `getCurrentUser`).
+///
+/// Needs a user's full session (`core.user_auth`), or a scoped user token that a
+/// guard of this route already let through: a route-layer [`guard`](crate::guard),
+/// or a [`RequireScope`](crate::RequireScope)-like extractor listed *before* this
+/// one. Anonymous tokens and other scoped tokens get 403 `insufficient_scope`.
+///
+/// As `Option<CurrentUser>`: `None` without a credential or without such a token;
+/// a refused credential is still an error.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    principal: Principal,
+}
+
+impl CurrentUser {
+    /// The user.
+    pub fn user(&self) -> &LoadedUser {
+        self.principal
+            .user()
+            .expect("a CurrentUser is only built for principals with a user")
+    }
+
+    /// The user's id.
+    pub fn id(&self) -> &UserId {
+        self.user().id()
+    }
+
+    /// Whether the user is an admin.
+    pub fn is_admin(&self) -> bool {
+        self.user().is_admin()
+    }
+
+    /// The app's own user value, if `U` is the loader's user type.
+    pub fn get<U: 'static>(&self) -> Option<&U> {
+        self.user().get()
+    }
+
+    /// The token the request came with.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The token the request came with.
+    pub fn into_principal(self) -> Principal {
+        self.principal
+    }
+
+    fn accepts(parts: &Parts, principal: &Principal) -> bool {
+        principal.user().is_some()
+            && (principal.is_full_session() || parts.extensions.get::<GuardPassed>().is_some())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let auth = authentication(parts)?;
+        let principal = auth.require()?;
+        if !Self::accepts(parts, principal) {
+            return Err(auth.insufficient(
+                &[Scope::USER_AUTH],
+                "This route needs a user's full session (scope core.user_auth).".to_owned(),
+            ));
+        }
+        Ok(Self {
+            principal: principal.clone(),
+        })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let principal = authentication(parts)?.optional()?;
+        Ok(principal
+            .filter(|principal| Self::accepts(parts, principal))
+            .map(|principal| Self {
+                principal: principal.clone(),
+            }))
+    }
+}

@@ -1,0 +1,62 @@
+//! Extractors that guard routes: each handler names what it needs.
+//!
+//! | extractor | passes |
+//! |---|---|
+//! | [`Principal`] / `Option<Principal>` | any live token / also no credential (`None`) |
+//! | [`CurrentUser`] / `Option<CurrentUser>` | a user's full session, or a user token a guard of the route let through |
+//! | [`RequireScope<S>`] | a full session, or a token with all scopes of `S` |
+//! | [`RequireAnyScope<S>`] | a full session, or a token with one of the scopes of `S` |
+//! | [`RequireScopeStrict<S>`] | a token with all scopes of `S` itself (`core.user_auth` does not count) |
+//! | [`RequireAdmin<S>`] | an admin in a full session, or an admin's token with all scopes of `S` |
+//! | [`Authentication`] | always: what the layer found |
+//!
+//! They refuse with an [`AuthRejection`]: 401 without a credential, 400/401/503 for a
+//! refused one, 403 `insufficient_scope` when the token lacks what the route needs,
+//! and 500 if [`AuthLayer`](crate::AuthLayer) is not installed. To guard a whole
+//! router at once, use [`guard`].
+
+mod current_user;
+mod guards;
+mod principal;
+mod scope_set;
+
+use axum::middleware::{from_extractor, FromExtractorLayer};
+use http::request::Parts;
+
+pub use self::{
+    current_user::CurrentUser,
+    guards::{RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict},
+    scope_set::ScopeSet,
+};
+#[cfg(doc)]
+use crate::Principal;
+use crate::{
+    rejection::{AuthRejection, MissingAuthLayer},
+    Authentication,
+};
+
+/// Guards every route of a router with extractor `E`, as a route layer.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use scopegate::{guard, RequireAdmin};
+///
+/// let admin: Router = Router::new()
+///     .route("/admin/users", get(|| async { "…" }))
+///     .route_layer(guard::<RequireAdmin>());
+/// ```
+pub fn guard<E>() -> FromExtractorLayer<E, ()> {
+    from_extractor::<E>()
+}
+
+/// Marks a request a scope guard let through, for [`CurrentUser`].
+#[derive(Debug, Clone, Copy)]
+struct GuardPassed;
+
+/// The layer's verdict, or a 500 if the layer is missing.
+fn authentication(parts: &Parts) -> Result<&Authentication, AuthRejection> {
+    parts
+        .extensions
+        .get::<Authentication>()
+        .ok_or_else(|| MissingAuthLayer.into())
+}

@@ -1,0 +1,501 @@
+//! Error responses (RFC 6750): what guards and the router answer when they refuse.
+//!
+//! Each failure is one type with a fixed status and body, like axum's rejections;
+//! [`AuthRejection`] is the composite the extractors return. Every response has a
+//! JSON body `{"error": "<code>", "message": "<text>"}`, auth failures carry a
+//! `WWW-Authenticate: Bearer …` header, and the [`ErrorCode`] (plus, for guards, the
+//! [`AuthRejection`] itself) is put into the response extensions so outer layers can
+//! tell a 401 from a 403 from a 503 without parsing bodies.
+
+use std::{fmt, sync::Arc};
+
+use axum::{
+    response::{IntoResponse, Response},
+    Json,
+};
+use http::{header, HeaderValue, StatusCode};
+
+use crate::{Error, Scope};
+
+/// The `error` code of an error response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No credentials on a route that needs them (401).
+    Unauthorized,
+    /// A malformed request or invalid input (400).
+    InvalidRequest,
+    /// A token string that is not a live token (401).
+    InvalidToken,
+    /// A live token without the scope or admin right a route needs (403).
+    InsufficientScope,
+    /// An API key that cannot be exchanged (400).
+    InvalidGrant,
+    /// No such record (404).
+    NotFound,
+    /// The token store or user loader failed; nothing was granted (503).
+    TemporarilyUnavailable,
+    /// The server is misconfigured, e.g. `AuthLayer` is missing (500).
+    ServerError,
+}
+
+impl ErrorCode {
+    /// The code as it appears in bodies and `WWW-Authenticate` headers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `WWW-Authenticate` challenge of an auth failure.
+struct Challenge<'a> {
+    realm: Option<&'a str>,
+    error: Option<ErrorCode>,
+    scope: Option<&'a str>,
+}
+
+impl Challenge<'_> {
+    fn header_value(&self) -> Option<HeaderValue> {
+        // Realms and scope ids are checked to be quotable when configured.
+        let mut params = Vec::new();
+        if let Some(realm) = self.realm {
+            params.push(format!("realm=\"{realm}\""));
+        }
+        if let Some(error) = self.error {
+            params.push(format!("error=\"{error}\""));
+        }
+        if let Some(scope) = self.scope {
+            params.push(format!("scope=\"{scope}\""));
+        }
+        let value = match params.is_empty() {
+            true => "Bearer".to_owned(),
+            false => format!("Bearer {}", params.join(", ")),
+        };
+        HeaderValue::from_str(&value).ok()
+    }
+}
+
+/// Renders the JSON body, the challenge and the typed code.
+fn error_response(
+    status: StatusCode,
+    code: ErrorCode,
+    message: &str,
+    challenge: Option<Challenge<'_>>,
+) -> Response {
+    let body = serde_json::json!({ "error": code.as_str(), "message": message });
+    let mut response = (status, Json(body)).into_response();
+    if let Some(value) = challenge.and_then(|c| c.header_value()) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response.extensions_mut().insert(code);
+    response
+}
+
+/// A 400 `invalid_request` for bad input outside authentication (no challenge).
+pub(crate) fn invalid_input(message: &str) -> Response {
+    input_error(StatusCode::BAD_REQUEST, message)
+}
+
+/// An `invalid_request` with another 4xx status, such as 413 for a body too large.
+pub(crate) fn input_error(status: StatusCode, message: &str) -> Response {
+    error_response(status, ErrorCode::InvalidRequest, message, None)
+}
+
+macro_rules! rejection {
+    ($(#[$meta:meta])* $name:ident, $status:ident, $code:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            realm: Arc<str>,
+        }
+
+        impl $name {
+            pub(crate) fn new(realm: Arc<str>) -> Self {
+                Self { realm }
+            }
+
+            /// The status of the response.
+            pub fn status(&self) -> StatusCode {
+                StatusCode::$status
+            }
+
+            /// The `error` code of the response.
+            pub fn code(&self) -> ErrorCode {
+                ErrorCode::$code
+            }
+        }
+    };
+}
+
+rejection! {
+    /// No credentials on a route that needs them: 401 with a bare `Bearer` challenge.
+    MissingCredentials, UNAUTHORIZED, Unauthorized
+}
+
+impl MissingCredentials {
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        "Authentication required: send `Authorization: Bearer <token>`.".to_owned()
+    }
+
+    fn challenge(&self) -> Challenge<'_> {
+        Challenge {
+            realm: Some(&self.realm),
+            error: None,
+            scope: None,
+        }
+    }
+}
+
+rejection! {
+    /// A token string that is not a live token (bad format or checksum, unknown,
+    /// expired, revoked, or its user is gone): 401 `invalid_token`. The message is the
+    /// same for all, so callers learn nothing about which.
+    InvalidToken, UNAUTHORIZED, InvalidToken
+}
+
+impl InvalidToken {
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        "Invalid or expired token.".to_owned()
+    }
+
+    fn challenge(&self) -> Challenge<'_> {
+        Challenge {
+            realm: Some(&self.realm),
+            error: Some(ErrorCode::InvalidToken),
+            scope: None,
+        }
+    }
+}
+
+/// A malformed credential: an empty `Bearer`, a value that is not printable ASCII,
+/// several `Authorization` headers or different credentials in one request: 400
+/// `invalid_request`.
+#[derive(Debug, Clone)]
+pub struct InvalidRequest {
+    realm: Arc<str>,
+    message: &'static str,
+}
+
+impl InvalidRequest {
+    pub(crate) fn new(realm: Arc<str>, message: &'static str) -> Self {
+        Self { realm, message }
+    }
+
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::BAD_REQUEST
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidRequest
+    }
+
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        self.message.to_owned()
+    }
+
+    fn challenge(&self) -> Challenge<'_> {
+        Challenge {
+            realm: Some(&self.realm),
+            error: Some(ErrorCode::InvalidRequest),
+            scope: None,
+        }
+    }
+}
+
+/// A live token without what the route needs (scopes, a full session, an admin):
+/// 403 `insufficient_scope`, with the required scopes in the challenge.
+#[derive(Debug, Clone)]
+pub struct InsufficientScope {
+    realm: Arc<str>,
+    required: Option<String>,
+    message: String,
+}
+
+impl InsufficientScope {
+    /// `required` is listed in the challenge's `scope` attribute.
+    pub(crate) fn new(realm: Arc<str>, required: &[Scope], message: String) -> Self {
+        let required = (!required.is_empty()).then(|| join(required));
+        Self {
+            realm,
+            required,
+            message,
+        }
+    }
+
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::FORBIDDEN
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InsufficientScope
+    }
+
+    /// The scopes the route required, space-separated, if it was about scopes.
+    pub fn required(&self) -> Option<&str> {
+        self.required.as_deref()
+    }
+
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        self.message.clone()
+    }
+
+    fn challenge(&self) -> Challenge<'_> {
+        Challenge {
+            realm: Some(&self.realm),
+            error: Some(ErrorCode::InsufficientScope),
+            scope: self.required.as_deref(),
+        }
+    }
+}
+
+/// The token store or the user loader failed, so nothing could be checked: 503
+/// `temporarily_unavailable`. Access is never granted on a failure.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct TemporarilyUnavailable;
+
+impl TemporarilyUnavailable {
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::TemporarilyUnavailable
+    }
+
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        "Authentication is temporarily unavailable; try again later.".to_owned()
+    }
+}
+
+/// A guard ran on a request that `AuthLayer` never saw: a server bug, 500.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct MissingAuthLayer;
+
+impl MissingAuthLayer {
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::ServerError
+    }
+
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        "Missing request extension `scopegate::Authentication`: is `AuthLayer` installed \
+         around this route (`.layer(AuthLayer::new(state))`)?"
+            .to_owned()
+    }
+}
+
+/// Why a scopegate extractor refused a request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AuthRejection {
+    /// See [`MissingCredentials`].
+    MissingCredentials(MissingCredentials),
+    /// See [`InvalidRequest`].
+    InvalidRequest(InvalidRequest),
+    /// See [`InvalidToken`].
+    InvalidToken(InvalidToken),
+    /// See [`InsufficientScope`].
+    InsufficientScope(InsufficientScope),
+    /// See [`TemporarilyUnavailable`].
+    TemporarilyUnavailable(TemporarilyUnavailable),
+    /// See [`MissingAuthLayer`].
+    MissingAuthLayer(MissingAuthLayer),
+}
+
+impl AuthRejection {
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthRejection::MissingCredentials(r) => r.status(),
+            AuthRejection::InvalidRequest(r) => r.status(),
+            AuthRejection::InvalidToken(r) => r.status(),
+            AuthRejection::InsufficientScope(r) => r.status(),
+            AuthRejection::TemporarilyUnavailable(r) => r.status(),
+            AuthRejection::MissingAuthLayer(r) => r.status(),
+        }
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AuthRejection::MissingCredentials(r) => r.code(),
+            AuthRejection::InvalidRequest(r) => r.code(),
+            AuthRejection::InvalidToken(r) => r.code(),
+            AuthRejection::InsufficientScope(r) => r.code(),
+            AuthRejection::TemporarilyUnavailable(r) => r.code(),
+            AuthRejection::MissingAuthLayer(r) => r.code(),
+        }
+    }
+
+    /// The message of the response.
+    pub fn body_text(&self) -> String {
+        match self {
+            AuthRejection::MissingCredentials(r) => r.body_text(),
+            AuthRejection::InvalidRequest(r) => r.body_text(),
+            AuthRejection::InvalidToken(r) => r.body_text(),
+            AuthRejection::InsufficientScope(r) => r.body_text(),
+            AuthRejection::TemporarilyUnavailable(r) => r.body_text(),
+            AuthRejection::MissingAuthLayer(r) => r.body_text(),
+        }
+    }
+
+    fn challenge(&self) -> Option<Challenge<'_>> {
+        match self {
+            AuthRejection::MissingCredentials(r) => Some(r.challenge()),
+            AuthRejection::InvalidRequest(r) => Some(r.challenge()),
+            AuthRejection::InvalidToken(r) => Some(r.challenge()),
+            AuthRejection::InsufficientScope(r) => Some(r.challenge()),
+            AuthRejection::TemporarilyUnavailable(_) | AuthRejection::MissingAuthLayer(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for AuthRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.body_text())
+    }
+}
+
+impl std::error::Error for AuthRejection {}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        if let AuthRejection::MissingAuthLayer(_) = self {
+            tracing::error!("{}", self.body_text());
+        }
+        let mut response = error_response(
+            self.status(),
+            self.code(),
+            &self.body_text(),
+            self.challenge(),
+        );
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+macro_rules! into_composite {
+    ($($name:ident),*) => {$(
+        impl From<$name> for AuthRejection {
+            fn from(rejection: $name) -> Self {
+                AuthRejection::$name(rejection)
+            }
+        }
+
+        impl IntoResponse for $name {
+            fn into_response(self) -> Response {
+                AuthRejection::from(self).into_response()
+            }
+        }
+    )*};
+}
+
+into_composite!(
+    MissingCredentials,
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope,
+    TemporarilyUnavailable,
+    MissingAuthLayer
+);
+
+/// Gate errors as HTTP responses, for handlers that call [`ScopeGate`](crate::ScopeGate)
+/// directly: bad input 400 `invalid_request`, a bad key 400 `invalid_grant`, a bad
+/// token 401 `invalid_token`, a missing record 404, a store or loader failure 503
+/// (logged, never shown).
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
+            Error::InvalidGrant => (StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant),
+            Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Error::Store(_) | Error::UserLoader(_) => {
+                tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
+                return TemporarilyUnavailable.into_response();
+            }
+        };
+        let challenge = (code == ErrorCode::InvalidToken).then_some(Challenge {
+            realm: None,
+            error: Some(code),
+            scope: None,
+        });
+        let message = match code {
+            ErrorCode::InvalidToken => "Invalid or expired token.".to_owned(),
+            _ => self.to_string(),
+        };
+        error_response(status, code, &message, challenge)
+    }
+}
+
+fn join(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(Scope::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_lists_realm_error_and_scope_in_order() {
+        let challenge = Challenge {
+            realm: Some("api"),
+            error: Some(ErrorCode::InsufficientScope),
+            scope: Some("core.data.read core.data.write"),
+        };
+        assert_eq!(
+            challenge.header_value().unwrap(),
+            "Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"core.data.read core.data.write\""
+        );
+    }
+
+    #[test]
+    fn rejection_response_carries_its_code_and_itself_in_extensions() {
+        let response = AuthRejection::from(InvalidToken::new("api".into())).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode::InvalidToken)
+        );
+        assert!(response.extensions().get::<AuthRejection>().is_some());
+    }
+}

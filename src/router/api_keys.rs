@@ -1,0 +1,180 @@
+//! `/api_key` routes: create, list, update, delete, rotate, and exchange for a token.
+
+use std::time::Duration;
+
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+    Json,
+};
+use http::{StatusCode, Uri};
+use serde::Deserialize;
+
+use super::{
+    documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
+    error::ApiError,
+    forbidden,
+    input::{query_has, IdPath, JsonBody, QueryParams},
+};
+use crate::{
+    rejection::invalid_input, store::MAX_PAGE, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState,
+    CurrentUser, Error, NewApiKey, Page, TokenRequest, UserId,
+};
+
+/// `POST /api_key`: a key for the caller; the secret is in this response only.
+pub(super) async fn create(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    JsonBody(new): JsonBody<NewApiKey>,
+) -> Result<Response, ApiError> {
+    let issued = auth.gate().create_api_key(user.id(), new).await?;
+    Ok(with_secret(
+        StatusCode::CREATED,
+        ApiKeyDocument::issued(issued),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    user_id: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// The page a listing asked for; a limit outside 1..=1000 is refused, not clamped.
+pub(super) fn page(limit: usize, offset: usize) -> Result<Page, ApiError> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid_input(&format!("limit must be between 1 and {MAX_PAGE}.")).into());
+    }
+    Ok(Page::new(limit, offset))
+}
+
+/// `GET /api_key`: the caller's keys, or (admins only) another user's.
+pub(super) async fn list(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<Vec<ApiKeyDocument>>, ApiError> {
+    let page = page(query.limit, query.offset)?;
+    let owner = query
+        .user_id
+        .map_or_else(|| user.id().clone(), UserId::from);
+    if &owner != user.id() && !user.is_admin() {
+        return Err(forbidden(
+            &auth,
+            "Only administrators may list other users' API keys.",
+        ));
+    }
+    let keys = auth.gate().api_keys_of_user(&owner, page).await?;
+    Ok(Json(keys.into_iter().map(ApiKeyDocument::from).collect()))
+}
+
+/// The key `id`, if the caller owns it or is an admin.
+async fn managed_key(
+    auth: &AuthState,
+    user: &CurrentUser,
+    id: &ApiKeyId,
+) -> Result<ApiKey, ApiError> {
+    let key = auth
+        .gate()
+        .api_key(id)
+        .await?
+        .ok_or(Error::NotFound("API key"))?;
+    if &key.user_id != user.id() && !user.is_admin() {
+        return Err(forbidden(
+            auth,
+            "Only the owner or an administrator may manage this API key.",
+        ));
+    }
+    Ok(key)
+}
+
+/// `PUT /api_key/{id}`: partial update (absent = unchanged, `scope: null` = full access).
+pub(super) async fn update(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    IdPath(id): IdPath,
+    JsonBody(update): JsonBody<ApiKeyUpdate>,
+) -> Result<Json<ApiKeyDocument>, ApiError> {
+    let id = ApiKeyId::from(id);
+    managed_key(&auth, &user, &id).await?;
+    let key = auth.gate().update_api_key(&id, update).await?;
+    Ok(Json(key.into()))
+}
+
+/// `DELETE /api_key/{id}`: the key and every token it minted.
+pub(super) async fn delete(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = ApiKeyId::from(id);
+    managed_key(&auth, &user, &id).await?;
+    let key = auth.gate().delete_api_key(&id).await?;
+    Ok(message(format!("Deleted API key {}.", key.name)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateBody {
+    #[serde(default)]
+    grace_seconds: u64,
+}
+
+/// `POST /api_key/{id}/rotate`: a new secret; the old one works for `grace_seconds`.
+pub(super) async fn rotate(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    IdPath(id): IdPath,
+    JsonBody(body): JsonBody<RotateBody>,
+) -> Result<Response, ApiError> {
+    let id = ApiKeyId::from(id);
+    managed_key(&auth, &user, &id).await?;
+    let grace = Duration::from_secs(body.grace_seconds);
+    let issued = auth.gate().rotate_api_key(&id, grace).await?;
+    Ok(with_secret(StatusCode::OK, ApiKeyDocument::issued(issued)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExchangeBody {
+    key: String,
+    #[serde(default)]
+    duration: Option<f64>,
+    #[serde(default)]
+    scope: Option<Vec<String>>,
+}
+
+/// `POST /api_key/token`: a key for a new token. Public: the key is the credential.
+pub(super) async fn exchange(
+    State(auth): State<AuthState>,
+    uri: Uri,
+    body: Result<JsonBody<ExchangeBody>, Response>,
+) -> Result<AuthTokenResponse, ApiError> {
+    if query_has(uri.query(), "key") {
+        tracing::warn!("refused an API key sent in a URL");
+        return Err(invalid_input(
+            "Never put an API key in a URL: send it in the JSON body. URLs are logged, so \
+             rotate this key.",
+        )
+        .into());
+    }
+    let JsonBody(body) = body?;
+    let request = TokenRequest {
+        duration: body.duration,
+        scope: body.scope,
+    };
+    let issued = auth.gate().exchange_api_key(&body.key, request).await?;
+    let user = issued
+        .token
+        .user_id
+        .clone()
+        .expect("tokens minted from keys belong to the key's owner");
+    Ok(AuthTokenResponse::new(user, issued))
+}

@@ -1,0 +1,106 @@
+//! Reading request input so that every mistake is a clear 400 JSON error.
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    response::Response,
+};
+use http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+
+use crate::rejection::{input_error, invalid_input};
+
+/// A JSON body. An empty body reads as `{}`; a non-empty one needs
+/// `Content-Type: application/json`, which plain HTML forms cannot send (CSRF).
+pub(super) struct JsonBody<T>(pub(super) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(is_json_content_type);
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| input_error(rejection.status(), &rejection.body_text()))?;
+        let body: &[u8] = if bytes.trim_ascii().is_empty() {
+            b"{}"
+        } else if is_json {
+            &bytes
+        } else {
+            return Err(invalid_input(
+                "Expected a JSON body with `Content-Type: application/json`.",
+            ));
+        };
+        serde_json::from_slice(body)
+            .map(JsonBody)
+            .map_err(|err| invalid_input(&format!("Invalid JSON body: {err}.")))
+    }
+}
+
+fn is_json_content_type(value: &str) -> bool {
+    let mime = value.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json")
+        || (mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// Query parameters; unknown ones are ignored, malformed ones are a 400.
+pub(super) struct QueryParams<T>(pub(super) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(params)| QueryParams(params))
+            .map_err(|rejection| invalid_input(&rejection.body_text()))
+    }
+}
+
+/// The `{id}` of the route.
+pub(super) struct IdPath(pub(super) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| IdPath(id))
+            .map_err(|rejection| invalid_input(&rejection.body_text()))
+    }
+}
+
+/// Whether the query string has parameter `name`.
+pub(super) fn query_has(parts_query: Option<&str>, name: &str) -> bool {
+    parts_query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised_with_parameters_and_suffixes() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("Application/JSON; charset=utf-8"));
+        assert!(is_json_content_type("application/vnd.api+json"));
+        assert!(!is_json_content_type("text/plain"));
+        assert!(!is_json_content_type("application/x-www-form-urlencoded"));
+        assert!(!is_json_content_type("+json"));
+    }
+
+    #[test]
+    fn query_has_matches_whole_names_only() {
+        assert!(query_has(Some("a=1&key=x"), "key"));
+        assert!(query_has(Some("key"), "key"));
+        assert!(!query_has(Some("keys=1&monkey=2"), "key"));
+        assert!(!query_has(None, "key"));
+    }
+}

@@ -1,0 +1,87 @@
+//! [`router`]: the API-key and token routes, JSON in and out.
+
+mod api_keys;
+mod documents;
+mod error;
+mod input;
+mod tokens;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::FromRef,
+    routing::{delete, get, post, put},
+    Router,
+};
+
+pub use self::documents::AuthTokenResponse;
+use self::error::ApiError;
+use crate::{rejection::InsufficientScope, AuthState};
+
+/// The API-key lifecycle and token routes (Girder's `/api_key` and `/token`), generic
+/// over the app's state so it can be merged or nested:
+///
+/// | route | who | does |
+/// |---|---|---|
+/// | `POST /api_key` | full session | create `{name, scope?, token_duration?, active?, expires_in_days?}` → 201 with the secret `key`, shown once |
+/// | `GET /api_key?user_id&limit&offset` | full session; others' keys: admins | list keys, never secrets |
+/// | `PUT /api_key/{id}` | owner or admin | partial update; absent = unchanged, `scope: null` = full access |
+/// | `DELETE /api_key/{id}` | owner or admin | delete, revoking its tokens |
+/// | `POST /api_key/{id}/rotate` | owner or admin | new secret; `{grace_seconds?}` keeps the old one working |
+/// | `POST /api_key/token` | public | `{key, duration?, scope?}` → `{user: {id}, auth_token: {token, id, expires, scope}}` |
+/// | `GET /token/current` | public | the caller's token, or `null` |
+/// | `GET /token/session` | public | the caller's token, or a new anonymous `{token, id, expires, scope}` |
+/// | `DELETE /token/session` | any token | revoke the caller's token |
+/// | `GET /token?limit&offset` | full session | the caller's tokens |
+/// | `DELETE /token/{id}` | full session; others' tokens: admins | revoke a token |
+/// | `GET /token/scopes` | public | `{custom, admin_custom}` scopes with id, name, description |
+///
+/// The routes need [`AuthLayer`](crate::AuthLayer) around them. JSON bodies need
+/// `Content-Type: application/json` (an empty body reads as `{}`) and unknown fields
+/// are refused. Responses carrying a secret are sent with `Cache-Control: no-store`.
+///
+/// ```
+/// use axum::{extract::FromRef, Router};
+/// use scopegate::AuthState;
+///
+/// #[derive(Clone)]
+/// struct AppState { auth: AuthState /* , the app's own state … */ }
+///
+/// impl FromRef<AppState> for AuthState {
+///     fn from_ref(state: &AppState) -> AuthState { state.auth.clone() }
+/// }
+///
+/// fn app(state: AppState) -> Router {
+///     Router::new()
+///         .merge(scopegate::router())
+///         .layer(state.auth.layer())
+///         .with_state(state)
+/// }
+/// ```
+pub fn router<S>() -> Router<S>
+where
+    AuthState: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/api_key", post(api_keys::create).get(api_keys::list))
+        .route("/api_key/token", post(api_keys::exchange))
+        .route(
+            "/api_key/{id}",
+            put(api_keys::update).delete(api_keys::delete),
+        )
+        .route("/api_key/{id}/rotate", post(api_keys::rotate))
+        .route("/token", get(tokens::list))
+        .route("/token/current", get(tokens::current))
+        .route(
+            "/token/session",
+            get(tokens::session).delete(tokens::end_session),
+        )
+        .route("/token/scopes", get(tokens::scopes))
+        .route("/token/{id}", delete(tokens::revoke))
+}
+
+/// A 403 for a caller acting on someone else's records.
+fn forbidden(auth: &AuthState, message: &str) -> ApiError {
+    ApiError::Auth(InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned()).into())
+}

@@ -1,0 +1,100 @@
+//! `/token` routes: the caller's session and tokens, and the scope catalogue.
+
+use axum::{
+    extract::State,
+    response::{IntoResponse, Response},
+    Json,
+};
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::{
+    api_keys::page,
+    documents::{message, with_secret, IssuedTokenDocument, ScopeDocument, TokenDocument},
+    error::ApiError,
+    forbidden,
+    input::{IdPath, QueryParams},
+};
+use crate::{AuthState, CurrentUser, Error, NewToken, Principal, TokenId};
+
+/// `GET /token/current`: the caller's token, or `null` without one.
+pub(super) async fn current(principal: Option<Principal>) -> Json<Option<TokenDocument>> {
+    Json(principal.map(|p| p.token().clone().into()))
+}
+
+/// `GET /token/session`: the caller's token, or a new anonymous one (with its secret).
+pub(super) async fn session(
+    State(auth): State<AuthState>,
+    principal: Option<Principal>,
+) -> Result<Response, ApiError> {
+    if let Some(principal) = principal {
+        return Ok(Json(TokenDocument::from(principal.token().clone())).into_response());
+    }
+    let issued = auth.gate().create_token(NewToken::anonymous()).await?;
+    Ok(with_secret(
+        StatusCode::OK,
+        IssuedTokenDocument::from(issued),
+    ))
+}
+
+/// `DELETE /token/session`: revokes the caller's token; a second call is a 401.
+pub(super) async fn end_session(
+    State(auth): State<AuthState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.gate().revoke_token(principal.token_id()).await?;
+    Ok(message("Session deleted.".to_owned()))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+/// `GET /token`: the caller's live tokens.
+pub(super) async fn list(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<Vec<TokenDocument>>, ApiError> {
+    let page = page(query.limit, query.offset)?;
+    let tokens = auth.gate().tokens_of_user(user.id(), page).await?;
+    Ok(Json(tokens.into_iter().map(TokenDocument::from).collect()))
+}
+
+/// `DELETE /token/{id}`: revokes one of the caller's tokens (an admin: anyone's).
+pub(super) async fn revoke(
+    State(auth): State<AuthState>,
+    user: CurrentUser,
+    IdPath(id): IdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = TokenId::from(id);
+    let token = auth
+        .gate()
+        .token(&id)
+        .await?
+        .ok_or(Error::NotFound("Token"))?;
+    if token.user_id.as_ref() != Some(user.id()) && !user.is_admin() {
+        return Err(forbidden(
+            &auth,
+            "Only the owner or an administrator may revoke this token.",
+        ));
+    }
+    auth.gate().revoke_token(&id).await?;
+    Ok(message("Token revoked.".to_owned()))
+}
+
+/// `GET /token/scopes`: the scopes users may put on keys, and the admin-only ones.
+pub(super) async fn scopes(State(auth): State<AuthState>) -> Json<serde_json::Value> {
+    let registry = auth.gate().registry();
+    let custom: Vec<ScopeDocument<'_>> = registry.custom().map(Into::into).collect();
+    let admin_custom: Vec<ScopeDocument<'_>> = registry.admin_custom().map(Into::into).collect();
+    Json(serde_json::json!({ "custom": custom, "admin_custom": admin_custom }))
+}

@@ -1,0 +1,174 @@
+//! An HTTP test app: scopegate's layer and router plus one route per guard.
+
+use axum::{
+    body::Body,
+    http::{header, HeaderMap, Method, Request, StatusCode},
+    response::Response,
+    routing::get,
+    Json, Router,
+};
+use scopegate::{
+    guard, AuthState, CachingStore, CurrentUser, NewToken, Principal, RequireAdmin,
+    RequireAnyScope, RequireScope, RequireScopeStrict, Scope, SledStore, UserId,
+};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::Fixture;
+
+scopegate::scopes! {
+    pub struct DataRead = "core.data.read";
+    pub struct DataWrite = "core.data.write";
+    pub struct SettingRead = "core.setting.read";
+}
+
+pub const DATA_READ: Scope = DataRead::SCOPE;
+pub const DATA_WRITE: Scope = DataWrite::SCOPE;
+pub const SETTING_READ: Scope = SettingRead::SCOPE;
+
+/// A fixture over a cached sled store, its auth state, and the test router.
+pub struct TestApp {
+    pub fixture: Fixture<CachingStore<SledStore>>,
+    pub state: AuthState,
+    pub router: Router,
+}
+
+fn open(path: &std::path::Path) -> CachingStore<SledStore> {
+    CachingStore::new(SledStore::open(path).unwrap())
+}
+
+impl TestApp {
+    pub fn new() -> Self {
+        let fixture = Fixture::new(open);
+        let state = AuthState::new(fixture.gate.clone());
+        let router = routes(state.clone());
+        Self {
+            fixture,
+            state,
+            router,
+        }
+    }
+
+    /// A full session of `user`.
+    pub async fn session(&self, user: &UserId) -> String {
+        self.token(NewToken::for_user(user.clone())).await
+    }
+
+    /// A token of `user` carrying only `scopes`.
+    pub async fn scoped(&self, user: &UserId, scopes: &[Scope]) -> String {
+        self.token(NewToken::for_user(user.clone()).scopes(scopes.iter().cloned()))
+            .await
+    }
+
+    pub async fn token(&self, new: NewToken) -> String {
+        let issued = self.fixture.gate.create_token(new).await.unwrap();
+        issued.secret.expose().to_owned()
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        send(&self.router, request).await
+    }
+}
+
+/// The guarded routes of a typical app, plus scopegate's router.
+pub fn routes(state: AuthState) -> Router {
+    let guarded_by_layer = Router::new()
+        .route(
+            "/guarded/whoami",
+            get(|user: CurrentUser| async move { Json(json!({ "user": user.id() })) }),
+        )
+        .route_layer(guard::<RequireScope<DataWrite>>());
+    Router::new()
+        .merge(scopegate::router())
+        .merge(guarded_by_layer)
+        .route(
+            "/public",
+            get(|p: Option<Principal>| async move {
+                Json(json!({ "user": p.and_then(|p| p.user_id().cloned()) }))
+            }),
+        )
+        .route(
+            "/user",
+            get(|user: CurrentUser| async move { Json(json!({ "user": user.id() })) }),
+        )
+        .route("/data", get(|_: RequireScope<DataRead>| async { "data" }))
+        .route(
+            "/data_any",
+            get(|_: RequireAnyScope<(DataRead, DataWrite)>| async { "data" }),
+        )
+        .route(
+            "/data_rw",
+            get(|_: RequireScope<(DataRead, DataWrite)>| async { "data" }),
+        )
+        .route(
+            "/strict",
+            get(|_: RequireScopeStrict<DataRead>| async { "strict" }),
+        )
+        .route("/admin", get(|_: RequireAdmin| async { "admin" }))
+        .route(
+            "/settings",
+            get(|_: RequireAdmin<SettingRead>| async { "settings" }),
+        )
+        .layer(state.layer())
+        .with_state(state)
+}
+
+/// A response, its body parsed as JSON (or a string when it is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub response_extensions: http::Extensions,
+}
+
+impl Reply {
+    /// The `error` code of an error body.
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+
+    pub fn challenge(&self) -> &str {
+        self.headers
+            .get(header::WWW_AUTHENTICATE)
+            .map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+pub async fn send(router: &Router, request: Request<Body>) -> Reply {
+    let response: Response = router.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+        response_extensions: parts.extensions,
+    }
+}
+
+/// A request with an optional bearer token and an optional JSON body.
+pub fn request(
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+pub fn get_with(uri: &str, token: Option<&str>) -> Request<Body> {
+    request(Method::GET, uri, token, None)
+}

@@ -1,0 +1,471 @@
+//! The layer and the guards over HTTP semantics (`Router` + `oneshot`): Girder's
+//! access rules, RFC 6750 errors, malformed credentials, and failing closed.
+
+mod common;
+
+use axum::{
+    body::Body,
+    http::{header, Method, Request, StatusCode},
+    routing::get,
+    Router,
+};
+use common::{
+    app::{get_with, request, send, TestApp, DATA_READ, DATA_WRITE, SETTING_READ},
+    girder_scopes, Users,
+};
+use scopegate::{
+    rejection::{AuthRejection, ErrorCode},
+    AuthState, NewToken, Principal, Scope, SledStore,
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn anonymous_request_on_a_user_route_is_401_with_a_bare_challenge() {
+    let app = TestApp::new();
+    let reply = app.send(get_with("/user", None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.challenge(), "Bearer realm=\"scopegate\"");
+    assert_eq!(reply.error(), "unauthorized");
+    assert!(reply.body["message"].as_str().unwrap().contains("Bearer"));
+}
+
+#[tokio::test]
+async fn public_routes_work_without_credentials() {
+    let app = TestApp::new();
+    let reply = app.send(get_with("/public", None)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, json!({ "user": null }));
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    let reply = app.send(get_with("/public", Some(&token))).await;
+    assert_eq!(reply.body, json!({ "user": "bob" }));
+}
+
+#[tokio::test]
+async fn a_normal_user_on_an_admin_route_is_403_insufficient_scope() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    for route in ["/admin", "/settings"] {
+        let reply = app.send(get_with(route, Some(&token))).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{route}");
+        assert_eq!(reply.error(), "insufficient_scope");
+        assert!(reply.challenge().contains("error=\"insufficient_scope\""));
+    }
+}
+
+#[tokio::test]
+async fn an_admin_token_scoped_setting_read_passes_settings_but_not_full_session_routes() {
+    let app = TestApp::new();
+    let alice = app.fixture.admin("alice");
+    let token = app.scoped(&alice, &[SETTING_READ]).await;
+    let reply = app.send(get_with("/settings", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for route in ["/user", "/admin", "/api_key", "/token"] {
+        let reply = app.send(get_with(route, Some(&token))).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{route}");
+        assert_eq!(reply.error(), "insufficient_scope", "{route}");
+        assert_eq!(
+            reply.challenge(),
+            "Bearer realm=\"scopegate\", error=\"insufficient_scope\", scope=\"core.user_auth\"",
+            "{route}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_non_admin_cannot_get_a_key_scoped_to_an_admin_scope() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    let body = json!({ "name": "settings", "scope": ["core.setting.read"] });
+    let reply = app
+        .send(request(Method::POST, "/api_key", Some(&token), Some(body)))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.error(), "invalid_request");
+    assert_eq!(reply.body["message"], "Invalid scopes: core.setting.read.");
+}
+
+#[tokio::test]
+async fn a_data_read_token_is_refused_on_full_session_routes_and_passes_data_read_routes() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.scoped(&bob, &[DATA_READ]).await;
+    let reply = app.send(get_with("/user", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.error(), "insufficient_scope");
+    let reply = app.send(get_with("/data", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = app.send(get_with("/data_rw", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        reply.challenge(),
+        "Bearer realm=\"scopegate\", error=\"insufficient_scope\", scope=\"core.data.read core.data.write\""
+    );
+}
+
+#[tokio::test]
+async fn a_full_session_satisfies_every_non_strict_guard() {
+    let app = TestApp::new();
+    let alice = app.fixture.admin("alice");
+    let token = app.session(&alice).await;
+    for route in [
+        "/user",
+        "/data",
+        "/data_any",
+        "/data_rw",
+        "/admin",
+        "/settings",
+        "/guarded/whoami",
+    ] {
+        let reply = app.send(get_with(route, Some(&token))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{route}");
+    }
+}
+
+#[tokio::test]
+async fn the_strict_guard_refuses_a_full_session_without_the_scope_and_accepts_an_anonymous_token_with_it(
+) {
+    let app = TestApp::new();
+    let alice = app.fixture.admin("alice");
+    let session = app.session(&alice).await;
+    let reply = app.send(get_with("/strict", Some(&session))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.challenge().contains("scope=\"core.data.read\""));
+    let anonymous = app.token(NewToken::anonymous().scopes([DATA_READ])).await;
+    let reply = app.send(get_with("/strict", Some(&anonymous))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_any_of_guard_needs_one_of_its_scopes() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let writer = app.scoped(&bob, &[DATA_WRITE]).await;
+    assert_eq!(
+        app.send(get_with("/data_any", Some(&writer))).await.status,
+        StatusCode::OK
+    );
+    let other = app
+        .scoped(&bob, &[Scope::new("core.data.own").unwrap()])
+        .await;
+    let reply = app.send(get_with("/data_any", Some(&other))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body["message"].as_str().unwrap().contains("one of"));
+}
+
+#[tokio::test]
+async fn an_anonymous_session_token_is_not_a_user() {
+    let app = TestApp::new();
+    let anonymous = app.token(NewToken::anonymous()).await;
+    for route in ["/user", "/data", "/admin"] {
+        let reply = app.send(get_with(route, Some(&anonymous))).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{route}");
+    }
+}
+
+#[tokio::test]
+async fn a_route_layer_guard_protects_a_whole_router_and_lets_current_user_through() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let reader = app.scoped(&bob, &[DATA_READ]).await;
+    let reply = app.send(get_with("/guarded/whoami", Some(&reader))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.challenge().contains("scope=\"core.data.write\""));
+    assert_eq!(
+        app.send(get_with("/guarded/whoami", None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A scoped token the route's guard accepted may read the current user.
+    let writer = app.scoped(&bob, &[DATA_WRITE]).await;
+    let reply = app.send(get_with("/guarded/whoami", Some(&writer))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, json!({ "user": "bob" }));
+}
+
+#[tokio::test]
+async fn tokens_that_are_not_live_all_get_the_same_401_invalid_token() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let expired = app.token(NewToken::for_user(bob.clone()).days(0.01)).await;
+    let revoked = app.session(&bob).await;
+    let principal = app.fixture.gate.authenticate(&revoked).await.unwrap();
+    app.fixture
+        .gate
+        .revoke_token(principal.token_id())
+        .await
+        .unwrap();
+    let gone_user = app.session(&app.fixture.user("carol")).await;
+    app.fixture.users.remove(&"carol".into());
+    app.fixture.clock.advance(chrono::TimeDelta::hours(1));
+    let live = app.session(&bob).await;
+    let mut corrupted = live.clone().into_bytes();
+    corrupted[10] = if corrupted[10] == b'a' { b'b' } else { b'a' };
+    let corrupted = String::from_utf8(corrupted).unwrap();
+    let unknown_but_well_formed = {
+        let other = TestApp::new();
+        let user = other.fixture.user("bob");
+        other.session(&user).await
+    };
+    let mut messages = Vec::new();
+    for token in [
+        "not-a-token",
+        &corrupted,
+        &expired,
+        &revoked,
+        &gone_user,
+        &unknown_but_well_formed,
+    ] {
+        let reply = app.send(get_with("/data", Some(token))).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(reply.error(), "invalid_token");
+        assert_eq!(
+            reply.challenge(),
+            "Bearer realm=\"scopegate\", error=\"invalid_token\""
+        );
+        messages.push(reply.body["message"].clone());
+        // A bad token is an error even where credentials are optional.
+        let reply = app.send(get_with("/public", Some(token))).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    messages.dedup();
+    assert_eq!(messages.len(), 1, "one message for every kind of bad token");
+    assert_eq!(
+        app.send(get_with("/data", Some(&live))).await.status,
+        StatusCode::OK
+    );
+}
+
+fn with_authorization(values: &[&[u8]]) -> Request<Body> {
+    let mut builder = Request::builder().uri("/data");
+    for value in values {
+        builder = builder.header(header::AUTHORIZATION, *value);
+    }
+    builder.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn malformed_credentials_are_400_invalid_request_on_guarded_and_public_routes() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    let cases: Vec<Vec<Vec<u8>>> = vec![
+        vec![b"Bearer".to_vec()],
+        vec![b"Bearer ".to_vec()],
+        vec![format!("Bearer  {token}").into_bytes()],
+        vec![format!("Bearer\t{token}").into_bytes()],
+        vec![format!("Bearer {token}\tx").into_bytes()],
+        vec![b"Bearer \xc3\xa9t\xc3\xa9".to_vec()],
+        vec![b"Bearer \xff".to_vec()],
+        vec![
+            format!("Bearer {token}").into_bytes(),
+            format!("Bearer {token}").into_bytes(),
+        ],
+    ];
+    for case in cases {
+        let values: Vec<&[u8]> = case.iter().map(Vec::as_slice).collect();
+        let reply = app.send(with_authorization(&values)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{case:?}");
+        assert_eq!(reply.error(), "invalid_request");
+        assert_eq!(
+            reply.challenge(),
+            "Bearer realm=\"scopegate\", error=\"invalid_request\""
+        );
+        let mut public = with_authorization(&values);
+        *public.uri_mut() = "/public".parse().unwrap();
+        assert_eq!(
+            app.send(public).await.status,
+            StatusCode::BAD_REQUEST,
+            "{case:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_other_schemes_are_left_alone() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let value = format!("{scheme} {token}");
+        let reply = app.send(with_authorization(&[value.as_bytes()])).await;
+        assert_eq!(reply.status, StatusCode::OK, "{scheme}");
+    }
+    let reply = app
+        .send(with_authorization(&[b"Basic Ym9iOmJvYi1wYXNz"]))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "unauthorized");
+}
+
+#[tokio::test]
+async fn a_failing_store_is_503_and_never_grants_access() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    app.fixture.probe.set_failing(true);
+    for route in ["/data", "/public", "/token/current"] {
+        let reply = app.send(get_with(route, Some(&token))).await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{route}");
+        assert_eq!(reply.error(), "temporarily_unavailable");
+        assert!(reply.headers.get(header::WWW_AUTHENTICATE).is_none());
+    }
+    app.fixture.probe.set_failing(false);
+    assert_eq!(
+        app.send(get_with("/data", Some(&token))).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_failing_user_loader_is_503_and_never_grants_access() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    app.fixture.users.set_failing(true);
+    let reply = app.send(get_with("/data", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.error(), "temporarily_unavailable");
+}
+
+#[tokio::test]
+async fn a_disabled_users_tokens_stop_working_at_once() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    assert_eq!(
+        app.send(get_with("/user", Some(&token))).await.status,
+        StatusCode::OK
+    );
+    app.fixture.users.set_active(&bob, false);
+    let reply = app.send(get_with("/user", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "invalid_token");
+}
+
+#[tokio::test]
+async fn a_guard_without_the_layer_is_a_500_with_a_hint() {
+    let router: Router = Router::new().route("/me", get(|_: Principal| async { "me" }));
+    let reply = send(&router, get_with("/me", None)).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.error(), "server_error");
+    assert!(reply.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("AuthLayer"));
+}
+
+#[tokio::test]
+async fn rejections_put_their_code_and_themselves_in_the_response_extensions() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let reader = app.scoped(&bob, &[DATA_READ]).await;
+    let reply = app.send(get_with("/user", Some(&reader))).await;
+    assert_eq!(
+        reply.response_extensions.get::<ErrorCode>(),
+        Some(&ErrorCode::InsufficientScope)
+    );
+    let rejection = reply.response_extensions.get::<AuthRejection>().unwrap();
+    assert_eq!(rejection.status(), StatusCode::FORBIDDEN);
+    let reply = app.send(get_with("/user", None)).await;
+    assert_eq!(
+        reply.response_extensions.get::<ErrorCode>(),
+        Some(&ErrorCode::Unauthorized)
+    );
+}
+
+/// An app reading tokens from `Girder-Token`, a `token` cookie and a `token` query parameter.
+fn app_with_all_sources(fixture_dir: &std::path::Path, users: Users) -> Router {
+    let state = AuthState::builder(SledStore::open(fixture_dir).unwrap(), users)
+        .with_registry(girder_scopes())
+        .with_realm("files")
+        .with_token_header("Girder-Token")
+        .with_token_cookie("token")
+        .with_token_query("token")
+        .build()
+        .unwrap();
+    common::app::routes(state)
+}
+
+#[tokio::test]
+async fn configured_sources_are_read_and_two_different_credentials_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let router = app_with_all_sources(dir.path(), users);
+    // The state's gate is reachable through a session token made by the router itself.
+    let session = send(&router, get_with("/token/session", None)).await;
+    let anonymous = session.body["token"].as_str().unwrap().to_owned();
+    let header = Request::builder()
+        .uri("/public")
+        .header("Girder-Token", &anonymous);
+    let cookie = Request::builder()
+        .uri("/public")
+        .header("Cookie", format!("a=b; token={anonymous}"));
+    let query = Request::builder().uri(format!("/public?token={anonymous}"));
+    for builder in [header, cookie, query] {
+        let reply = send(&router, builder.body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let both = Request::builder()
+        .uri("/public")
+        .header("Girder-Token", &anonymous)
+        .header(header::AUTHORIZATION, format!("Bearer {anonymous}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&router, both).await.status, StatusCode::OK);
+    let different = Request::builder()
+        .uri("/user?token=sg_tok_other")
+        .header(header::AUTHORIZATION, format!("Bearer {anonymous}"))
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&router, different).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.challenge(),
+        "Bearer realm=\"files\", error=\"invalid_request\""
+    );
+    let _ = bob;
+}
+
+#[tokio::test]
+async fn optional_sources_are_off_by_default() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    let header = Request::builder()
+        .uri("/user")
+        .header("Girder-Token", &token);
+    let cookie = Request::builder()
+        .uri("/user")
+        .header("Cookie", format!("token={token}"));
+    let query = Request::builder().uri(format!("/user?token={token}"));
+    for builder in [header, cookie, query] {
+        let reply = app.send(builder.body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.error(), "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn revocation_is_seen_by_the_next_request() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    assert_eq!(
+        app.send(get_with("/data", Some(&token))).await.status,
+        StatusCode::OK
+    );
+    let reply = app
+        .send(request(
+            Method::DELETE,
+            "/token/session",
+            Some(&token),
+            None,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = app.send(get_with("/data", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
