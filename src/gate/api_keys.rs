@@ -17,7 +17,7 @@ const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
 /// An exchange of a key for a token: optional duration (days) and scope narrowing.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct TokenRequest {
-    /// Days; capped at the key's `token_duration` (or the default lifetime).
+    /// Days, in (0, 3650]; capped at the key's `token_duration` (or the default lifetime).
     #[serde(default)]
     pub duration: Option<f64>,
     /// A subset of the key's scopes; never more.
@@ -203,7 +203,11 @@ impl ScopeGate {
         secret: &str,
         request: TokenRequest,
     ) -> Result<IssuedToken, Error> {
-        let requested_days = request.duration.map(limits::requested_days).transpose()?;
+        // Bounded like every other duration, so absurd requests are refused, not capped.
+        let requested_days = request
+            .duration
+            .map(|days| limits::duration_field("duration", days))
+            .transpose()?;
         if request.scope.as_ref().is_some_and(Vec::is_empty) {
             return Err(Error::invalid("scope must be a non-empty list when given."));
         }

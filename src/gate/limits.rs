@@ -21,17 +21,6 @@ pub(super) fn duration_field(field: &str, value: f64) -> Result<f64, Error> {
     })
 }
 
-/// A requested token duration: any positive finite number (the key's cap applies after).
-pub(super) fn requested_days(value: f64) -> Result<f64, Error> {
-    if value.is_finite() && value > 0.0 {
-        Ok(value)
-    } else {
-        Err(Error::invalid(
-            "duration must be a positive number of days.",
-        ))
-    }
-}
-
 /// A key name: trimmed, 1–255 characters, no control characters.
 pub(super) fn key_name(name: &str) -> Result<String, Error> {
     let name = name.trim();

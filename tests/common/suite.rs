@@ -91,12 +91,17 @@ macro_rules! conformance_tests {
                     .await
                     .unwrap();
                 assert_eq!(days(&below.token), TimeDelta::hours(12));
-                let huge = f
+                let longest = f
                     .gate
-                    .exchange_api_key(secret, request(Some(1e300), None))
+                    .exchange_api_key(secret, request(Some(3650.0), None))
                     .await
                     .unwrap();
-                assert_eq!(days(&huge.token), TimeDelta::days(2));
+                assert_eq!(days(&longest.token), TimeDelta::days(2));
+                let absurd = f
+                    .gate
+                    .exchange_api_key(secret, request(Some(1e300), None))
+                    .await;
+                assert!(matches!(absurd, Err(Error::InvalidRequest(_))));
                 let unasked = f
                     .gate
                     .exchange_api_key(secret, request(None, None))
