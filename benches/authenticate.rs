@@ -6,6 +6,9 @@
 //! - `purge/live_0` vs `purge/live_N`: purging the same number of expired tokens
 //!   with no other tokens stored (baseline) and with N live ones; equal times mean
 //!   the sweeper's cost follows what expired, not what is stored.
+//! - `http/no_layer` vs `http/public` and `http/guarded`: one request through an
+//!   axum `Router` without scopegate (baseline), through `AuthLayer` with no token,
+//!   and through `AuthLayer` plus a `RequireScope` guard with a cached token.
 //!
 //! `cargo bench --bench authenticate`
 
@@ -14,13 +17,15 @@
 
 use std::time::{Duration, Instant};
 
+use axum::{body::Body, http::Request, routing::get, Router};
 use chrono::{TimeDelta, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use scopegate::{
-    async_trait, AuthUser, BoxError, CachingStore, ManualClock, NewToken, ScopeGate, SledStore,
-    TokenStore, UserId, UserLoader,
+    async_trait, AuthState, AuthUser, BoxError, CachingStore, ManualClock, NewToken, RequireScope,
+    ScopeGate, SledStore, TokenStore, UserId, UserLoader,
 };
 use tokio::runtime::Runtime;
+use tower::ServiceExt;
 
 struct User;
 impl AuthUser for User {
@@ -119,5 +124,50 @@ fn purge(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, authenticate, purge);
+scopegate::scopes! {
+    struct DataRead = "core.data.read";
+}
+
+fn http(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let mut group = c.benchmark_group("http");
+    let dir = tempfile::tempdir().unwrap();
+    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
+        .build()
+        .unwrap();
+    let token = rt
+        .block_on(
+            state
+                .gate()
+                .create_token(NewToken::for_user("bench".into())),
+        )
+        .unwrap();
+    let bearer = format!("Bearer {}", token.secret.expose());
+    let bare: Router = Router::new().route("/data", get(|| async { "data" }));
+    let layered: Router = Router::new()
+        .route("/public", get(|| async { "data" }))
+        .route("/data", get(|_: RequireScope<DataRead>| async { "data" }))
+        .layer(state.layer());
+    let cases = [
+        ("no_layer", &bare, "/data", None),
+        ("public", &layered, "/public", None),
+        ("guarded", &layered, "/data", Some(bearer.as_str())),
+    ];
+    for (name, router, path, bearer) in cases {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let mut request = Request::builder().uri(path);
+                if let Some(bearer) = bearer {
+                    request = request.header("authorization", bearer);
+                }
+                let request = request.body(Body::empty()).unwrap();
+                let response = router.clone().oneshot(request).await.unwrap();
+                assert!(response.status().is_success());
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, authenticate, purge, http);
 criterion_main!(benches);

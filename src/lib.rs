@@ -12,8 +12,13 @@
 //! - expiry is enforced on every read, not only by a cleanup job;
 //! - revocation is immediate, even for cached tokens, and durable before it returns.
 //!
-//! Start with [`ScopeGate`]: build one over a [`TokenStore`] (usually
-//! [`CachingStore`] around [`SledStore`]) and the app's [`UserLoader`].
+//! For an HTTP app, build an [`AuthState`] over a [`SledStore`] and the app's
+//! [`UserLoader`], wrap the router in its [`AuthLayer`], guard routes with the
+//! extractors ([`RequireScope`], [`RequireAnyScope`], [`RequireScopeStrict`],
+//! [`RequireAdmin`], [`CurrentUser`], [`Principal`]) and merge [`router()`] for the
+//! API-key and token routes; failures answer as in [`rejection`]. The
+//! [`ScopeGate`] behind it (`state.gate()`) issues and revokes credentials from the
+//! app's own code, and works without HTTP too.
 
 #![forbid(unsafe_code)]
 

@@ -469,3 +469,33 @@ async fn revocation_is_seen_by_the_next_request() {
     let reply = app.send(get_with("/data", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_layer_works_in_a_plain_tower_stack_with_any_body_type() {
+    use std::convert::Infallible;
+
+    use scopegate::Authentication;
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let token = app.session(&bob).await;
+    let service = ServiceBuilder::new()
+        .layer(app.state.layer())
+        .service(service_fn(|request: Request<String>| async move {
+            let auth = request.extensions().get::<Authentication>().unwrap();
+            let who = auth
+                .principal()
+                .and_then(|p| p.user_id())
+                .map(|id| id.to_string());
+            Ok::<_, Infallible>(http::Response::new(who.unwrap_or_else(|| "nobody".into())))
+        }));
+    let request = Request::builder()
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(String::new())
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.body(), "bob");
+    let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    assert_eq!(response.body(), "nobody");
+}

@@ -7,7 +7,7 @@ use tower::Service;
 
 use super::{future::ResponseFuture, AuthLayer, AuthState};
 
-/// Middleware that authenticates requests; see the [module docs](super).
+/// Middleware that authenticates requests; see [`AuthLayer`].
 #[derive(Debug, Clone)]
 pub struct AuthService<S> {
     inner: S,

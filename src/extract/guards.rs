@@ -85,7 +85,7 @@ guard! {
     /// async fn list_data(who: RequireScope<DataRead>) -> String {
     ///     format!("data for {:?}", who.user_id())
     /// }
-    /// # let _ = axum::routing::get(list_data);
+    /// let _: axum::routing::MethodRouter = axum::routing::get(list_data);
     /// ```
     RequireScope<S>
 }
