@@ -15,7 +15,7 @@ use axum::{
 };
 use http::{header, HeaderValue, StatusCode};
 
-use crate::{Error, Scope};
+use crate::{scope::join_scopes, Error, Scope};
 
 /// The `error` code of an error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,7 +235,7 @@ pub struct InsufficientScope {
 impl InsufficientScope {
     /// `required` is listed in the challenge's `scope` attribute.
     pub(crate) fn new(realm: Arc<str>, required: &[Scope], message: String) -> Self {
-        let required = (!required.is_empty()).then(|| join(required));
+        let required = (!required.is_empty()).then(|| join_scopes(required));
         Self {
             realm,
             required,
@@ -461,14 +461,6 @@ impl IntoResponse for Error {
         };
         error_response(status, code, &message, challenge)
     }
-}
-
-fn join(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(Scope::as_str)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]

@@ -55,6 +55,15 @@ impl Scope {
     }
 }
 
+/// Scope ids separated by spaces, as in OAuth `scope` values and our messages.
+pub(crate) fn join_scopes(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(Scope::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 const fn is_scope_token(id: &str) -> bool {
     let bytes = id.as_bytes();
     if bytes.is_empty() || bytes.len() > MAX_SCOPE_LEN {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{secret::Digest, ApiKeyId, Scope, Secret, TokenId, UserId};
+use crate::{scope::join_scopes, secret::Digest, ApiKeyId, Scope, Secret, TokenId, UserId};
 
 /// A stored token. The secret itself is never kept: only its [`Digest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,20 +90,12 @@ pub fn has_scope(token: Option<&Token>, required: Option<&[Scope]>) -> bool {
 
 /// A token lacks scopes a caller required.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Invalid token scope. Required: {}. Missing: {}.", join(.required), join(.missing))]
+#[error("Invalid token scope. Required: {}. Missing: {}.", join_scopes(.required), join_scopes(.missing))]
 pub struct InsufficientScope {
     /// Everything that was required.
     pub required: Vec<Scope>,
     /// What the token lacks of it.
     pub missing: Vec<Scope>,
-}
-
-fn join(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(Scope::as_str)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// A token just created: the secret, shown this once, and the stored record.

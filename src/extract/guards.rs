@@ -7,7 +7,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::{authentication, GuardPassed, ScopeSet};
-use crate::{rejection::AuthRejection, Authentication, Principal, Scope};
+use crate::{rejection::AuthRejection, scope::join_scopes, Authentication, Principal, Scope};
 
 /// How a guard judges a live token.
 trait Check {
@@ -99,7 +99,7 @@ impl<S: ScopeSet> Check for RequireScope<S> {
         if principal.allows(&required) {
             return Ok(());
         }
-        let message = format!("Invalid token scope. Required: {}.", join(&required));
+        let message = format!("Invalid token scope. Required: {}.", join_scopes(&required));
         Err(auth.insufficient(&required, message))
     }
 }
@@ -119,7 +119,10 @@ impl<S: ScopeSet> Check for RequireAnyScope<S> {
         if principal.is_full_session() || required.iter().any(|s| principal.scopes().contains(s)) {
             return Ok(());
         }
-        let message = format!("Invalid token scope. Required one of: {}.", join(&required));
+        let message = format!(
+            "Invalid token scope. Required one of: {}.",
+            join_scopes(&required)
+        );
         Err(auth.insufficient(&required, message))
     }
 }
@@ -138,7 +141,7 @@ impl<S: ScopeSet> Check for RequireScopeStrict<S> {
         if principal.has_scope(&required) {
             return Ok(());
         }
-        let message = format!("Invalid token scope. Required: {}.", join(&required));
+        let message = format!("Invalid token scope. Required: {}.", join_scopes(&required));
         Err(auth.insufficient(&required, message))
     }
 }
@@ -166,12 +169,4 @@ fn full_session(auth: &Authentication, principal: &Principal) -> Result<(), Auth
     }
     let message = "This route needs a user's full session (scope core.user_auth).".to_owned();
     Err(auth.insufficient(&[Scope::USER_AUTH], message))
-}
-
-fn join(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(Scope::as_str)
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -14,11 +14,11 @@ use super::{
     documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
     error::ApiError,
     forbidden,
-    input::{query_has, IdPath, JsonBody, QueryParams},
+    input::{query_has, IdPath, JsonBody, PageQuery, QueryParams},
 };
 use crate::{
-    rejection::invalid_input, store::MAX_PAGE, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState,
-    CurrentUser, Error, NewApiKey, Page, TokenRequest, UserId,
+    rejection::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser, Error,
+    NewApiKey, TokenRequest, UserId,
 };
 
 /// `POST /api_key`: a key for the caller; the secret is in this response only.
@@ -35,34 +35,19 @@ pub(super) async fn create(
 }
 
 #[derive(Deserialize)]
-pub(super) struct ListQuery {
+pub(super) struct OwnerQuery {
     user_id: Option<String>,
-    #[serde(default = "default_limit")]
-    limit: usize,
-    #[serde(default)]
-    offset: usize,
-}
-
-fn default_limit() -> usize {
-    50
-}
-
-/// The page a listing asked for; a limit outside 1..=1000 is refused, not clamped.
-pub(super) fn page(limit: usize, offset: usize) -> Result<Page, ApiError> {
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid_input(&format!("limit must be between 1 and {MAX_PAGE}.")).into());
-    }
-    Ok(Page::new(limit, offset))
 }
 
 /// `GET /api_key`: the caller's keys, or (admins only) another user's.
 pub(super) async fn list(
     State(auth): State<AuthState>,
     user: CurrentUser,
-    QueryParams(query): QueryParams<ListQuery>,
+    QueryParams(owner): QueryParams<OwnerQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Vec<ApiKeyDocument>>, ApiError> {
-    let page = page(query.limit, query.offset)?;
-    let owner = query
+    let page = page.page()?;
+    let owner = owner
         .user_id
         .map_or_else(|| user.id().clone(), UserId::from);
     if &owner != user.id() && !user.is_admin() {

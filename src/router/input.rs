@@ -6,9 +6,14 @@ use axum::{
     response::Response,
 };
 use http::{header, request::Parts};
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Deserialize};
 
-use crate::rejection::{input_error, invalid_input};
+use super::error::ApiError;
+use crate::{
+    rejection::{input_error, invalid_input},
+    store::MAX_PAGE,
+    Page,
+};
 
 /// A JSON body. An empty body reads as `{}`; a non-empty one needs
 /// `Content-Type: application/json`, which plain HTML forms cannot send (CSRF).
@@ -74,9 +79,33 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// `?limit=50&offset=0` of a listing.
+#[derive(Deserialize)]
+pub(super) struct PageQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+impl PageQuery {
+    /// The page asked for; a limit outside 1..=1000 is refused, not clamped.
+    pub(super) fn page(&self) -> Result<Page, ApiError> {
+        if !(1..=MAX_PAGE).contains(&self.limit) {
+            let message = format!("limit must be between 1 and {MAX_PAGE}.");
+            return Err(invalid_input(&message).into());
+        }
+        Ok(Page::new(self.limit, self.offset))
+    }
+}
+
 /// Whether the query string has parameter `name`.
-pub(super) fn query_has(parts_query: Option<&str>, name: &str) -> bool {
-    parts_query
+pub(super) fn query_has(query: Option<&str>, name: &str) -> bool {
+    query
         .unwrap_or("")
         .split('&')
         .any(|pair| pair.split('=').next() == Some(name))

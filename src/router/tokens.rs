@@ -6,14 +6,12 @@ use axum::{
     Json,
 };
 use http::StatusCode;
-use serde::Deserialize;
 
 use super::{
-    api_keys::page,
     documents::{message, with_secret, IssuedTokenDocument, ScopeDocument, TokenDocument},
     error::ApiError,
     forbidden,
-    input::{IdPath, QueryParams},
+    input::{IdPath, PageQuery, QueryParams},
 };
 use crate::{AuthState, CurrentUser, Error, NewToken, Principal, TokenId};
 
@@ -46,25 +44,13 @@ pub(super) async fn end_session(
     Ok(message("Session deleted.".to_owned()))
 }
 
-#[derive(Deserialize)]
-pub(super) struct ListQuery {
-    #[serde(default = "default_limit")]
-    limit: usize,
-    #[serde(default)]
-    offset: usize,
-}
-
-fn default_limit() -> usize {
-    50
-}
-
 /// `GET /token`: the caller's live tokens.
 pub(super) async fn list(
     State(auth): State<AuthState>,
     user: CurrentUser,
-    QueryParams(query): QueryParams<ListQuery>,
+    QueryParams(page): QueryParams<PageQuery>,
 ) -> Result<Json<Vec<TokenDocument>>, ApiError> {
-    let page = page(query.limit, query.offset)?;
+    let page = page.page()?;
     let tokens = auth.gate().tokens_of_user(user.id(), page).await?;
     Ok(Json(tokens.into_iter().map(TokenDocument::from).collect()))
 }
