@@ -17,6 +17,9 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::{scope::join_scopes, Error, Scope};
 
+/// The one message of every `invalid_token`, whatever the reason.
+const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";
+
 /// The `error` code of an error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -153,14 +156,6 @@ impl MissingCredentials {
     pub fn body_text(&self) -> String {
         "Authentication required: send `Authorization: Bearer <token>`.".to_owned()
     }
-
-    fn challenge(&self) -> Challenge<'_> {
-        Challenge {
-            realm: Some(&self.realm),
-            error: None,
-            scope: None,
-        }
-    }
 }
 
 rejection! {
@@ -173,15 +168,7 @@ rejection! {
 impl InvalidToken {
     /// The message of the response.
     pub fn body_text(&self) -> String {
-        "Invalid or expired token.".to_owned()
-    }
-
-    fn challenge(&self) -> Challenge<'_> {
-        Challenge {
-            realm: Some(&self.realm),
-            error: Some(ErrorCode::InvalidToken),
-            scope: None,
-        }
+        INVALID_TOKEN_MESSAGE.to_owned()
     }
 }
 
@@ -212,14 +199,6 @@ impl InvalidRequest {
     /// The message of the response.
     pub fn body_text(&self) -> String {
         self.message.to_owned()
-    }
-
-    fn challenge(&self) -> Challenge<'_> {
-        Challenge {
-            realm: Some(&self.realm),
-            error: Some(ErrorCode::InvalidRequest),
-            scope: None,
-        }
     }
 }
 
@@ -261,14 +240,6 @@ impl InsufficientScope {
     /// The message of the response.
     pub fn body_text(&self) -> String {
         self.message.clone()
-    }
-
-    fn challenge(&self) -> Challenge<'_> {
-        Challenge {
-            realm: Some(&self.realm),
-            error: Some(ErrorCode::InsufficientScope),
-            scope: self.required.as_deref(),
-        }
     }
 }
 
@@ -374,14 +345,24 @@ impl AuthRejection {
         }
     }
 
+    /// `Bearer realm=…[, error=…][, scope=…]`; no `error` without credentials (RFC 6750
+    /// §3), and no challenge at all for failures that are not about the credential.
     fn challenge(&self) -> Option<Challenge<'_>> {
-        match self {
-            AuthRejection::MissingCredentials(r) => Some(r.challenge()),
-            AuthRejection::InvalidRequest(r) => Some(r.challenge()),
-            AuthRejection::InvalidToken(r) => Some(r.challenge()),
-            AuthRejection::InsufficientScope(r) => Some(r.challenge()),
-            AuthRejection::TemporarilyUnavailable(_) | AuthRejection::MissingAuthLayer(_) => None,
-        }
+        let (realm, scope) = match self {
+            AuthRejection::MissingCredentials(r) => (&r.realm, None),
+            AuthRejection::InvalidRequest(r) => (&r.realm, None),
+            AuthRejection::InvalidToken(r) => (&r.realm, None),
+            AuthRejection::InsufficientScope(r) => (&r.realm, r.required.as_deref()),
+            AuthRejection::TemporarilyUnavailable(_) | AuthRejection::MissingAuthLayer(_) => {
+                return None
+            }
+        };
+        let code = self.code();
+        Some(Challenge {
+            realm: Some(realm),
+            error: (code != ErrorCode::Unauthorized).then_some(code),
+            scope,
+        })
     }
 }
 
@@ -456,7 +437,7 @@ impl IntoResponse for Error {
             scope: None,
         });
         let message = match code {
-            ErrorCode::InvalidToken => "Invalid or expired token.".to_owned(),
+            ErrorCode::InvalidToken => INVALID_TOKEN_MESSAGE.to_owned(),
             _ => self.to_string(),
         };
         error_response(status, code, &message, challenge)

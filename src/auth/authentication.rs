@@ -104,6 +104,12 @@ impl Authentication {
         InsufficientScope::new(self.realm.clone(), required, message).into()
     }
 
+    /// A 403 for a live token that is not a user's full session.
+    pub(crate) fn needs_full_session(&self) -> AuthRejection {
+        let message = "This route needs a user's full session (scope core.user_auth).";
+        self.insufficient(&[Scope::USER_AUTH], message.to_owned())
+    }
+
     fn refusal(&self, refusal: Refusal) -> AuthRejection {
         let realm = self.realm.clone();
         match refusal {

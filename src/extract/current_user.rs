@@ -4,7 +4,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use super::{authentication, GuardPassed};
-use crate::{rejection::AuthRejection, LoadedUser, Principal, Scope, UserId};
+use crate::{rejection::AuthRejection, LoadedUser, Principal, UserId};
 
 /// The user of the request (Girder's `getCurrentUser`).
 ///
@@ -66,10 +66,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
         let auth = authentication(parts)?;
         let principal = auth.require()?;
         if !Self::accepts(parts, principal) {
-            return Err(auth.insufficient(
-                &[Scope::USER_AUTH],
-                "This route needs a user's full session (scope core.user_auth).".to_owned(),
-            ));
+            return Err(auth.needs_full_session());
         }
         Ok(Self {
             principal: principal.clone(),

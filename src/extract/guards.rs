@@ -7,7 +7,7 @@ use axum::extract::FromRequestParts;
 use http::request::Parts;
 
 use super::{authentication, GuardPassed, ScopeSet};
-use crate::{rejection::AuthRejection, scope::join_scopes, Authentication, Principal, Scope};
+use crate::{rejection::AuthRejection, scope::join_scopes, Authentication, Principal};
 
 /// How a guard judges a live token.
 trait Check {
@@ -167,6 +167,5 @@ fn full_session(auth: &Authentication, principal: &Principal) -> Result<(), Auth
     if principal.is_full_session() {
         return Ok(());
     }
-    let message = "This route needs a user's full session (scope core.user_auth).".to_owned();
-    Err(auth.insufficient(&[Scope::USER_AUTH], message))
+    Err(auth.needs_full_session())
 }

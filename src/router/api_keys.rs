@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::{
     documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
     error::ApiError,
-    forbidden,
     input::{query_has, IdPath, JsonBody, PageQuery, QueryParams},
+    owner_or_admin,
 };
 use crate::{
     rejection::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser, Error,
@@ -50,12 +50,8 @@ pub(super) async fn list(
     let owner = owner
         .user_id
         .map_or_else(|| user.id().clone(), UserId::from);
-    if &owner != user.id() && !user.is_admin() {
-        return Err(forbidden(
-            &auth,
-            "Only administrators may list other users' API keys.",
-        ));
-    }
+    let refusal = "Only administrators may list other users' API keys.";
+    owner_or_admin(&auth, &user, Some(&owner), refusal)?;
     let keys = auth.gate().api_keys_of_user(&owner, page).await?;
     Ok(Json(keys.into_iter().map(ApiKeyDocument::from).collect()))
 }
@@ -71,12 +67,8 @@ async fn managed_key(
         .api_key(id)
         .await?
         .ok_or(Error::NotFound("API key"))?;
-    if &key.user_id != user.id() && !user.is_admin() {
-        return Err(forbidden(
-            auth,
-            "Only the owner or an administrator may manage this API key.",
-        ));
-    }
+    let refusal = "Only the owner or an administrator may manage this API key.";
+    owner_or_admin(auth, user, Some(&key.user_id), refusal)?;
     Ok(key)
 }
 

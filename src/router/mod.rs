@@ -16,7 +16,7 @@ use axum::{
 
 pub use self::documents::AuthTokenResponse;
 use self::error::ApiError;
-use crate::{rejection::InsufficientScope, AuthState};
+use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 
 /// The API-key lifecycle and token routes (Girder's `/api_key` and `/token`), generic
 /// over the app's state so it can be merged or nested:
@@ -81,7 +81,17 @@ where
         .route("/token/{id}", delete(tokens::revoke))
 }
 
-/// A 403 for a caller acting on someone else's records.
-fn forbidden(auth: &AuthState, message: &str) -> ApiError {
-    ApiError::Auth(InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned()).into())
+/// Lets `user` act on records of `owner` if they are theirs or `user` is an admin
+/// (Girder's rule); anyone else gets a 403 with `message`.
+fn owner_or_admin(
+    auth: &AuthState,
+    user: &CurrentUser,
+    owner: Option<&UserId>,
+    message: &str,
+) -> Result<(), ApiError> {
+    if owner == Some(user.id()) || user.is_admin() {
+        return Ok(());
+    }
+    let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
+    Err(ApiError::Auth(rejection.into()))
 }

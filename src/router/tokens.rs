@@ -10,8 +10,8 @@ use http::StatusCode;
 use super::{
     documents::{message, with_secret, IssuedTokenDocument, ScopeDocument, TokenDocument},
     error::ApiError,
-    forbidden,
     input::{IdPath, PageQuery, QueryParams},
+    owner_or_admin,
 };
 use crate::{AuthState, CurrentUser, Error, NewToken, Principal, TokenId};
 
@@ -67,12 +67,8 @@ pub(super) async fn revoke(
         .token(&id)
         .await?
         .ok_or(Error::NotFound("Token"))?;
-    if token.user_id.as_ref() != Some(user.id()) && !user.is_admin() {
-        return Err(forbidden(
-            &auth,
-            "Only the owner or an administrator may revoke this token.",
-        ));
-    }
+    let refusal = "Only the owner or an administrator may revoke this token.";
+    owner_or_admin(&auth, &user, token.user_id.as_ref(), refusal)?;
     auth.gate().revoke_token(&id).await?;
     Ok(message("Token revoked.".to_owned()))
 }
