@@ -10,15 +10,19 @@
 //!
 //! - the scopegate router at `/` (`/api_key…`, `/token…`);
 //! - `POST /login`: HTTP Basic → `{user: {id}, auth_token: {…}}`, a full session;
-//! - `GET /health`: public;
+//! - `GET /health`: public; 503 while the token store is failing;
 //! - `GET /me`: the current user;
 //! - `GET /data`: `core.data.read`; `POST /data`: `core.data.write`;
 //! - `GET /admin/settings`: an admin, with `core.setting.read`.
+//!
+//! Anonymous sessions (`GET /token/session` without a token) are on. `RUST_LOG`
+//! sets the log filter (default `info`); Ctrl-C and SIGTERM shut it down gracefully.
 
 use std::{
     error::Error,
     net::SocketAddr,
     path::{Path, PathBuf},
+    process::ExitCode,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -32,8 +36,9 @@ use axum::{
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use scopegate::{
-    async_trait, AuthState, AuthTokenResponse, AuthUser, BoxError, CurrentUser, NewToken,
-    RequireAdmin, RequireScope, ScopeRegistry, SledStore, UserId, UserLoader,
+    async_trait, error_chain, AnonymousSessions, AuthState, AuthTokenResponse, AuthUser, BoxError,
+    CurrentUser, NewToken, RequireAdmin, RequireScope, ScopeRegistry, SledStore, StoreHealth,
+    UserId, UserLoader,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -128,13 +133,15 @@ fn girder_scopes() -> Result<ScopeRegistry, scopegate::ScopeError> {
 pub(crate) fn auth_state(data: &Path) -> Result<AuthState, Box<dyn Error>> {
     let store = SledStore::open(data).map_err(|err| {
         format!(
-            "cannot open the sled database in {} (is another quickstart running?): {err}",
-            data.display()
+            "cannot open the sled database in {}: {}",
+            data.display(),
+            error_chain(&err)
         )
     })?;
     Ok(AuthState::builder(store, Users)
         .with_realm("scopegate quickstart")
         .with_registry(girder_scopes()?)
+        .with_anonymous_sessions(AnonymousSessions::default())
         .build()?)
 }
 
@@ -159,12 +166,33 @@ pub(crate) fn app(auth: AuthState) -> Router {
     Router::new()
         .merge(scopegate::router())
         .route("/login", post(login))
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/health", get(health))
         .route("/me", get(me))
         .route("/data", get(list_data).post(add_data))
         .route("/admin/settings", get(settings))
         .layer(auth.layer())
         .with_state(state)
+}
+
+/// `GET /health`: 200 while the token store serves, 503 while it is failing (so a
+/// load balancer stops sending traffic here until it recovers by itself).
+async fn health(State(state): State<AppState>) -> Response {
+    match state.auth.gate().health().await {
+        StoreHealth::Healthy => Json(json!({ "status": "ok" })).into_response(),
+        StoreHealth::Failing { since, error } => {
+            let body = json!({
+                "status": "failing",
+                "since": since,
+                "error": error_chain(&error),
+            });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unknown" })),
+        )
+            .into_response(),
+    }
 }
 
 /// `POST /login`: HTTP Basic credentials for a full-session token.
@@ -247,7 +275,24 @@ async fn settings(_: RequireAdmin<SettingRead>) -> Json<Value> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole chain: "cannot open …: token store backend failed: <the OS's reason>".
+            eprintln!("quickstart: {}", error_chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn Error>> {
     let data = std::env::var_os("SCOPEGATE_DATA")
         .map_or_else(|| PathBuf::from("scopegate-data"), PathBuf::from);
     let addr: SocketAddr = std::env::var("SCOPEGATE_ADDR")
@@ -262,12 +307,38 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let addr = listener.local_addr()?;
     print_welcome(addr, &data);
     axum::serve(listener, app(auth))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
+    tracing::info!("shut down gracefully");
     sweeper.shutdown().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what `kill`, systemd and container runtimes send): requests
+/// in flight finish before the process exits.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
 }
 
 fn print_welcome(addr: SocketAddr, data: &Path) {
@@ -305,5 +376,5 @@ fn print_welcome(addr: SocketAddr, data: &Path) {
     println!("curl -s -i {url}/me                                     # 401 without a token");
     println!("curl -s {url}/token/scopes");
     println!();
-    println!("Ctrl-C stops the server.");
+    println!("Ctrl-C or SIGTERM stops the server; RUST_LOG=debug shows more.");
 }

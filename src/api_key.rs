@@ -214,11 +214,25 @@ pub enum KeyChange {
     },
 }
 
+/// What a [`KeyChange`] means for the tokens the key minted before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFate {
+    /// They stay as they are.
+    Keep,
+    /// They are deleted with the change.
+    Revoke,
+    /// Those expiring later than this instant now expire at it: a token never
+    /// outlives its key.
+    ExpireBy(DateTime<Utc>),
+}
+
 impl KeyChange {
-    /// Applies the change to `key` and says whether the key's existing tokens must be
-    /// revoked with it: on deactivation, on a scope change, and on a rotation
-    /// without grace (the old secret is presumed compromised).
-    pub fn apply(&self, key: &mut ApiKey) -> bool {
+    /// Applies the change to `key` and says what becomes of the key's existing
+    /// tokens, in the same atomic write: revoked on deactivation, on a scope change,
+    /// and on a rotation without grace (the old secret is presumed compromised);
+    /// capped at the new expiry when the key's expiry moves earlier.
+    pub fn apply(&self, key: &mut ApiKey) -> TokenFate {
         match self {
             KeyChange::Update {
                 name,
@@ -242,10 +256,23 @@ impl KeyChange {
                     revoke |= key.active && !*active;
                     key.active = *active;
                 }
+                let mut cap = None;
                 if let Some(expires) = expires {
+                    let earlier = match (key.expires, *expires) {
+                        (_, None) => false,
+                        (None, Some(_)) => true,
+                        (Some(old), Some(new)) => new < old,
+                    };
+                    if earlier {
+                        cap = *expires;
+                    }
                     key.expires = *expires;
                 }
-                revoke
+                match (revoke, cap) {
+                    (true, _) => TokenFate::Revoke,
+                    (false, Some(at)) => TokenFate::ExpireBy(at),
+                    (false, None) => TokenFate::Keep,
+                }
             }
             KeyChange::Rotate {
                 digest,
@@ -258,7 +285,10 @@ impl KeyChange {
                 });
                 key.digest = *digest;
                 key.start.clone_from(start);
-                retire_until.is_none()
+                match retire_until {
+                    None => TokenFate::Revoke,
+                    Some(_) => TokenFate::Keep,
+                }
             }
         }
     }

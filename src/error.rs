@@ -2,7 +2,11 @@
 
 use std::borrow::Cow;
 
-use crate::{store::StoreError, user::BoxError, InvalidScopes};
+use crate::{
+    store::{error_chain, StoreError, StoreErrorKind},
+    user::BoxError,
+    InvalidScopes,
+};
 
 /// Why a gate operation failed.
 ///
@@ -37,6 +41,18 @@ pub enum Error {
 impl Error {
     pub(crate) fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
         Error::InvalidRequest(message.into())
+    }
+
+    /// Logs a failure that refused a request with 503. A store that stopped
+    /// serving logged that once already, so its refusals are only `debug`.
+    pub(crate) fn log_refusal(&self, what: &str) {
+        let chain = error_chain(self);
+        match self {
+            Error::Store(err) if err.kind() == StoreErrorKind::Unavailable => {
+                tracing::debug!(error = %chain, "{what}")
+            }
+            _ => tracing::warn!(error = %chain, "{what}"),
+        }
     }
 }
 
@@ -77,6 +93,10 @@ pub enum ConfigError {
     /// be quoted in a `WWW-Authenticate` header.
     #[error("the realm must be 1-100 printable ASCII characters without quotes or backslashes")]
     InvalidRealm,
+    /// Anonymous sessions need a lifetime from one second to 3650 days and room for
+    /// at least one.
+    #[error("anonymous sessions need a lifetime from 1 s to 3650 days and max_live of at least 1")]
+    InvalidAnonymousSessions,
     /// A token header, cookie or query parameter name that is not a valid name.
     #[error("invalid name for a token source: {0:?}")]
     InvalidSourceName(String),

@@ -42,10 +42,10 @@ mod user;
 pub use async_trait::async_trait;
 
 pub use crate::{
-    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey, RetiredSecret},
+    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey, RetiredSecret, TokenFate},
     auth::{
-        AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication, ResponseFuture,
-        DEFAULT_REALM,
+        AnonymousSessions, AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication,
+        ResponseFuture, DEFAULT_REALM,
     },
     clock::{Clock, ManualClock, SystemClock},
     error::{ConfigError, Error, InvalidTokenReason},
@@ -53,14 +53,19 @@ pub use crate::{
         guard, CurrentUser, RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict,
         ScopeSet,
     },
-    gate::{NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS},
+    gate::{
+        NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS, MIN_DAYS,
+    },
     ids::{ApiKeyId, TokenId, UserId},
     principal::Principal,
     rejection::AuthRejection,
     router::{router, AuthTokenResponse},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
     secret::{Digest, MalformedSecret, Secret, SecretCodec, SecretKind},
-    store::{CacheConfig, CachingStore, Page, SledStore, StoreError, StoreErrorKind, TokenStore},
+    store::{
+        error_chain, CacheConfig, CacheStats, CachingStore, Page, SledStore, StoreError,
+        StoreErrorKind, StoreHealth, TokenStore,
+    },
     sweeper::Sweeper,
     token::{has_scope, InsufficientScope, IssuedToken, Token},
     user::{AuthUser, BoxError, LoadedUser, UserLoader},

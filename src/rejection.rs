@@ -38,6 +38,8 @@ pub enum ErrorCode {
     NotFound,
     /// The token store or user loader failed; nothing was granted (503).
     TemporarilyUnavailable,
+    /// A bounded resource (anonymous sessions) is used up for now (429).
+    TooManyRequests,
     /// The server is misconfigured, e.g. `AuthLayer` is missing (500).
     ServerError,
 }
@@ -53,6 +55,7 @@ impl ErrorCode {
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::ServerError => "server_error",
         }
     }
@@ -107,6 +110,21 @@ fn error_response(
             .insert(header::WWW_AUTHENTICATE, value);
     }
     response.extensions_mut().insert(code);
+    response
+}
+
+/// A 429 `too_many_requests` with `Retry-After` in whole seconds (at least 1).
+pub(crate) fn too_many_requests(message: &str, retry_after: std::time::Duration) -> Response {
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyRequests,
+        message,
+        None,
+    );
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     response
 }
 
@@ -427,7 +445,7 @@ impl IntoResponse for Error {
             Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Error::Store(_) | Error::UserLoader(_) => {
-                tracing::error!(error = %self, source = ?std::error::Error::source(&self), "request failed");
+                self.log_refusal("request refused: 503");
                 return TemporarilyUnavailable.into_response();
             }
         };

@@ -383,6 +383,7 @@ fn app_with_all_sources(fixture_dir: &std::path::Path, users: Users) -> Router {
         .with_token_header("Girder-Token")
         .with_token_cookie("token")
         .with_token_query("token")
+        .with_anonymous_sessions(scopegate::AnonymousSessions::default())
         .build()
         .unwrap();
     common::app::routes(state)

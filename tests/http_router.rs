@@ -9,7 +9,7 @@ use axum::{
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use common::app::{get_with, request, Reply, TestApp};
-use scopegate::UserId;
+use scopegate::{AnonymousSessions, UserId};
 use serde_json::{json, Value};
 
 /// Creates a key through the router and returns its document (with `key`).
@@ -365,11 +365,12 @@ async fn rotation_issues_a_new_secret_and_the_old_one_works_only_during_the_grac
 
 #[tokio::test]
 async fn get_session_without_a_token_creates_a_new_anonymous_token_each_time() {
-    let app = TestApp::new();
+    let app = TestApp::with_anonymous_sessions(AnonymousSessions::default());
     let first = app.send(get_with("/token/session", None)).await;
     let second = app.send(get_with("/token/session", None)).await;
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(first.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(first.headers[header::PRAGMA], "no-cache");
     let (a, b) = (
         first.body["token"].as_str().unwrap(),
         second.body["token"].as_str().unwrap(),
@@ -664,4 +665,166 @@ async fn bad_durations_limits_and_ids_on_the_other_routes_are_clear_4xx() {
         StatusCode::OK
     );
     let _: UserId = bob;
+}
+
+#[tokio::test]
+async fn anonymous_sessions_are_refused_unless_the_app_turns_them_on() {
+    let app = TestApp::new();
+    let reply = app.send(get_with("/token/session", None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+    assert!(reply.body.get("token").is_none());
+    // A caller with a token still gets their session.
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let reply = app.send(get_with("/token/session", Some(&session))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn anonymous_sessions_past_their_bound_get_429_with_retry_after() {
+    let sessions = AnonymousSessions::default()
+        .with_lifetime(std::time::Duration::from_secs(600))
+        .with_max_live(3);
+    let app = TestApp::with_anonymous_sessions(sessions);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let reply = app.send(get_with("/token/session", None)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let expires = timestamp(&reply.body["expires"]);
+        let lifetime = expires - Utc::now();
+        assert!(lifetime <= TimeDelta::seconds(600) && lifetime > TimeDelta::seconds(590));
+        tokens.push(reply.body["token"].as_str().unwrap().to_owned());
+    }
+    for _ in 0..20 {
+        let reply = app.send(get_with("/token/session", None)).await;
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(reply.error(), "too_many_requests");
+        let retry: u64 = reply.headers[header::RETRY_AFTER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=600).contains(&retry), "Retry-After {retry}");
+    }
+    // The refused calls stored nothing, and the admitted tokens still work.
+    for token in &tokens {
+        let reply = app.send(get_with("/token/current", Some(token))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn json_bodies_that_are_not_objects_are_refused_and_change_nothing() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let key = create_key(
+        &app,
+        &session,
+        json!({ "name": "k", "scope": ["core.data.read"] }),
+    )
+    .await;
+    let id = key["id"].as_str().unwrap();
+    let cases = [
+        (Method::POST, "/api_key".to_owned(), json!(["positional"])),
+        (Method::POST, "/api_key".to_owned(), json!("k")),
+        (Method::PUT, format!("/api_key/{id}"), json!([])),
+        (
+            Method::PUT,
+            format!("/api_key/{id}"),
+            json!(["renamed", null]),
+        ),
+        (
+            Method::POST,
+            "/api_key/token".to_owned(),
+            json!([key["key"]]),
+        ),
+    ];
+    for (method, uri, body) in cases {
+        let reply = app
+            .send(request(method, &uri, Some(&session), Some(body.clone())))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{uri} {body}");
+        assert_eq!(reply.error(), "invalid_request");
+        assert!(reply.body["message"].as_str().unwrap().contains("object"));
+    }
+    let listed = app.send(get_with("/api_key", Some(&session))).await;
+    let keys = listed.body.as_array().unwrap();
+    assert_eq!(keys.len(), 1, "no key was created");
+    assert_eq!(keys[0]["name"], "k");
+    assert_eq!(
+        keys[0]["scope"],
+        json!(["core.data.read"]),
+        "the key is unchanged"
+    );
+}
+
+#[tokio::test]
+async fn durations_shorter_than_one_second_are_refused() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let key = create_key(&app, &session, json!({ "name": "k" })).await;
+    for duration in [json!(1e-9), json!(1e-6), json!(0.00001)] {
+        let reply = exchange(&app, json!({ "key": key["key"], "duration": duration })).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{duration}");
+        assert!(reply.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("one second"));
+        let body = json!({ "name": "short", "token_duration": duration });
+        let reply = app
+            .send(request(
+                Method::POST,
+                "/api_key",
+                Some(&session),
+                Some(body),
+            ))
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{duration}");
+    }
+    // One second is the shortest accepted.
+    let one_second = 1.0 / 86_400.0;
+    let reply = exchange(&app, json!({ "key": key["key"], "duration": one_second })).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+}
+
+#[tokio::test]
+async fn shortening_a_keys_expiry_caps_its_tokens_at_once() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let key = create_key(
+        &app,
+        &session,
+        json!({ "name": "k", "token_duration": 1.0 }),
+    )
+    .await;
+    let id = key["id"].as_str().unwrap();
+    let minted = exchange(&app, json!({ "key": key["key"] })).await;
+    let token = minted.body["auth_token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Cached by a first use.
+    let reply = app.send(get_with("/token/current", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = json!({ "expires_in_days": 0.25 });
+    let updated = app
+        .send(request(
+            Method::PUT,
+            &format!("/api_key/{id}"),
+            Some(&session),
+            Some(body),
+        ))
+        .await;
+    assert_eq!(updated.status, StatusCode::OK);
+    let key_expires = timestamp(&updated.body["expires"]);
+    let current = app.send(get_with("/token/current", Some(&token))).await;
+    assert_eq!(timestamp(&current.body["expires"]), key_expires);
+    // Past the key's new expiry, with no sweeper: the token is refused.
+    app.fixture.clock.advance(TimeDelta::hours(7));
+    let reply = app.send(get_with("/data", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "invalid_token");
 }

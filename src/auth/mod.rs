@@ -1,6 +1,7 @@
 //! The authentication middleware: [`AuthLayer`] and [`AuthService`]; user docs are on
 //! [`AuthLayer`].
 
+mod anonymous;
 mod authentication;
 mod credentials;
 mod future;
@@ -8,7 +9,9 @@ mod layer;
 mod service;
 mod state;
 
+pub(crate) use self::anonymous::AnonymousLimiter;
 pub use self::{
+    anonymous::AnonymousSessions,
     authentication::Authentication,
     future::ResponseFuture,
     layer::AuthLayer,

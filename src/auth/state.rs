@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, Uri};
 use super::{
     authentication::{Authentication, Refusal},
     credentials::{Malformed, TokenSources},
-    AuthLayer,
+    AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
     clock::Clock, store::TokenStore, user::DynUserLoader, CacheConfig, CachingStore, ConfigError,
@@ -32,6 +32,7 @@ struct Inner {
     gate: ScopeGate,
     realm: Arc<str>,
     sources: TokenSources,
+    anonymous: Option<AnonymousLimiter>,
 }
 
 impl fmt::Debug for AuthState {
@@ -40,6 +41,10 @@ impl fmt::Debug for AuthState {
             .field("gate", &self.inner.gate)
             .field("realm", &self.inner.realm)
             .field("sources", &self.inner.sources)
+            .field(
+                "anonymous_sessions",
+                &self.inner.anonymous.as_ref().map(AnonymousLimiter::config),
+            )
             .finish()
     }
 }
@@ -61,6 +66,7 @@ impl AuthState {
             header: None,
             cookie: None,
             query: None,
+            anonymous: None,
         }
     }
 
@@ -72,8 +78,23 @@ impl AuthState {
                 gate,
                 realm: DEFAULT_REALM.into(),
                 sources: TokenSources::default(),
+                anonymous: None,
             }),
         }
+    }
+
+    /// This state with anonymous sessions on, for a state made with
+    /// [`AuthState::new`]; see [`AuthStateBuilder::with_anonymous_sessions`].
+    pub fn with_anonymous_sessions(self, sessions: AnonymousSessions) -> Result<Self, ConfigError> {
+        let limiter = AnonymousLimiter::new(sessions.validate()?);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                gate: self.inner.gate.clone(),
+                realm: self.inner.realm.clone(),
+                sources: self.inner.sources.clone(),
+                anonymous: Some(limiter),
+            }),
+        })
     }
 
     /// The gate: issue, check and revoke tokens and keys from the app's own code.
@@ -84,6 +105,11 @@ impl AuthState {
     /// The realm of `WWW-Authenticate` challenges.
     pub fn realm(&self) -> &str {
         &self.inner.realm
+    }
+
+    /// The anonymous-session window, if anonymous sessions are on.
+    pub(crate) fn anonymous_sessions(&self) -> Option<&AnonymousLimiter> {
+        self.inner.anonymous.as_ref()
     }
 
     /// The layer that authenticates requests with this state.
@@ -117,8 +143,7 @@ impl AuthState {
             Ok(principal) => Authentication::authenticated(realm, principal),
             Err(Error::InvalidToken(_)) => Authentication::refused(realm, Refusal::InvalidToken),
             Err(err) => {
-                tracing::error!(error = %err, source = ?std::error::Error::source(&err),
-                    "authentication failed; the request is refused");
+                err.log_refusal("authentication failed; the request is refused");
                 Authentication::refused(realm, Refusal::Unavailable)
             }
         }
@@ -146,6 +171,7 @@ pub struct AuthStateBuilder<T> {
     header: Option<String>,
     cookie: Option<String>,
     query: Option<String>,
+    anonymous: Option<AnonymousSessions>,
 }
 
 impl<T> fmt::Debug for AuthStateBuilder<T> {
@@ -157,6 +183,7 @@ impl<T> fmt::Debug for AuthStateBuilder<T> {
             .field("header", &self.header)
             .field("cookie", &self.cookie)
             .field("query", &self.query)
+            .field("anonymous", &self.anonymous)
             .finish_non_exhaustive()
     }
 }
@@ -193,6 +220,13 @@ impl<T: TokenStore> AuthStateBuilder<T> {
     /// short-lived, narrowly scoped tokens.
     pub fn with_token_query(mut self, name: impl Into<String>) -> Self {
         self.query = Some(name.into());
+        self
+    }
+
+    /// Lets `GET /token/session` create anonymous tokens for callers without one,
+    /// within `sessions`' bounds (off by default: the route answers 401).
+    pub fn with_anonymous_sessions(mut self, sessions: AnonymousSessions) -> Self {
+        self.anonymous = Some(sessions);
         self
     }
 
@@ -254,6 +288,10 @@ impl<T: TokenStore> AuthStateBuilder<T> {
             cookie: self.cookie.map(parameter_name).transpose()?,
             query: self.query.map(parameter_name).transpose()?,
         };
+        let anonymous = self
+            .anonymous
+            .map(|sessions| sessions.validate().map(AnonymousLimiter::new))
+            .transpose()?;
         let store: Arc<dyn TokenStore> = match self.cache {
             Some(config) => Arc::new(CachingStore::with_config(self.store, config)),
             None => Arc::new(self.store),
@@ -279,6 +317,7 @@ impl<T: TokenStore> AuthStateBuilder<T> {
                 gate: gate.build()?,
                 realm: self.realm.into(),
                 sources,
+                anonymous,
             }),
         })
     }

@@ -5,18 +5,25 @@ use crate::Error;
 /// The longest any duration may be: ten years, in days. Beyond it, dates overflow
 /// long before anyone needs them.
 pub(super) const MAX_DAYS: f64 = 3650.0;
+/// The shortest any duration may be, in days: one second. Shorter ones would round
+/// to a token that has expired before anyone can use it.
+pub const MIN_DAYS: f64 = 1.0 / 86_400.0;
 const MAX_NAME_CHARS: usize = 255;
 
-/// `value` if it is a finite number of days in (0, [`MAX_DAYS`]].
-pub(super) fn days(value: f64) -> Option<f64> {
-    (value.is_finite() && value > 0.0 && value <= MAX_DAYS).then_some(value)
+/// `value` if it is a finite number of days from [`MIN_DAYS`] to [`MAX_DAYS`],
+/// judged on the millisecond span tokens get (so one second sent as a decimal
+/// fraction of a day, which JSON cannot carry exactly, still counts).
+pub(crate) fn days(value: f64) -> Option<f64> {
+    let millis = (value * 86_400_000.0).round();
+    let range = (MIN_DAYS * 86_400_000.0).round()..=MAX_DAYS * 86_400_000.0;
+    (value.is_finite() && range.contains(&millis)).then_some(value)
 }
 
 /// Checks a duration field; the message names the field.
 pub(super) fn duration_field(field: &str, value: f64) -> Result<f64, Error> {
     days(value).ok_or_else(|| {
         Error::invalid(format!(
-            "{field} must be a number of days greater than 0 and at most {MAX_DAYS}."
+            "{field} must be a number of days from one second ({MIN_DAYS:.7}) to {MAX_DAYS}."
         ))
     })
 }
@@ -42,9 +49,10 @@ mod tests {
 
     #[test]
     fn durations_must_be_positive_finite_and_bounded() {
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, MAX_DAYS + 1.0] {
+        for bad in [0.0, 1e-9, -1.0, f64::NAN, f64::INFINITY, MAX_DAYS + 1.0] {
             assert!(days(bad).is_none(), "{bad}");
         }
+        assert_eq!(days(MIN_DAYS), Some(MIN_DAYS));
         assert_eq!(days(0.5), Some(0.5));
         assert_eq!(days(MAX_DAYS), Some(MAX_DAYS));
     }

@@ -1,19 +1,19 @@
 //! [`ScopeGate`]: the lifecycle of tokens and API keys over a [`TokenStore`].
 
 mod api_keys;
-mod limits;
+pub(crate) mod limits;
 mod tokens;
 
 use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-pub use self::{api_keys::TokenRequest, tokens::NewToken};
+pub use self::{api_keys::TokenRequest, limits::MIN_DAYS, tokens::NewToken};
 use crate::{
     clock::{Clock, SystemClock},
     error::ConfigError,
     secret::SecretCodec,
-    store::TokenStore,
+    store::{StoreHealth, TokenStore},
     user::{DynUserLoader, LoadedUser},
     Error, ScopeRegistry, UserId, UserLoader,
 };
@@ -113,6 +113,13 @@ impl ScopeGate {
         &self.shared.store
     }
 
+    /// Whether the store is serving. A failing store refuses every call (503) until
+    /// it has recovered by itself; answer an app's `/health` from this. Asking gives
+    /// a failing store a chance to recover.
+    pub async fn health(&self) -> StoreHealth {
+        self.shared.store.health().await
+    }
+
     /// The default token lifetime in days.
     pub fn token_lifetime_days(&self) -> f64 {
         self.shared.token_lifetime_days
@@ -176,7 +183,8 @@ impl ScopeGateBuilder {
     }
 
     /// Lifetime of tokens when nothing shorter is asked for, and the cap of
-    /// exchanges from keys without a `token_duration`. Days, in (0, 3650].
+    /// exchanges from keys without a `token_duration`. Days, from one second
+    /// ([`MIN_DAYS`](crate::MIN_DAYS)) to 3650.
     pub fn with_default_token_lifetime_days(mut self, days: f64) -> Self {
         self.token_lifetime_days = days;
         self

@@ -168,12 +168,13 @@ impl<'a> From<&'a ScopeInfo> for ScopeDocument<'a> {
     }
 }
 
-/// A response carrying a secret: never stored by caches (RFC 6749 §5.1).
+/// A response carrying a secret: never stored by caches (RFC 6749 §5.1, with
+/// `Pragma` for HTTP/1.0 caches).
 pub(super) fn with_secret(status: StatusCode, body: impl Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
 }
 

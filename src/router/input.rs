@@ -15,8 +15,10 @@ use crate::{
     Page,
 };
 
-/// A JSON body. An empty body reads as `{}`; a non-empty one needs
+/// A JSON object body. An empty body reads as `{}`; a non-empty one needs
 /// `Content-Type: application/json`, which plain HTML forms cannot send (CSRF).
+/// Anything but an object is refused: serde's derived structs would also accept a
+/// JSON array, filling fields by position.
 pub(super) struct JsonBody<T>(pub(super) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -31,14 +33,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| input_error(rejection.status(), &rejection.body_text()))?;
-        let body: &[u8] = if bytes.trim_ascii().is_empty() {
+        let trimmed = bytes.trim_ascii();
+        let body: &[u8] = if trimmed.is_empty() {
             b"{}"
-        } else if is_json {
-            &bytes
-        } else {
+        } else if !is_json {
             return Err(invalid_input(
                 "Expected a JSON body with `Content-Type: application/json`.",
             ));
+        } else if !trimmed.starts_with(b"{") {
+            return Err(invalid_input("The JSON body must be an object."));
+        } else {
+            &bytes
         };
         serde_json::from_slice(body)
             .map(JsonBody)

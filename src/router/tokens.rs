@@ -1,5 +1,7 @@
 //! `/token` routes: the caller's session and tokens, and the scope catalogue.
 
+use std::sync::Arc;
+
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -13,14 +15,18 @@ use super::{
     input::{IdPath, PageQuery, QueryParams},
     owner_or_admin,
 };
-use crate::{AuthState, CurrentUser, Error, NewToken, Principal, TokenId};
+use crate::{
+    rejection::{too_many_requests, AuthRejection, MissingCredentials},
+    AuthState, CurrentUser, Error, NewToken, Principal, TokenId,
+};
 
 /// `GET /token/current`: the caller's token, or `null` without one.
 pub(super) async fn current(principal: Option<Principal>) -> Json<Option<TokenDocument>> {
     Json(principal.map(|p| p.token().clone().into()))
 }
 
-/// `GET /token/session`: the caller's token, or a new anonymous one (with its secret).
+/// `GET /token/session`: the caller's token, or a new anonymous one (with its
+/// secret) if anonymous sessions are on and within their bound.
 pub(super) async fn session(
     State(auth): State<AuthState>,
     principal: Option<Principal>,
@@ -28,7 +34,20 @@ pub(super) async fn session(
     if let Some(principal) = principal {
         return Ok(Json(TokenDocument::from(principal.token().clone())).into_response());
     }
-    let issued = auth.gate().create_token(NewToken::anonymous()).await?;
+    let Some(anonymous) = auth.anonymous_sessions() else {
+        let rejection = MissingCredentials::new(Arc::from(auth.realm()));
+        return Err(AuthRejection::from(rejection).into());
+    };
+    if let Err(retry_after) = anonymous.admit() {
+        tracing::warn!("anonymous sessions used up; refusing with 429");
+        let message = "Too many anonymous sessions; try again later or log in.";
+        return Err(too_many_requests(message, retry_after).into());
+    }
+    let lifetime = anonymous.config().lifetime_days();
+    let issued = auth
+        .gate()
+        .create_token(NewToken::anonymous().days(lifetime))
+        .await?;
     Ok(with_secret(
         StatusCode::OK,
         IssuedTokenDocument::from(issued),

@@ -1,27 +1,33 @@
 //! [`CachingStore`]: a moka cache of token lookups in front of any [`TokenStore`].
 
+mod epochs;
+
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 
-use super::{KeyDisposal, Page, Purged, StoreError, TokenStore};
+use self::epochs::{Epoch, RevocationEpochs};
+use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// Sizes and lifetimes of the token cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     max_capacity: u64,
+    max_unknown: u64,
     ttl: Duration,
     negative_ttl: Duration,
 }
 
 impl Default for CacheConfig {
-    /// 100 000 tokens, each for at most 5 minutes; unknown digests for 5 seconds.
+    /// 100 000 tokens, each for at most 5 minutes; 10 000 unknown digests, each for
+    /// 5 seconds.
     fn default() -> Self {
         Self {
             max_capacity: 100_000,
+            max_unknown: 10_000,
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(5),
         }
@@ -29,10 +35,18 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    /// How many token lookups to keep.
+    /// How many live tokens to keep.
     #[must_use]
     pub fn with_max_capacity(mut self, entries: u64) -> Self {
         self.max_capacity = entries;
+        self
+    }
+
+    /// How many unknown digests to remember. They have a cache of their own, so a
+    /// flood of made-up tokens never pushes live tokens out.
+    #[must_use]
+    pub fn with_max_unknown(mut self, entries: u64) -> Self {
+        self.max_unknown = entries;
         self
     }
 
@@ -52,51 +66,81 @@ impl CacheConfig {
     }
 }
 
-/// Per-entry lifetime: a token until its own expiry (at most the TTL); a miss for
-/// the negative TTL.
-struct TokenLifetime(CacheConfig);
+/// How full the cache is: moka's entry counts, which lag behind by the
+/// maintenance moka has not run yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Live tokens cached.
+    pub tokens: u64,
+    /// Unknown digests remembered.
+    pub unknown: u64,
+}
+
+/// A cached token, with the revocation epoch read before it was loaded.
+#[derive(Clone)]
+struct Cached {
+    token: Arc<Token>,
+    loaded_at: Epoch,
+}
+
+/// Per-entry lifetime: a token until its own expiry, at most the TTL.
+struct TokenLifetime(Duration);
 
 impl TokenLifetime {
-    fn of(&self, value: &Option<Arc<Token>>) -> Duration {
-        match value {
-            None => self.0.negative_ttl,
-            Some(token) => (token.expires - Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(self.0.ttl),
-        }
+    fn of(&self, cached: &Cached) -> Duration {
+        (cached.token.expires - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(self.0)
     }
 }
 
-impl Expiry<Digest, Option<Arc<Token>>> for TokenLifetime {
+impl Expiry<Digest, Cached> for TokenLifetime {
     fn expire_after_create(
         &self,
         _: &Digest,
-        value: &Option<Arc<Token>>,
+        cached: &Cached,
         _: std::time::Instant,
     ) -> Option<Duration> {
-        Some(self.of(value))
+        Some(self.of(cached))
     }
 
     fn expire_after_update(
         &self,
         _: &Digest,
-        value: &Option<Arc<Token>>,
+        cached: &Cached,
         _: std::time::Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(self.of(value))
+        Some(self.of(cached))
     }
 }
+
+/// Why a load put nothing in the cache.
+#[derive(Debug)]
+enum Miss {
+    Unknown,
+    Store(StoreError),
+}
+
+/// How often a lookup retries a load that raced a revocation before it asks the
+/// store directly.
+const RACED_LOADS: usize = 3;
 
 /// Caches token lookups by digest in front of any store; every other call passes
 /// through, and every write drops what it changed from the cache.
 ///
 /// - Concurrent misses for one digest share one store read (moka's `try_get_with`).
+/// - Unknown digests are remembered briefly in a cache of their own, with its own
+///   capacity, so made-up tokens cannot evict live ones.
 /// - A store error is never cached: the next request asks the store again.
-/// - Revocation is immediate on this process. A lookup that raced a revocation could
-///   put the old record back into the cache, so revoked digests are also remembered
-///   (for twice the TTL) and checked after every lookup.
+/// - Revocation is immediate on this process. A lookup that raced a revocation
+///   could put the old record back into the cache, so each entry carries the
+///   revocation epoch read before its load, and an entry older than its digest's
+///   latest revocation is thrown away. Epochs are a fixed array of counters, so
+///   memory does not grow with the revocation rate.
+/// - A revoking write that fails (it may have half-happened) empties the cache.
 ///
 /// ```
 /// # fn main() -> Result<(), scopegate::StoreError> {
@@ -111,14 +155,16 @@ impl Expiry<Digest, Option<Arc<Token>>> for TokenLifetime {
 #[derive(Clone)]
 pub struct CachingStore<S> {
     inner: S,
-    tokens: moka::future::Cache<Digest, Option<Arc<Token>>>,
-    revoked: moka::sync::Cache<Digest, ()>,
+    tokens: moka::future::Cache<Digest, Cached>,
+    unknown: moka::sync::Cache<Digest, ()>,
+    epochs: Arc<RevocationEpochs>,
 }
 
 impl<S> std::fmt::Debug for CachingStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachingStore")
             .field("cached_tokens", &self.tokens.entry_count())
+            .field("unknown_digests", &self.unknown.entry_count())
             .finish_non_exhaustive()
     }
 }
@@ -133,17 +179,17 @@ impl<S: TokenStore> CachingStore<S> {
     pub fn with_config(inner: S, config: CacheConfig) -> Self {
         let tokens = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
-            .expire_after(TokenLifetime(config))
+            .expire_after(TokenLifetime(config.ttl))
             .build();
-        // Unbounded by count on purpose: evicting a marker early would let a stale
-        // entry through. Entries are 32-byte digests and leave after 2 × TTL + 1 s.
-        let revoked = moka::sync::Cache::builder()
-            .time_to_live(config.ttl * 2 + Duration::from_secs(1))
+        let unknown = moka::sync::Cache::builder()
+            .max_capacity(config.max_unknown)
+            .time_to_live(config.negative_ttl)
             .build();
         Self {
             inner,
             tokens,
-            revoked,
+            unknown,
+            epochs: Arc::new(RevocationEpochs::default()),
         }
     }
 
@@ -157,11 +203,69 @@ impl<S: TokenStore> CachingStore<S> {
         self.inner
     }
 
-    /// Forgets tokens that no longer exist, for good.
+    /// How full the cache is, after running moka's pending maintenance.
+    pub async fn stats(&self) -> CacheStats {
+        self.tokens.run_pending_tasks().await;
+        self.unknown.run_pending_tasks();
+        CacheStats {
+            tokens: self.tokens.entry_count(),
+            unknown: self.unknown.entry_count(),
+        }
+    }
+
+    /// Drops tokens that were deleted or changed; a load that raced this cannot
+    /// bring them back.
     async fn forget(&self, digests: &[Digest]) {
         for digest in digests {
-            self.revoked.insert(*digest, ());
+            self.epochs.revoke(digest);
             self.tokens.invalidate(digest).await;
+        }
+    }
+
+    /// After a revoking write: drops what it removed, or, if it failed (it may
+    /// have half-happened, and the digests are unknown), everything.
+    async fn settle_revocation<T>(
+        &self,
+        outcome: &Result<T, StoreError>,
+        removed: impl FnOnce(&T) -> &[Digest],
+    ) {
+        match outcome {
+            Ok(value) => self.forget(removed(value)).await,
+            Err(_) => {
+                self.epochs.revoke_all();
+                self.tokens.invalidate_all();
+            }
+        }
+    }
+
+    /// One lookup through the cache; `None` if the entry raced a revocation.
+    async fn cached_lookup(&self, digest: &Digest) -> Option<Result<Option<Token>, StoreError>> {
+        let before = self.epochs.of(digest);
+        let load = async {
+            match self.inner.token_by_digest(digest).await {
+                Ok(Some(token)) => Ok(Cached {
+                    token: Arc::new(token),
+                    loaded_at: before,
+                }),
+                Ok(None) => Err(Miss::Unknown),
+                Err(err) => Err(Miss::Store(err)),
+            }
+        };
+        match self.tokens.try_get_with(*digest, load).await {
+            Ok(cached) if cached.loaded_at == self.epochs.of(digest) => {
+                Some(Ok(Some(Token::clone(&cached.token))))
+            }
+            Ok(_) => {
+                self.tokens.invalidate(digest).await;
+                None
+            }
+            Err(miss) => match &*miss {
+                Miss::Unknown => {
+                    self.unknown.insert(*digest, ());
+                    Some(Ok(None))
+                }
+                Miss::Store(err) => Some(Err(err.clone())),
+            },
         }
     }
 }
@@ -170,34 +274,29 @@ impl<S: TokenStore> CachingStore<S> {
 impl<S: TokenStore> TokenStore for CachingStore<S> {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
         self.inner.insert_token(token).await?;
+        self.unknown.invalidate(&token.digest);
         self.tokens.invalidate(&token.digest).await;
         Ok(())
     }
 
     async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
         let minted = self.inner.mint_token(token, key_digest).await?;
+        self.unknown.invalidate(&token.digest);
         self.tokens.invalidate(&token.digest).await;
         Ok(minted)
     }
 
     async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
-        if self.revoked.contains_key(digest) {
+        if self.unknown.contains_key(digest) {
             return Ok(None);
         }
-        let load = async {
-            let token = self.inner.token_by_digest(digest).await?;
-            Ok::<_, StoreError>(token.map(Arc::new))
-        };
-        let cached = self
-            .tokens
-            .try_get_with(*digest, load)
-            .await
-            .map_err(|shared| StoreError::clone(&shared))?;
-        // Checked again after the lookup: see the type's docs.
-        if self.revoked.contains_key(digest) {
-            return Ok(None);
+        for _ in 0..RACED_LOADS {
+            if let Some(found) = self.cached_lookup(digest).await {
+                return found;
+            }
         }
-        Ok(cached.map(|token| Token::clone(&token)))
+        // Revocations keep racing this digest's loads: ask the store itself.
+        self.inner.token_by_digest(digest).await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
@@ -221,11 +320,14 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     }
 
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        let token = self.inner.delete_token(id).await?;
-        if let Some(token) = &token {
-            self.forget(&[token.digest]).await;
-        }
-        Ok(token)
+        let deleted = self.inner.delete_token(id).await;
+        self.settle_revocation(&deleted, |token| {
+            token
+                .as_ref()
+                .map_or(&[][..], |t| std::slice::from_ref(&t.digest))
+        })
+        .await;
+        deleted
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
@@ -249,22 +351,20 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         id: &ApiKeyId,
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
-        let modified = self.inner.modify_api_key(id, change).await?;
-        if let Some((_, digests)) = &modified {
-            self.forget(digests).await;
-        }
-        Ok(modified)
+        let modified = self.inner.modify_api_key(id, change).await;
+        self.settle_revocation(&modified, |m| m.as_ref().map_or(&[][..], |(_, d)| d))
+            .await;
+        modified
     }
 
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
-        let deleted = self.inner.delete_api_key(id).await?;
-        if let Some((_, digests)) = &deleted {
-            self.forget(digests).await;
-        }
-        Ok(deleted)
+        let deleted = self.inner.delete_api_key(id).await;
+        self.settle_revocation(&deleted, |d| d.as_ref().map_or(&[][..], |(_, d)| d))
+            .await;
+        deleted
     }
 
     async fn revoke_user(
@@ -272,15 +372,19 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         user: &UserId,
         keys: KeyDisposal,
     ) -> Result<Vec<Digest>, StoreError> {
-        let digests = self.inner.revoke_user(user, keys).await?;
-        self.forget(&digests).await;
-        Ok(digests)
+        let revoked = self.inner.revoke_user(user, keys).await;
+        self.settle_revocation(&revoked, Vec::as_slice).await;
+        revoked
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
-        let purged = self.inner.purge_expired(now, limit).await?;
         // Tokens of an expired key may not have expired themselves: forget them for good.
-        self.forget(&purged.tokens).await;
-        Ok(purged)
+        let purged = self.inner.purge_expired(now, limit).await;
+        self.settle_revocation(&purged, |p| &p.tokens).await;
+        purged
+    }
+
+    async fn health(&self) -> StoreHealth {
+        self.inner.health().await
     }
 }

@@ -1,6 +1,10 @@
 use std::{error::Error as StdError, fmt, sync::Arc};
 
-/// A store operation failed. The operation did not take effect.
+/// A store operation failed.
+///
+/// A write that failed with [`StoreErrorKind::Backend`] may or may not have reached
+/// the disk; the store then serves nothing until it has reopened itself from disk,
+/// so what it answers next is what the disk holds. Retry such a write.
 #[derive(Debug, Clone)]
 pub struct StoreError {
     kind: StoreErrorKind,
@@ -13,6 +17,9 @@ pub struct StoreError {
 pub enum StoreErrorKind {
     /// The backend failed (I/O, connection, a crashed worker).
     Backend,
+    /// An earlier failure made the store stop serving until it has recovered; the
+    /// source is that failure. Nothing was read or written.
+    Unavailable,
     /// A stored record could not be decoded.
     Corrupt,
     /// A record with the same id or digest exists already.
@@ -43,6 +50,9 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
             StoreErrorKind::Backend => "token store backend failed",
+            StoreErrorKind::Unavailable => {
+                "token store is unavailable until it recovers from an earlier failure"
+            }
             StoreErrorKind::Corrupt => "token store holds a record it cannot decode",
             StoreErrorKind::Conflict => "token store already holds a record with that id or digest",
         })
@@ -54,5 +64,33 @@ impl StdError for StoreError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// `err` and its causes on one line, `outer: cause: root cause`, for logs and
+/// startup messages (a store error alone says only which layer failed).
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chain_names_every_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left");
+        let err = StoreError::new(StoreErrorKind::Backend, io);
+        assert_eq!(
+            error_chain(&err),
+            "token store backend failed: no space left"
+        );
     }
 }

@@ -6,14 +6,16 @@
 
 mod caching;
 mod error;
+mod health;
 mod sled;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::{
-    caching::{CacheConfig, CachingStore},
-    error::{StoreError, StoreErrorKind},
+    caching::{CacheConfig, CacheStats, CachingStore},
+    error::{error_chain, StoreError, StoreErrorKind},
+    health::StoreHealth,
     sled::SledStore,
 };
 use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
@@ -70,10 +72,12 @@ pub struct Purged {
 /// Durable storage of tokens and API keys.
 ///
 /// Contract for implementors (the conformance suite in `tests/` checks it):
-/// - every write is durable before it returns, and a record changes together with
-///   its indexes or not at all;
+/// - every write is on stable storage before it returns, and a record changes
+///   together with its indexes or not at all;
+/// - after a failed write the store never serves state its disk does not hold
+///   (it answers errors until it has reloaded from disk);
 /// - reads return records as stored, expired or not: the gate judges expiry;
-/// - a write that removes tokens returns their digests.
+/// - a write that removes or shortens tokens returns their digests.
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Stores a token not minted from a key. A second token with the same id or
@@ -118,9 +122,10 @@ pub trait TokenStore: Send + Sync + 'static {
     /// A user's keys, oldest first.
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError>;
 
-    /// Applies `change` to a key and, when [`KeyChange::apply`] says so, deletes the
-    /// key's tokens, all in one atomic step. Returns the updated key and the removed
-    /// tokens' digests, or `None` if there is no such key.
+    /// Applies `change` to a key and does to the key's tokens what
+    /// [`KeyChange::apply`] says (delete them, or cap their expiry), all in one atomic
+    /// step. Returns the updated key and the digests of the tokens deleted or
+    /// changed, or `None` if there is no such key.
     async fn modify_api_key(
         &self,
         id: &ApiKeyId,
@@ -146,4 +151,10 @@ pub trait TokenStore: Send + Sync + 'static {
     /// rotated-out secrets past their grace. Handles at most `limit` expiry entries;
     /// the work grows with what expired, not with what is stored.
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError>;
+
+    /// Whether the store is serving; a failing store may use the call to try to
+    /// recover. The default is always healthy.
+    async fn health(&self) -> StoreHealth {
+        StoreHealth::Healthy
+    }
 }

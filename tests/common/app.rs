@@ -8,8 +8,8 @@ use axum::{
     Json, Router,
 };
 use scopegate::{
-    guard, AuthState, CachingStore, CurrentUser, NewToken, Principal, RequireAdmin,
-    RequireAnyScope, RequireScope, RequireScopeStrict, Scope, SledStore, UserId,
+    guard, AnonymousSessions, AuthState, CachingStore, CurrentUser, NewToken, Principal,
+    RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict, Scope, SledStore, UserId,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -39,8 +39,17 @@ fn open(path: &std::path::Path) -> CachingStore<SledStore> {
 
 impl TestApp {
     pub fn new() -> Self {
+        Self::with_state(|state| state)
+    }
+
+    /// An app whose router hands out anonymous sessions within `sessions`.
+    pub fn with_anonymous_sessions(sessions: AnonymousSessions) -> Self {
+        Self::with_state(|state| state.with_anonymous_sessions(sessions).unwrap())
+    }
+
+    fn with_state(configure: impl FnOnce(AuthState) -> AuthState) -> Self {
         let fixture = Fixture::new(open);
-        let state = AuthState::new(fixture.gate.clone());
+        let state = configure(AuthState::new(fixture.gate.clone()));
         let router = routes(state.clone());
         Self {
             fixture,

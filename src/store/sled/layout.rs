@@ -25,6 +25,8 @@ const KEY_DIGEST: u8 = b'd';
 const KEY_BY_USER: u8 = b'o';
 /// `x` + time + kind + id → token digest, or empty for keys.
 const EXPIRY: u8 = b'x';
+/// `h` → time of the last probe write of a reopened database.
+const PROBE: u8 = b'h';
 
 /// What an expiry-index entry is about.
 pub(super) const EXPIRES_TOKEN: u8 = b't';
@@ -97,6 +99,10 @@ pub(super) fn key_by_user(user: &UserId, created: DateTime<Utc>, id: &ApiKeyId) 
     k.extend_from_slice(&time(created));
     k.extend_from_slice(id.as_str().as_bytes());
     k
+}
+
+pub(super) fn probe() -> Vec<u8> {
+    vec![PROBE]
 }
 
 pub(super) fn expiry(at: DateTime<Utc>, what: u8, id: &str) -> Vec<u8> {

@@ -1,30 +1,46 @@
-//! Synchronous reads and writes on the tree; [`super::SledStore`] runs them off the
-//! async threads.
+//! Synchronous reads and writes on one open database; [`super::SledStore`] runs
+//! them off the async threads.
 //!
-//! Writes hold `write_lock`: a write reads what it needs (a key's tokens, say), then
-//! applies one atomic batch. sled transactions cannot scan, and every writer to this
+//! Writes hold `write_lock` while they read what they need (a key's tokens, say) and
+//! apply one atomic batch. sled transactions cannot scan, and every writer to this
 //! tree goes through the lock, so check-then-batch under it cannot interleave with
-//! another write. Readers take no lock: a batch is applied atomically.
+//! another write. The sync that makes a batch durable runs after the lock is
+//! released, shared by every batch applied meanwhile ([`GroupCommit`]). Readers take
+//! no lock: a batch is applied atomically.
 
 use std::{
     collections::HashSet,
+    fs::File,
+    path::Path,
     sync::{Mutex, MutexGuard},
 };
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
-use sled::{Batch, Tree};
+use sled::{Batch, Db, Tree};
 
-use super::{backend, layout};
+use super::{backend, group_commit::GroupCommit, layout};
 use crate::{
+    api_key::TokenFate,
     secret::Digest,
     store::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind},
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
 
+/// Name of the sled tree scopegate keeps its records in.
+const TREE: &str = "scopegate";
+/// sled's log file inside its directory: what a sync must reach.
+const LOG_FILE: &str = "db";
+
 pub(super) struct Inner {
     tree: Tree,
+    /// Kept so dropping `Inner` closes the database and releases its file lock.
+    _db: Db,
+    /// sled's log, opened again to `fdatasync` it: sled's own flush only issues
+    /// `sync_file_range` on Linux, which does not reach stable storage.
+    log: File,
     write_lock: Mutex<()>,
+    commits: GroupCommit,
 }
 
 fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
@@ -159,11 +175,69 @@ impl Removal {
 }
 
 impl Inner {
-    pub(super) fn new(tree: Tree) -> Self {
-        Self {
+    /// Opens (or creates) the database in `path` and makes its files durable.
+    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(path).map_err(backend)?;
+        let tree = db.open_tree(TREE).map_err(backend)?;
+        let log = File::open(path.join(LOG_FILE)).map_err(backend)?;
+        let inner = Self {
             tree,
+            _db: db,
+            log,
             write_lock: Mutex::new(()),
-        }
+            commits: GroupCommit::default(),
+        };
+        inner.sync()?;
+        // The directory entries of files sled just created.
+        sync_dir(path)?;
+        Ok(inner)
+    }
+
+    /// Writes a marker and waits for it to reach stable storage: the test a
+    /// reopened database must pass before it serves.
+    pub(super) fn probe(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|_| {
+            let mut batch = Batch::default();
+            batch.insert(layout::probe(), layout::time(now).to_vec());
+            Ok(((), Some(batch)))
+        })
+    }
+
+    /// Everything sled has applied, onto stable storage.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.tree.flush().map_err(backend)?;
+        self.log.sync_data().map_err(backend)
+    }
+
+    /// Runs a write: `stage` reads under the write lock and returns its answer with
+    /// the batch to apply (`None`: nothing to change). Returns once the batch, and
+    /// everything applied before it, is on stable storage.
+    fn write<T>(
+        &self,
+        stage: impl FnOnce(&Self) -> Result<(T, Option<Batch>), StoreError>,
+    ) -> Result<T, StoreError> {
+        let (answer, ticket) = {
+            let _guard = self.lock();
+            let (answer, batch) = stage(self)?;
+            let ticket = match batch {
+                Some(batch) => {
+                    self.tree.apply_batch(batch).map_err(backend)?;
+                    self.commits.applied()
+                }
+                None => self.commits.latest(),
+            };
+            (answer, ticket)
+        };
+        self.commits.wait_durable(ticket, || self.sync())?;
+        Ok(answer)
+    }
+
+    /// Waits until every write applied so far is durable, so a management read
+    /// never answers from a write that may still fail (a "not found" for a
+    /// revocation that did not reach the disk).
+    fn settled(&self) -> Result<(), StoreError> {
+        self.commits
+            .wait_durable(self.commits.latest(), || self.sync())
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -176,12 +250,6 @@ impl Inner {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
         }
-    }
-
-    fn commit(&self, batch: Batch) -> Result<(), StoreError> {
-        self.tree.apply_batch(batch).map_err(backend)?;
-        self.tree.flush().map_err(backend)?;
-        Ok(())
     }
 
     /// Tokens whose digests are the values under `prefix`.
@@ -203,7 +271,13 @@ impl Inner {
         self.get(layout::token(digest))
     }
 
-    pub(super) fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+    /// The token with `id`, once earlier writes are durable.
+    pub(super) fn settled_token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        self.settled()?;
+        self.token_by_id(id)
+    }
+
+    fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         match self.tree.get(layout::token_id(id)).map_err(backend)? {
             Some(digest) => self.token(&digest_of(&digest)?),
             None => Ok(None),
@@ -215,10 +289,17 @@ impl Inner {
         user: &UserId,
         page: Page,
     ) -> Result<Vec<Token>, StoreError> {
+        self.settled()?;
         self.tokens_under(layout::tokens_of_user(user), Some(page))
     }
 
-    pub(super) fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+    /// The key with `id`, once earlier writes are durable.
+    pub(super) fn settled_api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        self.settled()?;
+        self.api_key(id)
+    }
+
+    fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         self.get(layout::api_key(id))
     }
 
@@ -247,6 +328,7 @@ impl Inner {
         user: &UserId,
         page: Page,
     ) -> Result<Vec<ApiKey>, StoreError> {
+        self.settled()?;
         self.keys_under(layout::keys_of_user(user), Some(page))
     }
 
@@ -261,11 +343,12 @@ impl Inner {
     }
 
     pub(super) fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
-        let _guard = self.lock();
-        self.ensure_new(token)?;
-        let mut batch = Batch::default();
-        put_token(&mut batch, token)?;
-        self.commit(batch)
+        self.write(|db| {
+            db.ensure_new(token)?;
+            let mut batch = Batch::default();
+            put_token(&mut batch, token)?;
+            Ok(((), Some(batch)))
+        })
     }
 
     pub(super) fn mint_token(
@@ -276,26 +359,26 @@ impl Inner {
         let Some(key_id) = &token.api_key_id else {
             return Ok(false);
         };
-        let _guard = self.lock();
-        let Some(mut key) = self.api_key(key_id)? else {
-            return Ok(false);
-        };
-        let owner_matches = token.user_id.as_ref() == Some(&key.user_id);
-        if !key.active
-            || key.is_expired_at(token.created)
-            || !key.accepts(key_digest, token.created)
-            || !owner_matches
-        {
-            return Ok(false);
-        }
-        self.ensure_new(token)?;
-        key.last_use = Some(token.created);
-        let mut batch = Batch::default();
-        // Only the record changes: last_use is in no index.
-        batch.insert(layout::api_key(&key.id), encode(&key)?);
-        put_token(&mut batch, token)?;
-        self.commit(batch)?;
-        Ok(true)
+        self.write(|db| {
+            let Some(mut key) = db.api_key(key_id)? else {
+                return Ok((false, None));
+            };
+            let owner_matches = token.user_id.as_ref() == Some(&key.user_id);
+            if !key.active
+                || key.is_expired_at(token.created)
+                || !key.accepts(key_digest, token.created)
+                || !owner_matches
+            {
+                return Ok((false, None));
+            }
+            db.ensure_new(token)?;
+            key.last_use = Some(token.created);
+            let mut batch = Batch::default();
+            // Only the record changes: last_use is in no index.
+            batch.insert(layout::api_key(&key.id), encode(&key)?);
+            put_token(&mut batch, token)?;
+            Ok((true, Some(batch)))
+        })
     }
 
     pub(super) fn add_token_scopes(
@@ -303,44 +386,39 @@ impl Inner {
         id: &TokenId,
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
-        let _guard = self.lock();
-        let Some(mut token) = self.token_by_id(id)? else {
-            return Ok(None);
-        };
-        token.scopes.extend(scopes.iter().cloned());
-        let mut batch = Batch::default();
-        batch.insert(layout::token(&token.digest), encode(&token)?);
-        self.commit(batch)?;
-        Ok(Some(token))
+        self.write(|db| {
+            let Some(mut token) = db.token_by_id(id)? else {
+                return Ok((None, None));
+            };
+            token.scopes.extend(scopes.iter().cloned());
+            let mut batch = Batch::default();
+            batch.insert(layout::token(&token.digest), encode(&token)?);
+            Ok((Some(token), Some(batch)))
+        })
     }
 
     pub(super) fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        let _guard = self.lock();
-        let Some(token) = self.token_by_id(id)? else {
-            return Ok(None);
-        };
-        let mut batch = Batch::default();
-        remove_token(&mut batch, &token);
-        self.commit(batch)?;
-        Ok(Some(token))
+        self.write(|db| {
+            let Some(token) = db.token_by_id(id)? else {
+                return Ok((None, None));
+            };
+            let mut batch = Batch::default();
+            remove_token(&mut batch, &token);
+            Ok((Some(token), Some(batch)))
+        })
     }
 
     pub(super) fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        let _guard = self.lock();
-        if self
-            .tree
-            .contains_key(layout::api_key(&key.id))
-            .map_err(backend)?
-            || self
-                .tree
-                .contains_key(layout::key_digest(&key.digest))
-                .map_err(backend)?
-        {
-            return Err(conflict());
-        }
-        let mut batch = Batch::default();
-        put_key(&mut batch, key)?;
-        self.commit(batch)
+        self.write(|db| {
+            for index in [layout::api_key(&key.id), layout::key_digest(&key.digest)] {
+                if db.tree.contains_key(index).map_err(backend)? {
+                    return Err(conflict());
+                }
+            }
+            let mut batch = Batch::default();
+            put_key(&mut batch, key)?;
+            Ok(((), Some(batch)))
+        })
     }
 
     /// Stages the removal of every token minted from `key_id`.
@@ -355,39 +433,59 @@ impl Inner {
         Ok(())
     }
 
+    /// Stages capping the expiry of `key_id`'s tokens at `at`.
+    fn cap_tokens_of_key(
+        &self,
+        removal: &mut Removal,
+        key_id: &ApiKeyId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for token in self.tokens_under(layout::tokens_of_key(key_id), None)? {
+            if token.expires > at {
+                let mut capped = token.clone();
+                capped.expires = at;
+                remove_token(&mut removal.batch, &token);
+                put_token(&mut removal.batch, &capped)?;
+                removal.digests.push(token.digest);
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn modify_api_key(
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
-        let _guard = self.lock();
-        let Some(old) = self.api_key(id)? else {
-            return Ok(None);
-        };
-        let mut key = old.clone();
-        let revoke_tokens = change.apply(&mut key);
-        let mut removal = Removal::default();
-        if revoke_tokens {
-            self.remove_tokens_of_key(&mut removal, id)?;
-        }
-        replace_key(&mut removal.batch, &old, &key)?;
-        self.commit(removal.batch)?;
-        Ok(Some((key, removal.digests)))
+        self.write(|db| {
+            let Some(old) = db.api_key(id)? else {
+                return Ok((None, None));
+            };
+            let mut key = old.clone();
+            let mut removal = Removal::default();
+            match change.apply(&mut key) {
+                TokenFate::Keep => {}
+                TokenFate::Revoke => db.remove_tokens_of_key(&mut removal, id)?,
+                TokenFate::ExpireBy(at) => db.cap_tokens_of_key(&mut removal, id, at)?,
+            }
+            replace_key(&mut removal.batch, &old, &key)?;
+            Ok((Some((key, removal.digests)), Some(removal.batch)))
+        })
     }
 
     pub(super) fn delete_api_key(
         &self,
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
-        let _guard = self.lock();
-        let Some(key) = self.api_key(id)? else {
-            return Ok(None);
-        };
-        let mut removal = Removal::default();
-        self.remove_tokens_of_key(&mut removal, id)?;
-        remove_key(&mut removal.batch, &key);
-        self.commit(removal.batch)?;
-        Ok(Some((key, removal.digests)))
+        self.write(|db| {
+            let Some(key) = db.api_key(id)? else {
+                return Ok((None, None));
+            };
+            let mut removal = Removal::default();
+            db.remove_tokens_of_key(&mut removal, id)?;
+            remove_key(&mut removal.batch, &key);
+            Ok((Some((key, removal.digests)), Some(removal.batch)))
+        })
     }
 
     pub(super) fn revoke_user(
@@ -395,24 +493,23 @@ impl Inner {
         user: &UserId,
         disposal: KeyDisposal,
     ) -> Result<Vec<Digest>, StoreError> {
-        let _guard = self.lock();
-        let mut removal = Removal::default();
-        for token in self.tokens_under(layout::tokens_of_user(user), None)? {
-            removal.token(&token);
-        }
-        let keys = self.keys_under(layout::keys_of_user(user), None)?;
-        for key in keys {
-            match disposal {
-                KeyDisposal::Delete => remove_key(&mut removal.batch, &key),
-                KeyDisposal::Deactivate => {
-                    let mut inactive = key.clone();
-                    inactive.active = false;
-                    replace_key(&mut removal.batch, &key, &inactive)?;
+        self.write(|db| {
+            let mut removal = Removal::default();
+            for token in db.tokens_under(layout::tokens_of_user(user), None)? {
+                removal.token(&token);
+            }
+            for key in db.keys_under(layout::keys_of_user(user), None)? {
+                match disposal {
+                    KeyDisposal::Delete => remove_key(&mut removal.batch, &key),
+                    KeyDisposal::Deactivate => {
+                        let mut inactive = key.clone();
+                        inactive.active = false;
+                        replace_key(&mut removal.batch, &key, &inactive)?;
+                    }
                 }
             }
-        }
-        self.commit(removal.batch)?;
-        Ok(removal.digests)
+            Ok((removal.digests, Some(removal.batch)))
+        })
     }
 
     pub(super) fn purge_expired(
@@ -420,7 +517,14 @@ impl Inner {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Purged, StoreError> {
-        let _guard = self.lock();
+        self.write(|db| db.stage_purge(now, limit))
+    }
+
+    fn stage_purge(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Purged, Option<Batch>), StoreError> {
         let mut removal = Removal::default();
         let mut removed_keys = HashSet::new();
         let mut purged = Purged::default();
@@ -465,10 +569,19 @@ impl Inner {
                 _ => {}
             }
         }
-        if purged.examined > 0 {
-            self.commit(removal.batch)?;
-        }
         purged.tokens = removal.digests;
-        Ok(purged)
+        let batch = (purged.examined > 0).then_some(removal.batch);
+        Ok((purged, batch))
     }
+}
+
+/// Makes the entries of `dir` durable (new files in it survive a power cut).
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(backend)?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
