@@ -159,3 +159,119 @@ async fn store_errors_are_not_cached_and_never_grant_access() {
     let principal = gate.authenticate(token.secret.expose()).await.unwrap();
     assert_eq!(principal.token_id(), &token.token.id);
 }
+
+#[tokio::test]
+async fn a_revocation_reported_as_failed_still_drops_the_cached_token() {
+    let (gate, probe, users, _dir) = cached_gate(CacheConfig::default());
+    let bob = users.add("bob", false);
+    let key = gate
+        .create_api_key(&bob, NewApiKey::new("k"))
+        .await
+        .unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let token = gate
+            .exchange_api_key(key.secret.expose(), TokenRequest::default())
+            .await
+            .unwrap();
+        gate.authenticate(token.secret.expose()).await.unwrap();
+        tokens.push(token);
+    }
+    let session = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    gate.authenticate(session.secret.expose()).await.unwrap();
+    let reads = probe.digest_reads();
+    gate.authenticate(tokens[0].secret.expose()).await.unwrap();
+    assert_eq!(probe.digest_reads(), reads, "cached");
+
+    // The store deletes, then reports failure: the caller sees an error, and the
+    // cache must not keep serving what the store no longer holds.
+    probe.set_failing_after_writes(true);
+    assert!(matches!(
+        gate.revoke_token(&session.token.id).await,
+        Err(Error::Store(_))
+    ));
+    assert!(matches!(
+        gate.delete_api_key(&key.key.id).await,
+        Err(Error::Store(_))
+    ));
+    probe.set_failing_after_writes(false);
+    for token in tokens.iter().chain([&session]) {
+        assert!(
+            matches!(
+                gate.authenticate(token.secret.expose()).await,
+                Err(Error::InvalidToken(_))
+            ),
+            "a token the store deleted was served from the cache"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_that_failed_before_the_store_sends_the_next_lookup_to_the_store() {
+    let (gate, probe, users, _dir) = cached_gate(CacheConfig::default());
+    let bob = users.add("bob", false);
+    let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    gate.authenticate(token.secret.expose()).await.unwrap();
+    probe.set_failing(true);
+    assert!(gate.revoke_token(&token.token.id).await.is_err());
+    probe.set_failing(false);
+    let reads = probe.digest_reads();
+    // Not revoked (the store said so), but asked again rather than trusted.
+    gate.authenticate(token.secret.expose()).await.unwrap();
+    assert_eq!(probe.digest_reads(), reads + 1);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_tokens_does_not_evict_live_ones() {
+    let config = CacheConfig::default()
+        .with_max_capacity(500)
+        .with_max_unknown(100);
+    let (gate, probe, users, _dir) = cached_gate(config);
+    let bob = users.add("bob", false);
+    let mut live = Vec::new();
+    for _ in 0..300 {
+        let token = gate
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        gate.authenticate(token.secret.expose()).await.unwrap();
+        live.push(token);
+    }
+    let codec = SecretCodec::default();
+    for _ in 0..20_000 {
+        let (bogus, _) = codec.generate(SecretKind::Token);
+        assert!(gate.authenticate(bogus.expose()).await.is_err());
+    }
+    let before = probe.digest_reads();
+    for token in &live {
+        gate.authenticate(token.secret.expose()).await.unwrap();
+    }
+    let misses = probe.digest_reads() - before;
+    assert_eq!(
+        misses, 0,
+        "{misses} of 300 live tokens were evicted by the flood"
+    );
+}
+
+#[tokio::test]
+async fn unknown_digests_are_remembered_within_their_own_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CacheConfig::default().with_max_unknown(100);
+    let store = CachingStore::with_config(SledStore::open(dir.path()).unwrap(), config);
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let gate = ScopeGate::builder(store.clone(), users).build().unwrap();
+    let live = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    gate.authenticate(live.secret.expose()).await.unwrap();
+    let codec = SecretCodec::default();
+    for _ in 0..5_000 {
+        let (bogus, _) = codec.generate(SecretKind::Token);
+        assert!(gate.authenticate(bogus.expose()).await.is_err());
+    }
+    let stats = store.stats().await;
+    assert!(stats.unknown <= 100, "{stats:?}");
+    assert_eq!(stats.tokens, 1, "the live token is still cached: {stats:?}");
+}

@@ -1,5 +1,6 @@
 //! A pass-through store around a real backend that counts the digest lookups reaching
-//! it and can be told to fail, like a backend whose disk or network is gone.
+//! it and can be told to fail, like a backend whose disk or network is gone, or whose
+//! writes reach the disk and then report failure (a half-applied write).
 
 use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -18,6 +19,7 @@ use scopegate::{
 pub struct Probe {
     reads: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
+    failing_after_writes: Arc<AtomicBool>,
 }
 
 impl Probe {
@@ -29,6 +31,11 @@ impl Probe {
     /// From now on, every call fails (or succeeds again).
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on, every write is applied by the real store, then reported as failed.
+    pub fn set_failing_after_writes(&self, failing: bool) {
+        self.failing_after_writes.store(failing, Ordering::SeqCst);
     }
 }
 
@@ -56,17 +63,28 @@ impl<S> Instrumented<S> {
             Ok(())
         }
     }
+
+    /// The answer of a write the real store has applied.
+    fn written<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if self.probe.failing_after_writes.load(Ordering::SeqCst) {
+            Err(StoreError::from_kind(StoreErrorKind::Backend))
+        } else {
+            outcome
+        }
+    }
 }
 
 #[async_trait]
 impl<S: TokenStore> TokenStore for Instrumented<S> {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.insert_token(token).await
+        let outcome = self.inner.insert_token(token).await;
+        self.written(outcome)
     }
     async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.mint_token(token, key_digest).await
+        let outcome = self.inner.mint_token(token, key_digest).await;
+        self.written(outcome)
     }
     async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
         self.probe.reads.fetch_add(1, Ordering::SeqCst);
@@ -87,15 +105,18 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
         self.check()?;
-        self.inner.add_token_scopes(id, scopes).await
+        let outcome = self.inner.add_token_scopes(id, scopes).await;
+        self.written(outcome)
     }
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.check()?;
-        self.inner.delete_token(id).await
+        let outcome = self.inner.delete_token(id).await;
+        self.written(outcome)
     }
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.insert_api_key(key).await
+        let outcome = self.inner.insert_api_key(key).await;
+        self.written(outcome)
     }
     async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         self.check()?;
@@ -116,14 +137,16 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
         self.check()?;
-        self.inner.modify_api_key(id, change).await
+        let outcome = self.inner.modify_api_key(id, change).await;
+        self.written(outcome)
     }
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
         self.check()?;
-        self.inner.delete_api_key(id).await
+        let outcome = self.inner.delete_api_key(id).await;
+        self.written(outcome)
     }
     async fn revoke_user(
         &self,
@@ -131,10 +154,12 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         keys: KeyDisposal,
     ) -> Result<Vec<Digest>, StoreError> {
         self.check()?;
-        self.inner.revoke_user(user, keys).await
+        let outcome = self.inner.revoke_user(user, keys).await;
+        self.written(outcome)
     }
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
         self.check()?;
-        self.inner.purge_expired(now, limit).await
+        let outcome = self.inner.purge_expired(now, limit).await;
+        self.written(outcome)
     }
 }
