@@ -30,15 +30,16 @@ use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 /// | `POST /api_key/{id}/rotate` | owner or admin | new secret; `{grace_seconds?}` keeps the old one working |
 /// | `POST /api_key/token` | public | `{key, duration?, scope?}` → `{user: {id}, auth_token: {token, id, expires, scope}}` |
 /// | `GET /token/current` | public | the caller's token, or `null` |
-/// | `GET /token/session` | public | the caller's token, or a new anonymous `{token, id, expires, scope}` |
+/// | `GET /token/session` | public | the caller's token; without one, a new anonymous `{token, id, expires, scope}` if the app turned [`AnonymousSessions`](crate::AnonymousSessions) on (401 otherwise, 429 past their bound) |
 /// | `DELETE /token/session` | any token | revoke the caller's token |
 /// | `GET /token?limit&offset` | full session | the caller's tokens |
 /// | `DELETE /token/{id}` | full session; others' tokens: admins | revoke a token |
 /// | `GET /token/scopes` | public | `{custom, admin_custom}` scopes with id, name, description |
 ///
-/// The routes need [`AuthLayer`](crate::AuthLayer) around them. JSON bodies need
-/// `Content-Type: application/json` (an empty body reads as `{}`) and unknown fields
-/// are refused. Responses carrying a secret are sent with `Cache-Control: no-store`.
+/// The routes need [`AuthLayer`](crate::AuthLayer) around them. JSON bodies must be
+/// objects sent with `Content-Type: application/json` (an empty body reads as `{}`),
+/// and unknown fields are refused. Responses carrying a secret are sent with
+/// `Cache-Control: no-store` and `Pragma: no-cache`.
 ///
 /// ```
 /// use axum::{extract::FromRef, Router};
