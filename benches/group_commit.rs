@@ -6,6 +6,10 @@
 //! `cargo bench --bench group_commit` (the temporary directories live under
 //! `target/`, on the same disk as the build, never on a tmpfs where syncs are free).
 //! Targets: 32 writers ≥ 5× one writer, and ≥ 0.8× the raw baseline.
+//!
+//! `cargo bench --bench group_commit -- only-32` runs one series alone (`only-1`,
+//! `only-32`), to count its syncs: `strace -f -c -e trace=fdatasync <the bench
+//! binary> only-32`.
 
 // A load harness, not a library: its items need no docs.
 #![allow(missing_docs)]
@@ -120,12 +124,18 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; there is nothing to filter.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    // `cargo bench` also passes `--bench`.
+    let only = std::env::args().find_map(|arg| arg.strip_prefix("only-")?.parse().ok());
+    if let Some(writers) = only {
+        let rate = exchanges_per_second(&rt, writers, 3_200);
+        println!("3 200 exchanges from {writers} writers: {rate:.0}/s");
+        return;
+    }
     let (mut one, mut many, mut raw) = (Vec::new(), Vec::new(), Vec::new());
     // Interleaved rounds, so drift in the machine's load hits every series alike.
     for round in 1..=ROUNDS {

@@ -19,7 +19,7 @@ use crate::{gate::limits, ConfigError};
 /// route answers 429 with `Retry-After`. Live anonymous tokens therefore number at
 /// most `max_live` per process; on disk, expired ones add up to
 /// `max_live × sweep interval / lifetime` more until the sweeper purges them. With
-/// the defaults (one hour, 10 000) that is about 14 MB of sled data and 160 KB of
+/// the defaults (one hour, 10 000) that is about 12 MB of sled data and 160 KB of
 /// memory for the window at worst.
 ///
 /// ```
