@@ -15,33 +15,19 @@
 // criterion's macros generate undocumented public functions.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::{body::Body, http::Request, routing::get, Router};
 use chrono::{TimeDelta, Utc};
+use common::Users;
 use criterion::{criterion_group, criterion_main, Criterion};
 use scopegate::{
-    async_trait, AuthState, AuthUser, BoxError, CachingStore, ManualClock, NewToken, RequireScope,
-    ScopeGate, SledStore, TokenStore, UserId, UserLoader,
+    AuthState, CachingStore, ManualClock, NewToken, RequireScope, ScopeGate, SledStore, TokenStore,
 };
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-
-struct User;
-impl AuthUser for User {
-    fn is_admin(&self) -> bool {
-        false
-    }
-}
-
-struct Users;
-#[async_trait]
-impl UserLoader for Users {
-    type User = User;
-    async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> {
-        Ok(Some(User))
-    }
-}
 
 fn gate(store: impl TokenStore, clock: ManualClock) -> ScopeGate {
     ScopeGate::builder(store, Users)

@@ -15,6 +15,8 @@
 // A load harness, not a library: its items need no docs.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::{
     alloc::System,
     path::Path,
@@ -26,12 +28,13 @@ use std::{
 
 use axum::{body::Body, http::Request, Router};
 use chrono::{DateTime, Utc};
+use common::{scratch_dir, Users};
 use scopegate::{
     async_trait,
     store::{KeyDisposal, Purged},
-    AnonymousSessions, ApiKey, ApiKeyId, AuthState, AuthUser, BoxError, CacheConfig, CachingStore,
-    Digest, KeyChange, NewToken, Page, Scope, ScopeGate, SecretCodec, SecretKind, SledStore,
-    StoreError, Token, TokenId, TokenStore, UserId, UserLoader,
+    AnonymousSessions, ApiKey, ApiKeyId, AuthState, CacheConfig, CachingStore, Digest, KeyChange,
+    NewToken, Page, Scope, ScopeGate, SecretCodec, SecretKind, SledStore, StoreError, Token,
+    TokenId, TokenStore, UserId,
 };
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::ServiceExt;
@@ -71,28 +74,6 @@ fn disk_usage(dir: &Path) -> i64 {
 
 fn mb(bytes: i64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
-}
-
-struct User;
-impl AuthUser for User {
-    fn is_admin(&self) -> bool {
-        false
-    }
-}
-
-struct Users;
-#[async_trait]
-impl UserLoader for Users {
-    type User = User;
-    async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> {
-        Ok(Some(User))
-    }
-}
-
-fn scratch_dir() -> tempfile::TempDir {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&target).unwrap();
-    tempfile::tempdir_in(target).unwrap()
 }
 
 async fn anonymous_flood() {

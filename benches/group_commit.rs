@@ -14,42 +14,19 @@
 // A load harness, not a library: its items need no docs.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::{
     fs::File,
-    path::Path,
     sync::{Arc, Barrier},
     time::{Duration, Instant},
 };
 
-use scopegate::{
-    async_trait, AuthUser, BoxError, NewApiKey, ScopeGate, SledStore, TokenRequest, UserId,
-    UserLoader,
-};
+use common::{scratch_dir, Users};
+use scopegate::{NewApiKey, ScopeGate, SledStore, TokenRequest, UserId};
 
 const WRITERS: usize = 32;
 const ROUNDS: usize = 3;
-
-struct User;
-impl AuthUser for User {
-    fn is_admin(&self) -> bool {
-        false
-    }
-}
-
-struct Users;
-#[async_trait]
-impl UserLoader for Users {
-    type User = User;
-    async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> {
-        Ok(Some(User))
-    }
-}
-
-fn scratch_dir() -> tempfile::TempDir {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    std::fs::create_dir_all(&target).unwrap();
-    tempfile::tempdir_in(target).unwrap()
-}
 
 /// Durable exchanges per second with `writers` concurrent writers.
 fn exchanges_per_second(rt: &tokio::runtime::Runtime, writers: usize, total: usize) -> f64 {

@@ -255,19 +255,50 @@ async fn after_restart(data: &Path, users: &Users, session: &str, revocations: &
     assert_eq!(authenticates(&router, session).await, Some(true));
 }
 
+/// The app on a small disk, with bob and a session of his to manage his credentials.
+struct Scene {
+    data: PathBuf,
+    users: Users,
+    bob: scopegate::UserId,
+    router: Router,
+    gate: ScopeGate,
+    session: String,
+}
+
+impl Scene {
+    async fn start(disk: &Tmpfs) -> Self {
+        captured_logs();
+        let data = disk.path().join("data");
+        let users = Users::default();
+        let bob = users.add("bob", false);
+        let (router, gate) = start(&data, &users);
+        let manager = gate
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        let session = manager.secret.expose().to_owned();
+        Self {
+            data,
+            users,
+            bob,
+            router,
+            gate,
+            session,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revocation_on_a_full_disk_never_ends_as_not_found_while_the_token_works() {
     let Some(disk) = small_disk() else { return };
-    captured_logs();
-    let data = disk.path().join("data");
-    let users = Users::default();
-    let bob = users.add("bob", false);
-    let (router, gate) = start(&data, &users);
-    let manager = gate
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let session = manager.secret.expose().to_owned();
+    let Scene {
+        data,
+        users,
+        bob,
+        router,
+        gate,
+        session,
+    } = Scene::start(&disk).await;
     let mut revocations = Vec::new();
     for _ in 0..40 {
         let victim = gate
@@ -309,16 +340,14 @@ async fn victim_of(router: &Router, issued: scopegate::IssuedToken) -> Revocatio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_deletion_on_a_full_disk_never_ends_as_not_found_while_its_token_works() {
     let Some(disk) = small_disk() else { return };
-    captured_logs();
-    let data = disk.path().join("data");
-    let users = Users::default();
-    let bob = users.add("bob", false);
-    let (router, gate) = start(&data, &users);
-    let manager = gate
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let session = manager.secret.expose().to_owned();
+    let Scene {
+        data,
+        users,
+        bob: _,
+        router,
+        gate,
+        session,
+    } = Scene::start(&disk).await;
     let mut revocations = Vec::new();
     let mut key_secrets = Vec::new();
     for round in 0..20 {
