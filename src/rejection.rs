@@ -262,7 +262,8 @@ impl InsufficientScope {
 }
 
 /// The token store or the user loader failed, so nothing could be checked: 503
-/// `temporarily_unavailable`. Access is never granted on a failure.
+/// `temporarily_unavailable`, with `Retry-After: 1`. Access is never granted on a
+/// failure.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct TemporarilyUnavailable;
@@ -403,6 +404,12 @@ impl IntoResponse for AuthRejection {
             &self.body_text(),
             self.challenge(),
         );
+        if self.code() == ErrorCode::TemporarilyUnavailable {
+            // A failing store retries recovery every 200 ms; a second is a fair wait.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.extensions_mut().insert(self);
         response
     }

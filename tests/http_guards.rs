@@ -310,6 +310,7 @@ async fn a_failing_store_is_503_and_never_grants_access() {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{route}");
         assert_eq!(reply.error(), "temporarily_unavailable");
         assert!(reply.headers.get(header::WWW_AUTHENTICATE).is_none());
+        assert_eq!(reply.headers[header::RETRY_AFTER], "1");
     }
     app.fixture.probe.set_failing(false);
     assert_eq!(
@@ -327,6 +328,7 @@ async fn a_failing_user_loader_is_503_and_never_grants_access() {
     let reply = app.send(get_with("/data", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply.error(), "temporarily_unavailable");
+    assert_eq!(reply.headers[header::RETRY_AFTER], "1");
 }
 
 #[tokio::test]
