@@ -78,14 +78,22 @@ impl AnonymousSessions {
 #[derive(Debug)]
 pub(crate) struct AnonymousLimiter {
     config: AnonymousSessions,
-    expiries: Mutex<VecDeque<Instant>>,
+    window: Mutex<Window>,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    expiries: VecDeque<Instant>,
+    /// Refusing since the window filled: logged once, not per refused call, so a
+    /// flood does not turn into a flood of log lines.
+    full: bool,
 }
 
 impl AnonymousLimiter {
     pub(crate) fn new(config: AnonymousSessions) -> Self {
         Self {
             config,
-            expiries: Mutex::new(VecDeque::new()),
+            window: Mutex::new(Window::default()),
         }
     }
 
@@ -96,16 +104,27 @@ impl AnonymousLimiter {
     /// Takes a slot for a new anonymous token, or says how long until one frees.
     pub(crate) fn admit(&self) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut expiries = self.expiries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         // Every expiry is `now + lifetime` at the time, so they are in order.
-        while expiries.front().is_some_and(|&at| at <= now) {
-            expiries.pop_front();
+        while window.expiries.front().is_some_and(|&at| at <= now) {
+            window.expiries.pop_front();
         }
-        if expiries.len() >= self.config.max_live {
-            let frees_at = expiries.front().copied().unwrap_or(now);
+        if window.expiries.len() >= self.config.max_live {
+            let frees_at = window.expiries.front().copied().unwrap_or(now);
+            if !window.full {
+                window.full = true;
+                tracing::warn!(
+                    max_live = self.config.max_live,
+                    "anonymous sessions used up: refusing new ones with 429 until slots expire"
+                );
+            }
             return Err(frees_at - now);
         }
-        expiries.push_back(now + self.config.lifetime);
+        if window.full {
+            window.full = false;
+            tracing::info!("anonymous sessions available again");
+        }
+        window.expiries.push_back(now + self.config.lifetime);
         Ok(())
     }
 }

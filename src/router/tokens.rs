@@ -39,7 +39,6 @@ pub(super) async fn session(
         return Err(AuthRejection::from(rejection).into());
     };
     if let Err(retry_after) = anonymous.admit() {
-        tracing::warn!("anonymous sessions used up; refusing with 429");
         let message = "Too many anonymous sessions; try again later or log in.";
         return Err(too_many_requests(message, retry_after).into());
     }
