@@ -28,7 +28,7 @@ use std::{
 
 use axum::{body::Body, http::Request, Router};
 use chrono::{DateTime, Utc};
-use common::{scratch_dir, Users};
+use common::{runtime, scratch_dir, Users};
 use scopegate::{
     async_trait,
     store::{KeyDisposal, Purged},
@@ -258,11 +258,7 @@ async fn revocation_memory() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     println!("| flood | cost |");
     println!("|---|---|");
     rt.block_on(anonymous_flood());

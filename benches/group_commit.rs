@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{scratch_dir, Users};
+use common::{runtime, scratch_dir, Users};
 use scopegate::{NewApiKey, ScopeGate, SledStore, TokenRequest, UserId};
 
 const WRITERS: usize = 32;
@@ -101,11 +101,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     // `cargo bench` also passes `--bench`.
     let only = std::env::args().find_map(|arg| arg.strip_prefix("only-")?.parse().ok());
     if let Some(writers) = only {

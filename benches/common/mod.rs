@@ -31,3 +31,13 @@ pub(crate) fn scratch_dir() -> tempfile::TempDir {
     std::fs::create_dir_all(&target).unwrap();
     tempfile::tempdir_in(target).unwrap()
 }
+
+/// The runtime of a load harness: two workers, one per core of the CI machine.
+#[allow(dead_code)]
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
