@@ -41,6 +41,9 @@ mod user;
 
 pub use async_trait::async_trait;
 
+#[cfg(feature = "postgres")]
+pub use crate::store::{PgConfig, PgStore};
+
 pub use crate::{
     api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey, RetiredSecret, TokenFate},
     auth::{

@@ -2,7 +2,7 @@
 
 mod common;
 
-conformance_tests!(|path| scopegate::CachingStore::new(scopegate::SledStore::open(path).unwrap()));
+conformance_tests!(crate::common::CachedSledBackend);
 
 use std::{sync::Arc, time::Duration};
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-conformance_tests!(|path| scopegate::SledStore::open(path).unwrap());
+conformance_tests!(crate::common::SledBackend);
 
 use std::sync::Arc;
 

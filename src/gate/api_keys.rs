@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use chrono::TimeDelta;
+use chrono::{SubsecRound, TimeDelta};
 use serde::Deserialize;
 
 use super::{limits, span, ScopeGate};
@@ -168,7 +168,7 @@ impl ScopeGate {
         }
         let retire_until = (!grace.is_zero()).then(|| {
             let grace = TimeDelta::from_std(grace).unwrap_or(TimeDelta::MAX);
-            self.now() + grace
+            (self.now() + grace).trunc_subsecs(6)
         });
         let (secret, digest) = self.shared.codec.generate(SecretKind::ApiKey);
         let change = KeyChange::Rotate {

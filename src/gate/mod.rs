@@ -6,7 +6,7 @@ mod tokens;
 
 use std::{fmt, sync::Arc};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 pub use self::{api_keys::TokenRequest, limits::MIN_DAYS, tokens::NewToken};
 use crate::{
@@ -125,8 +125,10 @@ impl ScopeGate {
         self.shared.token_lifetime_days
     }
 
+    /// Now, to the microsecond: every instant the gate stores has the precision of
+    /// SQL timestamps, so a record reads back exactly as it was written.
     fn now(&self) -> DateTime<Utc> {
-        self.shared.clock.now()
+        self.shared.clock.now().trunc_subsecs(6)
     }
 
     /// The active user `id`; `None` for unknown and inactive users alike.

@@ -1,14 +1,22 @@
 //! [`CachingStore`]: a moka cache of token lookups in front of any [`TokenStore`].
 
 mod epochs;
+mod feed;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 
-use self::epochs::{Epoch, RevocationEpochs};
+pub use self::feed::{InvalidationFeed, InvalidationSink};
+use self::{
+    epochs::{Epoch, RevocationEpochs},
+    feed::FeedState,
+};
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
@@ -141,6 +149,10 @@ const RACED_LOADS: usize = 3;
 ///   latest revocation is thrown away. Epochs are a fixed array of counters, so
 ///   memory does not grow with the revocation rate.
 /// - A revoking write that fails (it may have half-happened) empties the cache.
+/// - Revocations by other processes reach the cache through an
+///   [`InvalidationFeed`] ([`with_invalidation_feed`](Self::with_invalidation_feed));
+///   while the feed is disconnected, lookups bypass the cache. Without a feed,
+///   another process's revocation goes unseen for up to the TTL.
 ///
 /// ```
 /// # fn main() -> Result<(), scopegate::StoreError> {
@@ -155,15 +167,36 @@ const RACED_LOADS: usize = 3;
 #[derive(Clone)]
 pub struct CachingStore<S> {
     inner: S,
-    tokens: moka::future::Cache<Digest, Cached>,
     unknown: moka::sync::Cache<Digest, ()>,
-    epochs: Arc<RevocationEpochs>,
+    shared: Arc<Shared>,
+}
+
+/// What the cache shares with its invalidation feed.
+struct Shared {
+    tokens: moka::future::Cache<Digest, Cached>,
+    epochs: RevocationEpochs,
+    feed_live: FeedState,
+}
+
+impl Shared {
+    /// Makes cached copies of `digests` stale at once; moka drops them lazily.
+    fn forget(&self, digests: &[Digest]) {
+        for digest in digests {
+            self.epochs.revoke(digest);
+        }
+    }
+
+    /// Makes every cached token stale.
+    fn forget_all(&self) {
+        self.epochs.revoke_all();
+        self.tokens.invalidate_all();
+    }
 }
 
 impl<S> std::fmt::Debug for CachingStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachingStore")
-            .field("cached_tokens", &self.tokens.entry_count())
+            .field("cached_tokens", &self.shared.tokens.entry_count())
             .field("unknown_digests", &self.unknown.entry_count())
             .finish_non_exhaustive()
     }
@@ -187,10 +220,33 @@ impl<S: TokenStore> CachingStore<S> {
             .build();
         Self {
             inner,
-            tokens,
             unknown,
-            epochs: Arc::new(RevocationEpochs::default()),
+            shared: Arc::new(Shared {
+                tokens,
+                epochs: RevocationEpochs::default(),
+                feed_live: FeedState::without_feed(),
+            }),
         }
+    }
+
+    /// Subscribes the cache to revocations made by other processes sharing the
+    /// backend. Until the feed reports itself connected, and whenever it loses its
+    /// connection, lookups bypass the cache (and the cache is emptied), so a
+    /// revocation it may have missed is never served from memory.
+    ///
+    /// Call it within a Tokio runtime: most feeds spawn a task.
+    #[must_use]
+    pub fn with_invalidation_feed(self, feed: impl InvalidationFeed) -> Self {
+        self.shared.feed_live.store(false, Ordering::SeqCst);
+        self.shared.forget_all();
+        feed.start(InvalidationSink::new(&self.shared));
+        self
+    }
+
+    /// Whether lookups are served from memory: `false` while an invalidation feed
+    /// is disconnected.
+    pub fn is_serving_from_cache(&self) -> bool {
+        self.shared.feed_live.is_live()
     }
 
     /// The wrapped store.
@@ -205,10 +261,10 @@ impl<S: TokenStore> CachingStore<S> {
 
     /// How full the cache is, after running moka's pending maintenance.
     pub async fn stats(&self) -> CacheStats {
-        self.tokens.run_pending_tasks().await;
+        self.shared.tokens.run_pending_tasks().await;
         self.unknown.run_pending_tasks();
         CacheStats {
-            tokens: self.tokens.entry_count(),
+            tokens: self.shared.tokens.entry_count(),
             unknown: self.unknown.entry_count(),
         }
     }
@@ -217,8 +273,8 @@ impl<S: TokenStore> CachingStore<S> {
     /// bring them back.
     async fn forget(&self, digests: &[Digest]) {
         for digest in digests {
-            self.epochs.revoke(digest);
-            self.tokens.invalidate(digest).await;
+            self.shared.epochs.revoke(digest);
+            self.shared.tokens.invalidate(digest).await;
         }
     }
 
@@ -231,16 +287,14 @@ impl<S: TokenStore> CachingStore<S> {
     ) {
         match outcome {
             Ok(value) => self.forget(removed(value)).await,
-            Err(_) => {
-                self.epochs.revoke_all();
-                self.tokens.invalidate_all();
-            }
+            Err(_) => self.shared.forget_all(),
         }
     }
 
     /// One lookup through the cache; `None` if the entry raced a revocation.
     async fn cached_lookup(&self, digest: &Digest) -> Option<Result<Option<Token>, StoreError>> {
-        let before = self.epochs.of(digest);
+        let shared = &self.shared;
+        let before = shared.epochs.of(digest);
         let load = async {
             match self.inner.token_by_digest(digest).await {
                 Ok(Some(token)) => Ok(Cached {
@@ -251,12 +305,12 @@ impl<S: TokenStore> CachingStore<S> {
                 Err(err) => Err(Miss::Store(err)),
             }
         };
-        match self.tokens.try_get_with(*digest, load).await {
-            Ok(cached) if cached.loaded_at == self.epochs.of(digest) => {
+        match shared.tokens.try_get_with(*digest, load).await {
+            Ok(cached) if cached.loaded_at == shared.epochs.of(digest) => {
                 Some(Ok(Some(Token::clone(&cached.token))))
             }
             Ok(_) => {
-                self.tokens.invalidate(digest).await;
+                shared.tokens.invalidate(digest).await;
                 None
             }
             Err(miss) => match &*miss {
@@ -275,20 +329,24 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
         self.inner.insert_token(token).await?;
         self.unknown.invalidate(&token.digest);
-        self.tokens.invalidate(&token.digest).await;
+        self.shared.tokens.invalidate(&token.digest).await;
         Ok(())
     }
 
     async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
         let minted = self.inner.mint_token(token, key_digest).await?;
         self.unknown.invalidate(&token.digest);
-        self.tokens.invalidate(&token.digest).await;
+        self.shared.tokens.invalidate(&token.digest).await;
         Ok(minted)
     }
 
     async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
         if self.unknown.contains_key(digest) {
             return Ok(None);
+        }
+        if !self.shared.feed_live.is_live() {
+            // The feed may have missed a revocation: only the store knows.
+            return self.inner.token_by_digest(digest).await;
         }
         for _ in 0..RACED_LOADS {
             if let Some(found) = self.cached_lookup(digest).await {
@@ -303,6 +361,22 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         self.inner.token_by_id(id).await
     }
 
+    async fn api_keys_after(
+        &self,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        self.inner.api_keys_after(after, limit).await
+    }
+
+    async fn tokens_after(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        self.inner.tokens_after(after, limit).await
+    }
+
     async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
         self.inner.tokens_of_user(user, page).await
     }
@@ -314,7 +388,8 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     ) -> Result<Option<Token>, StoreError> {
         let token = self.inner.add_token_scopes(id, scopes).await?;
         if let Some(token) = &token {
-            self.tokens.invalidate(&token.digest).await;
+            self.shared.epochs.revoke(&token.digest);
+            self.shared.tokens.invalidate(&token.digest).await;
         }
         Ok(token)
     }

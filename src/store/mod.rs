@@ -5,19 +5,25 @@
 //! cache in front can drop them.
 
 mod caching;
+mod copy;
 mod error;
 mod health;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sled;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::{
-    caching::{CacheConfig, CacheStats, CachingStore},
+    copy::{copy_records, CopyReport},
+    caching::{CacheConfig, CacheStats, CachingStore, InvalidationFeed, InvalidationSink},
     error::{error_chain, StoreError, StoreErrorKind},
     health::StoreHealth,
     sled::SledStore,
 };
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// The most records one listing returns.
@@ -151,6 +157,29 @@ pub trait TokenStore: Send + Sync + 'static {
     /// rotated-out secrets past their grace. Handles at most `limit` expiry entries;
     /// the work grows with what expired, not with what is stored.
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError>;
+
+    /// Up to `limit` keys with ids above `after`, in byte order of their ids: every
+    /// key, page by page, to copy a store ([`copy_records`]). The default says the
+    /// store cannot list everything.
+    async fn api_keys_after(
+        &self,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let _ = (after, limit);
+        Err(copy::unsupported())
+    }
+
+    /// Up to `limit` tokens with digests above `after`, in byte order of their
+    /// digests; see [`TokenStore::api_keys_after`].
+    async fn tokens_after(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let _ = (after, limit);
+        Err(copy::unsupported())
+    }
 
     /// Whether the store is serving; a failing store may use the call to try to
     /// recover. The default is always healthy.

@@ -91,6 +91,22 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         self.check()?;
         self.inner.token_by_digest(digest).await
     }
+    async fn api_keys_after(
+        &self,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        self.check()?;
+        self.inner.api_keys_after(after, limit).await
+    }
+    async fn tokens_after(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        self.check()?;
+        self.inner.tokens_after(after, limit).await
+    }
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.check()?;
         self.inner.token_by_id(id).await

@@ -3,18 +3,23 @@
 
 pub mod app;
 pub mod instrumented;
+#[cfg(feature = "postgres")]
+pub mod pg;
+pub mod pg_server;
 pub mod suite;
 
 use std::{
     collections::HashMap,
-    path::Path,
+    future::Future,
+    path::{Path, PathBuf},
+    pin::Pin,
     sync::{Arc, Mutex},
 };
 
 use chrono::Utc;
 use scopegate::{
-    async_trait, AuthUser, BoxError, IssuedApiKey, ManualClock, NewApiKey, ScopeGate,
-    ScopeRegistry, TokenStore, UserId, UserLoader,
+    async_trait, AuthUser, BoxError, CachingStore, IssuedApiKey, ManualClock, NewApiKey,
+    ScopeGate, ScopeRegistry, SledStore, TokenStore, UserId, UserLoader,
 };
 use tempfile::TempDir;
 
@@ -96,27 +101,88 @@ pub fn girder_scopes() -> ScopeRegistry {
     r
 }
 
-/// A gate over a real store in a temporary directory, with a manual clock and
-/// a count of the digest lookups that reach the store.
+/// A store backend the conformance suite runs on. A fixture's data lives at a
+/// place named by a temporary directory: the directory itself for sled, a schema
+/// derived from its name for PostgreSQL.
+pub trait Backend: 'static {
+    type Store: TokenStore;
+
+    /// Opens (or reopens) the store whose data lives at `place`.
+    fn open(place: PathBuf) -> impl Future<Output = Self::Store> + Send;
+
+    /// Every byte the backend holds for `place`, to search for plaintext secrets.
+    fn stored_bytes(place: PathBuf) -> impl Future<Output = Vec<u8>> + Send {
+        async move { suite::read_all(&place) }
+    }
+}
+
+/// The sled store.
+pub struct SledBackend;
+
+impl Backend for SledBackend {
+    type Store = SledStore;
+
+    async fn open(place: PathBuf) -> SledStore {
+        SledStore::open(place).unwrap()
+    }
+}
+
+/// The sled store behind the cache.
+pub struct CachedSledBackend;
+
+impl Backend for CachedSledBackend {
+    type Store = CachingStore<SledStore>;
+
+    async fn open(place: PathBuf) -> Self::Store {
+        CachingStore::new(SledStore::open(place).unwrap())
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A gate over a real store in a temporary place, with a manual clock and a count
+/// of the digest lookups that reach the store.
 pub struct Fixture<S: TokenStore> {
     pub gate: ScopeGate,
     pub users: Users,
     pub clock: ManualClock,
     pub probe: instrumented::Probe,
-    open: fn(&Path) -> S,
+    open: Arc<dyn Fn(PathBuf) -> BoxFuture<S> + Send + Sync>,
+    bytes: fn(PathBuf) -> BoxFuture<Vec<u8>>,
     dir: TempDir,
 }
 
 impl<S: TokenStore> Fixture<S> {
+    /// A fixture over the store `open` opens in a temporary directory.
     pub fn new(open: fn(&Path) -> S) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let users = Users::default();
-        let clock = ManualClock::new(Utc::now());
-        Self::assemble(open, dir, users, clock)
+        let store = open(dir.path());
+        let open = Arc::new(move |place: PathBuf| {
+            let store = open(&place);
+            Box::pin(async move { store }) as BoxFuture<S>
+        });
+        let bytes = |place: PathBuf| Box::pin(async move { suite::read_all(&place) }) as BoxFuture<_>;
+        Self::assemble(store, open, bytes, dir, Users::default(), ManualClock::new(Utc::now()))
     }
 
-    fn assemble(open: fn(&Path) -> S, dir: TempDir, users: Users, clock: ManualClock) -> Self {
-        let store = Instrumented::new(open(dir.path()));
+    /// A fixture over a fresh store of backend `B`.
+    pub async fn of<B: Backend<Store = S>>() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = B::open(dir.path().to_owned()).await;
+        let open = Arc::new(|place: PathBuf| Box::pin(B::open(place)) as BoxFuture<S>);
+        let bytes = |place: PathBuf| Box::pin(B::stored_bytes(place)) as BoxFuture<_>;
+        Self::assemble(store, open, bytes, dir, Users::default(), ManualClock::new(Utc::now()))
+    }
+
+    fn assemble(
+        store: S,
+        open: Arc<dyn Fn(PathBuf) -> BoxFuture<S> + Send + Sync>,
+        bytes: fn(PathBuf) -> BoxFuture<Vec<u8>>,
+        dir: TempDir,
+        users: Users,
+        clock: ManualClock,
+    ) -> Self {
+        let store = Instrumented::new(store);
         let probe = store.probe();
         let gate = ScopeGate::builder(store, users.clone())
             .with_registry(girder_scopes())
@@ -129,22 +195,30 @@ impl<S: TokenStore> Fixture<S> {
             clock,
             probe,
             open,
+            bytes,
             dir,
         }
     }
 
-    /// Closes the database and opens it again from disk.
-    pub fn reopen(self) -> Self {
+    /// Closes the store and opens it again from what it stored.
+    pub async fn reopen(self) -> Self {
         let Self {
             gate,
             users,
             clock,
             open,
+            bytes,
             dir,
             ..
         } = self;
         drop(gate);
-        Self::assemble(open, dir, users, clock)
+        let store = open(dir.path().to_owned()).await;
+        Self::assemble(store, open, bytes, dir, users, clock)
+    }
+
+    /// Every byte the store holds.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        (self.bytes)(self.dir.path().to_owned()).await
     }
 
     pub fn dir(&self) -> &Path {

@@ -1,12 +1,12 @@
 //! The conformance suite: every lifecycle rule, run against each store backend.
 //!
-//! `conformance_tests!(open)` expands to one test per rule, each on a fresh
-//! temporary database opened with `open: fn(&Path) -> impl TokenStore`.
+//! `conformance_tests!(Backend)` expands to one test per rule, each on a fresh
+//! store of that [`Backend`](super::Backend).
 
-/// Expands to the conformance tests for the store that `$open` opens.
+/// Expands to the conformance tests for the store backend `$backend`.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($open:expr) => {
+    ($backend:ty) => {
         mod conformance {
             use std::time::Duration;
 
@@ -22,8 +22,8 @@ macro_rules! conformance_tests {
             const DATA_WRITE: Scope = Scope::from_static("core.data.write");
             const SETTING_READ: Scope = Scope::from_static("core.setting.read");
 
-            fn fixture() -> Fixture<impl scopegate::TokenStore> {
-                Fixture::new($open)
+            async fn fixture() -> Fixture<<$backend as $crate::common::Backend>::Store> {
+                Fixture::of::<$backend>().await
             }
 
             fn days(token: &scopegate::Token) -> TimeDelta {
@@ -51,7 +51,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn two_exchanges_of_one_key_give_two_distinct_working_tokens() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let a = f
@@ -75,7 +75,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn requested_duration_is_capped_by_the_keys_token_duration() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k").token_duration(2.0)).await;
                 let secret = key.secret.expose();
@@ -112,7 +112,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn key_without_token_duration_is_capped_at_the_default_lifetime() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -127,7 +127,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn bad_requested_durations_are_invalid_requests() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
@@ -142,7 +142,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn key_without_scope_mints_full_session_tokens() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 assert_eq!(key.key.scope, None);
@@ -165,7 +165,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn deactivated_key_fails_exchange_and_its_tokens_are_gone() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -196,7 +196,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn reactivated_key_mints_again_with_its_duration_and_scopes() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(
@@ -227,7 +227,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn deleting_a_key_deletes_its_tokens() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -256,7 +256,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn non_admin_cannot_put_an_admin_only_scope_on_a_key() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let err = f
                     .gate
@@ -274,7 +274,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn admin_may_put_an_admin_only_scope_on_a_key() {
-                let f = fixture();
+                let f = fixture().await;
                 let alice = f.admin("alice");
                 let key = f
                     .key(&alice, NewApiKey::new("k").scope(["core.setting.read"]))
@@ -291,7 +291,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn unregistered_scope_is_rejected_with_girders_message() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let err = f
                     .gate
@@ -318,7 +318,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn exchange_narrows_scopes_but_never_widens_them() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(
@@ -371,7 +371,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn exchange_stamps_last_use() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 assert_eq!(key.key.last_use, None);
@@ -388,7 +388,7 @@ macro_rules! conformance_tests {
             #[tokio::test]
             async fn default_token_scopes_are_user_auth_for_users_and_anonymous_session_otherwise()
             {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let session = f
                     .gate
@@ -408,7 +408,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn duplicate_token_scopes_are_removed() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let t = f
                     .gate
@@ -422,7 +422,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn added_token_scopes_persist() {
-                let f = fixture();
+                let f = fixture().await;
                 let anon = f.gate.create_token(NewToken::anonymous()).await.unwrap();
                 f.gate.authenticate(anon.secret.expose()).await.unwrap();
                 f.gate
@@ -437,7 +437,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn malformed_or_bad_checksum_tokens_are_refused_without_a_store_read() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let t = f.gate.create_token(NewToken::for_user(bob)).await.unwrap();
                 let mut tampered = t.secret.expose().to_string();
@@ -466,7 +466,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn well_formed_unknown_token_is_invalid() {
-                let f = fixture();
+                let f = fixture().await;
                 let (stranger, _) = SecretCodec::default().generate(SecretKind::Token);
                 assert_invalid_token(
                     f.gate.authenticate(stranger.expose()).await,
@@ -476,7 +476,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn expired_token_fails_before_the_sweeper_runs() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let t = f
                     .gate
@@ -500,7 +500,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn purge_removes_only_what_expired_and_reads_only_the_expired() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let short = f
                     .gate
@@ -535,7 +535,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn expired_key_fails_exchange_and_is_purged_with_its_tokens() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(
@@ -568,7 +568,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn rotated_key_keeps_its_old_secret_only_during_the_grace_period() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(
@@ -632,7 +632,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn rotation_without_grace_stops_the_old_secret_and_its_tokens_at_once() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -664,7 +664,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn revoking_a_token_is_immediate_even_after_it_was_read() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let t = f.gate.create_token(NewToken::for_user(bob)).await.unwrap();
                 f.gate.authenticate(t.secret.expose()).await.unwrap();
@@ -681,7 +681,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn scope_change_revokes_the_keys_tokens() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(
@@ -708,7 +708,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn revoke_user_deletes_tokens_and_deactivates_keys_in_one_call() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let carol = f.user("carol");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
@@ -749,7 +749,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn inactive_or_missing_owner_invalidates_keys_and_tokens() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -784,7 +784,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn failing_user_loader_fails_closed() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -807,7 +807,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn store_refuses_duplicate_tokens_and_mints_from_inactive_keys() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let issued = f
                     .gate
@@ -849,7 +849,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn failing_store_fails_closed_and_loses_nothing() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
                 let t = f
@@ -891,7 +891,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn key_fields_are_validated_and_nothing_is_stored_on_error() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("  padded  ")).await;
                 assert_eq!(key.key.name, "padded");
@@ -917,7 +917,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn partial_update_changes_only_what_is_given() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(
@@ -976,7 +976,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn keys_are_listed_per_user_oldest_first_with_limit_and_offset() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let carol = f.user("carol");
                 for i in 0..5 {
@@ -1018,7 +1018,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn records_survive_reopening_the_database() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f
                     .key(&bob, NewApiKey::new("k").scope(["core.data.read"]))
@@ -1034,7 +1034,7 @@ macro_rules! conformance_tests {
                     .await
                     .unwrap();
                 f.gate.revoke_token(&revoked.token.id).await.unwrap();
-                let f = f.reopen();
+                let f = f.reopen().await;
                 let p = f.gate.authenticate(t.secret.expose()).await.unwrap();
                 assert_eq!(p.scopes().iter().collect::<Vec<_>>(), [&DATA_READ]);
                 assert_invalid_token(
@@ -1053,7 +1053,7 @@ macro_rules! conformance_tests {
 
             #[tokio::test]
             async fn no_plaintext_secret_reaches_the_database_files() {
-                let f = fixture();
+                let f = fixture().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("findable-key-name")).await;
                 let t = f
@@ -1061,8 +1061,8 @@ macro_rules! conformance_tests {
                     .exchange_api_key(key.secret.expose(), request(None, None))
                     .await
                     .unwrap();
-                let f = f.reopen();
-                let bytes = $crate::common::suite::read_all(f.dir());
+                let f = f.reopen().await;
+                let bytes = f.stored_bytes().await;
                 let contains =
                     |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
                 assert!(

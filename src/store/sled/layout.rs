@@ -57,6 +57,16 @@ pub(super) fn token(digest: &Digest) -> Vec<u8> {
     key(TOKEN, &[digest.as_bytes()])
 }
 
+/// Every token record, in digest order.
+pub(super) fn all_tokens() -> Vec<u8> {
+    vec![TOKEN]
+}
+
+/// Every key record, in id order.
+pub(super) fn all_api_keys() -> Vec<u8> {
+    vec![KEY]
+}
+
 pub(super) fn token_id(id: &TokenId) -> Vec<u8> {
     key(TOKEN_ID, &[id.as_str().as_bytes()])
 }

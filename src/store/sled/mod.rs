@@ -92,6 +92,26 @@ impl TokenStore for SledStore {
         self.run(move |db| db.token(&digest)).await
     }
 
+    async fn api_keys_after(
+        &self,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let after = after.cloned();
+        self.run(move |db| db.api_keys_after(after.as_ref(), limit))
+            .await
+    }
+
+    async fn tokens_after(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let after = after.copied();
+        self.run(move |db| db.tokens_after(after.as_ref(), limit))
+            .await
+    }
+
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         let id = id.clone();
         self.run(move |db| db.settled_token_by_id(&id)).await

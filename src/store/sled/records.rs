@@ -332,6 +332,49 @@ impl Inner {
         self.keys_under(layout::keys_of_user(user), Some(page))
     }
 
+    /// Up to `limit` records of the family under `prefix`, after the record `after`.
+    fn records_after<T: DeserializeOwned>(
+        &self,
+        prefix: Vec<u8>,
+        after: Option<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        self.settled()?;
+        let start = match after {
+            // The smallest key above `after`.
+            Some(mut key) => {
+                key.push(0);
+                key
+            }
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for entry in self.tree.range(start..).take(limit) {
+            let (key, bytes) = entry.map_err(backend)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            out.push(decode(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    pub(super) fn api_keys_after(
+        &self,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        self.records_after(layout::all_api_keys(), after.map(layout::api_key), limit)
+    }
+
+    pub(super) fn tokens_after(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        self.records_after(layout::all_tokens(), after.map(layout::token), limit)
+    }
+
     /// A conflict if a token with this digest or id is stored already.
     fn ensure_new(&self, token: &Token) -> Result<(), StoreError> {
         for key in [layout::token(&token.digest), layout::token_id(&token.id)] {

@@ -1,0 +1,86 @@
+//! [`PgConfig`]: where the tables live and how long to wait for the database.
+
+use std::time::Duration;
+
+use super::errors::InvalidSchema;
+use crate::store::{StoreError, StoreErrorKind};
+
+/// Settings of a [`PgStore`](super::PgStore).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    pub(super) schema: String,
+    pub(super) timeout: Duration,
+    pub(super) max_connections: u32,
+    pub(super) heartbeat: Duration,
+    pub(super) silence_limit: Duration,
+}
+
+impl Default for PgConfig {
+    /// Schema `scopegate`; 2 s per call; 10 pooled connections (for pools the
+    /// store opens itself); a heartbeat every 200 ms, and the invalidation feed
+    /// declared lost after 600 ms without one.
+    fn default() -> Self {
+        Self {
+            schema: "scopegate".into(),
+            timeout: Duration::from_secs(2),
+            max_connections: 10,
+            heartbeat: Duration::from_millis(200),
+            silence_limit: Duration::from_millis(600),
+        }
+    }
+}
+
+impl PgConfig {
+    /// The PostgreSQL schema that holds scopegate's tables (created if missing), so
+    /// they sit beside the app's own. 1 to 40 characters of `a-z`, `0-9` and `_`,
+    /// not starting with a digit.
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Result<Self, StoreError> {
+        let schema = schema.into();
+        let valid = (1..=40).contains(&schema.len())
+            && schema
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !schema.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(StoreError::new(
+                StoreErrorKind::Backend,
+                InvalidSchema(schema),
+            ));
+        }
+        self.schema = schema;
+        Ok(self)
+    }
+
+    /// The longest one store call may take, waiting for a pooled connection, a
+    /// row lock or a slow server included. Past it the call fails with
+    /// [`StoreErrorKind::Unavailable`] (a 503), never hangs the request.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Size of the pool [`PgStore::connect`](super::PgStore::connect) opens (a pool
+    /// the app passes in keeps its own size).
+    #[must_use]
+    pub fn with_max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// How often each instance sends a heartbeat on the invalidation channel, and
+    /// how long its feed may hear nothing before it declares itself lost and its
+    /// cache stops serving from memory. The limit bounds how long a silently
+    /// broken connection (no error, no data) can hide a revocation.
+    #[must_use]
+    pub fn with_heartbeat(mut self, every: Duration, silence_limit: Duration) -> Self {
+        self.heartbeat = every;
+        self.silence_limit = silence_limit.max(every);
+        self
+    }
+
+    /// The schema in use.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+}

@@ -1,0 +1,144 @@
+//! [`PgStore`]: the PostgreSQL backend, for several replicas sharing one database.
+
+mod config;
+mod errors;
+mod feed;
+mod health;
+mod records;
+mod rows;
+mod schema;
+
+use std::{fmt, future::Future, sync::Arc};
+
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
+
+pub use self::{config::PgConfig, feed::PgInvalidationFeed};
+use self::{
+    errors::{db, TimedOut},
+    health::Health,
+};
+use super::{CacheConfig, CachingStore, StoreError, StoreErrorKind};
+
+/// Tokens and API keys in PostgreSQL, shared by every replica of an app.
+///
+/// - Every call is one transaction: a record changes with its indexes or not at
+///   all, and minting a token re-checks its key under the key's row lock, so a
+///   concurrent deactivation, deletion or rotation never leaves a stray token.
+/// - Commits are durable when they return (PostgreSQL's `synchronous_commit`).
+/// - Each revoking write publishes the digests it removed with `NOTIFY`, in the
+///   same transaction. Put the store behind its cache with [`PgStore::cached`],
+///   which subscribes the cache to those notifications, so a revocation on one
+///   replica is refused by every other within milliseconds.
+/// - Every call has a time limit ([`PgConfig::with_timeout`]): a database that is
+///   down, an exhausted pool or a lock wait ends in [`StoreErrorKind::Unavailable`]
+///   (503), never in a hung request, and the store serves again when the database
+///   is back, without a restart.
+///
+/// The tables live in their own schema (`scopegate` by default), created and
+/// upgraded on start by numbered migrations.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), scopegate::StoreError> {
+/// use scopegate::{CacheConfig, PgStore};
+/// let store = PgStore::connect("postgres://app@localhost/app").await?;
+/// let cached = store.cached(CacheConfig::default());
+/// # let _ = cached; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    config: Arc<PgConfig>,
+    channel: Arc<str>,
+    health: Arc<Health>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.config.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` with the default [`PgConfig`] and
+    /// brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PgConfig::default()).await
+    }
+
+    /// Connects to the database at `url` with `config`.
+    pub async fn connect_with(url: &str, config: PgConfig) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse().map_err(db)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.timeout)
+            .connect_lazy_with(options.application_name("scopegate"));
+        Self::with_pool(pool, config).await
+    }
+
+    /// Uses a pool the app already has, with the default [`PgConfig`].
+    pub async fn new(pool: PgPool) -> Result<Self, StoreError> {
+        Self::with_pool(pool, PgConfig::default()).await
+    }
+
+    /// Uses a pool the app already has, with `config`; brings the schema up to date.
+    pub async fn with_pool(pool: PgPool, config: PgConfig) -> Result<Self, StoreError> {
+        let store = Self {
+            channel: format!("{}_revoked", config.schema).into(),
+            pool,
+            config: Arc::new(config),
+            health: Arc::default(),
+        };
+        store
+            .call(schema::migrate(&store.pool, &store.config.schema))
+            .await?;
+        Ok(store)
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The notifications of this store's revocations, for
+    /// [`CachingStore::with_invalidation_feed`].
+    pub fn invalidation_feed(&self) -> PgInvalidationFeed {
+        PgInvalidationFeed {
+            pool: self.pool.clone(),
+            channel: self.channel.to_string(),
+            heartbeat: self.config.heartbeat,
+            silence_limit: self.config.silence_limit,
+        }
+    }
+
+    /// The store behind a token cache that drops what any replica revokes: the way
+    /// to cache a shared store. Call it within a Tokio runtime.
+    pub fn cached(self, cache: CacheConfig) -> CachingStore<Self> {
+        let feed = self.invalidation_feed();
+        CachingStore::with_config(self, cache).with_invalidation_feed(feed)
+    }
+
+    fn schema(&self) -> &str {
+        &self.config.schema
+    }
+
+    /// Runs one call under the time limit and records whether the database answered.
+    async fn call<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let outcome = match tokio::time::timeout(self.config.timeout, op).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                TimedOut(self.config.timeout),
+            )),
+        };
+        self.health.record(&outcome);
+        outcome
+    }
+}

@@ -1,0 +1,553 @@
+//! [`TokenStore`] on PostgreSQL: each method one transaction (or one statement).
+//!
+//! Writes that touch a key lock its row first (`FOR UPDATE`), so minting, which
+//! checks the key under the same lock, serializes with every change to the key.
+//! Statements after the lock see every commit before it (READ COMMITTED), so a
+//! token minted just before a deactivation is among the tokens it deletes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{postgres::PgRow, PgConnection, Row};
+
+use super::{
+    errors::db,
+    feed::publish,
+    rows::{self, bind_key, bind_token, KEY_COLUMNS, TOKEN_COLUMNS},
+    PgStore,
+};
+use crate::{
+    api_key::TokenFate,
+    secret::Digest,
+    store::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore},
+    ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
+};
+
+fn digests(rows: &[PgRow]) -> Result<Vec<Digest>, StoreError> {
+    rows.iter()
+        .map(|row| rows::digest(row.try_get("digest").map_err(db)?))
+        .collect()
+}
+
+fn page_bounds(page: Page) -> (i64, i64) {
+    let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    (clamp(page.limit), clamp(page.offset))
+}
+
+impl PgStore {
+    async fn key_for_update(
+        &self,
+        conn: &mut PgConnection,
+        id: &ApiKeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE id = $1 FOR UPDATE",
+            s = self.schema()
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(conn)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(rows::api_key).transpose()
+    }
+
+    /// Writes every column of `key` over its row.
+    async fn update_key(&self, conn: &mut PgConnection, key: &ApiKey) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {s}.api_keys SET user_id = $2, name = $3, scope = $4, token_duration = $5, \
+             active = $6, created = $7, last_use = $8, expires = $9, digest = $10, start = $11, \
+             retired_digest = $12, retired_until = $13 WHERE id = $1",
+            s = self.schema()
+        );
+        bind_key(sqlx::query(&sql), key)
+            .execute(conn)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Deletes the tokens minted from `key`; returns their digests.
+    async fn delete_tokens_of_key(
+        &self,
+        conn: &mut PgConnection,
+        key: &ApiKeyId,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let sql = format!(
+            "DELETE FROM {s}.tokens WHERE api_key_id = $1 RETURNING digest",
+            s = self.schema()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+        digests(&rows)
+    }
+
+    /// Moves the expiry of `key`'s tokens that expire after `at` to `at`.
+    async fn cap_tokens_of_key(
+        &self,
+        conn: &mut PgConnection,
+        key: &ApiKeyId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let sql = format!(
+            "UPDATE {s}.tokens SET expires = $2 WHERE api_key_id = $1 AND expires > $2 \
+             RETURNING digest",
+            s = self.schema()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key.as_str())
+            .bind(at)
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+        digests(&rows)
+    }
+
+    async fn publish(&self, conn: &mut PgConnection, digests: &[Digest]) -> Result<(), StoreError> {
+        publish(conn, &self.channel, digests).await
+    }
+
+    async fn purge(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
+        let s = self.schema();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Expired tokens, oldest first, through the expiry index; rows another
+        // purge holds are left to it.
+        let sql = format!(
+            "DELETE FROM {s}.tokens WHERE digest IN (SELECT digest FROM {s}.tokens \
+             WHERE expires <= $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING digest"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut purged = Purged {
+            tokens: digests(&rows)?,
+            ..Purged::default()
+        };
+        purged.examined = rows.len();
+        let left = limit - rows.len() as i64;
+        if left > 0 {
+            let sql = format!(
+                "SELECT id FROM {s}.api_keys WHERE expires <= $1 ORDER BY expires LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED"
+            );
+            let keys = sqlx::query(&sql)
+                .bind(now)
+                .bind(left)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            for key in &keys {
+                let id = ApiKeyId::from(key.try_get::<String, _>("id").map_err(db)?);
+                purged
+                    .tokens
+                    .extend(self.delete_tokens_of_key(&mut tx, &id).await?);
+                let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1");
+                sqlx::query(&sql)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            purged.api_keys = keys.len();
+            purged.examined += keys.len();
+        }
+        let left = limit - purged.examined as i64;
+        if left > 0 {
+            let sql = format!(
+                "UPDATE {s}.api_keys SET retired_digest = NULL, retired_until = NULL \
+                 WHERE id IN (SELECT id FROM {s}.api_keys WHERE retired_until <= $1 \
+                 ORDER BY retired_until LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            );
+            let done = sqlx::query(&sql)
+                .bind(now)
+                .bind(left)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            purged.examined += done.rows_affected() as usize;
+        }
+        self.publish(&mut tx, &purged.tokens).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl TokenStore for PgStore {
+    async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            s = self.schema()
+        );
+        self.call(async {
+            bind_token(sqlx::query(&sql), token)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+        let Some(key_id) = &token.api_key_id else {
+            return Ok(false);
+        };
+        self.call(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let Some(key) = self.key_for_update(&mut tx, key_id).await? else {
+                return Ok(false);
+            };
+            let legitimate = key.active
+                && !key.is_expired_at(token.created)
+                && key.accepts(key_digest, token.created)
+                && token.user_id.as_ref() == Some(&key.user_id);
+            if !legitimate {
+                return Ok(false);
+            }
+            let s = self.schema();
+            let insert =
+                format!("INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+            bind_token(sqlx::query(&insert), token)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(&format!("UPDATE {s}.api_keys SET last_use = $2 WHERE id = $1"))
+                .bind(key_id.as_str())
+                .bind(token.created)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE digest = $1",
+            s = self.schema()
+        );
+        self.call(async {
+            let row = sqlx::query(&sql)
+                .bind(&digest.as_bytes()[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::token).transpose()
+        })
+        .await
+    }
+
+    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE id = $1",
+            s = self.schema()
+        );
+        self.call(async {
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::token).transpose()
+        })
+        .await
+    }
+
+    async fn api_keys_after(
+        &self,
+        after: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE $1::text IS NULL OR id > $1 COLLATE \"C\" \
+             ORDER BY id COLLATE \"C\" LIMIT $2",
+            s = self.schema()
+        );
+        self.call(async {
+            let rows = sqlx::query(&sql)
+                .bind(after.map(ApiKeyId::as_str))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter().map(rows::api_key).collect()
+        })
+        .await
+    }
+
+    async fn tokens_after(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE $1::bytea IS NULL OR digest > $1 \
+             ORDER BY digest LIMIT $2",
+            s = self.schema()
+        );
+        self.call(async {
+            let rows = sqlx::query(&sql)
+                .bind(after.map(|d| &d.as_bytes()[..]))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter().map(rows::token).collect()
+        })
+        .await
+    }
+
+    async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE user_id = $1 \
+             ORDER BY created, id COLLATE \"C\" LIMIT $2 OFFSET $3",
+            s = self.schema()
+        );
+        let (limit, offset) = page_bounds(page);
+        self.call(async {
+            let rows = sqlx::query(&sql)
+                .bind(user.as_str())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter().map(rows::token).collect()
+        })
+        .await
+    }
+
+    async fn add_token_scopes(
+        &self,
+        id: &TokenId,
+        scopes: &[Scope],
+    ) -> Result<Option<Token>, StoreError> {
+        let sql = format!(
+            "UPDATE {s}.tokens SET scopes = ARRAY(SELECT DISTINCT unnest(scopes || $2::text[]) \
+             ORDER BY 1) WHERE id = $1 RETURNING {TOKEN_COLUMNS}",
+            s = self.schema()
+        );
+        self.call(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .bind(rows::scope_names(scopes))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let token = row.as_ref().map(rows::token).transpose()?;
+            if let Some(token) = &token {
+                // Other instances must not keep serving the narrower copy.
+                self.publish(&mut tx, &[token.digest]).await?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(token)
+        })
+        .await
+    }
+
+    async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let sql = format!(
+            "DELETE FROM {s}.tokens WHERE id = $1 RETURNING {TOKEN_COLUMNS}",
+            s = self.schema()
+        );
+        self.call(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let token = row.as_ref().map(rows::token).transpose()?;
+            if let Some(token) = &token {
+                self.publish(&mut tx, &[token.digest]).await?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(token)
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO {s}.api_keys ({KEY_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            s = self.schema()
+        );
+        self.call(async {
+            bind_key(sqlx::query(&sql), key)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE id = $1",
+            s = self.schema()
+        );
+        self.call(async {
+            let row = sqlx::query(&sql)
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::api_key).transpose()
+        })
+        .await
+    }
+
+    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE digest = $1 OR retired_digest = $1",
+            s = self.schema()
+        );
+        self.call(async {
+            let row = sqlx::query(&sql)
+                .bind(&digest.as_bytes()[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(rows::api_key).transpose()
+        })
+        .await
+    }
+
+    async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE user_id = $1 \
+             ORDER BY created, id COLLATE \"C\" LIMIT $2 OFFSET $3",
+            s = self.schema()
+        );
+        let (limit, offset) = page_bounds(page);
+        self.call(async {
+            let rows = sqlx::query(&sql)
+                .bind(user.as_str())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter().map(rows::api_key).collect()
+        })
+        .await
+    }
+
+    async fn modify_api_key(
+        &self,
+        id: &ApiKeyId,
+        change: &KeyChange,
+    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+        self.call(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let Some(mut key) = self.key_for_update(&mut tx, id).await? else {
+                return Ok(None);
+            };
+            let removed = match change.apply(&mut key) {
+                TokenFate::Keep => Vec::new(),
+                TokenFate::Revoke => self.delete_tokens_of_key(&mut tx, id).await?,
+                TokenFate::ExpireBy(at) => self.cap_tokens_of_key(&mut tx, id, at).await?,
+            };
+            self.update_key(&mut tx, &key).await?;
+            self.publish(&mut tx, &removed).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(Some((key, removed)))
+        })
+        .await
+    }
+
+    async fn delete_api_key(
+        &self,
+        id: &ApiKeyId,
+    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+        self.call(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let Some(key) = self.key_for_update(&mut tx, id).await? else {
+                return Ok(None);
+            };
+            let removed = self.delete_tokens_of_key(&mut tx, id).await?;
+            let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1", s = self.schema());
+            sqlx::query(&sql)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            self.publish(&mut tx, &removed).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(Some((key, removed)))
+        })
+        .await
+    }
+
+    async fn revoke_user(
+        &self,
+        user: &UserId,
+        keys: KeyDisposal,
+    ) -> Result<Vec<Digest>, StoreError> {
+        let s = self.schema();
+        // Keys first: their row locks wait for any mint in flight, so the token
+        // delete below sees what those mints committed.
+        let dispose = match keys {
+            KeyDisposal::Deactivate => format!(
+                "UPDATE {s}.api_keys SET active = false WHERE id IN \
+                 (SELECT id FROM {s}.api_keys WHERE user_id = $1 ORDER BY id FOR UPDATE)"
+            ),
+            KeyDisposal::Delete => format!(
+                "DELETE FROM {s}.api_keys WHERE id IN \
+                 (SELECT id FROM {s}.api_keys WHERE user_id = $1 ORDER BY id FOR UPDATE)"
+            ),
+        };
+        let tokens = format!("DELETE FROM {s}.tokens WHERE user_id = $1 RETURNING digest");
+        self.call(async {
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            sqlx::query(&dispose)
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let rows = sqlx::query(&tokens)
+                .bind(user.as_str())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            let removed = digests(&rows)?;
+            self.publish(&mut tx, &removed).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
+        self.call(self.purge(now, limit)).await
+    }
+
+    async fn health(&self) -> StoreHealth {
+        if !self.health.current().is_healthy() {
+            // Ask the database, so a recovered one is reported without waiting
+            // for traffic.
+            let _ = self
+                .call(async {
+                    sqlx::query("SELECT 1")
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db)
+                })
+                .await;
+        }
+        self.health.current()
+    }
+}

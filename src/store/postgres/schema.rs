@@ -1,0 +1,122 @@
+//! The tables, created and upgraded by numbered migrations.
+//!
+//! Migrations run in one transaction under an advisory lock, so replicas starting
+//! together apply each exactly once. `{s}` stands for the configured schema.
+
+use std::{future::Future, pin::Pin};
+
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::errors::{db, NewerSchema};
+use crate::store::{StoreError, StoreErrorKind};
+
+/// Migration `n` is `MIGRATIONS[n - 1]`. Never edit one that has shipped: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: keys and tokens, by digest, owner and expiry.
+    r#"
+    CREATE TABLE {s}.api_keys (
+        id              text PRIMARY KEY,
+        user_id         text NOT NULL,
+        name            text NOT NULL,
+        scope           text[],
+        token_duration  double precision,
+        active          boolean NOT NULL,
+        created         timestamptz NOT NULL,
+        last_use        timestamptz,
+        expires         timestamptz,
+        digest          bytea NOT NULL UNIQUE CHECK (length(digest) = 32),
+        start           text NOT NULL,
+        retired_digest  bytea UNIQUE CHECK (length(retired_digest) = 32),
+        retired_until   timestamptz,
+        CHECK ((retired_digest IS NULL) = (retired_until IS NULL))
+    );
+    CREATE INDEX api_keys_by_user ON {s}.api_keys (user_id, created, id COLLATE "C");
+    CREATE INDEX api_keys_by_expiry ON {s}.api_keys (expires) WHERE expires IS NOT NULL;
+    CREATE INDEX api_keys_by_retirement ON {s}.api_keys (retired_until)
+        WHERE retired_until IS NOT NULL;
+    CREATE TABLE {s}.tokens (
+        digest      bytea PRIMARY KEY CHECK (length(digest) = 32),
+        id          text NOT NULL UNIQUE,
+        user_id     text,
+        scopes      text[] NOT NULL,
+        created     timestamptz NOT NULL,
+        expires     timestamptz NOT NULL,
+        api_key_id  text
+    );
+    CREATE INDEX tokens_by_user ON {s}.tokens (user_id, created, id COLLATE "C")
+        WHERE user_id IS NOT NULL;
+    CREATE INDEX tokens_by_key ON {s}.tokens (api_key_id) WHERE api_key_id IS NOT NULL;
+    CREATE INDEX tokens_by_expiry ON {s}.tokens (expires);
+    "#,
+];
+
+/// The schema version this build writes.
+pub(super) const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Brings `schema` up to [`VERSION`]; refuses a database from a newer build.
+///
+/// Boxed as `Send` here, where lifetimes are concrete: left to inference, a caller
+/// that needs a `Send` future (`tokio::spawn`) hits rustc's "`Executor` is not
+/// general enough" on sqlx's executor impls.
+pub(super) fn migrate<'a>(
+    pool: &'a PgPool,
+    schema: &'a str,
+) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+    Box::pin(run_migrations(pool, schema))
+}
+
+async fn run_migrations(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    // One migrator at a time per schema, across every replica.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("scopegate migrations {schema}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let setup = format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL);"
+    );
+    execute_all(&mut tx, &setup).await?;
+    let found: i32 = sqlx::query(&format!(
+        "SELECT coalesce(max(version), 0) AS version FROM {schema}.schema_version"
+    ))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db)?
+    .try_get("version")
+    .map_err(db)?;
+    if found > VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::Backend,
+            NewerSchema {
+                found,
+                known: VERSION,
+            },
+        ));
+    }
+    for (n, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        execute_all(&mut tx, &migration.replace("{s}", schema)).await?;
+        sqlx::query(&format!("DELETE FROM {schema}.schema_version"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(&format!("INSERT INTO {schema}.schema_version VALUES ($1)"))
+            .bind(n as i32 + 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)
+}
+
+/// Runs each `;`-separated statement of `script` (ours: no `;` inside literals).
+async fn execute_all(conn: &mut PgConnection, script: &str) -> Result<(), StoreError> {
+    for statement in script.split(';').filter(|s| !s.trim().is_empty()) {
+        sqlx::query(statement)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
