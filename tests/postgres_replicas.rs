@@ -1,0 +1,267 @@
+//! Two replicas of one app on one PostgreSQL database: separate pools, separate
+//! caches, each subscribed to the other's revocations.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::{girder_scopes, pg, Users};
+use scopegate::{
+    ApiKeyUpdate, CacheConfig, CachingStore, Error, InvalidTokenReason, NewApiKey, NewToken,
+    PgStore, ScopeGate, TokenRequest,
+};
+use sqlx::Row;
+
+/// The documented bound on a revocation reaching another replica whose feed's
+/// connection was lost (README: silence limit + reconnect), with slack for a
+/// loaded machine.
+const BOUND: Duration = Duration::from_secs(1);
+
+struct Replica {
+    gate: ScopeGate,
+    cache: CachingStore<PgStore>,
+}
+
+/// Two replicas on a fresh schema, sharing one user table.
+async fn replicas() -> (Replica, Replica, Users, String) {
+    let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+    let users = Users::default();
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        let cache = pg::open(&schema).await.cached(CacheConfig::default());
+        pg::wait_until_serving(&cache).await;
+        let gate = ScopeGate::builder(cache.clone(), users.clone())
+            .with_registry(girder_scopes())
+            .build()
+            .unwrap();
+        out.push(Replica { gate, cache });
+    }
+    let b = out.pop().unwrap();
+    let a = out.pop().unwrap();
+    (a, b, users, schema)
+}
+
+/// Polls `gate` until it refuses `secret`; returns how long that took.
+async fn time_until_refused(gate: &ScopeGate, secret: &str, started: Instant) -> Duration {
+    loop {
+        match gate.authenticate(secret).await {
+            Ok(_) => {}
+            Err(Error::InvalidToken(InvalidTokenReason::Unknown)) => return started.elapsed(),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            started.elapsed() < 5 * BOUND,
+            "the other replica still accepts a revoked token after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_issued_on_one_replica_works_on_the_other_and_dies_on_both_when_revoked() {
+    let (a, b, users, _) = replicas().await;
+    let bob = users.add("bob", false);
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        let issued = a
+            .gate
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        let secret = issued.secret.expose();
+        // Cached on both.
+        b.gate.authenticate(secret).await.unwrap();
+        b.gate.authenticate(secret).await.unwrap();
+        a.gate.authenticate(secret).await.unwrap();
+        let started = Instant::now();
+        a.gate.revoke_token(&issued.token.id).await.unwrap();
+        assert!(a.gate.authenticate(secret).await.is_err(), "refused at once where revoked");
+        worst = worst.max(time_until_refused(&b.gate, secret, started).await);
+    }
+    assert!(worst < BOUND, "slowest propagation {worst:?}");
+    assert!(b.cache.is_serving_from_cache(), "the feed stayed connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivating_or_deleting_a_key_on_one_replica_kills_its_tokens_on_the_other() {
+    let (a, b, users, _) = replicas().await;
+    let bob = users.add("bob", false);
+    for deactivate in [true, false] {
+        let key = a.gate.create_api_key(&bob, NewApiKey::new("k")).await.unwrap();
+        let minted = b
+            .gate
+            .exchange_api_key(key.secret.expose(), TokenRequest::default())
+            .await
+            .unwrap();
+        let secret = minted.secret.expose();
+        b.gate.authenticate(secret).await.unwrap();
+        let started = Instant::now();
+        if deactivate {
+            let off = ApiKeyUpdate {
+                active: Some(false),
+                ..Default::default()
+            };
+            a.gate.update_api_key(&key.key.id, off).await.unwrap();
+        } else {
+            a.gate.delete_api_key(&key.key.id).await.unwrap();
+        }
+        let took = time_until_refused(&b.gate, secret, started).await;
+        assert!(took < BOUND, "took {took:?}");
+    }
+}
+
+/// Mints from `key` on replica `a` with two tasks while `change` runs on `b`; every
+/// token minted must be refused on both replicas once the change has propagated.
+async fn race_exchange_against<F, Fut>(change: F)
+where
+    F: FnOnce(ScopeGate, scopegate::ApiKeyId) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (a, b, users, _) = replicas().await;
+    let bob = users.add("bob", false);
+    let key = b.gate.create_api_key(&bob, NewApiKey::new("k")).await.unwrap();
+    let secret = Arc::new(key.secret.clone());
+    let mut minters = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let (gate, secret) = (a.gate.clone(), secret.clone());
+        minters.spawn(async move {
+            let mut minted = Vec::new();
+            for _ in 0..30 {
+                match gate
+                    .exchange_api_key(secret.expose(), TokenRequest::default())
+                    .await
+                {
+                    Ok(token) => {
+                        // Cache it on this replica as it is minted.
+                        let _ = gate.authenticate(token.secret.expose()).await;
+                        minted.push(token);
+                    }
+                    Err(Error::InvalidGrant) => break,
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+            minted
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    change(b.gate.clone(), key.key.id.clone()).await;
+    let mut minted = Vec::new();
+    while let Some(batch) = minters.join_next().await {
+        minted.extend(batch.unwrap());
+    }
+    tokio::time::sleep(BOUND).await;
+    for token in &minted {
+        for gate in [&a.gate, &b.gate] {
+            assert!(gate.authenticate(token.secret.expose()).await.is_err());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_minted_on_one_replica_survives_a_deactivation_on_the_other() {
+    race_exchange_against(|gate, id| async move {
+        let off = ApiKeyUpdate {
+            active: Some(false),
+            ..Default::default()
+        };
+        gate.update_api_key(&id, off).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_minted_on_one_replica_survives_a_deletion_on_the_other() {
+    race_exchange_against(|gate, id| async move {
+        gate.delete_api_key(&id).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_minted_on_one_replica_survives_a_rotation_without_grace_on_the_other() {
+    race_exchange_against(|gate, id| async move {
+        gate.rotate_api_key(&id, Duration::ZERO).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_racing_lookups_on_the_other_replica_is_never_undone_by_them() {
+    let (a, b, users, _) = replicas().await;
+    let bob = users.add("bob", false);
+    for _ in 0..10 {
+        let issued = a
+            .gate
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        let secret = Arc::new(issued.secret.clone());
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (gate, secret) = (a.gate.clone(), secret.clone());
+            readers.spawn(async move {
+                for _ in 0..50 {
+                    let _ = gate.authenticate(secret.expose()).await;
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        let started = Instant::now();
+        b.gate.revoke_token(&issued.token.id).await.unwrap();
+        let took = time_until_refused(&a.gate, secret.expose(), started).await;
+        assert!(took < BOUND);
+        while readers.join_next().await.is_some() {}
+        for _ in 0..20 {
+            assert!(a.gate.authenticate(secret.expose()).await.is_err());
+        }
+    }
+}
+
+/// Terminates the listening connections of `schema`'s feeds from the server side.
+async fn kill_listeners(schema: &str) -> usize {
+    let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+    let killed = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(format!("LISTEN \"{schema}_revoked\""))
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .iter()
+    .filter(|row| row.get::<bool, _>(0))
+    .count();
+    pool.close().await;
+    killed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_the_bound() {
+    let (a, b, users, schema) = replicas().await;
+    let bob = users.add("bob", false);
+    for round in 0..3 {
+        let issued = a
+            .gate
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        let secret = issued.secret.expose();
+        b.gate.authenticate(secret).await.unwrap();
+        assert_eq!(kill_listeners(&schema).await, 2, "round {round}: both feeds listen");
+        let started = Instant::now();
+        a.gate.revoke_token(&issued.token.id).await.unwrap();
+        let took = time_until_refused(&b.gate, secret, started).await;
+        assert!(took < BOUND, "round {round}: took {took:?}");
+        // The feed reconnects and the cache serves again.
+        let back = Instant::now();
+        while !b.cache.is_serving_from_cache() {
+            assert!(back.elapsed() < Duration::from_secs(5), "feed did not reconnect");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
