@@ -208,7 +208,9 @@ impl<S: TokenStore> CachingStore<S> {
         Self::with_config(inner, CacheConfig::default())
     }
 
-    /// Caches `inner` with `config`.
+    /// Caches `inner` with `config`. If `inner` is shared with other processes (it
+    /// has an [`invalidation feed`](TokenStore::invalidation_feed)), the cache
+    /// subscribes to it: call this within a Tokio runtime then.
     pub fn with_config(inner: S, config: CacheConfig) -> Self {
         let tokens = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
@@ -218,7 +220,8 @@ impl<S: TokenStore> CachingStore<S> {
             .max_capacity(config.max_unknown)
             .time_to_live(config.negative_ttl)
             .build();
-        Self {
+        let feed = inner.invalidation_feed();
+        let cache = Self {
             inner,
             unknown,
             shared: Arc::new(Shared {
@@ -226,6 +229,10 @@ impl<S: TokenStore> CachingStore<S> {
                 epochs: RevocationEpochs::default(),
                 feed_live: FeedState::without_feed(),
             }),
+        };
+        match feed {
+            Some(feed) => cache.subscribe(feed),
+            None => cache,
         }
     }
 
@@ -237,9 +244,22 @@ impl<S: TokenStore> CachingStore<S> {
     /// Call it within a Tokio runtime: most feeds spawn a task.
     #[must_use]
     pub fn with_invalidation_feed(self, feed: impl InvalidationFeed) -> Self {
+        self.subscribe(Box::new(feed))
+    }
+
+    fn subscribe(self, feed: Box<dyn InvalidationFeed>) -> Self {
         self.shared.feed_live.store(false, Ordering::SeqCst);
         self.shared.forget_all();
-        feed.start(InvalidationSink::new(&self.shared));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            feed.start(InvalidationSink::new(&self.shared));
+        } else {
+            // Without its feed the cache could serve what another process revoked:
+            // it stays bypassed instead.
+            tracing::error!(
+                "CachingStore created outside a Tokio runtime: its invalidation feed \
+                 cannot start, so every token lookup goes to the store"
+            );
+        }
         self
     }
 

@@ -181,6 +181,13 @@ pub trait TokenStore: Send + Sync + 'static {
         Err(copy::unsupported())
     }
 
+    /// Revocations that other processes sharing this store make, for a
+    /// [`CachingStore`] in front to subscribe to. `None` (the default): only this
+    /// process writes the store, and the cache sees every revocation itself.
+    fn invalidation_feed(&self) -> Option<Box<dyn InvalidationFeed>> {
+        None
+    }
+
     /// Whether the store is serving; a failing store may use the call to try to
     /// recover. The default is always healthy.
     async fn health(&self) -> StoreHealth {

@@ -17,10 +17,14 @@ use crate::secret::Digest;
 /// revocation committed from then on, and [`InvalidationSink::disconnected`] as
 /// soon as it may miss one. Until it reports `connected` the cache serves nothing
 /// from memory: every lookup goes to the store.
+///
+/// A store shared between processes hands its feed out through
+/// [`TokenStore::invalidation_feed`](crate::TokenStore::invalidation_feed), and
+/// [`CachingStore`](super::CachingStore) subscribes to it on its own.
 pub trait InvalidationFeed: Send + 'static {
     /// Starts delivering to `sink`. Called once, from within a Tokio runtime; the
     /// feed should stop when [`InvalidationSink::is_closed`] turns true.
-    fn start(self, sink: InvalidationSink);
+    fn start(self: Box<Self>, sink: InvalidationSink);
 }
 
 /// The cache's end of an [`InvalidationFeed`]. Holds the cache weakly: once every

@@ -76,7 +76,7 @@ fn parse(payload: &str) -> Message {
 
 /// The [`InvalidationFeed`] of a [`PgStore`](super::PgStore): listens for the
 /// revocations every instance publishes. Made by
-/// [`PgStore::invalidation_feed`](super::PgStore::invalidation_feed).
+/// [`PgStore::notifications`](super::PgStore::notifications).
 #[derive(Debug, Clone)]
 pub struct PgInvalidationFeed {
     pub(super) pool: PgPool,
@@ -86,7 +86,7 @@ pub struct PgInvalidationFeed {
 }
 
 impl InvalidationFeed for PgInvalidationFeed {
-    fn start(self, sink: InvalidationSink) {
+    fn start(self: Box<Self>, sink: InvalidationSink) {
         tokio::spawn(self.clone().heartbeats(sink.clone()));
         tokio::spawn(self.listen(sink));
     }
@@ -94,7 +94,7 @@ impl InvalidationFeed for PgInvalidationFeed {
 
 impl PgInvalidationFeed {
     /// Sends a heartbeat every `heartbeat` while the cache lives.
-    async fn heartbeats(self, sink: InvalidationSink) {
+    async fn heartbeats(self: Box<Self>, sink: InvalidationSink) {
         let mut every = tokio::time::interval(self.heartbeat);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !sink.is_closed() {
@@ -122,7 +122,7 @@ impl PgInvalidationFeed {
 
     /// Listens until the cache is dropped, reconnecting whenever the connection
     /// is lost; the cache is bypassed while it is.
-    async fn listen(self, sink: InvalidationSink) {
+    async fn listen(self: Box<Self>, sink: InvalidationSink) {
         let mut down: Option<(std::time::Instant, String)> = None;
         while !sink.is_closed() {
             let mut listener = match self.subscribe().await {

@@ -29,9 +29,12 @@ use super::{CacheConfig, CachingStore, StoreError, StoreErrorKind};
 ///   concurrent deactivation, deletion or rotation never leaves a stray token.
 /// - Commits are durable when they return (PostgreSQL's `synchronous_commit`).
 /// - Each revoking write publishes the digests it removed with `NOTIFY`, in the
-///   same transaction. Put the store behind its cache with [`PgStore::cached`],
-///   which subscribes the cache to those notifications, so a revocation on one
-///   replica is refused by every other within milliseconds.
+///   same transaction. A [`CachingStore`] in front (what [`AuthState::builder`]
+///   puts there by default, or [`PgStore::cached`]) subscribes to those
+///   notifications, so a revocation on one replica is refused by every other
+///   within milliseconds; while the subscription is down, the cache is bypassed.
+///
+/// [`AuthState::builder`]: crate::AuthState::builder
 /// - Every call has a time limit ([`PgConfig::with_timeout`]): a database that is
 ///   down, an exhausted pool or a lock wait ends in [`StoreErrorKind::Unavailable`]
 ///   (503), never in a hung request, and the store serves again when the database
@@ -104,9 +107,9 @@ impl PgStore {
         &self.pool
     }
 
-    /// The notifications of this store's revocations, for
-    /// [`CachingStore::with_invalidation_feed`].
-    pub fn invalidation_feed(&self) -> PgInvalidationFeed {
+    /// The notifications of this store's revocations; a [`CachingStore`] in front
+    /// subscribes to them on its own.
+    pub fn notifications(&self) -> PgInvalidationFeed {
         PgInvalidationFeed {
             pool: self.pool.clone(),
             channel: self.channel.to_string(),
@@ -115,11 +118,10 @@ impl PgStore {
         }
     }
 
-    /// The store behind a token cache that drops what any replica revokes: the way
-    /// to cache a shared store. Call it within a Tokio runtime.
+    /// The store behind a token cache that drops what any replica revokes
+    /// (the same as [`CachingStore::with_config`]). Call it within a Tokio runtime.
     pub fn cached(self, cache: CacheConfig) -> CachingStore<Self> {
-        let feed = self.invalidation_feed();
-        CachingStore::with_config(self, cache).with_invalidation_feed(feed)
+        CachingStore::with_config(self, cache)
     }
 
     fn schema(&self) -> &str {

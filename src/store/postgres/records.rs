@@ -18,7 +18,9 @@ use super::{
 use crate::{
     api_key::TokenFate,
     secret::Digest,
-    store::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore},
+    store::{
+        InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore,
+    },
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
 
@@ -533,6 +535,10 @@ impl TokenStore for PgStore {
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
         self.call(self.purge(now, limit)).await
+    }
+
+    fn invalidation_feed(&self) -> Option<Box<dyn InvalidationFeed>> {
+        Some(Box::new(self.notifications()))
     }
 
     async fn health(&self) -> StoreHealth {
