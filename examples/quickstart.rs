@@ -5,7 +5,9 @@
 //! ```
 //!
 //! Listens on `127.0.0.1:3000` (`SCOPEGATE_ADDR` overrides) with its sled data in
-//! `./scopegate-data` (`SCOPEGATE_DATA` overrides). Demo users: `alice` / `alice-pass`
+//! `./scopegate-data` (`SCOPEGATE_DATA` overrides). With `SCOPEGATE_DATABASE_URL`
+//! set (and `--features postgres`) its tokens and keys live in PostgreSQL instead,
+//! so several quickstarts on different addresses are replicas of one app. Demo users: `alice` / `alice-pass`
 //! (admin) and `bob` / `bob-pass`. Routes:
 //!
 //! - the scopegate router at `/` (`/api_key…`, `/token…`);
@@ -138,6 +140,32 @@ pub(crate) fn auth_state(data: &Path) -> Result<AuthState, Box<dyn Error>> {
             error_chain(&err)
         )
     })?;
+    state_over(store)
+}
+
+/// scopegate over PostgreSQL at `url`; the cache in front drops what any replica
+/// revokes.
+#[cfg(feature = "postgres")]
+async fn postgres_auth_state(url: &str) -> Result<AuthState, Box<dyn Error>> {
+    let store = scopegate::PgStore::connect(url).await.map_err(|err| {
+        format!(
+            "cannot use the PostgreSQL database in SCOPEGATE_DATABASE_URL: {}",
+            error_chain(&err)
+        )
+    })?;
+    state_over(store)
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres_auth_state(_: &str) -> Result<AuthState, Box<dyn Error>> {
+    Err(
+        "SCOPEGATE_DATABASE_URL is set, but this build has no PostgreSQL support: \
+         run `cargo run --features postgres --example quickstart`"
+            .into(),
+    )
+}
+
+fn state_over(store: impl scopegate::TokenStore) -> Result<AuthState, Box<dyn Error>> {
     Ok(AuthState::builder(store, Users)
         .with_realm("scopegate quickstart")
         .with_registry(girder_scopes()?)
@@ -300,13 +328,19 @@ async fn serve() -> Result<(), Box<dyn Error>> {
         .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
         .parse()
         .map_err(|err| format!("SCOPEGATE_ADDR must be host:port, like 127.0.0.1:3000: {err}"))?;
-    let auth = auth_state(&data)?;
+    let database_url = std::env::var("SCOPEGATE_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let (auth, stored_in) = match &database_url {
+        Some(url) => (postgres_auth_state(url).await?, "PostgreSQL".to_owned()),
+        None => (auth_state(&data)?, data.display().to_string()),
+    };
     let sweeper = auth.gate().spawn_sweeper(Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|err| {
         format!("cannot listen on {addr} ({err}); set SCOPEGATE_ADDR to another address")
     })?;
     let addr = listener.local_addr()?;
-    print_welcome(addr, &data);
+    print_welcome(addr, &stored_in);
     axum::serve(listener, app(auth))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -342,13 +376,10 @@ async fn shutdown_signal() {
     }
 }
 
-fn print_welcome(addr: SocketAddr, data: &Path) {
+fn print_welcome(addr: SocketAddr, stored_in: &str) {
     let url = format!("http://{addr}");
     let field = |name: &str| format!("sed -E 's/.*\"{name}\":\"([^\"]*)\".*/\\1/'");
-    println!(
-        "scopegate quickstart listening on {url} (data in {})",
-        data.display()
-    );
+    println!("scopegate quickstart listening on {url} (data in {stored_in})");
     println!("demo users: alice / alice-pass (admin), bob / bob-pass");
     println!();
     println!("# log in as bob (a full session) and look around");

@@ -35,22 +35,37 @@ async fn populate(gate: &ScopeGate, bob: UserId) -> Issued {
         .exchange_api_key(key.secret.expose(), TokenRequest::default())
         .await
         .unwrap();
-    let rotated = gate.create_api_key(&bob, NewApiKey::new("rotated")).await.unwrap();
+    let rotated = gate
+        .create_api_key(&bob, NewApiKey::new("rotated"))
+        .await
+        .unwrap();
     let new = gate
         .rotate_api_key(&rotated.key.id, Duration::from_secs(3600))
         .await
         .unwrap();
-    let inactive = gate.create_api_key(&bob, NewApiKey::new("off")).await.unwrap();
+    let inactive = gate
+        .create_api_key(&bob, NewApiKey::new("off"))
+        .await
+        .unwrap();
     let off = ApiKeyUpdate {
         active: Some(false),
         ..Default::default()
     };
     gate.update_api_key(&inactive.key.id, off).await.unwrap();
-    let session = gate.create_token(NewToken::for_user(bob.clone())).await.unwrap();
-    let revoked = gate.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+    let session = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let revoked = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
     gate.revoke_token(&revoked.token.id).await.unwrap();
     Issued {
-        tokens: vec![minted.secret.expose().into(), session.secret.expose().into()],
+        tokens: vec![
+            minted.secret.expose().into(),
+            session.secret.expose().into(),
+        ],
         revoked: revoked.secret.expose().into(),
         key: new.secret.expose().into(),
         old_key: rotated.secret.expose().into(),
@@ -70,9 +85,17 @@ async fn assert_same_behaviour(from: &ScopeGate, to: &ScopeGate, issued: &Issued
     }
     assert!(to.authenticate(&issued.revoked).await.is_err());
     for key in [&issued.key, &issued.old_key] {
-        to.exchange_api_key(key, TokenRequest::default()).await.unwrap();
+        to.exchange_api_key(key, TokenRequest::default())
+            .await
+            .unwrap();
     }
-    assert!(!to.api_key(&issued.inactive_key).await.unwrap().unwrap().active);
+    assert!(
+        !to.api_key(&issued.inactive_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
     let page = Page::new(100, 0);
     let keys = |g: &ScopeGate| {
         let (g, bob) = (g.clone(), issued.bob.clone());
@@ -83,7 +106,10 @@ async fn assert_same_behaviour(from: &ScopeGate, to: &ScopeGate, issued: &Issued
     for (a, b) in before.iter().zip(&after) {
         assert_eq!(a.id, b.id);
         assert_eq!(a.digest, b.digest);
-        assert_eq!(a.retired.as_ref().map(|r| r.valid_until), b.retired.as_ref().map(|r| r.valid_until));
+        assert_eq!(
+            a.retired.as_ref().map(|r| r.valid_until),
+            b.retired.as_ref().map(|r| r.valid_until)
+        );
         assert_eq!(a.expires, b.expires);
     }
 }
@@ -93,7 +119,10 @@ async fn a_copied_sled_store_accepts_every_credential_and_a_second_copy_skips_wh
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let users = Users::default();
     let bob = users.add("bob", false);
-    let (source, target) = (SledStore::open(a.path()).unwrap(), SledStore::open(b.path()).unwrap());
+    let (source, target) = (
+        SledStore::open(a.path()).unwrap(),
+        SledStore::open(b.path()).unwrap(),
+    );
     let from = gate(source.clone(), &users);
     let issued = populate(&from, bob).await;
     let report = copy_records(&source, &target).await.unwrap();

@@ -16,8 +16,7 @@ use common::{
     Users,
 };
 use scopegate::{
-    AuthState, Error, NewToken, PgConfig, PgStore, ScopeGate, StoreErrorKind,
-    TokenRequest,
+    AuthState, Error, NewToken, PgConfig, PgStore, ScopeGate, StoreErrorKind, TokenRequest,
 };
 
 const TIMEOUT: Duration = Duration::from_millis(500);
@@ -60,10 +59,21 @@ async fn database_down_is_503_never_access_and_the_app_recovers_without_restart(
         .unwrap();
     let app = routes(state.clone());
     let gate = state.gate();
-    let cached = gate.create_token(NewToken::for_user(bob.clone())).await.unwrap();
-    let revoked = gate.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+    let cached = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let revoked = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
     for token in [&cached, &revoked] {
-        assert_eq!(send(&app, get_with("/user", Some(token.secret.expose()))).await.status, StatusCode::OK);
+        assert_eq!(
+            send(&app, get_with("/user", Some(token.secret.expose())))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
 
     server.stop();
@@ -77,15 +87,27 @@ async fn database_down_is_503_never_access_and_the_app_recovers_without_restart(
             break;
         }
         assert_eq!(reply.status, StatusCode::OK);
-        assert!(started.elapsed() < Duration::from_secs(1), "the feed did not notice");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the feed did not notice"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     for token in [&cached, &revoked] {
         let reply = send(&app, get_with("/user", Some(token.secret.expose()))).await;
-        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{:?}",
+            reply.body
+        );
         assert_eq!(reply.error(), "temporarily_unavailable");
     }
-    let reply = send(&app, get_with("/token/current", Some(cached.secret.expose()))).await;
+    let reply = send(
+        &app,
+        get_with("/token/current", Some(cached.secret.expose())),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         started.elapsed() < 10 * TIMEOUT,

@@ -80,7 +80,10 @@ async fn a_token_issued_on_one_replica_works_on_the_other_and_dies_on_both_when_
         a.gate.authenticate(secret).await.unwrap();
         let started = Instant::now();
         a.gate.revoke_token(&issued.token.id).await.unwrap();
-        assert!(a.gate.authenticate(secret).await.is_err(), "refused at once where revoked");
+        assert!(
+            a.gate.authenticate(secret).await.is_err(),
+            "refused at once where revoked"
+        );
         worst = worst.max(time_until_refused(&b.gate, secret, started).await);
     }
     assert!(worst < BOUND, "slowest propagation {worst:?}");
@@ -92,7 +95,11 @@ async fn deactivating_or_deleting_a_key_on_one_replica_kills_its_tokens_on_the_o
     let (a, b, users, _) = replicas().await;
     let bob = users.add("bob", false);
     for deactivate in [true, false] {
-        let key = a.gate.create_api_key(&bob, NewApiKey::new("k")).await.unwrap();
+        let key = a
+            .gate
+            .create_api_key(&bob, NewApiKey::new("k"))
+            .await
+            .unwrap();
         let minted = b
             .gate
             .exchange_api_key(key.secret.expose(), TokenRequest::default())
@@ -124,7 +131,11 @@ where
 {
     let (a, b, users, _) = replicas().await;
     let bob = users.add("bob", false);
-    let key = b.gate.create_api_key(&bob, NewApiKey::new("k")).await.unwrap();
+    let key = b
+        .gate
+        .create_api_key(&bob, NewApiKey::new("k"))
+        .await
+        .unwrap();
     let secret = Arc::new(key.secret.clone());
     let mut minters = tokio::task::JoinSet::new();
     for _ in 0..2 {
@@ -252,7 +263,11 @@ async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_
             .unwrap();
         let secret = issued.secret.expose();
         b.gate.authenticate(secret).await.unwrap();
-        assert_eq!(kill_listeners(&schema).await, 2, "round {round}: both feeds listen");
+        assert_eq!(
+            kill_listeners(&schema).await,
+            2,
+            "round {round}: both feeds listen"
+        );
         let started = Instant::now();
         a.gate.revoke_token(&issued.token.id).await.unwrap();
         let took = time_until_refused(&b.gate, secret, started).await;
@@ -260,7 +275,10 @@ async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_
         // The feed reconnects and the cache serves again.
         let back = Instant::now();
         while !b.cache.is_serving_from_cache() {
-            assert!(back.elapsed() < Duration::from_secs(5), "feed did not reconnect");
+            assert!(
+                back.elapsed() < Duration::from_secs(5),
+                "feed did not reconnect"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -17,8 +17,10 @@ pub struct StoreError {
 pub enum StoreErrorKind {
     /// The backend failed (I/O, connection, a crashed worker).
     Backend,
-    /// An earlier failure made the store stop serving until it has recovered; the
-    /// source is that failure. Nothing was read or written.
+    /// The store cannot serve now: its backend is unreachable or overloaded (a
+    /// database down, an exhausted pool, a timeout), or an earlier failure made it
+    /// stop serving until it has recovered. Retry later; a write that failed this
+    /// way may or may not have been applied.
     Unavailable,
     /// A stored record could not be decoded.
     Corrupt,
@@ -50,9 +52,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
             StoreErrorKind::Backend => "token store backend failed",
-            StoreErrorKind::Unavailable => {
-                "token store is unavailable until it recovers from an earlier failure"
-            }
+            StoreErrorKind::Unavailable => "token store is unavailable until its backend recovers",
             StoreErrorKind::Corrupt => "token store holds a record it cannot decode",
             StoreErrorKind::Conflict => "token store already holds a record with that id or digest",
         })

@@ -15,15 +15,15 @@ mod sled;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 pub use self::{
-    copy::{copy_records, CopyReport},
     caching::{CacheConfig, CacheStats, CachingStore, InvalidationFeed, InvalidationSink},
+    copy::{copy_records, CopyReport},
     error::{error_chain, StoreError, StoreErrorKind},
     health::StoreHealth,
     sled::SledStore,
 };
-#[cfg(feature = "postgres")]
-pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// The most records one listing returns.

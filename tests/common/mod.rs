@@ -18,8 +18,8 @@ use std::{
 
 use chrono::Utc;
 use scopegate::{
-    async_trait, AuthUser, BoxError, CachingStore, IssuedApiKey, ManualClock, NewApiKey,
-    ScopeGate, ScopeRegistry, SledStore, TokenStore, UserId, UserLoader,
+    async_trait, AuthUser, BoxError, CachingStore, IssuedApiKey, ManualClock, NewApiKey, ScopeGate,
+    ScopeRegistry, SledStore, TokenStore, UserId, UserLoader,
 };
 use tempfile::TempDir;
 
@@ -161,8 +161,16 @@ impl<S: TokenStore> Fixture<S> {
             let store = open(&place);
             Box::pin(async move { store }) as BoxFuture<S>
         });
-        let bytes = |place: PathBuf| Box::pin(async move { suite::read_all(&place) }) as BoxFuture<_>;
-        Self::assemble(store, open, bytes, dir, Users::default(), ManualClock::new(Utc::now()))
+        let bytes =
+            |place: PathBuf| Box::pin(async move { suite::read_all(&place) }) as BoxFuture<_>;
+        Self::assemble(
+            store,
+            open,
+            bytes,
+            dir,
+            Users::default(),
+            ManualClock::new(Utc::now()),
+        )
     }
 
     /// A fixture over a fresh store of backend `B`.
@@ -171,7 +179,14 @@ impl<S: TokenStore> Fixture<S> {
         let store = B::open(dir.path().to_owned()).await;
         let open = Arc::new(|place: PathBuf| Box::pin(B::open(place)) as BoxFuture<S>);
         let bytes = |place: PathBuf| Box::pin(B::stored_bytes(place)) as BoxFuture<_>;
-        Self::assemble(store, open, bytes, dir, Users::default(), ManualClock::new(Utc::now()))
+        Self::assemble(
+            store,
+            open,
+            bytes,
+            dir,
+            Users::default(),
+            ManualClock::new(Utc::now()),
+        )
     }
 
     fn assemble(

@@ -6,7 +6,7 @@ use std::{
     net::TcpListener,
     os::unix::{fs::MetadataExt, process::CommandExt},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::OnceLock,
 };
 
@@ -19,6 +19,7 @@ pub struct PgServer {
     bin: PathBuf,
     dir: TempDir,
     port: u16,
+    watchdog: Option<Child>,
 }
 
 /// The newest PostgreSQL server binaries on the machine.
@@ -39,7 +40,9 @@ pub fn binaries() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
@@ -54,22 +57,33 @@ impl PgServer {
     /// Starts a fresh server; `None` if the machine has no PostgreSQL binaries.
     pub fn start() -> Option<Self> {
         let bin = binaries()?;
-        let dir = tempfile::Builder::new().prefix("scopegate-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("scopegate-pg")
+            .tempdir()
+            .unwrap();
         if is_root() {
             std::os::unix::fs::chown(dir.path(), Some(UNPRIVILEGED), Some(UNPRIVILEGED)).unwrap();
         }
-        let server = Self {
+        let mut server = Self {
             bin,
             dir,
             port: free_port(),
+            watchdog: None,
         };
         let data = server.data();
         server.run(
             "initdb",
-            &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth=trust", "--no-sync"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
         );
         server.start_again();
-        server.watch();
+        server.watchdog = Some(server.watch());
         Some(server)
     }
 
@@ -130,11 +144,14 @@ impl PgServer {
     /// Stops the server: clients are disconnected at once (`-m fast`).
     pub fn stop(&self) {
         let data = self.data();
-        self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D", data.to_str().unwrap()]);
+        self.run(
+            "pg_ctl",
+            &["stop", "-w", "-m", "fast", "-D", data.to_str().unwrap()],
+        );
     }
 
     /// Stops the server once this process is gone, however it ends.
-    fn watch(&self) {
+    fn watch(&self) -> Child {
         let script = format!(
             "while [ -d /proc/{pid} ]; do sleep 1; done; {ctl} stop -m immediate -D {data} >/dev/null 2>&1",
             pid = std::process::id(),
@@ -150,7 +167,7 @@ impl PgServer {
         if is_root() {
             watchdog.uid(UNPRIVILEGED).gid(UNPRIVILEGED);
         }
-        watchdog.spawn().unwrap();
+        watchdog.spawn().unwrap()
     }
 
     pub fn dir(&self) -> &Path {
@@ -163,7 +180,14 @@ impl Drop for PgServer {
         let data = self.data();
         let _ = self
             .command("pg_ctl")
-            .args(["stop", "-w", "-m", "immediate", "-D", data.to_str().unwrap()])
+            .args([
+                "stop",
+                "-w",
+                "-m",
+                "immediate",
+                "-D",
+                data.to_str().unwrap(),
+            ])
             .output();
     }
 }

@@ -16,7 +16,12 @@ impl Health {
     pub(super) fn record<T>(&self, outcome: &Result<T, StoreError>) {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
-            Err(err) if matches!(err.kind(), StoreErrorKind::Unavailable | StoreErrorKind::Backend) => {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    StoreErrorKind::Unavailable | StoreErrorKind::Backend
+                ) =>
+            {
                 if state.is_none() {
                     tracing::error!(error = %error_chain(err), "token store failing");
                     *state = Some((Utc::now(), err.clone()));

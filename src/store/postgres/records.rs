@@ -18,9 +18,7 @@ use super::{
 use crate::{
     api_key::TokenFate,
     secret::Digest,
-    store::{
-        InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore,
-    },
+    store::{InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore},
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
 
@@ -215,18 +213,21 @@ impl TokenStore for PgStore {
                 return Ok(false);
             }
             let s = self.schema();
-            let insert =
-                format!("INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+            let insert = format!(
+                "INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            );
             bind_token(sqlx::query(&insert), token)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            sqlx::query(&format!("UPDATE {s}.api_keys SET last_use = $2 WHERE id = $1"))
-                .bind(key_id.as_str())
-                .bind(token.created)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            sqlx::query(&format!(
+                "UPDATE {s}.api_keys SET last_use = $2 WHERE id = $1"
+            ))
+            .bind(key_id.as_str())
+            .bind(token.created)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
             tx.commit().await.map_err(db)?;
             Ok(true)
         })

@@ -56,7 +56,10 @@ pub(super) fn token(row: &PgRow) -> Result<Token, StoreError> {
 
 pub(super) fn api_key(row: &PgRow) -> Result<ApiKey, StoreError> {
     let retired_digest: Option<Vec<u8>> = row.try_get("retired_digest").map_err(corrupt)?;
-    let retired = match (retired_digest, row.try_get("retired_until").map_err(corrupt)?) {
+    let retired = match (
+        retired_digest,
+        row.try_get("retired_until").map_err(corrupt)?,
+    ) {
         (Some(bytes), Some(valid_until)) => Some(RetiredSecret {
             digest: digest(&bytes)?,
             valid_until,

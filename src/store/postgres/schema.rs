@@ -103,9 +103,9 @@ async fn run_migrations(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
             .map_err(db)?;
         sqlx::query(&format!("INSERT INTO {schema}.schema_version VALUES ($1)"))
             .bind(n as i32 + 1)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
     }
     tx.commit().await.map_err(db)
 }

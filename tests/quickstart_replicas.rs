@@ -1,0 +1,151 @@
+//! Two quickstart processes on one PostgreSQL database are two replicas of one app:
+//! a token issued by one works on the other, and a key deleted on one is refused
+//! by the other within the documented bound.
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+fn quickstart_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    profile_dir.join("examples").join("quickstart")
+}
+
+struct Replica {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(url: &str) -> Replica {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(quickstart_binary())
+        .env("SCOPEGATE_ADDR", "127.0.0.1:0")
+        .env("SCOPEGATE_DATA", data.path())
+        .env("SCOPEGATE_DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the quickstart example is built");
+    let stdout = child.stdout.take().unwrap();
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    let mut replica = Replica {
+        child,
+        addr: String::new(),
+    };
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the quickstart printed its address");
+        if let Some(url) = line.split("listening on http://").nth(1) {
+            assert!(line.contains("data in PostgreSQL"), "{line}");
+            replica.addr = url.split_whitespace().next().unwrap().to_owned();
+            // Its listener subscribes right after start; give it a moment.
+            std::thread::sleep(Duration::from_millis(300));
+            return replica;
+        }
+    }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: status and JSON body.
+fn call(addr: &str, method: &str, path: &str, auth: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let json = response
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
+}
+
+#[test]
+fn two_quickstarts_on_one_database_share_tokens_and_revocations() {
+    let url = common::pg_server::database_url().expect("a PostgreSQL database");
+    let (a, b) = (start(&url), start(&url));
+    // bob:bob-pass
+    let (status, login) = call(
+        &a.addr,
+        "POST",
+        "/login",
+        "Authorization: Basic Ym9iOmJvYi1wYXNz\r\n",
+        None,
+    );
+    assert_eq!(status, 200, "{login}");
+    let session = login["auth_token"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(call(&b.addr, "GET", "/me", &bearer(&session), None).0, 200);
+
+    let new_key = serde_json::json!({"name": "reader", "scope": ["core.data.read"]});
+    let (status, key) = call(
+        &a.addr,
+        "POST",
+        "/api_key",
+        &bearer(&session),
+        Some(&new_key),
+    );
+    assert_eq!(status, 201, "{key}");
+    let exchange = serde_json::json!({"key": key["key"]});
+    let (status, minted) = call(&b.addr, "POST", "/api_key/token", "", Some(&exchange));
+    assert_eq!(status, 200, "{minted}");
+    let reader = minted["auth_token"]["token"].as_str().unwrap().to_owned();
+    for replica in [&a, &b] {
+        assert_eq!(
+            call(&replica.addr, "GET", "/data", &bearer(&reader), None).0,
+            200
+        );
+    }
+
+    let path = format!("/api_key/{}", key["id"].as_str().unwrap());
+    assert_eq!(
+        call(&a.addr, "DELETE", &path, &bearer(&session), None).0,
+        200
+    );
+    let deleted = Instant::now();
+    loop {
+        match call(&b.addr, "GET", "/data", &bearer(&reader), None).0 {
+            401 => break,
+            200 => assert!(deleted.elapsed() < Duration::from_secs(1), "still accepted"),
+            other => panic!("unexpected {other}"),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
