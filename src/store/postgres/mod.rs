@@ -76,10 +76,16 @@ impl PgStore {
     /// Connects to the database at `url` with `config`.
     pub async fn connect_with(url: &str, config: PgConfig) -> Result<Self, StoreError> {
         let options: PgConnectOptions = url.parse().map_err(db)?;
+        // The server abandons a statement at the same limit, so one the store gave
+        // up on does not keep holding locks.
+        let statement_timeout = config.timeout.as_millis().to_string();
+        let options = options
+            .application_name("scopegate")
+            .options([("statement_timeout", statement_timeout.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.timeout)
-            .connect_lazy_with(options.application_name("scopegate"));
+            .connect_lazy_with(options);
         Self::with_pool(pool, config).await
     }
 

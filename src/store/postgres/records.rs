@@ -197,39 +197,37 @@ impl TokenStore for PgStore {
     }
 
     async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
-        let Some(key_id) = &token.api_key_id else {
+        if token.api_key_id.is_none() {
             return Ok(false);
-        };
+        }
+        // One statement: the UPDATE takes the key's row lock and, after any
+        // concurrent change commits, re-checks the key's conditions on its latest
+        // version (READ COMMITTED); the token is inserted only if they hold. The
+        // conditions are `ApiKey::is_expired_at` and `ApiKey::accepts`. It runs in
+        // an explicit transaction so that a call abandoned at its time limit (the
+        // statement still waiting for a lock on the server) can never commit later.
+        let s = self.schema();
+        let sql = format!(
+            "WITH key AS (UPDATE {s}.api_keys SET last_use = $5 \
+               WHERE id = $7 AND active AND user_id = $3 \
+               AND (expires IS NULL OR expires > $5) \
+               AND (digest = $8 OR (retired_digest = $8 AND retired_until > $5)) \
+               RETURNING id) \
+             INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 FROM key RETURNING digest"
+        );
         self.call(async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
-            let Some(key) = self.key_for_update(&mut tx, key_id).await? else {
-                return Ok(false);
-            };
-            let legitimate = key.active
-                && !key.is_expired_at(token.created)
-                && key.accepts(key_digest, token.created)
-                && token.user_id.as_ref() == Some(&key.user_id);
-            if !legitimate {
+            if token.user_id.is_none() {
                 return Ok(false);
             }
-            let s = self.schema();
-            let insert = format!(
-                "INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            );
-            bind_token(sqlx::query(&insert), token)
-                .execute(&mut *tx)
+            let mut tx = self.pool.begin().await.map_err(db)?;
+            let inserted = bind_token(sqlx::query(&sql), token)
+                .bind(&key_digest.as_bytes()[..])
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
-            sqlx::query(&format!(
-                "UPDATE {s}.api_keys SET last_use = $2 WHERE id = $1"
-            ))
-            .bind(key_id.as_str())
-            .bind(token.created)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok(true)
+            Ok(inserted.is_some())
         })
         .await
     }

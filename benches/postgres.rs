@@ -1,0 +1,365 @@
+//! The PostgreSQL backend against baselines measured in the same run:
+//!
+//! - cached authenticate on `CachingStore<PgStore>` vs `CachingStore<SledStore>`;
+//! - uncached authenticate vs a raw single-row `SELECT` by primary key, and a
+//!   durable exchange vs a raw `INSERT` + `COMMIT`, each with 1 and 32 clients;
+//! - how long a revocation on one replica takes to be refused on another, with
+//!   the feed connected and with its connection killed.
+//!
+//! ```text
+//! eval "$(.ci/postgres start)"
+//! cargo bench --features postgres --bench postgres
+//! .ci/postgres stop "$SCOPEGATE_PG_DIR"
+//! ```
+
+mod common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use common::Users;
+use scopegate::{
+    CacheConfig, CachingStore, Error, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate,
+    SledStore, TokenRequest, TokenStore, UserId,
+};
+use sqlx::PgPool;
+
+const ROUNDS: usize = 5;
+const CACHED_CALLS: usize = 100_000;
+const WINDOW: Duration = Duration::from_secs(2);
+
+fn main() {
+    let Ok(url) = std::env::var("SCOPEGATE_TEST_DATABASE_URL") else {
+        eprintln!("set SCOPEGATE_TEST_DATABASE_URL (eval \"$(.ci/postgres start)\") first");
+        std::process::exit(2);
+    };
+    common::runtime().block_on(run(&url));
+}
+
+fn gate(store: impl TokenStore) -> ScopeGate {
+    ScopeGate::builder(store, Users).build().unwrap()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn run(url: &str) {
+    let schema = format!("bench_{}", std::process::id());
+    let config = PgConfig::default()
+        .with_schema(&schema)
+        .unwrap()
+        .with_max_connections(40)
+        .with_timeout(Duration::from_secs(30));
+    let pg = PgStore::connect_with(url, config.clone()).await.unwrap();
+    let dir = common::scratch_dir();
+    let sled = SledStore::open(dir.path()).unwrap();
+    let raw = pg.pool().clone();
+    let table = format!("{schema}.raw");
+    sqlx::query(&format!(
+        "CREATE TABLE {table} (digest bytea PRIMARY KEY, id text NOT NULL UNIQUE, user_id text, \
+         scopes text[] NOT NULL, created timestamptz NOT NULL, expires timestamptz NOT NULL, \
+         api_key_id text)"
+    ))
+    .execute(&raw)
+    .await
+    .unwrap();
+
+    cached_authenticate(&pg, &sled).await;
+    uncached_authenticate(&pg, &raw, &table).await;
+    exchange(&pg, &raw, &table).await;
+    propagation(url, &config).await;
+}
+
+async fn cached_authenticate(pg: &PgStore, sled: &SledStore) {
+    let on_pg = gate(CachingStore::new(pg.clone()));
+    let on_sled = gate(CachingStore::new(sled.clone()));
+    let bob = UserId::from("bob");
+    let mut ratios = Vec::new();
+    let mut per_call = (Vec::new(), Vec::new());
+    // Let the feed connect, so the pg cache serves from memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t_pg = on_pg.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+    let t_sled = on_sled.create_token(NewToken::for_user(bob)).await.unwrap();
+    for _ in 0..ROUNDS {
+        let time = |gate: ScopeGate, secret: String| async move {
+            let started = Instant::now();
+            for _ in 0..CACHED_CALLS {
+                gate.authenticate(&secret).await.unwrap();
+            }
+            started.elapsed().as_secs_f64() / CACHED_CALLS as f64 * 1e9
+        };
+        let ns_pg = time(on_pg.clone(), t_pg.secret.expose().into()).await;
+        let ns_sled = time(on_sled.clone(), t_sled.secret.expose().into()).await;
+        per_call.0.push(ns_pg);
+        per_call.1.push(ns_sled);
+        ratios.push(ns_pg / ns_sled);
+    }
+    println!("## cached authenticate ({ROUNDS} rounds × {CACHED_CALLS} calls, medians)");
+    println!(
+        "CachingStore<PgStore> {:.0} ns/call, CachingStore<SledStore> {:.0} ns/call: ratio {:.3}",
+        median(per_call.0),
+        median(per_call.1),
+        median(ratios)
+    );
+}
+
+/// Runs `op` from `clients` tasks for `WINDOW`; returns ops/s and sorted latencies.
+async fn load<F, Fut>(clients: usize, op: F) -> Run
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let deadline = Instant::now() + WINDOW;
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let op = op.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                op(client, n).await;
+                latencies.push(started.elapsed());
+                n += 1;
+            }
+            latencies
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(latencies) = tasks.join_next().await {
+        all.extend(latencies.unwrap());
+    }
+    all.sort();
+    (all.len() as f64 / WINDOW.as_secs_f64(), all)
+}
+
+/// One run of [`load`]: ops/s and sorted latencies.
+type Run = (f64, Vec<Duration>);
+
+fn report(name: &str, ours: &[Run], raw: &[Run]) {
+    let med = |runs: &[Run], f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let ops = |r: &Run| r.0;
+    let p50 = |r: &Run| percentile(&r.1, 0.5).as_secs_f64() * 1e6;
+    let p99 = |r: &Run| percentile(&r.1, 0.99).as_secs_f64() * 1e6;
+    let ratios: Vec<f64> = ours.iter().zip(raw).map(|(a, b)| a.0 / b.0).collect();
+    println!(
+        "| {name} | {:.0} | {:.0} µs | {:.0} µs | {:.0} | {:.0} µs | {:.0} µs | {:.2} |",
+        med(ours, ops),
+        med(ours, p50),
+        med(ours, p99),
+        med(raw, ops),
+        med(raw, p50),
+        med(raw, p99),
+        median(ratios)
+    );
+}
+
+fn header(what: &str, baseline: &str) {
+    println!();
+    println!("## {what} vs {baseline} ({ROUNDS} rounds of {WINDOW:?} each, medians)");
+    println!("| clients | ops/s | p50 | p99 | baseline ops/s | p50 | p99 | throughput ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+}
+
+async fn uncached_authenticate(pg: &PgStore, raw: &PgPool, table: &str) {
+    let uncached = gate(pg.clone());
+    let bob = UserId::from("bob");
+    let mut secrets = Vec::new();
+    for _ in 0..64 {
+        let issued = uncached
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        // The same row in the raw table, to read back by primary key.
+        let t = &issued.token;
+        sqlx::query(&format!("INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)"))
+            .bind(&t.digest.as_bytes()[..])
+            .bind(t.id.as_str())
+            .bind("bob")
+            .bind(vec!["core.user_auth".to_owned()])
+            .bind(t.created)
+            .bind(t.expires)
+            .bind(None::<String>)
+            .execute(raw)
+            .await
+            .unwrap();
+        secrets.push((issued.secret.expose().to_owned(), *t.digest.as_bytes()));
+    }
+    let secrets = Arc::new(secrets);
+    header("uncached authenticate (PgStore, no cache)", "raw SELECT by primary key");
+    for clients in [1, 32] {
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let (g, s) = (uncached.clone(), secrets.clone());
+            ours.push(
+                load(clients, move |c, n| {
+                    let (g, s) = (g.clone(), s.clone());
+                    async move {
+                        g.authenticate(&s[(c + n) % s.len()].0).await.unwrap();
+                    }
+                })
+                .await,
+            );
+            let (pool, s, sql) = (
+                raw.clone(),
+                secrets.clone(),
+                Arc::new(format!("SELECT * FROM {table} WHERE digest = $1")),
+            );
+            base.push(
+                load(clients, move |c, n| {
+                    let (pool, s, sql) = (pool.clone(), s.clone(), sql.clone());
+                    async move {
+                        sqlx::query(&sql)
+                            .bind(&s[(c + n) % s.len()].1[..])
+                            .fetch_one(&pool)
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await,
+            );
+        }
+        report(&clients.to_string(), &ours, &base);
+    }
+}
+
+async fn exchange(pg: &PgStore, raw: &PgPool, table: &str) {
+    let gate = gate(pg.clone());
+    let bob = UserId::from("bob");
+    // One key per client: exchanges of one key serialize on its row lock.
+    let mut keys = Vec::new();
+    for i in 0..32 {
+        let key = gate
+            .create_api_key(&bob, NewApiKey::new(format!("bench{i}")))
+            .await
+            .unwrap();
+        keys.push(key.secret.expose().to_owned());
+    }
+    let keys = Arc::new(keys);
+    header("durable exchange (key → token)", "raw INSERT + COMMIT");
+    for clients in [1, 32] {
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let (g, k) = (gate.clone(), keys.clone());
+            ours.push(
+                load(clients, move |c, _| {
+                    let (g, k) = (g.clone(), k.clone());
+                    async move {
+                        g.exchange_api_key(&k[c], TokenRequest::default())
+                            .await
+                            .unwrap();
+                    }
+                })
+                .await,
+            );
+            let (pool, sql) = (
+                raw.clone(),
+                Arc::new(format!("INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)")),
+            );
+            base.push(
+                load(clients, move |c, n| {
+                    let (pool, sql) = (pool.clone(), sql.clone());
+                    async move {
+                        let id = format!("raw-{clients}-{round}-{c}-{n}");
+                        let digest: [u8; 32] = rand::random();
+                        let mut tx = pool.begin().await.unwrap();
+                        sqlx::query(&sql)
+                            .bind(&digest[..])
+                            .bind(&id)
+                            .bind("bob")
+                            .bind(vec!["core.user_auth".to_owned()])
+                            .bind(Utc::now())
+                            .bind(Utc::now())
+                            .bind(None::<String>)
+                            .execute(&mut *tx)
+                            .await
+                            .unwrap();
+                        tx.commit().await.unwrap();
+                    }
+                })
+                .await,
+            );
+        }
+        report(&clients.to_string(), &ours, &base);
+    }
+}
+
+/// Polls `gate` until it refuses `secret`.
+async fn refused_after(gate: &ScopeGate, secret: &str, started: Instant) -> Duration {
+    loop {
+        match gate.authenticate(secret).await {
+            Ok(_) => tokio::task::yield_now().await,
+            Err(Error::InvalidToken(_)) => return started.elapsed(),
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
+fn summary(name: &str, mut times: Vec<Duration>) {
+    times.sort();
+    println!(
+        "| {name} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
+        times.len(),
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        times.last().unwrap().as_secs_f64() * 1e3
+    );
+}
+
+async fn propagation(url: &str, config: &PgConfig) {
+    let a = gate(CachingStore::with_config(
+        PgStore::connect_with(url, config.clone()).await.unwrap(),
+        CacheConfig::default(),
+    ));
+    let b_cache = CachingStore::new(PgStore::connect_with(url, config.clone()).await.unwrap());
+    let b = gate(b_cache.clone());
+    while !b_cache.is_serving_from_cache() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let bob = UserId::from("bob");
+    let mut connected = Vec::new();
+    for _ in 0..600 {
+        let issued = a.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+        b.authenticate(issued.secret.expose()).await.unwrap();
+        let started = Instant::now();
+        a.revoke_token(&issued.token.id).await.unwrap();
+        connected.push(refused_after(&b, issued.secret.expose(), started).await);
+    }
+    let killer = PgPool::connect(url).await.unwrap();
+    let mut killed = Vec::new();
+    for _ in 0..30 {
+        while !b_cache.is_serving_from_cache() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let issued = a.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+        b.authenticate(issued.secret.expose()).await.unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE query = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(format!("LISTEN \"{}_revoked\"", config.schema()))
+        .execute(&killer)
+        .await
+        .unwrap();
+        let started = Instant::now();
+        a.revoke_token(&issued.token.id).await.unwrap();
+        killed.push(refused_after(&b, issued.secret.expose(), started).await);
+    }
+    println!();
+    println!("## revocation on replica A until replica B refuses (from the start of the revoking call)");
+    println!("| feed | revocations | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    summary("connected", connected);
+    summary("listener killed just before", killed);
+}
