@@ -283,3 +283,71 @@ async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_
         }
     }
 }
+
+/// The pids of the connections listening for `schema`'s revocations.
+async fn listener_pids(schema: &str) -> Vec<i32> {
+    let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+    let pids = sqlx::query("SELECT pid FROM pg_stat_activity WHERE query = $1")
+        .bind(format!("LISTEN \"{schema}_revoked\""))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<i32, _>(0))
+        .collect();
+    pool.close().await;
+    pids
+}
+
+fn signal(pids: &[i32], signal: &str) {
+    for pid in pids {
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+}
+
+/// Resumes stopped server processes even if the test fails.
+struct Resume(Vec<i32>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(&self.0, "-CONT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_listener_silently_stalled_a_replica_refuses_revoked_tokens_after_the_silence_limit(
+) {
+    let (a, b, users, schema) = replicas().await;
+    let bob = users.add("bob", false);
+    let issued = a
+        .gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let secret = issued.secret.expose();
+    b.gate.authenticate(secret).await.unwrap();
+    // The server processes behind both feeds freeze: their connections stay open
+    // but deliver nothing, as over a dead network path. Only the heartbeat's
+    // silence can tell.
+    let pids = listener_pids(&schema).await;
+    assert_eq!(pids.len(), 2);
+    signal(&pids, "-STOP");
+    let resume = Resume(pids);
+    let started = Instant::now();
+    a.gate.revoke_token(&issued.token.id).await.unwrap();
+    let took = time_until_refused(&b.gate, secret, started).await;
+    // The default silence limit is 600 ms: the notification could not arrive, so
+    // it was the silence that sent B to the store (and B's feed reconnected).
+    assert!(took >= Duration::from_millis(300), "took {took:?}");
+    assert!(took < BOUND, "took {took:?}");
+    drop(resume);
+    let back = Instant::now();
+    while !b.cache.is_serving_from_cache() {
+        assert!(back.elapsed() < Duration::from_secs(5), "feed did not come back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
