@@ -22,8 +22,8 @@ use std::{
 use chrono::Utc;
 use common::Users;
 use scopegate::{
-    CacheConfig, CachingStore, Error, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate,
-    SledStore, TokenRequest, TokenStore, UserId,
+    CacheConfig, CachingStore, Error, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate, SledStore,
+    TokenRequest, TokenStore, UserId,
 };
 use sqlx::PgPool;
 
@@ -87,7 +87,10 @@ async fn cached_authenticate(pg: &PgStore, sled: &SledStore) {
     let mut per_call = (Vec::new(), Vec::new());
     // Let the feed connect, so the pg cache serves from memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let t_pg = on_pg.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+    let t_pg = on_pg
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
     let t_sled = on_sled.create_token(NewToken::for_user(bob)).await.unwrap();
     for _ in 0..ROUNDS {
         let time = |gate: ScopeGate, secret: String| async move {
@@ -182,21 +185,26 @@ async fn uncached_authenticate(pg: &PgStore, raw: &PgPool, table: &str) {
             .unwrap();
         // The same row in the raw table, to read back by primary key.
         let t = &issued.token;
-        sqlx::query(&format!("INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)"))
-            .bind(&t.digest.as_bytes()[..])
-            .bind(t.id.as_str())
-            .bind("bob")
-            .bind(vec!["core.user_auth".to_owned()])
-            .bind(t.created)
-            .bind(t.expires)
-            .bind(None::<String>)
-            .execute(raw)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(&t.digest.as_bytes()[..])
+        .bind(t.id.as_str())
+        .bind("bob")
+        .bind(vec!["core.user_auth".to_owned()])
+        .bind(t.created)
+        .bind(t.expires)
+        .bind(None::<String>)
+        .execute(raw)
+        .await
+        .unwrap();
         secrets.push((issued.secret.expose().to_owned(), *t.digest.as_bytes()));
     }
     let secrets = Arc::new(secrets);
-    header("uncached authenticate (PgStore, no cache)", "raw SELECT by primary key");
+    header(
+        "uncached authenticate (PgStore, no cache)",
+        "raw SELECT by primary key",
+    );
     for clients in [1, 32] {
         let (mut ours, mut base) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
@@ -264,7 +272,9 @@ async fn exchange(pg: &PgStore, raw: &PgPool, table: &str) {
             );
             let (pool, sql) = (
                 raw.clone(),
-                Arc::new(format!("INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)")),
+                Arc::new(format!(
+                    "INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                )),
             );
             base.push(
                 load(clients, move |c, n| {
@@ -330,7 +340,10 @@ async fn propagation(url: &str, config: &PgConfig) {
     let bob = UserId::from("bob");
     let mut connected = Vec::new();
     for _ in 0..600 {
-        let issued = a.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+        let issued = a
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
         b.authenticate(issued.secret.expose()).await.unwrap();
         let started = Instant::now();
         a.revoke_token(&issued.token.id).await.unwrap();
@@ -342,7 +355,10 @@ async fn propagation(url: &str, config: &PgConfig) {
         while !b_cache.is_serving_from_cache() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let issued = a.create_token(NewToken::for_user(bob.clone())).await.unwrap();
+        let issued = a
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
         b.authenticate(issued.secret.expose()).await.unwrap();
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -357,7 +373,9 @@ async fn propagation(url: &str, config: &PgConfig) {
         killed.push(refused_after(&b, issued.secret.expose(), started).await);
     }
     println!();
-    println!("## revocation on replica A until replica B refuses (from the start of the revoking call)");
+    println!(
+        "## revocation on replica A until replica B refuses (from the start of the revoking call)"
+    );
     println!("| feed | revocations | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
     summary("connected", connected);

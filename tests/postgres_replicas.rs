@@ -347,7 +347,10 @@ async fn with_its_listener_silently_stalled_a_replica_refuses_revoked_tokens_aft
     drop(resume);
     let back = Instant::now();
     while !b.cache.is_serving_from_cache() {
-        assert!(back.elapsed() < Duration::from_secs(5), "feed did not come back");
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "feed did not come back"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
