@@ -13,3 +13,57 @@ mod cached {
     use crate::conformance_tests;
     conformance_tests!(crate::common::pg::CachedPgBackend);
 }
+
+mod schema {
+    use std::time::Duration;
+
+    use scopegate::{PgConfig, PgStore, StoreErrorKind};
+    use sqlx::Row;
+
+    use crate::common::pg;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_starting_together_on_a_fresh_database_migrate_it_once() {
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        let mut starts = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let schema = schema.clone();
+            starts.spawn(async move { pg::open(&schema).await });
+        }
+        while let Some(store) = starts.join_next().await {
+            store.unwrap();
+        }
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        let versions = sqlx::query(&format!("SELECT version FROM {schema}.schema_version"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].get::<i32, _>(0), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_refused_at_start_with_its_cause() {
+        // A port nothing listens on: the probe connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = PgConfig::default().with_timeout(Duration::from_secs(2));
+        let err = PgStore::connect_with(&format!("postgres://nobody@127.0.0.1:{port}/x"), config)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable);
+        let chain = scopegate::error_chain(&err);
+        assert!(chain.to_lowercase().contains("refused"), "{chain}");
+    }
+
+    #[test]
+    fn schema_names_that_are_not_plain_identifiers_are_refused() {
+        for bad in ["", "Upper", "9lives", "a-b", "a;drop", &"x".repeat(41)] {
+            assert!(PgConfig::default().with_schema(bad).is_err(), "{bad:?}");
+        }
+        assert!(PgConfig::default().with_schema("app_auth_2").is_ok());
+    }
+}

@@ -73,8 +73,13 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut line = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Many errors print their cause already ("error communicating with
+        // database: Connection refused"): say it once.
+        if !line.ends_with(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
         source = cause.source();
     }
     line
@@ -83,6 +88,29 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_says_a_cause_its_error_already_printed_once() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "error communicating with database: {}", self.0)
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = StoreError::new(StoreErrorKind::Unavailable, Wrapper(io));
+        assert_eq!(
+            error_chain(&err),
+            "token store is unavailable until its backend recovers: \
+             error communicating with database: refused"
+        );
+    }
 
     #[test]
     fn error_chain_names_every_cause() {

@@ -150,13 +150,16 @@ impl PgServer {
         );
     }
 
-    /// Stops the server once this process is gone, however it ends.
+    /// Stops the server and removes its files once this process is gone, however
+    /// it ends (the shared server is never dropped).
     fn watch(&self) -> Child {
         let script = format!(
-            "while [ -d /proc/{pid} ]; do sleep 1; done; {ctl} stop -m immediate -D {data} >/dev/null 2>&1",
+            "while [ -d /proc/{pid} ]; do sleep 1; done; \
+             {ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {dir}",
             pid = std::process::id(),
             ctl = self.bin.join("pg_ctl").display(),
             data = self.data().display(),
+            dir = self.dir.path().display(),
         );
         let mut watchdog = Command::new("sh");
         watchdog

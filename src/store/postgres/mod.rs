@@ -12,7 +12,7 @@ use std::{fmt, future::Future, sync::Arc};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
-    PgPool,
+    Connection, PgConnection, PgPool,
 };
 
 pub use self::{config::PgConfig, feed::PgInvalidationFeed};
@@ -82,6 +82,18 @@ impl PgStore {
         let options = options
             .application_name("scopegate")
             .options([("statement_timeout", statement_timeout.as_str())]);
+        // One direct connection first: a pool that cannot connect only says it
+        // timed out, while this says why (refused, authentication, no database).
+        match tokio::time::timeout(config.timeout, PgConnection::connect_with(&options)).await {
+            Ok(Ok(probe)) => probe.close().await.map_err(db)?,
+            Ok(Err(err)) => return Err(db(err)),
+            Err(_) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    TimedOut(config.timeout),
+                ))
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.timeout)
