@@ -1,23 +1,17 @@
 //! The quickstart as an operator runs it: a real process, stopped with SIGTERM, and
 //! started where it cannot run. `cargo test` builds the example beside this binary.
 
+mod common;
+
+use common::quickstart_binary;
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
-
-/// `target/<profile>/examples/quickstart`, built by `cargo test` with this test.
-fn quickstart_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
-}
 
 /// A quickstart process on an ephemeral loopback port, killed if the test fails.
 struct Running {

@@ -8,19 +8,13 @@ mod common;
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
+use common::quickstart_binary;
 use serde_json::Value;
-
-fn quickstart_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir.join("examples").join("quickstart")
-}
 
 struct Replica {
     child: Child,
@@ -98,8 +92,29 @@ fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")
 }
 
+/// Makes sure `target/<profile>/examples/quickstart` is the `postgres` build: cargo
+/// links that path to whichever feature set it built last, and does not relink a
+/// build that is already fresh.
+fn build_postgres_quickstart() {
+    let release = quickstart_binary().to_string_lossy().contains("/release/");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "build",
+        "--quiet",
+        "--features",
+        "postgres",
+        "--example",
+        "quickstart",
+    ]);
+    if release {
+        cargo.arg("--release");
+    }
+    assert!(cargo.status().unwrap().success());
+}
+
 #[test]
 fn two_quickstarts_on_one_database_share_tokens_and_revocations() {
+    build_postgres_quickstart();
     let url = common::pg_server::database_url().expect("a PostgreSQL database");
     let (a, b) = (start(&url), start(&url));
     // bob:bob-pass

@@ -25,6 +25,15 @@ use tempfile::TempDir;
 
 pub use self::instrumented::Instrumented;
 
+/// `target/<profile>/examples/quickstart`, built by `cargo test` with the tests.
+pub fn quickstart_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    profile_dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// The app's user, as a test app would define it.
 #[derive(Debug, Clone)]
 pub struct TestUser {

@@ -23,15 +23,21 @@ impl Health {
                 ) =>
             {
                 if state.is_none() {
-                    tracing::error!(error = %error_chain(err), "token store failing");
+                    tracing::error!(
+                        error = %error_chain(err),
+                        "token store failing: refusing calls until the database answers"
+                    );
                     *state = Some((Utc::now(), err.clone()));
                 }
             }
             Err(_) => {}
             Ok(_) => {
                 if let Some((since, _)) = state.take() {
-                    let failed_for = (Utc::now() - since).to_std().unwrap_or_default();
-                    tracing::info!(?failed_for, "token store recovered");
+                    let failed_for_ms = (Utc::now() - since).num_milliseconds();
+                    tracing::info!(
+                        failed_for_ms,
+                        "token store recovered: the database answers again"
+                    );
                 }
             }
         }
