@@ -53,8 +53,8 @@ pub use crate::{
     clock::{Clock, ManualClock, SystemClock},
     error::{ConfigError, Error, InvalidTokenReason},
     extract::{
-        guard, CurrentUser, RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict,
-        ScopeSet,
+        guard, CurrentUser, Guarded, RequireAdmin, RequireAnyScope, RequireScope,
+        RequireScopeStrict, ScopeSet,
     },
     gate::{
         NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS, MIN_DAYS,

@@ -3,15 +3,16 @@
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use super::{authentication, GuardPassed};
+use super::{authentication, RouteGuardPassed};
 use crate::{rejection::AuthRejection, LoadedUser, Principal, UserId};
 
 /// The user of the request (Girder's `getCurrentUser`).
 ///
-/// Needs a user's full session (`core.user_auth`), or a scoped user token that a
-/// guard of this route already let through: a route-layer [`guard`](crate::guard),
-/// or a [`RequireScope`](crate::RequireScope)-like extractor listed *before* this
-/// one. Anonymous tokens and other scoped tokens get 403 `insufficient_scope`.
+/// Needs a user's full session (`core.user_auth`), or a scoped user token that the
+/// route's [`guard`](crate::guard) layer let through. Anonymous tokens and other
+/// scoped tokens get 403 `insufficient_scope`, whatever other extractors the
+/// handler takes and in whatever order: a handler guarded by an extractor gets the
+/// user from the guard itself (`RequireScope::user`, through its [`Principal`]).
 ///
 /// As `Option<CurrentUser>`: `None` without a credential or without such a token;
 /// a refused credential is still an error.
@@ -55,7 +56,7 @@ impl CurrentUser {
 
     fn accepts(parts: &Parts, principal: &Principal) -> bool {
         principal.user().is_some()
-            && (principal.is_full_session() || parts.extensions.get::<GuardPassed>().is_some())
+            && (principal.is_full_session() || parts.extensions.get::<RouteGuardPassed>().is_some())
     }
 }
 

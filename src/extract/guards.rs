@@ -3,10 +3,10 @@
 
 use std::{fmt, marker::PhantomData, ops::Deref};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use super::{authentication, GuardPassed, ScopeSet};
+use super::{authentication, ScopeSet};
 use crate::{rejection::AuthRejection, scope::join_scopes, Authentication, Principal};
 
 /// How a guard judges a live token.
@@ -62,9 +62,25 @@ macro_rules! guard {
                 let auth = authentication(parts)?;
                 let principal = auth.require()?;
                 <Self as Check>::check(auth, principal)?;
-                let principal = principal.clone();
-                parts.extensions.insert(GuardPassed);
-                Ok(Self { principal, _scopes: PhantomData })
+                Ok(Self { principal: principal.clone(), _scopes: PhantomData })
+            }
+        }
+
+        /// `None` without a credential; a refused credential, or a live token the
+        /// guard does not let through, is still the guard's rejection.
+        impl<$s: ScopeSet, St: Send + Sync> OptionalFromRequestParts<St> for $name<$s> {
+            type Rejection = AuthRejection;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                _state: &St,
+            ) -> Result<Option<Self>, Self::Rejection> {
+                let auth = authentication(parts)?;
+                let Some(principal) = auth.optional()? else {
+                    return Ok(None);
+                };
+                <Self as Check>::check(auth, principal)?;
+                Ok(Some(Self { principal: principal.clone(), _scopes: PhantomData }))
             }
         }
     };

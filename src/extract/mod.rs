@@ -3,11 +3,12 @@
 //! | extractor | passes |
 //! |---|---|
 //! | [`Principal`] / `Option<Principal>` | any live token / also no credential (`None`) |
-//! | [`CurrentUser`] / `Option<CurrentUser>` | a user's full session, or a user token a guard of the route let through |
+//! | [`CurrentUser`] / `Option<CurrentUser>` | a user's full session, or a user token the route's [`guard`] layer let through |
 //! | [`RequireScope<S>`] | a full session, or a token with all scopes of `S` |
 //! | [`RequireAnyScope<S>`] | a full session, or a token with one of the scopes of `S` |
 //! | [`RequireScopeStrict<S>`] | a token with all scopes of `S` itself (`core.user_auth` does not count) |
 //! | [`RequireAdmin<S>`] | an admin in a full session, or an admin's token with all scopes of `S` |
+//! | `Option<Guard>` (any of the four above) | no credential (`None`); otherwise as the guard |
 //! | [`Authentication`] | always: what the layer found |
 //!
 //! They refuse with an [`AuthRejection`]: 401 without a credential, 400/401/503 for a
@@ -20,7 +21,12 @@ mod guards;
 mod principal;
 mod scope_set;
 
-use axum::middleware::{from_extractor, FromExtractorLayer};
+use std::marker::PhantomData;
+
+use axum::{
+    extract::FromRequestParts,
+    middleware::{from_extractor, FromExtractorLayer},
+};
 use http::request::Parts;
 
 pub use self::{
@@ -35,7 +41,9 @@ use crate::{
     Authentication,
 };
 
-/// Guards every route of a router with extractor `E`, as a route layer.
+/// Guards every route of a router with extractor `E`, as a route layer: the
+/// route's requirement, declared on the route. A user token it lets through is
+/// then accepted by [`CurrentUser`] in those routes' handlers, whatever its scopes.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -45,13 +53,34 @@ use crate::{
 ///     .route("/admin/users", get(|| async { "…" }))
 ///     .route_layer(guard::<RequireAdmin>());
 /// ```
-pub fn guard<E>() -> FromExtractorLayer<E, ()> {
-    from_extractor::<E>()
+pub fn guard<E>() -> FromExtractorLayer<Guarded<E>, ()> {
+    from_extractor::<Guarded<E>>()
 }
 
-/// Marks a request a scope guard let through, for [`CurrentUser`].
+/// The extractor behind [`guard`]: runs `E`, and records that the route's guard
+/// let the request through.
+#[derive(Debug)]
+pub struct Guarded<E>(PhantomData<fn() -> E>);
+
+impl<E, S> FromRequestParts<S> for Guarded<E>
+where
+    E: FromRequestParts<S>,
+    S: Send + Sync,
+{
+    type Rejection = E::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        E::from_request_parts(parts, state).await?;
+        parts.extensions.insert(RouteGuardPassed);
+        Ok(Self(PhantomData))
+    }
+}
+
+/// Marks a request the route's [`guard`] layer let through, for [`CurrentUser`]. Only
+/// the layer sets it: it runs before every extractor, so no handler's extractor
+/// order can change what [`CurrentUser`] sees.
 #[derive(Debug, Clone, Copy)]
-struct GuardPassed;
+struct RouteGuardPassed;
 
 /// The layer's verdict, or a 500 if the layer is missing.
 fn authentication(parts: &Parts) -> Result<&Authentication, AuthRejection> {
