@@ -68,6 +68,9 @@ impl From<InvalidScopes> for Error {
 pub enum InvalidTokenReason {
     /// Not a token of this gate's format, or a bad checksum; the store was not asked.
     Malformed,
+    /// An API key of this gate's format, sent where a token belongs; the store was
+    /// not asked.
+    ApiKey,
     /// No such token: never issued, revoked, or purged.
     Unknown,
     /// Past its expiry.

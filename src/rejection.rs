@@ -19,6 +19,8 @@ use crate::{scope::join_scopes, Error, Scope};
 
 /// The one message of every `invalid_token`, whatever the reason.
 const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";
+const API_KEY_AS_TOKEN_MESSAGE: &str = "This is an API key, not a token: exchange it for a \
+     short-lived token with POST /api_key/token ({\"key\": \"…\"}) and send that token.";
 
 /// The `error` code of an error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -138,55 +140,74 @@ pub(crate) fn input_error(status: StatusCode, message: &str) -> Response {
     error_response(status, ErrorCode::InvalidRequest, message, None)
 }
 
-macro_rules! rejection {
-    ($(#[$meta:meta])* $name:ident, $status:ident, $code:ident) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone)]
-        pub struct $name {
-            realm: Arc<str>,
-        }
-
-        impl $name {
-            pub(crate) fn new(realm: Arc<str>) -> Self {
-                Self { realm }
-            }
-
-            /// The status of the response.
-            pub fn status(&self) -> StatusCode {
-                StatusCode::$status
-            }
-
-            /// The `error` code of the response.
-            pub fn code(&self) -> ErrorCode {
-                ErrorCode::$code
-            }
-        }
-    };
-}
-
-rejection! {
-    /// No credentials on a route that needs them: 401 with a bare `Bearer` challenge.
-    MissingCredentials, UNAUTHORIZED, Unauthorized
+/// No credentials on a route that needs them: 401 with a bare `Bearer` challenge.
+/// The message names where this app reads credentials from.
+#[derive(Debug, Clone)]
+pub struct MissingCredentials {
+    realm: Arc<str>,
+    message: Arc<str>,
 }
 
 impl MissingCredentials {
+    pub(crate) fn new(realm: Arc<str>, message: Arc<str>) -> Self {
+        Self { realm, message }
+    }
+
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Unauthorized
+    }
+
     /// The message of the response.
     pub fn body_text(&self) -> String {
-        "Authentication required: send `Authorization: Bearer <token>`.".to_owned()
+        self.message.to_string()
     }
 }
 
-rejection! {
-    /// A token string that is not a live token (bad format or checksum, unknown,
-    /// expired, revoked, or its user is gone): 401 `invalid_token`. The message is the
-    /// same for all, so callers learn nothing about which.
-    InvalidToken, UNAUTHORIZED, InvalidToken
+/// A token string that is not a live token (bad format or checksum, unknown,
+/// expired, revoked, or its user is gone): 401 `invalid_token`. The message is the
+/// same for all, so callers learn nothing about which; only an API key sent where a
+/// token belongs is named as such (the caller holds it, and its format says so).
+#[derive(Debug, Clone)]
+pub struct InvalidToken {
+    realm: Arc<str>,
+    message: &'static str,
 }
 
 impl InvalidToken {
+    pub(crate) fn new(realm: Arc<str>) -> Self {
+        Self {
+            realm,
+            message: INVALID_TOKEN_MESSAGE,
+        }
+    }
+
+    /// An API key sent as a bearer token.
+    pub(crate) fn api_key(realm: Arc<str>) -> Self {
+        Self {
+            realm,
+            message: API_KEY_AS_TOKEN_MESSAGE,
+        }
+    }
+
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidToken
+    }
+
     /// The message of the response.
     pub fn body_text(&self) -> String {
-        INVALID_TOKEN_MESSAGE.to_owned()
+        self.message.to_owned()
     }
 }
 

@@ -598,3 +598,46 @@ async fn an_optional_guard_is_none_without_a_credential_and_refuses_a_bad_one() 
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
     assert_eq!(reply.error(), "invalid_token");
 }
+
+#[tokio::test]
+async fn the_401_without_credentials_names_every_configured_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = app_with_all_sources(dir.path(), Users::default());
+    let reply = send(&router, get_with("/user", None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reply.body["message"],
+        json!(
+            "Authentication required: send a token in `Authorization: Bearer <token>`, \
+             the `girder-token` header, the `token` cookie or the `token` query parameter."
+        )
+    );
+    let app = TestApp::new();
+    let reply = app.send(get_with("/user", None)).await;
+    assert_eq!(
+        reply.body["message"],
+        json!("Authentication required: send a token in `Authorization: Bearer <token>`.")
+    );
+}
+
+#[tokio::test]
+async fn an_api_key_sent_as_a_bearer_token_is_told_to_exchange_it_without_a_store_read() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let key = app.fixture.key(&bob, scopegate::NewApiKey::new("k")).await;
+    let reads = app.fixture.probe.digest_reads();
+    let reply = app.send(get_with("/user", Some(key.secret.expose()))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "invalid_token");
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("API key") && message.contains("POST /api_key/token"),
+        "{message}"
+    );
+    assert_eq!(app.fixture.probe.digest_reads(), reads);
+    // Any other refused token keeps the one message that reveals nothing.
+    let reply = app
+        .send(get_with("/user", Some("sg_tok_not-a-real-token")))
+        .await;
+    assert_eq!(reply.body["message"], json!("Invalid or expired token."));
+}

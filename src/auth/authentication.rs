@@ -17,8 +17,22 @@ use crate::{
 /// extractors decide per route.
 #[derive(Debug, Clone)]
 pub struct Authentication {
-    realm: Arc<str>,
+    context: Arc<Context>,
     outcome: Outcome,
+}
+
+/// What every refusal of one [`AuthState`](crate::AuthState) says: the realm of its
+/// challenges, and where it reads credentials from.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) realm: Arc<str>,
+    pub(crate) missing: Arc<str>,
+}
+
+impl Context {
+    pub(crate) fn missing_credentials(&self) -> AuthRejection {
+        MissingCredentials::new(self.realm.clone(), self.missing.clone()).into()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -32,27 +46,29 @@ enum Outcome {
 pub(crate) enum Refusal {
     Malformed(&'static str),
     InvalidToken,
+    /// An API key where a token belongs.
+    ApiKey,
     Unavailable,
 }
 
 impl Authentication {
-    pub(crate) fn missing(realm: Arc<str>) -> Self {
+    pub(crate) fn missing(context: Arc<Context>) -> Self {
         Self {
-            realm,
+            context,
             outcome: Outcome::Missing,
         }
     }
 
-    pub(crate) fn authenticated(realm: Arc<str>, principal: Principal) -> Self {
+    pub(crate) fn authenticated(context: Arc<Context>, principal: Principal) -> Self {
         Self {
-            realm,
+            context,
             outcome: Outcome::Authenticated(principal),
         }
     }
 
-    pub(crate) fn refused(realm: Arc<str>, refusal: Refusal) -> Self {
+    pub(crate) fn refused(context: Arc<Context>, refusal: Refusal) -> Self {
         Self {
-            realm,
+            context,
             outcome: Outcome::Refused(refusal),
         }
     }
@@ -80,14 +96,14 @@ impl Authentication {
 
     /// The realm of the `WWW-Authenticate` challenges.
     pub fn realm(&self) -> &str {
-        &self.realm
+        &self.context.realm
     }
 
     /// The principal, or why there is none: no credential is a 401, a refused one
     /// keeps its own rejection.
     pub(crate) fn require(&self) -> Result<&Principal, AuthRejection> {
         self.optional()?
-            .ok_or_else(|| MissingCredentials::new(self.realm.clone()).into())
+            .ok_or_else(|| self.context.missing_credentials())
     }
 
     /// The principal, `None` without a credential, or the refusal.
@@ -101,7 +117,7 @@ impl Authentication {
 
     /// A 403 for a live token that lacks `required` (listed in the challenge).
     pub(crate) fn insufficient(&self, required: &[Scope], message: String) -> AuthRejection {
-        InsufficientScope::new(self.realm.clone(), required, message).into()
+        InsufficientScope::new(self.context.realm.clone(), required, message).into()
     }
 
     /// A 403 for a live token that is not a user's full session.
@@ -111,10 +127,11 @@ impl Authentication {
     }
 
     fn refusal(&self, refusal: Refusal) -> AuthRejection {
-        let realm = self.realm.clone();
+        let realm = self.context.realm.clone();
         match refusal {
             Refusal::Malformed(message) => InvalidRequest::new(realm, message).into(),
             Refusal::InvalidToken => InvalidToken::new(realm).into(),
+            Refusal::ApiKey => InvalidToken::api_key(realm).into(),
             Refusal::Unavailable => TemporarilyUnavailable.into(),
         }
     }

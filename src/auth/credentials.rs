@@ -1,7 +1,11 @@
 //! Finding the one credential a request carries.
 
+use std::sync::Arc;
+
 use http::{header, HeaderMap, HeaderName, Uri};
 use subtle::ConstantTimeEq;
+
+use super::authentication::Context;
 
 /// Where the layer looks for a token, in this order. `Authorization: Bearer` is
 /// always read; the others are off unless configured.
@@ -24,6 +28,30 @@ const SEVERAL_CREDENTIALS: Malformed =
 const MALFORMED_VALUE: Malformed = "Malformed token: empty, or a character a token cannot hold.";
 
 impl TokenSources {
+    /// The realm and the "no credentials" message of a state reading from these
+    /// sources: the message names each of them.
+    pub(crate) fn context(&self, realm: &str) -> Arc<Context> {
+        let mut places = vec!["`Authorization: Bearer <token>`".to_owned()];
+        if let Some(name) = &self.header {
+            places.push(format!("the `{name}` header"));
+        }
+        if let Some(name) = &self.cookie {
+            places.push(format!("the `{name}` cookie"));
+        }
+        if let Some(name) = &self.query {
+            places.push(format!("the `{name}` query parameter"));
+        }
+        let last = places.pop().unwrap_or_default();
+        let list = match places.is_empty() {
+            true => last,
+            false => format!("{} or {last}", places.join(", ")),
+        };
+        Arc::new(Context {
+            realm: realm.into(),
+            missing: format!("Authentication required: send a token in {list}.").into(),
+        })
+    }
+
     /// The credential of the request: `None` if there is none; an error if it is
     /// malformed or the request carries several different ones.
     pub(crate) fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, Malformed> {

@@ -6,13 +6,13 @@ use axum::extract::FromRef;
 use http::{HeaderMap, HeaderName, Uri};
 
 use super::{
-    authentication::{Authentication, Refusal},
+    authentication::{Authentication, Context, Refusal},
     credentials::{Malformed, TokenSources},
     AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
-    clock::Clock, store::TokenStore, user::DynUserLoader, CacheConfig, CachingStore, ConfigError,
-    Error, ScopeGate, ScopeRegistry, UserLoader,
+    clock::Clock, rejection::AuthRejection, store::TokenStore, user::DynUserLoader, CacheConfig,
+    CachingStore, ConfigError, Error, InvalidTokenReason, ScopeGate, ScopeRegistry, UserLoader,
 };
 
 /// The realm of `WWW-Authenticate` challenges unless configured.
@@ -30,7 +30,7 @@ pub struct AuthState {
 
 struct Inner {
     gate: ScopeGate,
-    realm: Arc<str>,
+    context: Arc<Context>,
     sources: TokenSources,
     anonymous: Option<AnonymousLimiter>,
 }
@@ -39,7 +39,7 @@ impl fmt::Debug for AuthState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthState")
             .field("gate", &self.inner.gate)
-            .field("realm", &self.inner.realm)
+            .field("realm", &self.inner.context.realm)
             .field("sources", &self.inner.sources)
             .field(
                 "anonymous_sessions",
@@ -76,7 +76,7 @@ impl AuthState {
         Self {
             inner: Arc::new(Inner {
                 gate,
-                realm: DEFAULT_REALM.into(),
+                context: TokenSources::default().context(DEFAULT_REALM),
                 sources: TokenSources::default(),
                 anonymous: None,
             }),
@@ -90,7 +90,7 @@ impl AuthState {
         Ok(Self {
             inner: Arc::new(Inner {
                 gate: self.inner.gate.clone(),
-                realm: self.inner.realm.clone(),
+                context: self.inner.context.clone(),
                 sources: self.inner.sources.clone(),
                 anonymous: Some(limiter),
             }),
@@ -104,7 +104,12 @@ impl AuthState {
 
     /// The realm of `WWW-Authenticate` challenges.
     pub fn realm(&self) -> &str {
-        &self.inner.realm
+        &self.inner.context.realm
+    }
+
+    /// The 401 for a request without credentials, naming where they are read from.
+    pub(crate) fn missing_credentials(&self) -> AuthRejection {
+        self.inner.context.missing_credentials()
     }
 
     /// The anonymous-session window, if anonymous sessions are on.
@@ -133,18 +138,21 @@ impl AuthState {
         &self,
         credential: Result<Option<String>, Malformed>,
     ) -> Authentication {
-        let realm = self.inner.realm.clone();
+        let context = self.inner.context.clone();
         let secret = match credential {
-            Err(message) => return Authentication::refused(realm, Refusal::Malformed(message)),
-            Ok(None) => return Authentication::missing(realm),
+            Err(message) => return Authentication::refused(context, Refusal::Malformed(message)),
+            Ok(None) => return Authentication::missing(context),
             Ok(Some(secret)) => secret,
         };
         match self.inner.gate.authenticate(&secret).await {
-            Ok(principal) => Authentication::authenticated(realm, principal),
-            Err(Error::InvalidToken(_)) => Authentication::refused(realm, Refusal::InvalidToken),
+            Ok(principal) => Authentication::authenticated(context, principal),
+            Err(Error::InvalidToken(InvalidTokenReason::ApiKey)) => {
+                Authentication::refused(context, Refusal::ApiKey)
+            }
+            Err(Error::InvalidToken(_)) => Authentication::refused(context, Refusal::InvalidToken),
             Err(err) => {
                 err.log_refusal("authentication failed; the request is refused");
-                Authentication::refused(realm, Refusal::Unavailable)
+                Authentication::refused(context, Refusal::Unavailable)
             }
         }
     }
@@ -315,7 +323,7 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         Ok(AuthState {
             inner: Arc::new(Inner {
                 gate: gate.build()?,
-                realm: self.realm.into(),
+                context: sources.context(&self.realm),
                 sources,
                 anonymous,
             }),

@@ -115,11 +115,13 @@ impl ScopeGate {
             tracing::debug!(?reason, "token refused");
             Error::InvalidToken(reason)
         };
-        let digest = self
-            .shared
-            .codec
-            .parse(SecretKind::Token, secret)
-            .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
+        let codec = &self.shared.codec;
+        let digest = codec.parse(SecretKind::Token, secret).map_err(|_| {
+            match codec.parse(SecretKind::ApiKey, secret) {
+                Ok(_) => refuse(InvalidTokenReason::ApiKey),
+                Err(_) => refuse(InvalidTokenReason::Malformed),
+            }
+        })?;
         let token = self
             .shared
             .store

@@ -1,7 +1,5 @@
 //! `/token` routes: the caller's session and tokens, and the scope catalogue.
 
-use std::sync::Arc;
-
 use axum::{
     extract::State,
     response::{IntoResponse, Response},
@@ -16,8 +14,7 @@ use super::{
     owner_or_admin,
 };
 use crate::{
-    rejection::{too_many_requests, AuthRejection, MissingCredentials},
-    AuthState, CurrentUser, Error, NewToken, Principal, TokenId,
+    rejection::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal, TokenId,
 };
 
 /// `GET /token/current`: the caller's token, or `null` without one.
@@ -35,8 +32,7 @@ pub(super) async fn session(
         return Ok(Json(TokenDocument::from(principal.token().clone())).into_response());
     }
     let Some(anonymous) = auth.anonymous_sessions() else {
-        let rejection = MissingCredentials::new(Arc::from(auth.realm()));
-        return Err(AuthRejection::from(rejection).into());
+        return Err(auth.missing_credentials().into());
     };
     if let Err(retry_after) = anonymous.admit() {
         let message = "Too many anonymous sessions; try again later or log in.";
