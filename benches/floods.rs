@@ -32,8 +32,8 @@ use common::{runtime, scratch_dir, Users};
 use scopegate::{
     async_trait,
     store::{KeyDisposal, Purged},
-    AnonymousSessions, ApiKey, ApiKeyId, AuthState, CacheConfig, CachingStore, Digest, KeyChange,
-    NewToken, Page, Scope, ScopeGate, SecretCodec, SecretKind, SledStore, StoreError, Token,
+    AnonymousSessions, ApiKey, ApiKeyId, AuthState, CacheConfig, CachingStore, KeyChange, NewToken,
+    Page, Scope, ScopeGate, SecretCodec, SecretDigest, SecretKind, SledStore, StoreError, Token,
     TokenId, TokenStore, UserId,
 };
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -119,10 +119,10 @@ impl<S: TokenStore> TokenStore for Counting<S> {
     async fn insert_token(&self, t: &Token) -> Result<(), StoreError> {
         self.inner.insert_token(t).await
     }
-    async fn mint_token(&self, t: &Token, d: &Digest) -> Result<bool, StoreError> {
+    async fn mint_token(&self, t: &Token, d: &SecretDigest) -> Result<bool, StoreError> {
         self.inner.mint_token(t, d).await
     }
-    async fn token_by_digest(&self, d: &Digest) -> Result<Option<Token>, StoreError> {
+    async fn token_by_digest(&self, d: &SecretDigest) -> Result<Option<Token>, StoreError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
         self.inner.token_by_digest(d).await
     }
@@ -148,7 +148,7 @@ impl<S: TokenStore> TokenStore for Counting<S> {
     async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         self.inner.api_key_by_id(id).await
     }
-    async fn api_key_by_digest(&self, d: &Digest) -> Result<Option<ApiKey>, StoreError> {
+    async fn api_key_by_digest(&self, d: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
         self.inner.api_key_by_digest(d).await
     }
     async fn api_keys_of_user(&self, u: &UserId, p: Page) -> Result<Vec<ApiKey>, StoreError> {
@@ -158,16 +158,20 @@ impl<S: TokenStore> TokenStore for Counting<S> {
         &self,
         id: &ApiKeyId,
         c: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.inner.modify_api_key(id, c).await
     }
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.inner.delete_api_key(id).await
     }
-    async fn revoke_user(&self, u: &UserId, k: KeyDisposal) -> Result<Vec<Digest>, StoreError> {
+    async fn revoke_user(
+        &self,
+        u: &UserId,
+        k: KeyDisposal,
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         self.inner.revoke_user(u, k).await
     }
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {

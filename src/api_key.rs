@@ -5,11 +5,12 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{secret::Digest, ApiKeyId, Scope, Secret, UserId};
+use crate::{secret::SecretDigest, ApiKeyId, Scope, Secret, UserId};
 
-/// A stored API key. The secret itself is never kept: only its [`Digest`] and a
+/// A stored API key. The secret itself is never kept: only its [`SecretDigest`] and a
 /// non-secret `start` to recognise it by.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ApiKey {
     /// Public id, to manage the key.
     pub id: ApiKeyId,
@@ -30,7 +31,7 @@ pub struct ApiKey {
     /// When it stops working, if ever.
     pub expires: Option<DateTime<Utc>>,
     /// Digest of the current secret.
-    pub digest: Digest,
+    pub digest: SecretDigest,
     /// Non-secret display form: prefix, kind and the first four characters.
     pub start: String,
     /// The secret replaced by the last rotation, while its grace period lasts.
@@ -41,7 +42,7 @@ pub struct ApiKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetiredSecret {
     /// Digest of the old secret.
-    pub digest: Digest,
+    pub digest: SecretDigest,
     /// The end of its grace period.
     pub valid_until: DateTime<Utc>,
 }
@@ -54,7 +55,7 @@ impl ApiKey {
 
     /// Whether `digest` is this key's secret at `now`: the current one, or the
     /// retired one during its grace period. Constant-time in the digests.
-    pub fn accepts(&self, digest: &Digest, now: DateTime<Utc>) -> bool {
+    pub fn accepts(&self, digest: &SecretDigest, now: DateTime<Utc>) -> bool {
         let current = self.digest == *digest;
         let retired = self
             .retired
@@ -80,6 +81,7 @@ impl ApiKey {
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct NewApiKey {
     /// The key's name; trimmed, 1–255 characters.
     pub name: String,
@@ -206,7 +208,7 @@ pub enum KeyChange {
     /// Replace the secret; keep the old one until `retire_until`, if given.
     Rotate {
         /// Digest of the new secret.
-        digest: Digest,
+        digest: SecretDigest,
         /// Display form of the new secret.
         start: String,
         /// End of the old secret's grace period; `None`: it stops at once.

@@ -64,13 +64,13 @@ pub use crate::{
     rejection::AuthRejection,
     router::{router, AuthTokenResponse},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
-    secret::{Digest, MalformedSecret, Secret, SecretCodec, SecretKind},
+    secret::{MalformedSecret, Secret, SecretCodec, SecretDigest, SecretKind},
     store::{
         error_chain, CacheConfig, CacheStats, CachingStore, Page, SledStore, StoreError,
         StoreErrorKind, StoreHealth, TokenStore,
     },
     sweeper::Sweeper,
-    token::{has_scope, InsufficientScope, IssuedToken, Token},
+    token::{has_scope, IssuedToken, MissingScopes, Token},
     user::{AuthUser, BoxError, LoadedUser, UserLoader},
 };
 

@@ -66,9 +66,9 @@ impl fmt::Display for Secret {
 /// The SHA-256 digest of a secret (HMAC-SHA-256 when a pepper is set): the only
 /// form in which secrets are stored and looked up. Equality is constant-time.
 #[derive(Clone, Copy, Eq)]
-pub struct Digest([u8; 32]);
+pub struct SecretDigest([u8; 32]);
 
-impl Digest {
+impl SecretDigest {
     /// Wraps raw digest bytes, as read back from a store.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
@@ -84,7 +84,7 @@ impl Digest {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Parses [`Digest::to_hex`] output.
+    /// Parses [`SecretDigest::to_hex`] output.
     pub fn from_hex(hex: &str) -> Option<Self> {
         if hex.len() != 64 || !hex.is_ascii() {
             return None;
@@ -97,36 +97,36 @@ impl Digest {
     }
 }
 
-impl PartialEq for Digest {
+impl PartialEq for SecretDigest {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()
     }
 }
 
-impl std::hash::Hash for Digest {
+impl std::hash::Hash for SecretDigest {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // Consistent with `eq`: equal digests are equal bytes.
         self.0.hash(state);
     }
 }
 
-impl fmt::Debug for Digest {
+impl fmt::Debug for SecretDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Digests are not secret, but a short form keeps logs readable.
-        write!(f, "Digest({}…)", &self.to_hex()[..12])
+        write!(f, "SecretDigest({}…)", &self.to_hex()[..12])
     }
 }
 
-impl Serialize for Digest {
+impl Serialize for SecretDigest {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.to_hex())
     }
 }
 
-impl<'de> Deserialize<'de> for Digest {
+impl<'de> Deserialize<'de> for SecretDigest {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let hex = String::deserialize(deserializer)?;
-        Digest::from_hex(&hex).ok_or_else(|| serde::de::Error::custom("invalid digest"))
+        SecretDigest::from_hex(&hex).ok_or_else(|| serde::de::Error::custom("invalid digest"))
     }
 }
 
@@ -199,7 +199,7 @@ impl SecretCodec {
     }
 
     /// A fresh secret of `kind` from the thread-local CSPRNG, with its digest.
-    pub fn generate(&self, kind: SecretKind) -> (Secret, Digest) {
+    pub fn generate(&self, kind: SecretKind) -> (Secret, SecretDigest) {
         let mut secret = format!("{}_{}_", self.prefix, kind.tag());
         secret.extend(
             rand::rng()
@@ -215,7 +215,11 @@ impl SecretCodec {
 
     /// Checks `candidate`'s format and checksum, then digests it. Fails without
     /// hashing for anything that is not a secret of `kind` under this prefix.
-    pub fn parse(&self, kind: SecretKind, candidate: &str) -> Result<Digest, MalformedSecret> {
+    pub fn parse(
+        &self,
+        kind: SecretKind,
+        candidate: &str,
+    ) -> Result<SecretDigest, MalformedSecret> {
         let rest = candidate
             .strip_prefix(&*self.prefix)
             .and_then(|r| r.strip_prefix('_'))
@@ -238,7 +242,7 @@ impl SecretCodec {
         secret.0[..head + START_LEN].to_owned()
     }
 
-    fn digest(&self, secret: &str) -> Digest {
+    fn digest(&self, secret: &str) -> SecretDigest {
         let bytes: [u8; 32] = match &self.pepper {
             Some(pepper) => {
                 let mut mac = Hmac::<Sha256>::new_from_slice(pepper)
@@ -248,7 +252,7 @@ impl SecretCodec {
             }
             None => Sha256::digest(secret.as_bytes()).into(),
         };
-        Digest(bytes)
+        SecretDigest(bytes)
     }
 }
 
@@ -365,8 +369,8 @@ mod tests {
     #[test]
     fn digest_hex_round_trips() {
         let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
-        assert_eq!(Digest::from_hex(&digest.to_hex()), Some(digest));
-        assert_eq!(Digest::from_hex("zz"), None);
+        assert_eq!(SecretDigest::from_hex(&digest.to_hex()), Some(digest));
+        assert_eq!(SecretDigest::from_hex("zz"), None);
     }
 
     #[test]

@@ -5,15 +5,16 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{scope::join_scopes, secret::Digest, ApiKeyId, Scope, Secret, TokenId, UserId};
+use crate::{scope::join_scopes, secret::SecretDigest, ApiKeyId, Scope, Secret, TokenId, UserId};
 
-/// A stored token. The secret itself is never kept: only its [`Digest`].
+/// A stored token. The secret itself is never kept: only its [`SecretDigest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Token {
     /// Public id, to list and revoke the token.
     pub id: TokenId,
     /// Digest of the secret.
-    pub digest: Digest,
+    pub digest: SecretDigest,
     /// The owner; `None` for an anonymous token.
     pub user_id: Option<UserId>,
     /// What the token may do.
@@ -27,6 +28,25 @@ pub struct Token {
 }
 
 impl Token {
+    /// A token with no owner, no scopes and no key: set the public fields to fill
+    /// it in (a store decoding its records, a test).
+    pub fn new(
+        id: TokenId,
+        digest: SecretDigest,
+        created: DateTime<Utc>,
+        expires: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            digest,
+            user_id: None,
+            scopes: BTreeSet::new(),
+            created,
+            expires,
+            api_key_id: None,
+        }
+    }
+
     /// Whether the token has expired at `now`.
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.expires <= now
@@ -42,7 +62,7 @@ impl Token {
     pub fn require_scope<'a>(
         &self,
         required: impl IntoIterator<Item = &'a Scope>,
-    ) -> Result<(), InsufficientScope> {
+    ) -> Result<(), MissingScopes> {
         let required: Vec<Scope> = required.into_iter().cloned().collect();
         let missing: Vec<Scope> = required
             .iter()
@@ -52,7 +72,7 @@ impl Token {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(InsufficientScope { required, missing })
+            Err(MissingScopes { required, missing })
         }
     }
 
@@ -88,10 +108,11 @@ pub fn has_scope(token: Option<&Token>, required: Option<&[Scope]>) -> bool {
     }
 }
 
-/// A token lacks scopes a caller required.
+/// A token lacks scopes a caller required ([`Token::require_scope`]). Not to be
+/// confused with the HTTP 403 [`rejection::InsufficientScope`](crate::rejection::InsufficientScope).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid token scope. Required: {}. Missing: {}.", join_scopes(.required), join_scopes(.missing))]
-pub struct InsufficientScope {
+pub struct MissingScopes {
     /// Everything that was required.
     pub required: Vec<Scope>,
     /// What the token lacks of it.
@@ -119,7 +140,7 @@ mod tests {
         let now = Utc::now();
         Token {
             id: TokenId::generate(),
-            digest: Digest::from_bytes([0; 32]),
+            digest: SecretDigest::from_bytes([0; 32]),
             user_id: user.map(UserId::from),
             scopes: scopes.iter().cloned().collect(),
             created: now,

@@ -75,15 +75,13 @@ async fn cached_token_does_not_outlive_its_own_expiry() {
     let store = CachingStore::new(sled);
     let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
     let now = Utc::now();
-    let token = Token {
-        id: TokenId::from("short-lived"),
+    let mut token = Token::new(
+        TokenId::from("short-lived"),
         digest,
-        user_id: None,
-        scopes: [scopegate::Scope::ANONYMOUS_SESSION].into(),
-        created: now,
-        expires: now + chrono::TimeDelta::milliseconds(800),
-        api_key_id: None,
-    };
+        now,
+        now + chrono::TimeDelta::milliseconds(800),
+    );
+    token.scopes = [scopegate::Scope::ANONYMOUS_SESSION].into();
     store.insert_token(&token).await.unwrap();
     assert!(store.token_by_digest(&digest).await.unwrap().is_some());
     assert!(store.token_by_digest(&digest).await.unwrap().is_some());

@@ -16,6 +16,7 @@ const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
 
 /// An exchange of a key for a token: optional duration (days) and scope narrowing.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[non_exhaustive]
 pub struct TokenRequest {
     /// Days, in (0, 3650]; capped at the key's `token_duration` (or the default lifetime).
     #[serde(default)]
@@ -23,6 +24,27 @@ pub struct TokenRequest {
     /// A subset of the key's scopes; never more.
     #[serde(default)]
     pub scope: Option<Vec<String>>,
+}
+
+impl TokenRequest {
+    /// A token for as long as the key allows, with all the key's scopes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks for a token lasting `days` (capped at the key's `token_duration`).
+    #[must_use]
+    pub fn duration_days(mut self, days: f64) -> Self {
+        self.duration = Some(days);
+        self
+    }
+
+    /// Asks for these scopes only: a subset of the key's.
+    #[must_use]
+    pub fn scope<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scope = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
 }
 
 impl ScopeGate {

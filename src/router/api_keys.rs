@@ -143,10 +143,9 @@ pub(super) async fn exchange(
         .into());
     }
     let JsonBody(body) = body?;
-    let request = TokenRequest {
-        duration: body.duration,
-        scope: body.scope,
-    };
+    let mut request = TokenRequest::new();
+    request.duration = body.duration;
+    request.scope = body.scope;
     let issued = auth.gate().exchange_api_key(&body.key, request).await?;
     let user = issued
         .token

@@ -18,7 +18,7 @@ use self::{
     feed::FeedState,
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
-use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// Sizes and lifetimes of the token cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,10 +104,10 @@ impl TokenLifetime {
     }
 }
 
-impl Expiry<Digest, Cached> for TokenLifetime {
+impl Expiry<SecretDigest, Cached> for TokenLifetime {
     fn expire_after_create(
         &self,
-        _: &Digest,
+        _: &SecretDigest,
         cached: &Cached,
         _: std::time::Instant,
     ) -> Option<Duration> {
@@ -116,7 +116,7 @@ impl Expiry<Digest, Cached> for TokenLifetime {
 
     fn expire_after_update(
         &self,
-        _: &Digest,
+        _: &SecretDigest,
         cached: &Cached,
         _: std::time::Instant,
         _: Option<Duration>,
@@ -167,20 +167,20 @@ const RACED_LOADS: usize = 3;
 #[derive(Clone)]
 pub struct CachingStore<S> {
     inner: S,
-    unknown: moka::sync::Cache<Digest, ()>,
+    unknown: moka::sync::Cache<SecretDigest, ()>,
     shared: Arc<Shared>,
 }
 
 /// What the cache shares with its invalidation feed.
 struct Shared {
-    tokens: moka::future::Cache<Digest, Cached>,
+    tokens: moka::future::Cache<SecretDigest, Cached>,
     epochs: RevocationEpochs,
     feed_live: FeedState,
 }
 
 impl Shared {
     /// Makes cached copies of `digests` stale at once; moka drops them lazily.
-    fn forget(&self, digests: &[Digest]) {
+    fn forget(&self, digests: &[SecretDigest]) {
         for digest in digests {
             self.epochs.revoke(digest);
         }
@@ -291,7 +291,7 @@ impl<S: TokenStore> CachingStore<S> {
 
     /// Drops tokens that were deleted or changed; a load that raced this cannot
     /// bring them back.
-    async fn forget(&self, digests: &[Digest]) {
+    async fn forget(&self, digests: &[SecretDigest]) {
         for digest in digests {
             self.shared.epochs.revoke(digest);
             self.shared.tokens.invalidate(digest).await;
@@ -303,7 +303,7 @@ impl<S: TokenStore> CachingStore<S> {
     async fn settle_revocation<T>(
         &self,
         outcome: &Result<T, StoreError>,
-        removed: impl FnOnce(&T) -> &[Digest],
+        removed: impl FnOnce(&T) -> &[SecretDigest],
     ) {
         match outcome {
             Ok(value) => self.forget(removed(value)).await,
@@ -312,7 +312,10 @@ impl<S: TokenStore> CachingStore<S> {
     }
 
     /// One lookup through the cache; `None` if the entry raced a revocation.
-    async fn cached_lookup(&self, digest: &Digest) -> Option<Result<Option<Token>, StoreError>> {
+    async fn cached_lookup(
+        &self,
+        digest: &SecretDigest,
+    ) -> Option<Result<Option<Token>, StoreError>> {
         let shared = &self.shared;
         let before = shared.epochs.of(digest);
         let load = async {
@@ -353,14 +356,18 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         Ok(())
     }
 
-    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+    async fn mint_token(
+        &self,
+        token: &Token,
+        key_digest: &SecretDigest,
+    ) -> Result<bool, StoreError> {
         let minted = self.inner.mint_token(token, key_digest).await?;
         self.unknown.invalidate(&token.digest);
         self.shared.tokens.invalidate(&token.digest).await;
         Ok(minted)
     }
 
-    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         if self.unknown.contains_key(digest) {
             return Ok(None);
         }
@@ -391,7 +398,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
 
     async fn tokens_after(
         &self,
-        after: Option<&Digest>,
+        after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
         self.inner.tokens_after(after, limit).await
@@ -433,7 +440,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         self.inner.api_key_by_id(id).await
     }
 
-    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
         self.inner.api_key_by_digest(digest).await
     }
 
@@ -445,7 +452,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let modified = self.inner.modify_api_key(id, change).await;
         self.settle_revocation(&modified, |m| m.as_ref().map_or(&[][..], |(_, d)| d))
             .await;
@@ -455,7 +462,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let deleted = self.inner.delete_api_key(id).await;
         self.settle_revocation(&deleted, |d| d.as_ref().map_or(&[][..], |(_, d)| d))
             .await;
@@ -466,7 +473,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         user: &UserId,
         keys: KeyDisposal,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         let revoked = self.inner.revoke_user(user, keys).await;
         self.settle_revocation(&revoked, Vec::as_slice).await;
         revoked

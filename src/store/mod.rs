@@ -24,13 +24,14 @@ pub use self::{
     health::StoreHealth,
     sled::SledStore,
 };
-use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// The most records one listing returns.
 pub const MAX_PAGE: usize = 1000;
 
 /// A window into a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Page {
     /// How many records at most (clamped to 1..=[`MAX_PAGE`]).
     pub limit: usize,
@@ -68,7 +69,7 @@ pub enum KeyDisposal {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purged {
     /// Digests of the tokens removed (expired ones, and those of expired keys).
-    pub tokens: Vec<Digest>,
+    pub tokens: Vec<SecretDigest>,
     /// Expired keys removed.
     pub api_keys: usize,
     /// Expiry-index entries handled: purging stops after `limit` of them.
@@ -95,10 +96,14 @@ pub trait TokenStore: Send + Sync + 'static {
     /// `token.created`, and accepts `key_digest`. Stamps the key's `last_use`.
     /// Returns `false`, storing nothing, if a check fails, so a concurrent
     /// deactivation, deletion or rotation can never leave a stray token behind.
-    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError>;
+    async fn mint_token(
+        &self,
+        token: &Token,
+        key_digest: &SecretDigest,
+    ) -> Result<bool, StoreError>;
 
     /// The token whose secret has `digest`.
-    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError>;
+    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError>;
 
     /// The token with `id`.
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
@@ -123,7 +128,7 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError>;
 
     /// The key whose current or retired secret has `digest`.
-    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError>;
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError>;
 
     /// A user's keys, oldest first.
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError>;
@@ -136,14 +141,14 @@ pub trait TokenStore: Send + Sync + 'static {
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError>;
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError>;
 
     /// Deletes a key and its tokens atomically; returns the key and the tokens'
     /// digests, or `None` if there was no such key.
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError>;
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError>;
 
     /// Deletes all of a user's tokens and deactivates or deletes their keys, atomically.
     /// Returns the removed tokens' digests.
@@ -151,7 +156,7 @@ pub trait TokenStore: Send + Sync + 'static {
         &self,
         user: &UserId,
         keys: KeyDisposal,
-    ) -> Result<Vec<Digest>, StoreError>;
+    ) -> Result<Vec<SecretDigest>, StoreError>;
 
     /// Removes what expired at or before `now`: tokens, keys (with their tokens), and
     /// rotated-out secrets past their grace. Handles at most `limit` expiry entries;
@@ -174,7 +179,7 @@ pub trait TokenStore: Send + Sync + 'static {
     /// digests; see [`TokenStore::api_keys_after`].
     async fn tokens_after(
         &self,
-        after: Option<&Digest>,
+        after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
         let _ = (after, limit);

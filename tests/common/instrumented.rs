@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use scopegate::{
     async_trait,
     store::{KeyDisposal, Purged},
-    ApiKey, ApiKeyId, Digest, KeyChange, Page, Scope, StoreError, StoreErrorKind, Token, TokenId,
-    TokenStore, UserId,
+    ApiKey, ApiKeyId, KeyChange, Page, Scope, SecretDigest, StoreError, StoreErrorKind, Token,
+    TokenId, TokenStore, UserId,
 };
 
 #[derive(Clone, Default)]
@@ -81,12 +81,16 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         let outcome = self.inner.insert_token(token).await;
         self.written(outcome)
     }
-    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+    async fn mint_token(
+        &self,
+        token: &Token,
+        key_digest: &SecretDigest,
+    ) -> Result<bool, StoreError> {
         self.check()?;
         let outcome = self.inner.mint_token(token, key_digest).await;
         self.written(outcome)
     }
-    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         self.probe.reads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.token_by_digest(digest).await
@@ -101,7 +105,7 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
     }
     async fn tokens_after(
         &self,
-        after: Option<&Digest>,
+        after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
         self.check()?;
@@ -138,7 +142,7 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         self.check()?;
         self.inner.api_key_by_id(id).await
     }
-    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
         self.probe.reads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.api_key_by_digest(digest).await
@@ -151,7 +155,7 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.check()?;
         let outcome = self.inner.modify_api_key(id, change).await;
         self.written(outcome)
@@ -159,7 +163,7 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.check()?;
         let outcome = self.inner.delete_api_key(id).await;
         self.written(outcome)
@@ -168,7 +172,7 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         &self,
         user: &UserId,
         keys: KeyDisposal,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         self.check()?;
         let outcome = self.inner.revoke_user(user, keys).await;
         self.written(outcome)

@@ -31,10 +31,12 @@ macro_rules! conformance_tests {
             }
 
             fn request(duration: Option<f64>, scope: Option<&[&str]>) -> TokenRequest {
-                TokenRequest {
-                    duration,
-                    scope: scope.map(|s| s.iter().map(|s| s.to_string()).collect()),
+                let mut request = TokenRequest::new();
+                request.duration = duration;
+                if let Some(scope) = scope {
+                    request = request.scope(scope.iter().copied());
                 }
+                request
             }
 
             fn assert_invalid_token(

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::secret::Digest;
+use crate::secret::SecretDigest;
 
 /// 2^14 stripes (128 KiB): even at 1 000 revocations a second, a given stripe
 /// moves about every 16 s, far less often than entries expire from the cache.
@@ -36,14 +36,14 @@ impl Default for RevocationEpochs {
 }
 
 impl RevocationEpochs {
-    fn stripe(&self, digest: &Digest) -> &AtomicU64 {
+    fn stripe(&self, digest: &SecretDigest) -> &AtomicU64 {
         // Digests are SHA-256 outputs: their first bytes are uniform.
         let bytes = digest.as_bytes();
         let index = usize::from(u16::from_le_bytes([bytes[0], bytes[1]])) % STRIPES;
         &self.stripes[index]
     }
 
-    pub(super) fn of(&self, digest: &Digest) -> Epoch {
+    pub(super) fn of(&self, digest: &SecretDigest) -> Epoch {
         Epoch {
             all: self.all.load(Ordering::SeqCst),
             stripe: self.stripe(digest).load(Ordering::SeqCst),
@@ -51,7 +51,7 @@ impl RevocationEpochs {
     }
 
     /// `digest` was revoked (or changed) in the store.
-    pub(super) fn revoke(&self, digest: &Digest) {
+    pub(super) fn revoke(&self, digest: &SecretDigest) {
         self.stripe(digest).fetch_add(1, Ordering::SeqCst);
     }
 
@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn a_revocation_changes_its_digests_epoch_and_revoke_all_changes_every_epoch() {
         let epochs = RevocationEpochs::default();
-        let (a, b) = (Digest::from_bytes([1; 32]), Digest::from_bytes([2; 32]));
+        let (a, b) = (
+            SecretDigest::from_bytes([1; 32]),
+            SecretDigest::from_bytes([2; 32]),
+        );
         let (a0, b0) = (epochs.of(&a), epochs.of(&b));
         epochs.revoke(&a);
         assert_ne!(epochs.of(&a), a0);

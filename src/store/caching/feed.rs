@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use super::Shared;
-use crate::secret::Digest;
+use crate::secret::SecretDigest;
 
 /// A source of revocations made elsewhere (another replica writing to the same
 /// database), delivered to a cache through an [`InvalidationSink`].
@@ -50,7 +50,7 @@ impl InvalidationSink {
     }
 
     /// These tokens were deleted or changed elsewhere: drop them from the cache.
-    pub fn revoked(&self, digests: &[Digest]) {
+    pub fn revoked(&self, digests: &[SecretDigest]) {
         if let Some(shared) = self.shared.upgrade() {
             shared.forget(digests);
         }

@@ -14,7 +14,7 @@ use sqlx::{postgres::PgListener, PgConnection, PgPool};
 
 use super::errors::db;
 use crate::{
-    secret::Digest,
+    secret::SecretDigest,
     store::{InvalidationFeed, InvalidationSink, StoreError},
 };
 
@@ -31,7 +31,7 @@ const RECONNECT_EVERY: Duration = Duration::from_millis(100);
 pub(super) async fn publish(
     conn: &mut PgConnection,
     channel: &str,
-    digests: &[Digest],
+    digests: &[SecretDigest],
 ) -> Result<(), StoreError> {
     if digests.is_empty() {
         return Ok(());
@@ -39,7 +39,7 @@ pub(super) async fn publish(
     let payloads: Vec<String> = digests
         .chunks(PER_NOTIFICATION)
         .map(|chunk| {
-            let hex: Vec<String> = chunk.iter().map(Digest::to_hex).collect();
+            let hex: Vec<String> = chunk.iter().map(SecretDigest::to_hex).collect();
             format!("{REVOKED}{}", hex.join(","))
         })
         .collect();
@@ -56,7 +56,7 @@ pub(super) async fn publish(
 #[derive(Debug, PartialEq)]
 enum Message {
     Heartbeat,
-    Revoked(Vec<Digest>),
+    Revoked(Vec<SecretDigest>),
     /// Not ours to read (a newer format?): treat as "anything may be revoked".
     Unreadable,
 }
@@ -69,7 +69,7 @@ fn parse(payload: &str) -> Message {
         return Message::Unreadable;
     };
     list.split(',')
-        .map(Digest::from_hex)
+        .map(SecretDigest::from_hex)
         .collect::<Option<Vec<_>>>()
         .map_or(Message::Unreadable, Message::Revoked)
 }
@@ -187,8 +187,11 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_and_unknown_ones_are_unreadable() {
-        let digests = [Digest::from_bytes([7; 32]), Digest::from_bytes([9; 32])];
-        let hex: Vec<String> = digests.iter().map(Digest::to_hex).collect();
+        let digests = [
+            SecretDigest::from_bytes([7; 32]),
+            SecretDigest::from_bytes([9; 32]),
+        ];
+        let hex: Vec<String> = digests.iter().map(SecretDigest::to_hex).collect();
         let payload = format!("{REVOKED}{}", hex.join(","));
         assert!(payload.len() * PER_NOTIFICATION / 2 < 8000);
         assert_eq!(parse(&payload), Message::Revoked(digests.to_vec()));

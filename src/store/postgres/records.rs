@@ -17,12 +17,12 @@ use super::{
 };
 use crate::{
     api_key::TokenFate,
-    secret::Digest,
+    secret::SecretDigest,
     store::{InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore},
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
 
-fn digests(rows: &[PgRow]) -> Result<Vec<Digest>, StoreError> {
+fn digests(rows: &[PgRow]) -> Result<Vec<SecretDigest>, StoreError> {
     rows.iter()
         .map(|row| rows::digest(row.try_get("digest").map_err(db)?))
         .collect()
@@ -71,7 +71,7 @@ impl PgStore {
         &self,
         conn: &mut PgConnection,
         key: &ApiKeyId,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         let sql = format!(
             "DELETE FROM {s}.tokens WHERE api_key_id = $1 RETURNING digest",
             s = self.schema()
@@ -90,7 +90,7 @@ impl PgStore {
         conn: &mut PgConnection,
         key: &ApiKeyId,
         at: DateTime<Utc>,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         let sql = format!(
             "UPDATE {s}.tokens SET expires = $2 WHERE api_key_id = $1 AND expires > $2 \
              RETURNING digest",
@@ -105,7 +105,11 @@ impl PgStore {
         digests(&rows)
     }
 
-    async fn publish(&self, conn: &mut PgConnection, digests: &[Digest]) -> Result<(), StoreError> {
+    async fn publish(
+        &self,
+        conn: &mut PgConnection,
+        digests: &[SecretDigest],
+    ) -> Result<(), StoreError> {
         publish(conn, &self.channel, digests).await
     }
 
@@ -196,7 +200,11 @@ impl TokenStore for PgStore {
         .await
     }
 
-    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+    async fn mint_token(
+        &self,
+        token: &Token,
+        key_digest: &SecretDigest,
+    ) -> Result<bool, StoreError> {
         if token.api_key_id.is_none() {
             return Ok(false);
         }
@@ -232,7 +240,7 @@ impl TokenStore for PgStore {
         .await
     }
 
-    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         let sql = format!(
             "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE digest = $1",
             s = self.schema()
@@ -288,7 +296,7 @@ impl TokenStore for PgStore {
 
     async fn tokens_after(
         &self,
-        after: Option<&Digest>,
+        after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
         let sql = format!(
@@ -411,7 +419,7 @@ impl TokenStore for PgStore {
         .await
     }
 
-    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE digest = $1 OR retired_digest = $1",
             s = self.schema()
@@ -451,7 +459,7 @@ impl TokenStore for PgStore {
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.call(async {
             let mut tx = self.pool.begin().await.map_err(db)?;
             let Some(mut key) = self.key_for_update(&mut tx, id).await? else {
@@ -473,7 +481,7 @@ impl TokenStore for PgStore {
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.call(async {
             let mut tx = self.pool.begin().await.map_err(db)?;
             let Some(key) = self.key_for_update(&mut tx, id).await? else {
@@ -497,7 +505,7 @@ impl TokenStore for PgStore {
         &self,
         user: &UserId,
         keys: KeyDisposal,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         let s = self.schema();
         // Keys first: their row locks wait for any mint in flight, so the token
         // delete below sees what those mints committed.

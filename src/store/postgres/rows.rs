@@ -6,7 +6,7 @@ use sqlx::{postgres::PgRow, Row};
 
 use super::errors::corrupt;
 use crate::{
-    secret::Digest,
+    secret::SecretDigest,
     store::{StoreError, StoreErrorKind},
     ApiKey, ApiKeyId, RetiredSecret, Scope, Token, TokenId, UserId,
 };
@@ -18,11 +18,11 @@ pub(super) const TOKEN_COLUMNS: &str = "digest, id, user_id, scopes, created, ex
 pub(super) const KEY_COLUMNS: &str = "id, user_id, name, scope, token_duration, active, created, \
      last_use, expires, digest, start, retired_digest, retired_until";
 
-pub(super) fn digest(bytes: &[u8]) -> Result<Digest, StoreError> {
+pub(super) fn digest(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
     let raw: [u8; 32] = bytes
         .try_into()
         .map_err(|_| StoreError::from_kind(StoreErrorKind::Corrupt))?;
-    Ok(Digest::from_bytes(raw))
+    Ok(SecretDigest::from_bytes(raw))
 }
 
 fn scopes(names: Vec<String>) -> Result<BTreeSet<Scope>, StoreError> {

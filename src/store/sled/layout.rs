@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{secret::Digest, ApiKeyId, TokenId, UserId};
+use crate::{secret::SecretDigest, ApiKeyId, TokenId, UserId};
 
 /// `t` + digest → token JSON (the auth path is one read).
 const TOKEN: u8 = b't';
@@ -53,7 +53,7 @@ pub(super) fn time(t: DateTime<Utc>) -> [u8; 8] {
     ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub(super) fn token(digest: &Digest) -> Vec<u8> {
+pub(super) fn token(digest: &SecretDigest) -> Vec<u8> {
     key(TOKEN, &[digest.as_bytes()])
 }
 
@@ -96,7 +96,7 @@ pub(super) fn api_key(id: &ApiKeyId) -> Vec<u8> {
     key(KEY, &[id.as_str().as_bytes()])
 }
 
-pub(super) fn key_digest(digest: &Digest) -> Vec<u8> {
+pub(super) fn key_digest(digest: &SecretDigest) -> Vec<u8> {
     key(KEY_DIGEST, &[digest.as_bytes()])
 }
 

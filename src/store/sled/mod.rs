@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use self::{records::Inner, recovery::Lifeline};
 use super::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind, StoreHealth, TokenStore};
-use crate::{secret::Digest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// Tokens and API keys in an embedded sled database, for one process.
 ///
@@ -82,12 +82,16 @@ impl TokenStore for SledStore {
         self.run(move |db| db.insert_token(&token)).await
     }
 
-    async fn mint_token(&self, token: &Token, key_digest: &Digest) -> Result<bool, StoreError> {
+    async fn mint_token(
+        &self,
+        token: &Token,
+        key_digest: &SecretDigest,
+    ) -> Result<bool, StoreError> {
         let (token, key_digest) = (token.clone(), *key_digest);
         self.run(move |db| db.mint_token(&token, &key_digest)).await
     }
 
-    async fn token_by_digest(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         let digest = *digest;
         self.run(move |db| db.token(&digest)).await
     }
@@ -104,7 +108,7 @@ impl TokenStore for SledStore {
 
     async fn tokens_after(
         &self,
-        after: Option<&Digest>,
+        after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
         let after = after.copied();
@@ -146,7 +150,7 @@ impl TokenStore for SledStore {
         self.run(move |db| db.settled_api_key(&id)).await
     }
 
-    async fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
         let digest = *digest;
         self.run(move |db| db.api_key_by_digest(&digest)).await
     }
@@ -160,7 +164,7 @@ impl TokenStore for SledStore {
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let (id, change) = (id.clone(), change.clone());
         self.run(move |db| db.modify_api_key(&id, &change)).await
     }
@@ -168,7 +172,7 @@ impl TokenStore for SledStore {
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let id = id.clone();
         self.run(move |db| db.delete_api_key(&id)).await
     }
@@ -177,7 +181,7 @@ impl TokenStore for SledStore {
         &self,
         user: &UserId,
         keys: KeyDisposal,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         let user = user.clone();
         self.run(move |db| db.revoke_user(&user, keys)).await
     }

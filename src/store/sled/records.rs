@@ -22,7 +22,7 @@ use sled::{Batch, Db, Tree};
 use super::{backend, group_commit::GroupCommit, layout};
 use crate::{
     api_key::TokenFate,
-    secret::Digest,
+    secret::SecretDigest,
     store::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind},
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
@@ -51,11 +51,11 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
 }
 
-fn digest_of(bytes: &[u8]) -> Result<Digest, StoreError> {
+fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
     let raw: [u8; 32] = bytes
         .try_into()
         .map_err(|_| StoreError::from_kind(StoreErrorKind::Corrupt))?;
-    Ok(Digest::from_bytes(raw))
+    Ok(SecretDigest::from_bytes(raw))
 }
 
 fn key_id_of(bytes: &[u8]) -> Result<ApiKeyId, StoreError> {
@@ -161,7 +161,7 @@ fn replace_key(batch: &mut Batch, old: &ApiKey, new: &ApiKey) -> Result<(), Stor
 #[derive(Default)]
 struct Removal {
     batch: Batch,
-    digests: Vec<Digest>,
+    digests: Vec<SecretDigest>,
     seen: HashSet<[u8; 32]>,
 }
 
@@ -267,7 +267,7 @@ impl Inner {
         Ok(tokens)
     }
 
-    pub(super) fn token(&self, digest: &Digest) -> Result<Option<Token>, StoreError> {
+    pub(super) fn token(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         self.get(layout::token(digest))
     }
 
@@ -303,7 +303,10 @@ impl Inner {
         self.get(layout::api_key(id))
     }
 
-    pub(super) fn api_key_by_digest(&self, digest: &Digest) -> Result<Option<ApiKey>, StoreError> {
+    pub(super) fn api_key_by_digest(
+        &self,
+        digest: &SecretDigest,
+    ) -> Result<Option<ApiKey>, StoreError> {
         match self.tree.get(layout::key_digest(digest)).map_err(backend)? {
             Some(id) => self.api_key(&key_id_of(&id)?),
             None => Ok(None),
@@ -369,7 +372,7 @@ impl Inner {
 
     pub(super) fn tokens_after(
         &self,
-        after: Option<&Digest>,
+        after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
         self.records_after(layout::all_tokens(), after.map(layout::token), limit)
@@ -397,7 +400,7 @@ impl Inner {
     pub(super) fn mint_token(
         &self,
         token: &Token,
-        key_digest: &Digest,
+        key_digest: &SecretDigest,
     ) -> Result<bool, StoreError> {
         let Some(key_id) = &token.api_key_id else {
             return Ok(false);
@@ -499,7 +502,7 @@ impl Inner {
         &self,
         id: &ApiKeyId,
         change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.write(|db| {
             let Some(old) = db.api_key(id)? else {
                 return Ok((None, None));
@@ -519,7 +522,7 @@ impl Inner {
     pub(super) fn delete_api_key(
         &self,
         id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<Digest>)>, StoreError> {
+    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.write(|db| {
             let Some(key) = db.api_key(id)? else {
                 return Ok((None, None));
@@ -535,7 +538,7 @@ impl Inner {
         &self,
         user: &UserId,
         disposal: KeyDisposal,
-    ) -> Result<Vec<Digest>, StoreError> {
+    ) -> Result<Vec<SecretDigest>, StoreError> {
         self.write(|db| {
             let mut removal = Removal::default();
             for token in db.tokens_under(layout::tokens_of_user(user), None)? {
