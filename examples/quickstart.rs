@@ -387,7 +387,9 @@ fn print_welcome(addr: SocketAddr, stored_in: &str) {
         "TOKEN=$(curl -s -X POST -u bob:bob-pass {url}/login | {})",
         field("token")
     );
-    println!("curl -s -H \"Authorization: Bearer $TOKEN\" {url}/me");
+    // `-w` prints the status after the body, so each line shows what it got.
+    let status = "-w '\\n%{http_code}\\n'";
+    println!("curl -s {status} -H \"Authorization: Bearer $TOKEN\" {url}/me");
     println!("# create an API key that may only read data (the secret is shown once)");
     println!(
         "KEY=$(curl -s -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \
@@ -400,13 +402,13 @@ fn print_welcome(addr: SocketAddr, stored_in: &str) {
          {url}/api_key/token | {})",
         field("token")
     );
-    println!("curl -s -H \"Authorization: Bearer $READER\" {url}/data          # 200");
+    println!("curl -s {status} -H \"Authorization: Bearer $READER\" {url}/data   # 200");
     println!(
-        "curl -s -X POST -H \"Authorization: Bearer $READER\" -H 'Content-Type: application/json' \
+        "curl -s {status} -X POST -H \"Authorization: Bearer $READER\" -H 'Content-Type: application/json' \
          -d '{{\"item\":\"x\"}}' {url}/data   # 403 insufficient_scope"
     );
-    println!("curl -s -i {url}/me                                     # 401 without a token");
-    println!("curl -s {url}/token/scopes");
+    println!("curl -s {status} {url}/me   # 401 without a token");
+    println!("curl -s {status} {url}/token/scopes");
     println!();
     println!("Ctrl-C or SIGTERM stops the server; RUST_LOG=debug shows more.");
 }
