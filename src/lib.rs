@@ -62,7 +62,7 @@ pub use crate::{
     ids::{ApiKeyId, TokenId, UserId},
     principal::Principal,
     rejection::AuthRejection,
-    router::{router, AuthTokenResponse},
+    router::{api_key_router, router, session_router, token_router, AuthTokenResponse},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
     secret::{MalformedSecret, Secret, SecretCodec, SecretDigest, SecretKind},
     store::{

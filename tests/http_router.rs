@@ -8,7 +8,7 @@ use axum::{
     http::{header, Method, Request, StatusCode},
 };
 use chrono::{DateTime, TimeDelta, Utc};
-use common::app::{get_with, request, Reply, TestApp};
+use common::app::{get_with, request, send, Reply, TestApp};
 use scopegate::{AnonymousSessions, UserId};
 use serde_json::{json, Value};
 
@@ -827,4 +827,70 @@ async fn shortening_a_keys_expiry_caps_its_tokens_at_once() {
     let reply = app.send(get_with("/data", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error(), "invalid_token");
+}
+
+#[tokio::test]
+async fn an_app_can_mount_only_the_key_routes_under_its_own_prefix() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let router = axum::Router::new()
+        .nest("/api/v1", scopegate::api_key_router())
+        .layer(app.state.layer())
+        .with_state(app.state.clone());
+    let created = send(
+        &router,
+        request(
+            Method::POST,
+            "/api/v1/api_key",
+            Some(&session),
+            Some(json!({"name": "k"})),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let exchanged = send(
+        &router,
+        request(
+            Method::POST,
+            "/api/v1/api_key/token",
+            None,
+            Some(json!({"key": created.body["key"]})),
+        ),
+    )
+    .await;
+    assert_eq!(exchanged.status, StatusCode::OK);
+    for (method, path) in [
+        (Method::GET, "/api/v1/token/current"),
+        (Method::GET, "/api/v1/token/session"),
+        (Method::POST, "/api_key"),
+    ] {
+        let reply = send(&router, request(method, path, Some(&session), None)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let tokens_only = axum::Router::new()
+        .nest(
+            "/auth",
+            scopegate::token_router().merge(scopegate::session_router()),
+        )
+        .layer(app.state.layer())
+        .with_state(app.state.clone());
+    for path in [
+        "/auth/token/current",
+        "/auth/token/session",
+        "/auth/token/scopes",
+    ] {
+        let reply = send(
+            &tokens_only,
+            request(Method::GET, path, Some(&session), None),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+    }
+    let reply = send(
+        &tokens_only,
+        request(Method::GET, "/auth/api_key", Some(&session), None),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }

@@ -64,6 +64,30 @@ where
     AuthState: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
+    api_key_router()
+        .merge(token_router())
+        .merge(session_router())
+}
+
+/// Only the `/api_key` routes of [`router`]: create, list, update, delete, rotate,
+/// and the exchange for a token. Mount the parts an app wants, under any prefix:
+///
+/// ```
+/// use axum::Router;
+/// use scopegate::AuthState;
+///
+/// fn app(auth: AuthState) -> Router {
+///     Router::new()
+///         .nest("/api/v1", scopegate::api_key_router().merge(scopegate::token_router()))
+///         .layer(auth.layer())
+///         .with_state(auth)
+/// }
+/// ```
+pub fn api_key_router<S>() -> Router<S>
+where
+    AuthState: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/api_key", post(api_keys::create).get(api_keys::list))
         .route("/api_key/token", post(api_keys::exchange))
@@ -72,14 +96,33 @@ where
             put(api_keys::update).delete(api_keys::delete),
         )
         .route("/api_key/{id}/rotate", post(api_keys::rotate))
+}
+
+/// Only the token-management routes of [`router`]: `GET /token`, `GET
+/// /token/current`, `DELETE /token/{id}` and `GET /token/scopes`.
+pub fn token_router<S>() -> Router<S>
+where
+    AuthState: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new()
         .route("/token", get(tokens::list))
         .route("/token/current", get(tokens::current))
-        .route(
-            "/token/session",
-            get(tokens::session).delete(tokens::end_session),
-        )
         .route("/token/scopes", get(tokens::scopes))
         .route("/token/{id}", delete(tokens::revoke))
+}
+
+/// Only `GET /token/session` (the caller's token, or a new anonymous session if
+/// the app turned them on) and `DELETE /token/session` (log out) of [`router`].
+pub fn session_router<S>() -> Router<S>
+where
+    AuthState: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route(
+        "/token/session",
+        get(tokens::session).delete(tokens::end_session),
+    )
 }
 
 /// Lets `user` act on records of `owner` if they are theirs or `user` is an admin
