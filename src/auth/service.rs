@@ -4,6 +4,7 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use tower::Service;
+use tracing::{field::Empty, Instrument};
 
 use super::{future::ResponseFuture, AuthLayer, AuthState};
 
@@ -66,10 +67,24 @@ where
         // Found before the future starts, so the request (and its body) need not be
         // borrowed across the await.
         let credential = state.find_credential(request.headers(), request.uri());
-        ResponseFuture::new(async move {
-            let authentication = state.authenticate(credential).await;
-            request.extensions_mut().insert(authentication);
-            inner.call(request).await
-        })
+        // One span per request, around the handler too, so the app's own events
+        // carry who asked. Its fields never hold a secret, a digest or a header.
+        let span = tracing::info_span!(
+            "scopegate",
+            credential = Empty,
+            outcome = Empty,
+            reason = Empty,
+            user_id = Empty,
+            token_id = Empty,
+            api_key_id = Empty,
+        );
+        ResponseFuture::new(
+            async move {
+                let authentication = state.authenticate(credential).await;
+                request.extensions_mut().insert(authentication);
+                inner.call(request).await
+            }
+            .instrument(span),
+        )
     }
 }

@@ -139,18 +139,45 @@ impl AuthState {
         credential: Result<Option<String>, Malformed>,
     ) -> Authentication {
         let context = self.inner.context.clone();
+        // The request's span (see `AuthService`): what was found, never the secret.
+        let span = tracing::Span::current();
         let secret = match credential {
-            Err(message) => return Authentication::refused(context, Refusal::Malformed(message)),
-            Ok(None) => return Authentication::missing(context),
+            Err(message) => {
+                span.record("credential", "malformed");
+                span.record("outcome", "refused");
+                span.record("reason", message);
+                return Authentication::refused(context, Refusal::Malformed(message));
+            }
+            Ok(None) => {
+                span.record("credential", "none");
+                span.record("outcome", "missing");
+                return Authentication::missing(context);
+            }
             Ok(Some(secret)) => secret,
         };
+        span.record("credential", "token");
         match self.inner.gate.authenticate(&secret).await {
-            Ok(principal) => Authentication::authenticated(context, principal),
-            Err(Error::InvalidToken(InvalidTokenReason::ApiKey)) => {
-                Authentication::refused(context, Refusal::ApiKey)
+            Ok(principal) => {
+                span.record("outcome", "authenticated");
+                span.record("token_id", principal.token_id().as_str());
+                if let Some(user) = principal.user_id() {
+                    span.record("user_id", user.as_str());
+                }
+                if let Some(key) = principal.api_key_id() {
+                    span.record("api_key_id", key.as_str());
+                }
+                Authentication::authenticated(context, principal)
             }
-            Err(Error::InvalidToken(_)) => Authentication::refused(context, Refusal::InvalidToken),
+            Err(Error::InvalidToken(reason)) => {
+                span.record("outcome", "refused");
+                span.record("reason", tracing::field::debug(reason));
+                match reason {
+                    InvalidTokenReason::ApiKey => Authentication::refused(context, Refusal::ApiKey),
+                    _ => Authentication::refused(context, Refusal::InvalidToken),
+                }
+            }
             Err(err) => {
+                span.record("outcome", "unavailable");
                 err.log_refusal("authentication failed; the request is refused");
                 Authentication::refused(context, Refusal::Unavailable)
             }

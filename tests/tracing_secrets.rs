@@ -1,0 +1,156 @@
+//! What the layer tells a tracing subscriber, captured at TRACE: one span per
+//! request naming the outcome and the ids, and never a secret, a digest or an
+//! `Authorization` value, whatever the request carried.
+
+mod common;
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+};
+
+use axum::http::{header, Method, Request, StatusCode};
+use common::app::{get_with, request, TestApp};
+use scopegate::{NewApiKey, SecretCodec, SecretKind};
+use serde_json::json;
+use tracing_subscriber::fmt::format::FmtSpan;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization_value() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let session_id = app
+        .fixture
+        .gate
+        .authenticate(&session)
+        .await
+        .unwrap()
+        .token_id()
+        .clone();
+    let key = app.fixture.key(&bob, NewApiKey::new("k")).await;
+    let revoked = app.session(&bob).await;
+    let revoked_id = app
+        .fixture
+        .gate
+        .authenticate(&revoked)
+        .await
+        .unwrap()
+        .token_id()
+        .clone();
+    app.fixture.gate.revoke_token(&revoked_id).await.unwrap();
+
+    let created = app
+        .send(request(
+            Method::POST,
+            "/api_key",
+            Some(&session),
+            Some(json!({"name": "k2"})),
+        ))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let created_key = created.body["key"].as_str().unwrap().to_owned();
+    let exchanged = app
+        .send(request(
+            Method::POST,
+            "/api_key/token",
+            None,
+            Some(json!({"key": created_key})),
+        ))
+        .await;
+    let minted = exchanged.body["auth_token"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (token, status) in [
+        (session.as_str(), StatusCode::OK),
+        (key.secret.expose(), StatusCode::UNAUTHORIZED),
+        (revoked.as_str(), StatusCode::UNAUTHORIZED),
+        (minted.as_str(), StatusCode::OK),
+    ] {
+        assert_eq!(
+            app.send(get_with("/user", Some(token))).await.status,
+            status
+        );
+    }
+    let basic = Request::builder()
+        .uri("/user")
+        .header(header::AUTHORIZATION, "Basic Ym9iOmJvYi1wYXNz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.send(basic).await;
+    let malformed = Request::builder()
+        .uri("/user")
+        .header(header::AUTHORIZATION, format!("Bearer  {session}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(app.send(malformed).await.status, StatusCode::BAD_REQUEST);
+
+    let log = captured.text();
+    // The capture works, and says what happened.
+    assert!(log.contains("outcome=\"authenticated\""), "{log}");
+    assert!(
+        log.contains(&format!("token_id=\"{}\"", session_id.as_str())),
+        "{log}"
+    );
+    assert!(log.contains("reason=ApiKey"), "{log}");
+    assert!(log.contains("reason=Unknown"), "{log}");
+    assert!(log.contains("user_id=\"bob\""), "{log}");
+    let codec = SecretCodec::default();
+    let secrets = [
+        session.as_str(),
+        key.secret.expose(),
+        revoked.as_str(),
+        &created_key,
+        &minted,
+    ];
+    for secret in secrets {
+        assert!(!log.contains(secret), "a secret reached the log");
+        let body = &secret[secret.len() - 20..];
+        assert!(!log.contains(body), "part of a secret reached the log");
+        let digest = [SecretKind::Token, SecretKind::ApiKey]
+            .into_iter()
+            .find_map(|kind| codec.parse(kind, secret).ok())
+            .unwrap()
+            .to_hex();
+        assert!(!log.contains(&digest[..12]), "a digest reached the log");
+    }
+    assert!(
+        !log.contains("Ym9iOmJvYi1wYXNz"),
+        "a Basic credential reached the log"
+    );
+    assert!(
+        !log.to_lowercase().contains("bearer sg_"),
+        "an Authorization value reached the log"
+    );
+}
