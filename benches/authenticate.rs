@@ -119,6 +119,7 @@ fn http(c: &mut Criterion) {
     let mut group = c.benchmark_group("http");
     let dir = tempfile::tempdir().unwrap();
     let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
+        .with_registry(scopegate::ScopeRegistry::of::<DataRead>().unwrap())
         .build()
         .unwrap();
     let token = rt

@@ -46,13 +46,38 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+// The app's scopes, declared once: the guards name the markers, and the registry
+// (what keys may carry, what `GET /token/scopes` lists) is built from them.
 scopegate::scopes! {
+    struct UserInfoRead = "core.user_info.read" {
+        name: "Read your user information",
+        description: "Read your name, email and groups.",
+    };
     /// Read data.
-    struct DataRead = "core.data.read";
+    struct DataRead = "core.data.read" {
+        name: "Read data",
+        description: "Read any data you can see.",
+    };
     /// Write data.
-    struct DataWrite = "core.data.write";
+    struct DataWrite = "core.data.write" {
+        name: "Write data",
+        description: "Create and change data you can write.",
+    };
+    struct DataOwn = "core.data.own" {
+        name: "Data ownership",
+        description: "Delete data and change its permissions.",
+    };
     /// Read system settings (admin-only).
-    struct SettingRead = "core.setting.read";
+    struct SettingRead = "core.setting.read" {
+        name: "Read settings",
+        description: "Read system settings.",
+        admin: true,
+    };
+    struct PluginsRead = "core.plugins.read" {
+        name: "See installed plugins",
+        description: "List installed plugins.",
+        admin: true,
+    };
 }
 
 /// The app's own user type.
@@ -100,35 +125,14 @@ impl UserLoader for Users {
 
 /// Girder's scope catalogue.
 fn girder_scopes() -> Result<ScopeRegistry, scopegate::ScopeError> {
-    let mut scopes = ScopeRegistry::new();
-    scopes
-        .register(
-            "core.user_info.read",
-            "Read your user information",
-            "Read your name, email and groups.",
-        )?
-        .register("core.data.read", "Read data", "Read any data you can see.")?
-        .register(
-            "core.data.write",
-            "Write data",
-            "Create and change data you can write.",
-        )?
-        .register(
-            "core.data.own",
-            "Data ownership",
-            "Delete data and change its permissions.",
-        )?
-        .register_admin(
-            "core.setting.read",
-            "Read settings",
-            "Read system settings.",
-        )?
-        .register_admin(
-            "core.plugins.read",
-            "See installed plugins",
-            "List installed plugins.",
-        )?;
-    Ok(scopes)
+    ScopeRegistry::of::<(
+        UserInfoRead,
+        DataRead,
+        DataWrite,
+        DataOwn,
+        SettingRead,
+        PluginsRead,
+    )>()
 }
 
 /// scopegate over a sled database in `data`, with a moka cache in front.

@@ -330,6 +330,39 @@ impl MissingAuthLayer {
     }
 }
 
+/// A guard requires scopes the app never registered: a bug in the app, refused with
+/// 500 `server_error` (never a pass) and logged with the scopes' names.
+#[derive(Debug, Clone)]
+pub struct UnregisteredScopes {
+    scopes: String,
+}
+
+impl UnregisteredScopes {
+    pub(crate) fn new(scopes: String) -> Self {
+        Self { scopes }
+    }
+
+    /// The unregistered scopes, space-separated.
+    pub fn scopes(&self) -> &str {
+        &self.scopes
+    }
+
+    /// The status of the response.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// The `error` code of the response.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::ServerError
+    }
+
+    /// The message of the response: the scopes are in the server's log, not here.
+    pub fn body_text(&self) -> String {
+        "This route's guard is misconfigured; the server's log names the problem.".to_owned()
+    }
+}
+
 /// Why a scopegate extractor refused a request.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -346,6 +379,8 @@ pub enum AuthRejection {
     TemporarilyUnavailable(TemporarilyUnavailable),
     /// See [`MissingAuthLayer`].
     MissingAuthLayer(MissingAuthLayer),
+    /// See [`UnregisteredScopes`].
+    UnregisteredScopes(UnregisteredScopes),
 }
 
 impl AuthRejection {
@@ -358,6 +393,7 @@ impl AuthRejection {
             AuthRejection::InsufficientScope(r) => r.status(),
             AuthRejection::TemporarilyUnavailable(r) => r.status(),
             AuthRejection::MissingAuthLayer(r) => r.status(),
+            AuthRejection::UnregisteredScopes(r) => r.status(),
         }
     }
 
@@ -370,6 +406,7 @@ impl AuthRejection {
             AuthRejection::InsufficientScope(r) => r.code(),
             AuthRejection::TemporarilyUnavailable(r) => r.code(),
             AuthRejection::MissingAuthLayer(r) => r.code(),
+            AuthRejection::UnregisteredScopes(r) => r.code(),
         }
     }
 
@@ -382,6 +419,7 @@ impl AuthRejection {
             AuthRejection::InsufficientScope(r) => r.body_text(),
             AuthRejection::TemporarilyUnavailable(r) => r.body_text(),
             AuthRejection::MissingAuthLayer(r) => r.body_text(),
+            AuthRejection::UnregisteredScopes(r) => r.body_text(),
         }
     }
 
@@ -393,9 +431,9 @@ impl AuthRejection {
             AuthRejection::InvalidRequest(r) => (&r.realm, None),
             AuthRejection::InvalidToken(r) => (&r.realm, None),
             AuthRejection::InsufficientScope(r) => (&r.realm, r.required.as_deref()),
-            AuthRejection::TemporarilyUnavailable(_) | AuthRejection::MissingAuthLayer(_) => {
-                return None
-            }
+            AuthRejection::TemporarilyUnavailable(_)
+            | AuthRejection::MissingAuthLayer(_)
+            | AuthRejection::UnregisteredScopes(_) => return None,
         };
         let code = self.code();
         Some(Challenge {
@@ -458,7 +496,8 @@ into_composite!(
     InvalidToken,
     InsufficientScope,
     TemporarilyUnavailable,
-    MissingAuthLayer
+    MissingAuthLayer,
+    UnregisteredScopes
 );
 
 /// Gate errors as HTTP responses, for handlers that call [`ScopeGate`](crate::ScopeGate)

@@ -8,6 +8,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::ScopeSet;
+
 const MAX_SCOPE_LEN: usize = 200;
 
 /// One scope id, such as `core.data.read`.
@@ -227,6 +229,49 @@ impl ScopeRegistry {
     fn insert(&mut self, info: ScopeInfo) {
         self.index.insert(info.id.clone(), self.scopes.len());
         self.scopes.push(info);
+    }
+
+    /// A registry of the built-ins plus the scopes the markers of `S` declare (see
+    /// [`scopes!`](crate::scopes)): the one place the app's scopes are written.
+    ///
+    /// ```
+    /// scopegate::scopes! {
+    ///     pub struct DataRead = "core.data.read" { name: "Read data", description: "Read any data you can see." };
+    ///     pub struct SettingRead = "core.setting.read" { name: "Read settings", description: "Read system settings.", admin: true };
+    /// }
+    /// let registry = scopegate::ScopeRegistry::of::<(DataRead, SettingRead)>()?;
+    /// assert!(registry.get("core.setting.read").unwrap().admin_only);
+    /// # Ok::<(), scopegate::ScopeError>(())
+    /// ```
+    pub fn of<S: ScopeSet>() -> Result<Self, ScopeError> {
+        let mut registry = Self::new();
+        S::declare(&mut registry)?;
+        Ok(registry)
+    }
+
+    /// Whether `scope` is registered (the built-ins are).
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.index.contains_key(scope)
+    }
+
+    /// An error listing the scopes of `scopes` that are not registered, sorted,
+    /// once each.
+    pub(crate) fn check_registered<'a>(
+        &self,
+        scopes: impl IntoIterator<Item = &'a Scope>,
+    ) -> Result<(), InvalidScopes> {
+        let unknown: BTreeSet<&str> = scopes
+            .into_iter()
+            .filter(|s| !self.contains(s))
+            .map(Scope::as_str)
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidScopes(
+                unknown.into_iter().map(str::to_owned).collect(),
+            ))
+        }
     }
 
     /// The description of `id`, if registered.

@@ -641,3 +641,65 @@ async fn an_api_key_sent_as_a_bearer_token_is_told_to_exchange_it_without_a_stor
         .await;
     assert_eq!(reply.body["message"], json!("Invalid or expired token."));
 }
+
+scopegate::scopes! {
+    /// A marker whose scope the test app's registry never declares (a typo).
+    struct NeverRegistered = "core.data.reed";
+}
+
+#[tokio::test]
+async fn a_guard_on_a_scope_the_registry_never_declared_is_a_500_never_a_pass() {
+    let app = TestApp::new();
+    let router = Router::new()
+        .route(
+            "/typo",
+            get(|_: scopegate::RequireScope<NeverRegistered>| async { "passed" }),
+        )
+        .route(
+            "/typo_optional",
+            get(|_: Option<scopegate::RequireScope<NeverRegistered>>| async { "passed" }),
+        )
+        .layer(app.state.layer());
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    for path in ["/typo", "/typo_optional"] {
+        for token in [Some(session.as_str()), None] {
+            let reply = send(&router, get_with(path, token)).await;
+            assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(reply.error(), "server_error");
+        }
+    }
+}
+
+#[tokio::test]
+async fn tokens_cannot_carry_scopes_no_registry_declares() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let typo = Scope::new("core.data.reed").unwrap();
+    let err = app
+        .fixture
+        .gate
+        .create_token(NewToken::for_user(bob.clone()).scopes([typo.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "Invalid scopes: core.data.reed.");
+    let issued = app
+        .fixture
+        .gate
+        .create_token(NewToken::for_user(bob).scopes([DATA_READ]))
+        .await
+        .unwrap();
+    assert!(app
+        .fixture
+        .gate
+        .add_token_scopes(&issued.token.id, &[typo])
+        .await
+        .is_err());
+    let token = app
+        .fixture
+        .gate
+        .authenticate(issued.secret.expose())
+        .await
+        .unwrap();
+    assert_eq!(token.scopes().len(), 1, "nothing was added");
+}

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use crate::{
     rejection::{
         AuthRejection, InsufficientScope, InvalidRequest, InvalidToken, MissingCredentials,
-        TemporarilyUnavailable,
+        TemporarilyUnavailable, UnregisteredScopes,
     },
-    Principal, Scope,
+    scope::join_scopes,
+    Principal, Scope, ScopeRegistry,
 };
 
 /// The outcome of authentication, in the request extensions.
@@ -27,6 +28,7 @@ pub struct Authentication {
 pub(crate) struct Context {
     pub(crate) realm: Arc<str>,
     pub(crate) missing: Arc<str>,
+    pub(crate) registry: Arc<ScopeRegistry>,
 }
 
 impl Context {
@@ -112,6 +114,29 @@ impl Authentication {
             Outcome::Missing => Ok(None),
             Outcome::Authenticated(principal) => Ok(Some(principal)),
             Outcome::Refused(refusal) => Err(self.refusal(*refusal)),
+        }
+    }
+
+    /// A 500 if a guard requires scopes the app never registered: a typo in a marker
+    /// must not silently pass (or silently refuse everyone).
+    pub(crate) fn ensure_registered(&self, required: &[Scope]) -> Result<(), AuthRejection> {
+        match self.context.registry.check_registered(required) {
+            Ok(()) => Ok(()),
+            Err(unknown) => {
+                let scopes = join_scopes(
+                    &unknown
+                        .0
+                        .iter()
+                        .filter_map(|s| Scope::new(s.as_str()).ok())
+                        .collect::<Vec<_>>(),
+                );
+                tracing::error!(
+                    %scopes,
+                    "a route guard requires scopes that are not in the gate's registry: \
+                     declare them in the registry (ScopeRegistry::of) or fix the marker"
+                );
+                Err(UnregisteredScopes::new(scopes).into())
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use http::{header, HeaderMap, HeaderName, Uri};
 use subtle::ConstantTimeEq;
 
 use super::authentication::Context;
+use crate::ScopeRegistry;
 
 /// Where the layer looks for a token, in this order. `Authorization: Bearer` is
 /// always read; the others are off unless configured.
@@ -30,7 +31,7 @@ const MALFORMED_VALUE: Malformed = "Malformed token: empty, or a character a tok
 impl TokenSources {
     /// The realm and the "no credentials" message of a state reading from these
     /// sources: the message names each of them.
-    pub(crate) fn context(&self, realm: &str) -> Arc<Context> {
+    pub(crate) fn context(&self, realm: &str, registry: Arc<ScopeRegistry>) -> Arc<Context> {
         let mut places = vec!["`Authorization: Bearer <token>`".to_owned()];
         if let Some(name) = &self.header {
             places.push(format!("the `{name}` header"));
@@ -49,6 +50,7 @@ impl TokenSources {
         Arc::new(Context {
             realm: realm.into(),
             missing: format!("Authentication required: send a token in {list}.").into(),
+            registry,
         })
     }
 

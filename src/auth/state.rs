@@ -75,8 +75,8 @@ impl AuthState {
     pub fn new(gate: ScopeGate) -> Self {
         Self {
             inner: Arc::new(Inner {
+                context: TokenSources::default().context(DEFAULT_REALM, gate.shared_registry()),
                 gate,
-                context: TokenSources::default().context(DEFAULT_REALM),
                 sources: TokenSources::default(),
                 anonymous: None,
             }),
@@ -347,10 +347,11 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         if let Some(clock) = self.clock {
             gate = gate.with_shared_clock(clock);
         }
+        let gate = gate.build()?;
         Ok(AuthState {
             inner: Arc::new(Inner {
-                gate: gate.build()?,
-                context: sources.context(&self.realm),
+                context: sources.context(&self.realm, gate.shared_registry()),
+                gate,
                 sources,
                 anonymous,
             }),

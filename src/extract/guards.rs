@@ -60,6 +60,7 @@ macro_rules! guard {
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
                 let auth = authentication(parts)?;
+                auth.ensure_registered(&$s::scopes())?;
                 let principal = auth.require()?;
                 <Self as Check>::check(auth, principal)?;
                 Ok(Self { principal: principal.clone(), _scopes: PhantomData })
@@ -76,6 +77,7 @@ macro_rules! guard {
                 _state: &St,
             ) -> Result<Option<Self>, Self::Rejection> {
                 let auth = authentication(parts)?;
+                auth.ensure_registered(&$s::scopes())?;
                 let Some(principal) = auth.optional()? else {
                     return Ok(None);
                 };

@@ -1,6 +1,6 @@
 //! [`ScopeSet`]: scopes named by types, so each route's guard is in its signature.
 
-use crate::Scope;
+use crate::{Scope, ScopeError, ScopeRegistry};
 
 /// Scopes known at compile time, for [`RequireScope`](crate::RequireScope) and the
 /// other guards. Declare one marker type per scope with [`scopes!`](crate::scopes);
@@ -9,11 +9,19 @@ use crate::Scope;
 pub trait ScopeSet: Send + Sync + 'static {
     /// The scopes of the set, in declaration order.
     fn scopes() -> Vec<Scope>;
+
+    /// Registers the scopes of the set, with the names and descriptions their
+    /// markers declare ([`ScopeRegistry::of`]).
+    fn declare(registry: &mut ScopeRegistry) -> Result<(), ScopeError>;
 }
 
 impl ScopeSet for () {
     fn scopes() -> Vec<Scope> {
         Vec::new()
+    }
+
+    fn declare(_: &mut ScopeRegistry) -> Result<(), ScopeError> {
+        Ok(())
     }
 }
 
@@ -24,6 +32,11 @@ macro_rules! tuple_scope_set {
                 let mut scopes = Vec::new();
                 $(scopes.extend($t::scopes());)+
                 scopes
+            }
+
+            fn declare(registry: &mut ScopeRegistry) -> Result<(), ScopeError> {
+                $($t::declare(registry)?;)+
+                Ok(())
             }
         }
     };
@@ -38,25 +51,36 @@ tuple_scope_set!(A, B, C, D, E, F);
 tuple_scope_set!(A, B, C, D, E, F, G);
 tuple_scope_set!(A, B, C, D, E, F, G, H);
 
-/// Declares scope marker types for the guards.
+/// Declares the app's scopes, once: one marker type per scope, for the guards
+/// (`RequireScope<DataRead>`) and for the registry
+/// ([`ScopeRegistry::of::<(DataRead, …)>()`](crate::ScopeRegistry::of)).
 ///
 /// Each marker gets a `SCOPE` constant and implements [`ScopeSet`]. An invalid id
-/// is a compile error where the marker is used.
+/// is a compile error where the marker is used. `name` and `description` are what
+/// `GET /token/scopes` shows (the id and nothing when left out); `admin: true`
+/// makes the scope one only admins may put on a key.
 ///
 /// ```
 /// scopegate::scopes! {
 ///     /// Read data.
-///     pub struct DataRead = "core.data.read";
+///     pub struct DataRead = "core.data.read" { name: "Read data", description: "Read any data you can see." };
 ///     /// Write data.
-///     pub struct DataWrite = "core.data.write";
+///     pub struct DataWrite = "core.data.write" { name: "Write data", description: "Create and change data." };
+///     /// Read settings (admins).
+///     pub struct SettingRead = "core.setting.read" { name: "Read settings", description: "Read system settings.", admin: true };
 /// }
 /// use scopegate::ScopeSet;
 /// assert_eq!(DataRead::SCOPE.as_str(), "core.data.read");
 /// assert_eq!(<(DataRead, DataWrite)>::scopes().len(), 2);
+/// let registry = scopegate::ScopeRegistry::of::<(DataRead, DataWrite, SettingRead)>()?;
+/// assert_eq!(registry.admin_custom().count(), 1);
+/// # Ok::<(), scopegate::ScopeError>(())
 /// ```
 #[macro_export]
 macro_rules! scopes {
-    ($($(#[$meta:meta])* $vis:vis struct $name:ident = $id:literal;)+) => {$(
+    ($($(#[$meta:meta])* $vis:vis struct $name:ident = $id:literal
+        $({ name: $title:literal, description: $description:literal $(, admin: $admin:literal)? $(,)? })?;
+    )+) => {$(
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
         $vis struct $name;
@@ -70,6 +94,24 @@ macro_rules! scopes {
         impl $crate::ScopeSet for $name {
             fn scopes() -> ::std::vec::Vec<$crate::Scope> {
                 ::std::vec![Self::SCOPE]
+            }
+
+            fn declare(
+                registry: &mut $crate::ScopeRegistry,
+            ) -> ::std::result::Result<(), $crate::ScopeError> {
+                #[allow(unused_mut, unused_assignments)]
+                let (mut title, mut description, mut admin) = ($id, "", false);
+                $(
+                    title = $title;
+                    description = $description;
+                    $(admin = $admin;)?
+                )?
+                if admin {
+                    registry.register_admin($id, title, description)?;
+                } else {
+                    registry.register($id, title, description)?;
+                }
+                ::std::result::Result::Ok(())
             }
         }
     )+};

@@ -108,6 +108,10 @@ impl ScopeGate {
         &self.shared.registry
     }
 
+    pub(crate) fn shared_registry(&self) -> Arc<ScopeRegistry> {
+        self.shared.registry.clone()
+    }
+
     /// The store behind the gate.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.shared.store

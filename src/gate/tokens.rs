@@ -84,6 +84,8 @@ impl ScopeGate {
         if scopes.is_empty() {
             return Err(Error::invalid("A token needs at least one scope."));
         }
+        // A scope no registry declares is a typo: it would never pass a guard.
+        self.shared.registry.check_registered(&scopes)?;
         if let Some(user) = &new.user {
             if self.load_active_user(user).await?.is_none() {
                 return Err(Error::invalid("Unknown or inactive user."));
@@ -161,6 +163,7 @@ impl ScopeGate {
 
     /// Adds scopes to a live token, durably (Girder's `addScope`).
     pub async fn add_token_scopes(&self, id: &TokenId, scopes: &[Scope]) -> Result<Token, Error> {
+        self.shared.registry.check_registered(scopes)?;
         if self.token(id).await?.is_none() {
             return Err(Error::NotFound("Token"));
         }
