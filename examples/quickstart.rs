@@ -273,7 +273,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// `GET /me`: needs a full session.
 async fn me(user: CurrentUser) -> Json<Value> {
-    let name = user.get::<User>().map_or("?", |u| u.name);
+    let name = user.get::<User>().name;
     Json(json!({ "id": user.id(), "name": name, "admin": user.is_admin() }))
 }
 

@@ -56,6 +56,8 @@ pub struct LoadedUser {
     id: UserId,
     admin: bool,
     value: Arc<dyn Any + Send + Sync>,
+    /// The loader's user type, to name it when asked for another.
+    type_name: &'static str,
 }
 
 impl LoadedUser {
@@ -69,8 +71,23 @@ impl LoadedUser {
         self.admin
     }
 
-    /// The app's user value, if `U` is the loader's user type.
-    pub fn get<U: 'static>(&self) -> Option<&U> {
+    /// The app's user value: `U` is the [`UserLoader::User`] type.
+    ///
+    /// # Panics
+    /// If `U` is another type: a bug in the app, named in the message with both
+    /// types, rather than a quiet `None` that reads as "no user".
+    pub fn get<U: 'static>(&self) -> &U {
+        self.try_get().unwrap_or_else(|| {
+            panic!(
+                "asked for the user as `{}`, but the UserLoader's user type is `{}`",
+                std::any::type_name::<U>(),
+                self.type_name
+            )
+        })
+    }
+
+    /// The app's user value, or `None` if `U` is not the loader's user type.
+    pub fn try_get<U: 'static>(&self) -> Option<&U> {
         self.value.downcast_ref()
     }
 }
@@ -104,6 +121,7 @@ impl<L: UserLoader> DynUserLoader for L {
             id: id.clone(),
             admin: user.is_admin(),
             value: Arc::new(user),
+            type_name: std::any::type_name::<L::User>(),
         }))
     }
 }

@@ -703,3 +703,25 @@ async fn tokens_cannot_carry_scopes_no_registry_declares() {
         .unwrap();
     assert_eq!(token.scopes().len(), 1, "nothing was added");
 }
+
+#[tokio::test]
+async fn asking_for_the_user_as_the_wrong_type_fails_loudly_naming_both_types() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let user = app
+        .fixture
+        .gate
+        .load_active_user(&bob)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!user.get::<common::TestUser>().admin);
+    assert!(user.try_get::<String>().is_none());
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        user.get::<String>().len();
+    }))
+    .unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("alloc::string::String"), "{message}");
+    assert!(message.contains("TestUser"), "{message}");
+}

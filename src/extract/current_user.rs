@@ -39,9 +39,19 @@ impl CurrentUser {
         self.user().is_admin()
     }
 
-    /// The app's own user value, if `U` is the loader's user type.
-    pub fn get<U: 'static>(&self) -> Option<&U> {
+    /// The app's own user value: `U` is the [`UserLoader::User`](crate::UserLoader::User)
+    /// type.
+    ///
+    /// # Panics
+    /// If `U` is another type, with both types in the message (a bug in the app,
+    /// not a missing user). [`CurrentUser::try_get`] returns `None` instead.
+    pub fn get<U: 'static>(&self) -> &U {
         self.user().get()
+    }
+
+    /// The app's own user value, or `None` if `U` is not the loader's user type.
+    pub fn try_get<U: 'static>(&self) -> Option<&U> {
+        self.user().try_get()
     }
 
     /// The token the request came with.
