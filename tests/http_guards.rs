@@ -718,7 +718,7 @@ async fn asking_for_the_user_as_the_wrong_type_fails_loudly_naming_both_types() 
     assert!(!user.get::<common::TestUser>().admin);
     assert!(user.try_get::<String>().is_none());
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        user.get::<String>().len();
+        let _ = user.get::<String>();
     }))
     .unwrap_err();
     let message = panic.downcast_ref::<String>().unwrap();
