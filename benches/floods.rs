@@ -31,10 +31,10 @@ use chrono::{DateTime, Utc};
 use common::{runtime, scratch_dir, Users};
 use scopegate::{
     async_trait,
-    store::{KeyDisposal, Purged},
-    AnonymousSessions, ApiKey, ApiKeyId, AuthState, CacheConfig, CachingStore, KeyChange, NewToken,
-    Page, Scope, ScopeGate, SecretCodec, SecretDigest, SecretKind, SledStore, StoreError, Token,
-    TokenId, TokenStore, UserId,
+    secret::{SecretCodec, SecretDigest, SecretKind},
+    store::{KeyChange, KeyDisposal, Purged},
+    AnonymousSessions, ApiKey, ApiKeyId, AuthState, CacheConfig, CachingStore, NewToken, Page,
+    Scope, ScopeGate, SledStore, StoreError, Token, TokenId, TokenStore, UserId,
 };
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::ServiceExt;

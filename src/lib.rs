@@ -1,25 +1,6 @@
-//! Token and API-key authentication for Tower and Axum services.
-//!
-//! scopegate issues short-lived bearer **tokens** and long-lived, named, scoped
-//! **API keys**, stores them in **sled** behind a **moka** cache, and checks
-//! **scopes** from a registry the app declares. It follows the model of the Girder
-//! data platform (key → token exchange with a capped duration, admin-only scopes,
-//! revocation by deactivation) and fixes what Girder got wrong:
-//!
-//! - secrets are `{prefix}_{kind}_{body}{check}` strings of ≥ 256 CSPRNG bits, checked
-//!   by CRC32 before any store access, stored only as SHA-256 digests (optionally
-//!   peppered), compared in constant time, and printed as `[redacted]`;
-//! - expiry is enforced on every read, not only by a cleanup job;
-//! - revocation is immediate, even for cached tokens, and durable before it returns.
-//!
-//! For an HTTP app, build an [`AuthState`] over a [`SledStore`] and the app's
-//! [`UserLoader`], wrap the router in its [`AuthLayer`], guard routes with the
-//! extractors ([`RequireScope`], [`RequireAnyScope`], [`RequireScopeStrict`],
-//! [`RequireAdmin`], [`CurrentUser`], [`Principal`]) and merge [`router()`] for the
-//! API-key and token routes; failures answer as in [`rejection`]. The
-//! [`ScopeGate`] behind it (`state.gate()`) issues and revokes credentials from the
-//! app's own code, and works without HTTP too.
-
+// The crate's front page is the README: the drop-in example, the guards, the
+// errors, the routes, storage; its Rust examples compile as doctests.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 mod api_key;
@@ -33,7 +14,7 @@ mod principal;
 pub mod rejection;
 mod router;
 mod scope;
-mod secret;
+pub mod secret;
 pub mod store;
 mod sweeper;
 mod token;
@@ -44,8 +25,12 @@ pub use async_trait::async_trait;
 #[cfg(feature = "postgres")]
 pub use crate::store::{PgConfig, PgStore};
 
+// Types for store implementors are public under `store` and `secret`, not at the
+// root, which holds what an app uses; the crate's own code still names KeyChange from here.
+pub(crate) use crate::api_key::KeyChange;
+
 pub use crate::{
-    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey, RetiredSecret, TokenFate},
+    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, NewApiKey},
     auth::{
         AnonymousSessions, AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication,
         ResponseFuture, DEFAULT_REALM,
@@ -64,7 +49,7 @@ pub use crate::{
     rejection::AuthRejection,
     router::{api_key_router, router, session_router, token_router, AuthTokenResponse},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
-    secret::{MalformedSecret, Secret, SecretCodec, SecretDigest, SecretKind},
+    secret::Secret,
     store::{
         error_chain, CacheConfig, CacheStats, CachingStore, Page, SledStore, StoreError,
         StoreErrorKind, StoreHealth, TokenStore,
@@ -73,8 +58,3 @@ pub use crate::{
     token::{has_scope, IssuedToken, MissingScopes, Token},
     user::{AuthUser, BoxError, LoadedUser, UserLoader},
 };
-
-/// Compiles the README's example as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;

@@ -9,8 +9,9 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use common::{girder_scopes, Instrumented, Users};
 use scopegate::{
-    CacheConfig, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SecretCodec, SecretKind,
-    SledStore, Token, TokenId, TokenRequest, TokenStore,
+    secret::{SecretCodec, SecretKind},
+    CacheConfig, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SledStore, Token, TokenId,
+    TokenRequest, TokenStore,
 };
 
 /// A gate over a cache over an instrumented sled store: its probe counts the store reads the cache let through.

@@ -11,7 +11,10 @@ use std::{
 
 use axum::http::{header, Method, Request, StatusCode};
 use common::app::{get_with, request, TestApp};
-use scopegate::{NewApiKey, SecretCodec, SecretKind};
+use scopegate::{
+    secret::{SecretCodec, SecretKind},
+    NewApiKey,
+};
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
 

@@ -24,7 +24,8 @@ pub use self::{
     health::StoreHealth,
     sled::SledStore,
 };
-use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+pub use crate::api_key::{KeyChange, RetiredSecret, TokenFate};
+use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
 
 /// The most records one listing returns.
 pub const MAX_PAGE: usize = 1000;

@@ -10,9 +10,9 @@ use std::sync::{
 use chrono::{DateTime, Utc};
 use scopegate::{
     async_trait,
-    store::{KeyDisposal, Purged},
-    ApiKey, ApiKeyId, KeyChange, Page, Scope, SecretDigest, StoreError, StoreErrorKind, Token,
-    TokenId, TokenStore, UserId,
+    secret::SecretDigest,
+    store::{KeyChange, KeyDisposal, Purged},
+    ApiKey, ApiKeyId, Page, Scope, StoreError, StoreErrorKind, Token, TokenId, TokenStore, UserId,
 };
 
 #[derive(Clone, Default)]

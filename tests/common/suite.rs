@@ -12,8 +12,9 @@ macro_rules! conformance_tests {
 
             use chrono::TimeDelta;
             use scopegate::{
+                secret::{SecretCodec, SecretKind},
                 ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, Page, Scope,
-                SecretCodec, SecretKind, TokenRequest,
+                TokenRequest,
             };
 
             use $crate::common::Fixture;

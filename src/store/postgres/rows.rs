@@ -7,8 +7,8 @@ use sqlx::{postgres::PgRow, Row};
 use super::errors::corrupt;
 use crate::{
     secret::SecretDigest,
-    store::{StoreError, StoreErrorKind},
-    ApiKey, ApiKeyId, RetiredSecret, Scope, Token, TokenId, UserId,
+    store::{RetiredSecret, StoreError, StoreErrorKind},
+    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
 };
 
 /// The columns [`token`] decodes, in any `SELECT` or `RETURNING` of tokens.
