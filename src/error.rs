@@ -45,6 +45,8 @@ impl Error {
 
     /// Logs a failure that refused a request with 503. A store that stopped
     /// serving logged that once already, so its refusals are only `debug`.
+    // Used by the HTTP parts only.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn log_refusal(&self, what: &str) {
         let chain = error_chain(self);
         match self {

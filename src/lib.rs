@@ -4,16 +4,21 @@
 #![forbid(unsafe_code)]
 
 mod api_key;
+#[cfg(feature = "axum")]
 mod auth;
 mod clock;
 mod error;
+#[cfg(feature = "axum")]
 mod extract;
 mod gate;
 mod ids;
 mod principal;
+#[cfg(feature = "axum")]
 pub mod rejection;
+#[cfg(feature = "router")]
 mod router;
 mod scope;
+mod scope_set;
 pub mod secret;
 pub mod store;
 mod sweeper;
@@ -29,32 +34,45 @@ pub use crate::store::{PgConfig, PgStore};
 // root, which holds what an app uses; the crate's own code still names KeyChange from here.
 pub(crate) use crate::api_key::KeyChange;
 
+// The core: the gate, its records and stores, with no HTTP in them.
 pub use crate::{
     api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, NewApiKey},
-    auth::{
-        AnonymousSessions, AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication,
-        ResponseFuture, DEFAULT_REALM,
-    },
     clock::{Clock, ManualClock, SystemClock},
     error::{ConfigError, Error, InvalidTokenReason},
-    extract::{
-        guard, CurrentUser, Guarded, RequireAdmin, RequireAnyScope, RequireScope,
-        RequireScopeStrict, ScopeSet,
-    },
     gate::{
         NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS, MIN_DAYS,
     },
     ids::{ApiKeyId, TokenId, UserId},
     principal::Principal,
-    rejection::AuthRejection,
-    router::{api_key_router, router, session_router, token_router, AuthTokenResponse},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
+    scope_set::ScopeSet,
     secret::Secret,
     store::{
-        error_chain, CacheConfig, CacheStats, CachingStore, Page, SledStore, StoreError,
-        StoreErrorKind, StoreHealth, TokenStore,
+        error_chain, CacheConfig, CacheStats, CachingStore, Page, StoreError, StoreErrorKind,
+        StoreHealth, TokenStore,
     },
     sweeper::Sweeper,
     token::{has_scope, IssuedToken, MissingScopes, Token},
     user::{AuthUser, BoxError, LoadedUser, UserLoader},
 };
+
+#[cfg(feature = "sled")]
+pub use crate::store::SledStore;
+
+// The Tower layer and the extractors (feature `axum`).
+#[cfg(feature = "axum")]
+pub use crate::{
+    auth::{
+        AnonymousSessions, AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication,
+        ResponseFuture, DEFAULT_REALM,
+    },
+    extract::{
+        guard, CurrentUser, Guarded, RequireAdmin, RequireAnyScope, RequireScope,
+        RequireScopeStrict,
+    },
+    rejection::AuthRejection,
+};
+
+// The API-key and token routes (feature `router`).
+#[cfg(feature = "router")]
+pub use crate::router::{api_key_router, router, session_router, token_router, AuthTokenResponse};

@@ -116,6 +116,7 @@ fn error_response(
 }
 
 /// A 429 `too_many_requests` with `Retry-After` in whole seconds (at least 1).
+#[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
 pub(crate) fn too_many_requests(message: &str, retry_after: std::time::Duration) -> Response {
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -131,11 +132,13 @@ pub(crate) fn too_many_requests(message: &str, retry_after: std::time::Duration)
 }
 
 /// A 400 `invalid_request` for bad input outside authentication (no challenge).
+#[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
 pub(crate) fn invalid_input(message: &str) -> Response {
     input_error(StatusCode::BAD_REQUEST, message)
 }
 
 /// An `invalid_request` with another 4xx status, such as 413 for a body too large.
+#[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
 pub(crate) fn input_error(status: StatusCode, message: &str) -> Response {
     error_response(status, ErrorCode::InvalidRequest, message, None)
 }

@@ -1,5 +1,8 @@
 //! [`AnonymousSessions`]: anonymous tokens from `GET /token/session`, off unless
 //! turned on, short-lived, and bounded in number.
+// The limiter serves the `/token/session` route: without the router it is kept
+// only as configuration.
+#![cfg_attr(not(feature = "router"), allow(dead_code))]
 
 use std::{
     collections::VecDeque,

@@ -108,11 +108,13 @@ impl AuthState {
     }
 
     /// The 401 for a request without credentials, naming where they are read from.
+    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
     pub(crate) fn missing_credentials(&self) -> AuthRejection {
         self.inner.context.missing_credentials()
     }
 
     /// The anonymous-session window, if anonymous sessions are on.
+    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
     pub(crate) fn anonymous_sessions(&self) -> Option<&AnonymousLimiter> {
         self.inner.anonymous.as_ref()
     }

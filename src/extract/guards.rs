@@ -6,7 +6,8 @@ use std::{fmt, marker::PhantomData, ops::Deref};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use super::{authentication, ScopeSet};
+use super::authentication;
+use crate::ScopeSet;
 use crate::{rejection::AuthRejection, scope::join_scopes, Authentication, Principal};
 
 /// How a guard judges a live token.

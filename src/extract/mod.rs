@@ -19,7 +19,6 @@
 mod current_user;
 mod guards;
 mod principal;
-mod scope_set;
 
 use std::marker::PhantomData;
 
@@ -32,7 +31,6 @@ use http::request::Parts;
 pub use self::{
     current_user::CurrentUser,
     guards::{RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict},
-    scope_set::ScopeSet,
 };
 #[cfg(doc)]
 use crate::Principal;

@@ -108,6 +108,8 @@ impl ScopeGate {
         &self.shared.registry
     }
 
+    // Used by the HTTP parts only.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn shared_registry(&self) -> Arc<ScopeRegistry> {
         self.shared.registry.clone()
     }
@@ -202,6 +204,8 @@ impl ScopeGateBuilder {
         self
     }
 
+    // Used by the HTTP parts only.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn with_shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

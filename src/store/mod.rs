@@ -10,6 +10,7 @@ mod error;
 mod health;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sled")]
 mod sled;
 
 use async_trait::async_trait;
@@ -17,12 +18,13 @@ use chrono::{DateTime, Utc};
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
+#[cfg(feature = "sled")]
+pub use self::sled::SledStore;
 pub use self::{
     caching::{CacheConfig, CacheStats, CachingStore, InvalidationFeed, InvalidationSink},
     copy::{copy_records, CopyReport},
     error::{error_chain, StoreError, StoreErrorKind},
     health::StoreHealth,
-    sled::SledStore,
 };
 pub use crate::api_key::{KeyChange, RetiredSecret, TokenFate};
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
