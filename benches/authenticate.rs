@@ -81,9 +81,12 @@ fn purge(c: &mut Criterion) {
         let gate = gate(SledStore::open(dir.path()).unwrap(), clock.clone());
         rt.block_on(async {
             for _ in 0..live {
-                gate.create_token(NewToken::for_user("live".into()).days(3000.0))
-                    .await
-                    .unwrap();
+                gate.create_token(
+                    NewToken::for_user("live".into())
+                        .lifetime(std::time::Duration::from_secs_f64(3000.0 * 86_400.0)),
+                )
+                .await
+                .unwrap();
             }
         });
         group.bench_function(format!("live_{live}"), |b| {
@@ -92,9 +95,12 @@ fn purge(c: &mut Criterion) {
                 for _ in 0..iters {
                     rt.block_on(async {
                         for _ in 0..EXPIRED {
-                            gate.create_token(NewToken::for_user("gone".into()).days(0.001))
-                                .await
-                                .unwrap();
+                            gate.create_token(
+                                NewToken::for_user("gone".into())
+                                    .lifetime(std::time::Duration::from_secs_f64(0.001 * 86_400.0)),
+                            )
+                            .await
+                            .unwrap();
                         }
                         clock.advance(TimeDelta::minutes(2));
                         let start = Instant::now();

@@ -76,7 +76,11 @@ impl ApiKey {
 ///
 /// ```
 /// use scopegate::NewApiKey;
-/// let key = NewApiKey::new("ci upload").scope(["core.data.write"]).token_duration(1.0);
+/// use std::time::Duration;
+/// let key = NewApiKey::new("ci upload")
+///     .scope(["core.data.write"])
+///     .token_lifetime(Duration::from_secs(3600))
+///     .expires_in(Duration::from_secs(90 * 86_400));
 /// # let _ = key;
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -88,13 +92,15 @@ pub struct NewApiKey {
     /// Scope ids, or `None` for full access.
     #[serde(default)]
     pub scope: Option<Vec<String>>,
-    /// Cap on minted tokens' lifetime in days; > 0.
+    /// Cap on minted tokens' lifetime, in days as the JSON body carries it (set it
+    /// from Rust with [`NewApiKey::token_lifetime`]).
     #[serde(default)]
     pub token_duration: Option<f64>,
     /// Whether the key starts active (default `true`).
     #[serde(default = "default_active")]
     pub active: bool,
-    /// Lifetime of the key itself in days; `None`: it does not expire.
+    /// Lifetime of the key itself, in days as the JSON body carries it; `None`: it
+    /// does not expire (set it from Rust with [`NewApiKey::expires_in`]).
     #[serde(default)]
     pub expires_in_days: Option<f64>,
 }
@@ -122,10 +128,10 @@ impl NewApiKey {
         self
     }
 
-    /// Caps minted tokens at `days`.
+    /// Caps the lifetime of the tokens the key mints.
     #[must_use]
-    pub fn token_duration(mut self, days: f64) -> Self {
-        self.token_duration = Some(days);
+    pub fn token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.token_duration = Some(crate::gate::as_days(lifetime));
         self
     }
 
@@ -136,10 +142,10 @@ impl NewApiKey {
         self
     }
 
-    /// Makes the key expire `days` from now.
+    /// Makes the key expire `lifetime` from now.
     #[must_use]
-    pub fn expires_in_days(mut self, days: f64) -> Self {
-        self.expires_in_days = Some(days);
+    pub fn expires_in(mut self, lifetime: std::time::Duration) -> Self {
+        self.expires_in_days = Some(crate::gate::as_days(lifetime));
         self
     }
 }

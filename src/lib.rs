@@ -40,7 +40,8 @@ pub use crate::{
     clock::{Clock, ManualClock, SystemClock},
     error::{ConfigError, Error, InvalidTokenReason},
     gate::{
-        NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME_DAYS, MIN_DAYS,
+        NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_TOKEN_LIFETIME, MAX_LIFETIME,
+        MIN_LIFETIME,
     },
     ids::{ApiKeyId, TokenId, UserId},
     principal::Principal,

@@ -188,7 +188,12 @@ async fn a_route_layer_guard_protects_a_whole_router_and_lets_current_user_throu
 async fn tokens_that_are_not_live_all_get_the_same_401_invalid_token() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
-    let expired = app.token(NewToken::for_user(bob.clone()).days(0.01)).await;
+    let expired = app
+        .token(
+            NewToken::for_user(bob.clone())
+                .lifetime(std::time::Duration::from_secs_f64(0.01 * 86_400.0)),
+        )
+        .await;
     let revoked = app.session(&bob).await;
     let principal = app.fixture.gate.authenticate(&revoked).await.unwrap();
     app.fixture

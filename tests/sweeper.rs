@@ -20,11 +20,13 @@ async fn sweeper_purges_expired_tokens_in_the_background_and_stops_on_shutdown()
         .build()
         .unwrap();
     let short = gate
-        .create_token(NewToken::for_user(bob.clone()).days(1.0))
+        .create_token(
+            NewToken::for_user(bob.clone()).lifetime(Duration::from_secs_f64(1.0 * 86_400.0)),
+        )
         .await
         .unwrap();
     let long = gate
-        .create_token(NewToken::for_user(bob).days(10.0))
+        .create_token(NewToken::for_user(bob).lifetime(Duration::from_secs_f64(10.0 * 86_400.0)))
         .await
         .unwrap();
     clock.advance(TimeDelta::days(2));

@@ -64,13 +64,13 @@ impl AnonymousSessions {
         self
     }
 
-    /// The lifetime in days, as tokens are created with.
-    pub(crate) fn lifetime_days(&self) -> f64 {
-        self.lifetime.as_secs_f64() / 86_400.0
+    /// The lifetime of each anonymous token.
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.lifetime
     }
 
     pub(crate) fn validate(self) -> Result<Self, ConfigError> {
-        match limits::days(self.lifetime_days()) {
+        match limits::days(limits::as_days(self.lifetime)) {
             Some(_) if self.max_live > 0 => Ok(self),
             _ => Err(ConfigError::InvalidAnonymousSessions),
         }

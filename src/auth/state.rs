@@ -60,7 +60,7 @@ impl AuthState {
             registry: None,
             prefix: None,
             pepper: None,
-            lifetime_days: None,
+            lifetime: None,
             clock: None,
             realm: DEFAULT_REALM.to_owned(),
             header: None,
@@ -202,7 +202,7 @@ pub struct AuthStateBuilder<T> {
     registry: Option<ScopeRegistry>,
     prefix: Option<String>,
     pepper: Option<Vec<u8>>,
-    lifetime_days: Option<f64>,
+    lifetime: Option<std::time::Duration>,
     clock: Option<Arc<dyn Clock>>,
     realm: String,
     header: Option<String>,
@@ -302,10 +302,10 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
-    /// The default token lifetime in days. See
-    /// [`ScopeGateBuilder::with_default_token_lifetime_days`](crate::ScopeGateBuilder::with_default_token_lifetime_days).
-    pub fn with_default_token_lifetime_days(mut self, days: f64) -> Self {
-        self.lifetime_days = Some(days);
+    /// The default token lifetime. See
+    /// [`ScopeGateBuilder::with_default_token_lifetime`](crate::ScopeGateBuilder::with_default_token_lifetime).
+    pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.lifetime = Some(lifetime);
         self
     }
 
@@ -343,8 +343,8 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         if let Some(pepper) = self.pepper {
             gate = gate.with_pepper(pepper);
         }
-        if let Some(days) = self.lifetime_days {
-            gate = gate.with_default_token_lifetime_days(days);
+        if let Some(lifetime) = self.lifetime {
+            gate = gate.with_default_token_lifetime(lifetime);
         }
         if let Some(clock) = self.clock {
             gate = gate.with_shared_clock(clock);

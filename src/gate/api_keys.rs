@@ -18,7 +18,9 @@ const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[non_exhaustive]
 pub struct TokenRequest {
-    /// Days, in (0, 3650]; capped at the key's `token_duration` (or the default lifetime).
+    /// Days, as the JSON body carries it (from Rust: [`TokenRequest::lifetime`]), from
+    /// one second to 3650 days; capped at the key's `token_duration` (or the default
+    /// lifetime).
     #[serde(default)]
     pub duration: Option<f64>,
     /// A subset of the key's scopes; never more.
@@ -32,10 +34,10 @@ impl TokenRequest {
         Self::default()
     }
 
-    /// Asks for a token lasting `days` (capped at the key's `token_duration`).
+    /// Asks for a token lasting `lifetime` (capped at the key's token lifetime).
     #[must_use]
-    pub fn duration_days(mut self, days: f64) -> Self {
-        self.duration = Some(days);
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.duration = Some(limits::as_days(lifetime));
         self
     }
 

@@ -1,5 +1,7 @@
 //! Validation of user-supplied names and durations, with the messages callers see.
 
+use std::time::Duration;
+
 use crate::Error;
 
 /// The longest any duration may be: ten years, in days. Beyond it, dates overflow
@@ -7,7 +9,16 @@ use crate::Error;
 pub(super) const MAX_DAYS: f64 = 3650.0;
 /// The shortest any duration may be, in days: one second. Shorter ones would round
 /// to a token that has expired before anyone can use it.
-pub const MIN_DAYS: f64 = 1.0 / 86_400.0;
+pub(crate) const MIN_DAYS: f64 = 1.0 / 86_400.0;
+/// The shortest lifetime of any token or key: one second.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
+/// The longest: 3650 days.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
+
+/// A Rust-API duration in the days the records and the HTTP API use.
+pub(crate) fn as_days(duration: Duration) -> f64 {
+    duration.as_secs_f64() / 86_400.0
+}
 const MAX_NAME_CHARS: usize = 255;
 
 /// `value` if it is a finite number of days from [`MIN_DAYS`] to [`MAX_DAYS`],

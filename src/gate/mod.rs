@@ -8,7 +8,12 @@ use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-pub use self::{api_keys::TokenRequest, limits::MIN_DAYS, tokens::NewToken};
+pub(crate) use self::limits::as_days;
+pub use self::{
+    api_keys::TokenRequest,
+    limits::{MAX_LIFETIME, MIN_LIFETIME},
+    tokens::NewToken,
+};
 use crate::{
     clock::{Clock, SystemClock},
     error::ConfigError,
@@ -20,7 +25,8 @@ use crate::{
 
 /// Girder kept tokens for 180 days. Ours default to one day: a token is a
 /// short-lived credential, and API keys mint new ones on demand.
-pub const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
+pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
+const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
 
 /// Issues, checks and revokes tokens and API keys.
 ///
@@ -126,9 +132,9 @@ impl ScopeGate {
         self.shared.store.health().await
     }
 
-    /// The default token lifetime in days.
-    pub fn token_lifetime_days(&self) -> f64 {
-        self.shared.token_lifetime_days
+    /// The default token lifetime.
+    pub fn token_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.shared.token_lifetime_days * 86_400.0)
     }
 
     /// Now, to the microsecond: every instant the gate stores has the precision of
@@ -191,10 +197,11 @@ impl ScopeGateBuilder {
     }
 
     /// Lifetime of tokens when nothing shorter is asked for, and the cap of
-    /// exchanges from keys without a `token_duration`. Days, from one second
-    /// ([`MIN_DAYS`](crate::MIN_DAYS)) to 3650.
-    pub fn with_default_token_lifetime_days(mut self, days: f64) -> Self {
-        self.token_lifetime_days = days;
+    /// exchanges from keys without a `token_duration`: from
+    /// [`MIN_LIFETIME`](crate::MIN_LIFETIME) to [`MAX_LIFETIME`](crate::MAX_LIFETIME)
+    /// (default [`DEFAULT_TOKEN_LIFETIME`]).
+    pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.token_lifetime_days = limits::as_days(lifetime);
         self
     }
 

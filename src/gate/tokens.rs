@@ -20,7 +20,9 @@ const MAX_PURGE_BATCHES: usize = 1000;
 /// ```
 /// use scopegate::{NewToken, Scope};
 /// let session = NewToken::for_user("alice".into());
-/// let upload = NewToken::anonymous().scopes([Scope::from_static("upload")]).days(0.1);
+/// let upload = NewToken::anonymous()
+///     .scopes([Scope::from_static("upload")])
+///     .lifetime(std::time::Duration::from_secs(15 * 60));
 /// # let _ = (session, upload);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -56,10 +58,11 @@ impl NewToken {
         self
     }
 
-    /// Lifetime in days instead of the gate's default.
+    /// Lifetime instead of the gate's default, from
+    /// [`MIN_LIFETIME`](crate::MIN_LIFETIME) to [`MAX_LIFETIME`](crate::MAX_LIFETIME).
     #[must_use]
-    pub fn days(mut self, days: f64) -> Self {
-        self.days = Some(days);
+    pub fn lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.days = Some(limits::as_days(lifetime));
         self
     }
 }
@@ -69,7 +72,7 @@ impl ScopeGate {
     #[tracing::instrument(skip_all)]
     pub async fn create_token(&self, new: NewToken) -> Result<IssuedToken, Error> {
         let days = match new.days {
-            Some(days) => limits::duration_field("days", days)?,
+            Some(days) => limits::duration_field("lifetime", days)?,
             None => self.shared.token_lifetime_days,
         };
         let default_scope = match new.user {

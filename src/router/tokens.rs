@@ -38,10 +38,10 @@ pub(super) async fn session(
         let message = "Too many anonymous sessions; try again later or log in.";
         return Err(too_many_requests(message, retry_after).into());
     }
-    let lifetime = anonymous.config().lifetime_days();
+    let lifetime = anonymous.config().lifetime();
     let issued = auth
         .gate()
-        .create_token(NewToken::anonymous().days(lifetime))
+        .create_token(NewToken::anonymous().lifetime(lifetime))
         .await?;
     Ok(with_secret(
         StatusCode::OK,

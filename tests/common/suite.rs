@@ -31,6 +31,13 @@ macro_rules! conformance_tests {
                 token.expires - token.created
             }
 
+            /// A key as the JSON body of `POST /api_key` may describe it.
+            fn wire_key(edit: impl FnOnce(&mut NewApiKey)) -> NewApiKey {
+                let mut key = NewApiKey::new("k");
+                edit(&mut key);
+                key
+            }
+
             fn request(duration: Option<f64>, scope: Option<&[&str]>) -> TokenRequest {
                 let mut request = TokenRequest::new();
                 request.duration = duration;
@@ -80,7 +87,12 @@ macro_rules! conformance_tests {
             async fn requested_duration_is_capped_by_the_keys_token_duration() {
                 let f = fixture().await;
                 let bob = f.user("bob");
-                let key = f.key(&bob, NewApiKey::new("k").token_duration(2.0)).await;
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k").token_lifetime(Duration::from_secs_f64(2.0 * 86_400.0)),
+                    )
+                    .await;
                 let secret = key.secret.expose();
                 let above = f
                     .gate
@@ -123,8 +135,7 @@ macro_rules! conformance_tests {
                     .exchange_api_key(key.secret.expose(), request(Some(365.0), None))
                     .await
                     .unwrap();
-                let default =
-                    TimeDelta::milliseconds((f.gate.token_lifetime_days() * 86_400_000.0) as i64);
+                let default = TimeDelta::from_std(f.gate.token_lifetime()).unwrap();
                 assert_eq!(days(&t.token), default);
             }
 
@@ -206,7 +217,7 @@ macro_rules! conformance_tests {
                         &bob,
                         NewApiKey::new("k")
                             .scope(["core.data.read"])
-                            .token_duration(3.0),
+                            .token_lifetime(Duration::from_secs_f64(3.0 * 86_400.0)),
                     )
                     .await;
                 let off = ApiKeyUpdate {
@@ -483,7 +494,10 @@ macro_rules! conformance_tests {
                 let bob = f.user("bob");
                 let t = f
                     .gate
-                    .create_token(NewToken::for_user(bob.clone()).days(1.0))
+                    .create_token(
+                        NewToken::for_user(bob.clone())
+                            .lifetime(Duration::from_secs_f64(1.0 * 86_400.0)),
+                    )
                     .await
                     .unwrap();
                 f.gate.authenticate(t.secret.expose()).await.unwrap();
@@ -507,14 +521,20 @@ macro_rules! conformance_tests {
                 let bob = f.user("bob");
                 let short = f
                     .gate
-                    .create_token(NewToken::for_user(bob.clone()).days(1.0))
+                    .create_token(
+                        NewToken::for_user(bob.clone())
+                            .lifetime(Duration::from_secs_f64(1.0 * 86_400.0)),
+                    )
                     .await
                     .unwrap();
                 let mut long = Vec::new();
                 for _ in 0..20 {
                     long.push(
                         f.gate
-                            .create_token(NewToken::for_user(bob.clone()).days(30.0))
+                            .create_token(
+                                NewToken::for_user(bob.clone())
+                                    .lifetime(Duration::from_secs_f64(30.0 * 86_400.0)),
+                            )
                             .await
                             .unwrap(),
                     );
@@ -543,7 +563,9 @@ macro_rules! conformance_tests {
                 let key = f
                     .key(
                         &bob,
-                        NewApiKey::new("k").expires_in_days(2.0).token_duration(5.0),
+                        NewApiKey::new("k")
+                            .expires_in(Duration::from_secs_f64(2.0 * 86_400.0))
+                            .token_lifetime(Duration::from_secs_f64(5.0 * 86_400.0)),
                     )
                     .await;
                 let t = f
@@ -578,7 +600,7 @@ macro_rules! conformance_tests {
                         &bob,
                         NewApiKey::new("k")
                             .scope(["core.data.read"])
-                            .token_duration(2.0),
+                            .token_lifetime(Duration::from_secs_f64(2.0 * 86_400.0)),
                     )
                     .await;
                 let old_token = f
@@ -900,10 +922,12 @@ macro_rules! conformance_tests {
                 assert_eq!(key.key.name, "padded");
                 for bad in [
                     NewApiKey::new("   "),
-                    NewApiKey::new("k").token_duration(0.0),
-                    NewApiKey::new("k").token_duration(-2.0),
-                    NewApiKey::new("k").token_duration(f64::NAN),
-                    NewApiKey::new("k").expires_in_days(f64::INFINITY),
+                    NewApiKey::new("k").token_lifetime(Duration::ZERO),
+                    NewApiKey::new("k").token_lifetime(Duration::from_secs(3651 * 86_400)),
+                    // What JSON may carry, beyond what a `Duration` can say.
+                    wire_key(|k| k.token_duration = Some(-2.0)),
+                    wire_key(|k| k.token_duration = Some(f64::NAN)),
+                    wire_key(|k| k.expires_in_days = Some(f64::INFINITY)),
                 ] {
                     let err = f.gate.create_api_key(&bob, bad.clone()).await.unwrap_err();
                     assert!(matches!(err, Error::InvalidRequest(_)), "{bad:?}: {err:?}");
@@ -927,7 +951,7 @@ macro_rules! conformance_tests {
                         &bob,
                         NewApiKey::new("k")
                             .scope(["core.data.read"])
-                            .token_duration(2.0),
+                            .token_lifetime(Duration::from_secs_f64(2.0 * 86_400.0)),
                     )
                     .await;
                 let renamed = f
