@@ -21,7 +21,7 @@ const MAX_SCOPE_LEN: usize = 200;
 pub struct Scope(Cow<'static, str>);
 
 impl Scope {
-    /// A full user session: passes every non-strict scope guard, as in Girder.
+    /// A full user session: passes every non-strict scope guard.
     pub const USER_AUTH: Scope = Scope(Cow::Borrowed("core.user_auth"));
     /// The scope of anonymous session tokens.
     pub const ANONYMOUS_SESSION: Scope = Scope(Cow::Borrowed("core.anonymous_session"));
@@ -118,7 +118,7 @@ pub enum ScopeError {
     Duplicate(String),
 }
 
-/// Scopes asked for that a key may not carry. Displays as Girder did:
+/// Scopes asked for that a key may not carry. Displays as
 /// `Invalid scopes: a,b.` (sorted, deduplicated).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid scopes: {}.", .0.join(","))]
@@ -284,12 +284,12 @@ impl ScopeRegistry {
         self.scopes.iter()
     }
 
-    /// App scopes any user may put on a key (Girder's `custom`).
+    /// App scopes any user may put on a key (`custom` in `GET /token/scopes`).
     pub fn custom(&self) -> impl Iterator<Item = &ScopeInfo> {
         self.scopes.iter().filter(|s| !s.builtin && !s.admin_only)
     }
 
-    /// App scopes only admins may put on a key (Girder's `adminCustom`).
+    /// App scopes only admins may put on a key (`admin_custom` in `GET /token/scopes`).
     pub fn admin_custom(&self) -> impl Iterator<Item = &ScopeInfo> {
         self.scopes.iter().filter(|s| !s.builtin && s.admin_only)
     }

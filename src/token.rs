@@ -52,8 +52,8 @@ impl Token {
         self.expires <= now
     }
 
-    /// Whether the token carries every scope in `required` (Girder's `hasScope`,
-    /// strict: `core.user_auth` does not stand in for other scopes here).
+    /// Whether the token carries every scope in `required` (strict:
+    /// `core.user_auth` does not stand in for other scopes here).
     pub fn has_scope<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
         required.into_iter().all(|s| self.scopes.contains(s))
     }
@@ -94,7 +94,8 @@ impl Token {
     }
 }
 
-/// Girder's `hasScope(token, scope)`: no token has no scope; no requirement is always met.
+/// Whether `token` has every scope of `required`: no token has no scope; no
+/// requirement is always met.
 ///
 /// ```
 /// use scopegate::{has_scope, Scope};

@@ -99,7 +99,7 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Malformed> {
     token_value(token).map(Some).map_err(|_| MALFORMED_BEARER)
 }
 
-/// The value of a custom token header such as `Girder-Token`.
+/// The value of a custom token header such as `X-Api-Token`.
 fn single_header<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,

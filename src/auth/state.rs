@@ -232,7 +232,7 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
-    /// Also read tokens from this header, e.g. `Girder-Token` (off by default).
+    /// Also read tokens from this header, e.g. `X-Api-Token` (off by default).
     pub fn with_token_header(mut self, name: impl Into<String>) -> Self {
         self.header = Some(name.into());
         self

@@ -6,7 +6,7 @@ use http::request::Parts;
 use super::{authentication, RouteGuardPassed};
 use crate::{rejection::AuthRejection, LoadedUser, Principal, UserId};
 
-/// The user of the request (Girder's `getCurrentUser`).
+/// The user of the request.
 ///
 /// Needs a user's full session (`core.user_auth`), or a scoped user token that the
 /// route's [`guard`](crate::guard) layer let through. Anonymous tokens and other

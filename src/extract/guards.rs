@@ -91,8 +91,8 @@ macro_rules! guard {
 
 guard! {
     /// Lets a token through if it is a user's full session (`core.user_auth`) or
-    /// carries **all** the scopes of `S` (Girder's `@access.token(scope=…)`); an
-    /// anonymous token with the scopes passes too. `S = ()` asks for a full session.
+    /// carries **all** the scopes of `S`; an anonymous token with the scopes passes
+    /// too. `S = ()` asks for a full session.
     ///
     /// No credential: 401. A refused credential: its own 400/401/503. A live token
     /// without the scopes: 403 `insufficient_scope` naming them.
@@ -147,10 +147,9 @@ impl<S: ScopeSet> Check for RequireAnyScope<S> {
 }
 
 guard! {
-    /// The strict guard (Girder's `@access.token(scope=…, required=True)`): the
-    /// token must itself carry all the scopes of `S`; a full session
-    /// (`core.user_auth`) does **not** stand in for them. Anonymous tokens with the
-    /// scopes pass. `S = ()` lets any live token through.
+    /// The strict guard: the token must itself carry all the scopes of `S`; a full
+    /// session (`core.user_auth`) does **not** stand in for them. Anonymous tokens
+    /// with the scopes pass. `S = ()` lets any live token through.
     RequireScopeStrict<S>
 }
 
@@ -166,7 +165,7 @@ impl<S: ScopeSet> Check for RequireScopeStrict<S> {
 }
 
 guard! {
-    /// An admin user (Girder's `@access.admin`): with `S = ()`, in a full session;
+    /// An admin user: with `S = ()`, in a full session;
     /// with scopes, a full session or a token carrying all of them (so an admin's
     /// token scoped `core.setting.read` passes `RequireAdmin<SettingRead>`).
     /// Anyone else: 403 `insufficient_scope`.

@@ -215,7 +215,7 @@ impl ScopeGate {
         Ok(key)
     }
 
-    /// Exchanges a key secret for a new token (Girder's `POST /api_key/token`).
+    /// Exchanges a key secret for a new token (what `POST /api_key/token` does).
     ///
     /// The duration is `min(requested or cap, cap)` with `cap` the key's
     /// `token_duration` or the default lifetime, and never past the key's own expiry.

@@ -23,8 +23,8 @@ use crate::{
     Error, ScopeRegistry, UserId, UserLoader,
 };
 
-/// Girder kept tokens for 180 days. Ours default to one day: a token is a
-/// short-lived credential, and API keys mint new ones on demand.
+/// Tokens last one day unless configured: a token is a short-lived credential,
+/// and API keys mint new ones on demand.
 pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
 const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
 

@@ -164,7 +164,7 @@ impl ScopeGate {
         Ok(tokens)
     }
 
-    /// Adds scopes to a live token, durably (Girder's `addScope`).
+    /// Adds scopes to a live token, durably.
     pub async fn add_token_scopes(&self, id: &TokenId, scopes: &[Scope]) -> Result<Token, Error> {
         self.shared.registry.check_registered(scopes)?;
         if self.token(id).await?.is_none() {

@@ -18,7 +18,7 @@ pub use self::documents::AuthTokenResponse;
 use self::error::ApiError;
 use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 
-/// The API-key lifecycle and token routes (Girder's `/api_key` and `/token`), generic
+/// The API-key lifecycle and token routes (`/api_key` and `/token`), generic
 /// over the app's state so it can be merged or nested:
 ///
 /// | route | who | does |
@@ -125,8 +125,8 @@ where
     )
 }
 
-/// Lets `user` act on records of `owner` if they are theirs or `user` is an admin
-/// (Girder's rule); anyone else gets a 403 with `message`.
+/// Lets `user` act on records of `owner` if they are theirs or `user` is an admin;
+/// anyone else gets a 403 with `message`.
 fn owner_or_admin(
     auth: &AuthState,
     user: &CurrentUser,
