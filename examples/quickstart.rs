@@ -13,6 +13,7 @@
 //! - the scopegate router at `/` (`/api_key…`, `/token…`);
 //! - `POST /login`: HTTP Basic → `{user: {id}, auth_token: {…}}`, a full session;
 //! - `GET /health`: public; 503 while the token store is failing;
+//! - `GET /openapi.json`: the OpenAPI 3.1 description of scopegate's routes;
 //! - `GET /me`: the current user;
 //! - `GET /data`: `core.data.read`; `POST /data`: `core.data.write`;
 //! - `GET /admin/settings`: an admin, with `core.setting.read`.
@@ -199,6 +200,11 @@ pub(crate) fn app(auth: AuthState) -> Router {
         .merge(scopegate::router())
         .route("/login", post(login))
         .route("/health", get(health))
+        // The OpenAPI 3.1 description of scopegate's routes.
+        .route(
+            "/openapi.json",
+            get(|| async { Json(scopegate::openapi()) }),
+        )
         .route("/me", get(me))
         .route("/data", get(list_data).post(add_data))
         .route("/admin/settings", get(settings))

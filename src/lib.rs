@@ -76,4 +76,6 @@ pub use crate::{
 
 // The API-key and token routes (feature `router`).
 #[cfg(feature = "router")]
-pub use crate::router::{api_key_router, router, session_router, token_router, AuthTokenResponse};
+pub use crate::router::{
+    api_key_router, openapi, router, session_router, token_router, AuthTokenResponse,
+};

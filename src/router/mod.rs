@@ -4,6 +4,7 @@ mod api_keys;
 mod documents;
 mod error;
 mod input;
+mod openapi;
 mod tokens;
 
 use std::sync::Arc;
@@ -14,8 +15,8 @@ use axum::{
     Router,
 };
 
-pub use self::documents::AuthTokenResponse;
 use self::error::ApiError;
+pub use self::{documents::AuthTokenResponse, openapi::openapi};
 use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 
 /// The API-key lifecycle and token routes (`/api_key` and `/token`), generic
