@@ -33,7 +33,36 @@ fn page_bounds(page: Page) -> (i64, i64) {
     (clamp(page.limit), clamp(page.offset))
 }
 
+/// A query with its parameters bound.
+type Bound<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 impl PgStore {
+    /// Runs a read of at most one row under the time limit, decoded with `decode`.
+    async fn read_one<T>(
+        &self,
+        query: Bound<'_>,
+        decode: fn(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.call(async {
+            let row = query.fetch_optional(&self.pool).await.map_err(db)?;
+            row.as_ref().map(decode).transpose()
+        })
+        .await
+    }
+
+    /// Runs a read of rows under the time limit, decoded with `decode`.
+    async fn read_all<T>(
+        &self,
+        query: Bound<'_>,
+        decode: fn(&PgRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.call(async {
+            let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+            rows.iter().map(decode).collect()
+        })
+        .await
+    }
+
     async fn key_for_update(
         &self,
         conn: &mut PgConnection,
@@ -245,15 +274,8 @@ impl TokenStore for PgStore {
             "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE digest = $1",
             s = self.schema()
         );
-        self.call(async {
-            let row = sqlx::query(&sql)
-                .bind(&digest.as_bytes()[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::token).transpose()
-        })
-        .await
+        let query = sqlx::query(&sql).bind(&digest.as_bytes()[..]);
+        self.read_one(query, rows::token).await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
@@ -261,15 +283,8 @@ impl TokenStore for PgStore {
             "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE id = $1",
             s = self.schema()
         );
-        self.call(async {
-            let row = sqlx::query(&sql)
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::token).transpose()
-        })
-        .await
+        let query = sqlx::query(&sql).bind(id.as_str());
+        self.read_one(query, rows::token).await
     }
 
     async fn api_keys_after(
@@ -282,16 +297,10 @@ impl TokenStore for PgStore {
              ORDER BY id COLLATE \"C\" LIMIT $2",
             s = self.schema()
         );
-        self.call(async {
-            let rows = sqlx::query(&sql)
-                .bind(after.map(ApiKeyId::as_str))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-            rows.iter().map(rows::api_key).collect()
-        })
-        .await
+        let query = sqlx::query(&sql)
+            .bind(after.map(ApiKeyId::as_str))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.read_all(query, rows::api_key).await
     }
 
     async fn tokens_after(
@@ -304,16 +313,10 @@ impl TokenStore for PgStore {
              ORDER BY digest LIMIT $2",
             s = self.schema()
         );
-        self.call(async {
-            let rows = sqlx::query(&sql)
-                .bind(after.map(|d| &d.as_bytes()[..]))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-            rows.iter().map(rows::token).collect()
-        })
-        .await
+        let query = sqlx::query(&sql)
+            .bind(after.map(|d| &d.as_bytes()[..]))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.read_all(query, rows::token).await
     }
 
     async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
@@ -323,17 +326,11 @@ impl TokenStore for PgStore {
             s = self.schema()
         );
         let (limit, offset) = page_bounds(page);
-        self.call(async {
-            let rows = sqlx::query(&sql)
-                .bind(user.as_str())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-            rows.iter().map(rows::token).collect()
-        })
-        .await
+        let query = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(limit)
+            .bind(offset);
+        self.read_all(query, rows::token).await
     }
 
     async fn add_token_scopes(
@@ -408,15 +405,8 @@ impl TokenStore for PgStore {
             "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE id = $1",
             s = self.schema()
         );
-        self.call(async {
-            let row = sqlx::query(&sql)
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::api_key).transpose()
-        })
-        .await
+        let query = sqlx::query(&sql).bind(id.as_str());
+        self.read_one(query, rows::api_key).await
     }
 
     async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
@@ -424,15 +414,8 @@ impl TokenStore for PgStore {
             "SELECT {KEY_COLUMNS} FROM {s}.api_keys WHERE digest = $1 OR retired_digest = $1",
             s = self.schema()
         );
-        self.call(async {
-            let row = sqlx::query(&sql)
-                .bind(&digest.as_bytes()[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-            row.as_ref().map(rows::api_key).transpose()
-        })
-        .await
+        let query = sqlx::query(&sql).bind(&digest.as_bytes()[..]);
+        self.read_one(query, rows::api_key).await
     }
 
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
@@ -442,17 +425,11 @@ impl TokenStore for PgStore {
             s = self.schema()
         );
         let (limit, offset) = page_bounds(page);
-        self.call(async {
-            let rows = sqlx::query(&sql)
-                .bind(user.as_str())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-            rows.iter().map(rows::api_key).collect()
-        })
-        .await
+        let query = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(limit)
+            .bind(offset);
+        self.read_all(query, rows::api_key).await
     }
 
     async fn modify_api_key(
