@@ -3,29 +3,14 @@
 
 mod common;
 
-use common::quickstart_binary;
+use common::process::{self, quickstart_binary, Running};
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
     time::{Duration, Instant},
 };
-
-/// A quickstart process on an ephemeral loopback port, killed if the test fails.
-struct Running {
-    child: Child,
-    addr: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn command(data: &Path) -> Command {
     let mut command = Command::new(quickstart_binary());
@@ -41,34 +26,7 @@ fn command(data: &Path) -> Command {
 }
 
 fn start(data: &Path) -> Running {
-    let mut child = command(data)
-        .spawn()
-        .expect("the quickstart example is built");
-    let stdout = child.stdout.take().unwrap();
-    let (send, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = send.send(line);
-        }
-    });
-    // From here the child is killed and waited for on drop, even if the test fails.
-    let mut running = Running {
-        child,
-        addr: String::new(),
-        lines,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let line = running
-            .lines
-            .recv_timeout(wait)
-            .expect("the quickstart printed its address");
-        if let Some(url) = line.split("listening on http://").nth(1) {
-            running.addr = url.split_whitespace().next().unwrap().to_owned();
-            return running;
-        }
-    }
+    process::start(command(data))
 }
 
 /// One `GET` over a fresh connection; the status code.

@@ -6,63 +6,33 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::quickstart_binary;
+use common::process::{self, quickstart_binary, Running};
 use serde_json::Value;
 
-struct Replica {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(url: &str) -> Replica {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(quickstart_binary())
+fn start(url: &str, data: &std::path::Path) -> Running {
+    let mut command = Command::new(quickstart_binary());
+    command
         .env("SCOPEGATE_ADDR", "127.0.0.1:0")
-        .env("SCOPEGATE_DATA", data.path())
+        .env("SCOPEGATE_DATA", data)
         .env("SCOPEGATE_DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the quickstart example is built");
-    let stdout = child.stdout.take().unwrap();
-    let (send, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = send.send(line);
-        }
-    });
-    let mut replica = Replica {
-        child,
-        addr: String::new(),
-    };
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the quickstart printed its address");
-        if let Some(url) = line.split("listening on http://").nth(1) {
-            assert!(line.contains("data in PostgreSQL"), "{line}");
-            replica.addr = url.split_whitespace().next().unwrap().to_owned();
-            // Its listener subscribes right after start; give it a moment.
-            std::thread::sleep(Duration::from_millis(300));
-            return replica;
-        }
-    }
+        .stderr(Stdio::inherit());
+    let replica = process::start(command);
+    assert!(
+        replica.banner.contains("data in PostgreSQL"),
+        "{}",
+        replica.banner
+    );
+    // Its feed subscribes right after start; give it a moment.
+    std::thread::sleep(Duration::from_millis(300));
+    replica
 }
 
 /// One HTTP/1.1 exchange over a fresh connection: status and JSON body.
@@ -116,7 +86,8 @@ fn build_postgres_quickstart() {
 fn two_quickstarts_on_one_database_share_tokens_and_revocations() {
     build_postgres_quickstart();
     let url = common::pg_server::database_url().expect("a PostgreSQL database");
-    let (a, b) = (start(&url), start(&url));
+    let data = tempfile::tempdir().unwrap();
+    let (a, b) = (start(&url, data.path()), start(&url, data.path()));
     // bob:bob-pass
     let (status, login) = call(
         &a.addr,

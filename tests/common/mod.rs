@@ -6,6 +6,7 @@ pub mod instrumented;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pg_server;
+pub mod process;
 pub mod suite;
 
 use std::{
@@ -24,15 +25,6 @@ use scopegate::{
 use tempfile::TempDir;
 
 pub use self::instrumented::Instrumented;
-
-/// `target/<profile>/examples/quickstart`, built by `cargo test` with the tests.
-pub fn quickstart_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    profile_dir
-        .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
-}
 
 /// The app's user, as a test app would define it.
 #[derive(Debug, Clone)]

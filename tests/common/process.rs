@@ -1,0 +1,72 @@
+//! The quickstart as a process: started on an ephemeral loopback port, its stdout
+//! read line by line, killed and reaped when dropped (even if the test fails).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// `target/<profile>/examples/quickstart`, built by `cargo test` with the tests.
+pub fn quickstart_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    profile_dir
+        .join("examples")
+        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A running quickstart and what it printed.
+pub struct Running {
+    pub child: Child,
+    pub addr: String,
+    /// Its stdout lines after the one announcing the address.
+    pub lines: mpsc::Receiver<String>,
+    /// The line announcing the address.
+    pub banner: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `command` (stdout is piped here) and waits, at most 20 s, for the line
+/// that announces its address.
+pub fn start(mut command: Command) -> Running {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the quickstart example is built");
+    let stdout = child.stdout.take().unwrap();
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    // From here the child is killed and waited for on drop, even if the test fails.
+    let mut running = Running {
+        child,
+        addr: String::new(),
+        lines,
+        banner: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let line = running
+            .lines
+            .recv_timeout(wait)
+            .expect("the quickstart printed its address");
+        if let Some(url) = line.split("listening on http://").nth(1) {
+            running.addr = url.split_whitespace().next().unwrap().to_owned();
+            running.banner = line;
+            return running;
+        }
+    }
+}
