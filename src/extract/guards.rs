@@ -7,12 +7,18 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use super::authentication;
-use crate::ScopeSet;
-use crate::{rejection::AuthRejection, scope::join_scopes, Authentication, Principal};
+use crate::{
+    rejection::AuthRejection, scope::join_scopes, Authentication, Principal, Scope, ScopeSet,
+};
 
 /// How a guard judges a live token.
 trait Check {
-    fn check(auth: &Authentication, principal: &Principal) -> Result<(), AuthRejection>;
+    /// `required` is `S::scopes()`, built once per request by the caller.
+    fn check(
+        auth: &Authentication,
+        principal: &Principal,
+        required: &[Scope],
+    ) -> Result<(), AuthRejection>;
 }
 
 macro_rules! guard {
@@ -61,9 +67,10 @@ macro_rules! guard {
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
                 let auth = authentication(parts)?;
-                auth.ensure_registered(&$s::scopes())?;
+                let required = $s::scopes();
+                auth.ensure_registered(&required)?;
                 let principal = auth.require()?;
-                <Self as Check>::check(auth, principal)?;
+                <Self as Check>::check(auth, principal, &required)?;
                 Ok(Self { principal: principal.clone(), _scopes: PhantomData })
             }
         }
@@ -78,11 +85,12 @@ macro_rules! guard {
                 _state: &St,
             ) -> Result<Option<Self>, Self::Rejection> {
                 let auth = authentication(parts)?;
-                auth.ensure_registered(&$s::scopes())?;
+                let required = $s::scopes();
+                auth.ensure_registered(&required)?;
                 let Some(principal) = auth.optional()? else {
                     return Ok(None);
                 };
-                <Self as Check>::check(auth, principal)?;
+                <Self as Check>::check(auth, principal, &required)?;
                 Ok(Some(Self { principal: principal.clone(), _scopes: PhantomData }))
             }
         }
@@ -110,16 +118,19 @@ guard! {
 }
 
 impl<S: ScopeSet> Check for RequireScope<S> {
-    fn check(auth: &Authentication, principal: &Principal) -> Result<(), AuthRejection> {
-        let required = S::scopes();
+    fn check(
+        auth: &Authentication,
+        principal: &Principal,
+        required: &[Scope],
+    ) -> Result<(), AuthRejection> {
         if required.is_empty() {
             return full_session(auth, principal);
         }
-        if principal.allows(&required) {
+        if principal.allows(required) {
             return Ok(());
         }
-        let message = format!("Invalid token scope. Required: {}.", join_scopes(&required));
-        Err(auth.insufficient(&required, message))
+        let message = format!("Invalid token scope. Required: {}.", join_scopes(required));
+        Err(auth.insufficient(required, message))
     }
 }
 
@@ -130,8 +141,11 @@ guard! {
 }
 
 impl<S: ScopeSet> Check for RequireAnyScope<S> {
-    fn check(auth: &Authentication, principal: &Principal) -> Result<(), AuthRejection> {
-        let required = S::scopes();
+    fn check(
+        auth: &Authentication,
+        principal: &Principal,
+        required: &[Scope],
+    ) -> Result<(), AuthRejection> {
         if required.is_empty() {
             return full_session(auth, principal);
         }
@@ -140,9 +154,9 @@ impl<S: ScopeSet> Check for RequireAnyScope<S> {
         }
         let message = format!(
             "Invalid token scope. Required one of: {}.",
-            join_scopes(&required)
+            join_scopes(required)
         );
-        Err(auth.insufficient(&required, message))
+        Err(auth.insufficient(required, message))
     }
 }
 
@@ -154,13 +168,16 @@ guard! {
 }
 
 impl<S: ScopeSet> Check for RequireScopeStrict<S> {
-    fn check(auth: &Authentication, principal: &Principal) -> Result<(), AuthRejection> {
-        let required = S::scopes();
-        if principal.has_scope(&required) {
+    fn check(
+        auth: &Authentication,
+        principal: &Principal,
+        required: &[Scope],
+    ) -> Result<(), AuthRejection> {
+        if principal.has_scope(required) {
             return Ok(());
         }
-        let message = format!("Invalid token scope. Required: {}.", join_scopes(&required));
-        Err(auth.insufficient(&required, message))
+        let message = format!("Invalid token scope. Required: {}.", join_scopes(required));
+        Err(auth.insufficient(required, message))
     }
 }
 
@@ -173,11 +190,15 @@ guard! {
 }
 
 impl<S: ScopeSet> Check for RequireAdmin<S> {
-    fn check(auth: &Authentication, principal: &Principal) -> Result<(), AuthRejection> {
+    fn check(
+        auth: &Authentication,
+        principal: &Principal,
+        required: &[Scope],
+    ) -> Result<(), AuthRejection> {
         if !principal.is_admin() {
             return Err(auth.insufficient(&[], "Administrator access required.".to_owned()));
         }
-        RequireScope::<S>::check(auth, principal)
+        RequireScope::<S>::check(auth, principal, required)
     }
 }
 
