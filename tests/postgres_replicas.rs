@@ -233,20 +233,19 @@ async fn a_revocation_racing_lookups_on_the_other_replica_is_never_undone_by_the
     }
 }
 
-/// Terminates the listening connections of `schema`'s feeds from the server side.
+/// Terminates the listening connections of `schema`'s feeds from the server side;
+/// returns how many it ended.
 async fn kill_listeners(schema: &str) -> usize {
+    let pids = listener_pids(schema).await;
     let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
-    let killed = sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE query = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(format!("LISTEN \"{schema}_revoked\""))
-    .fetch_all(&pool)
-    .await
-    .unwrap()
-    .iter()
-    .filter(|row| row.get::<bool, _>(0))
-    .count();
+    let killed = sqlx::query("SELECT pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid")
+        .bind(&pids)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|row| row.get::<bool, _>(0))
+        .count();
     pool.close().await;
     killed
 }
