@@ -142,6 +142,12 @@ impl<S: TokenStore> TokenStore for Counting<S> {
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.inner.delete_token(id).await
     }
+    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.touch_token(id, at).await
+    }
+    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.touch_api_key(id, at).await
+    }
     async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
         self.inner.insert_api_key(k).await
     }

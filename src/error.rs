@@ -64,16 +64,19 @@ impl From<InvalidScopes> for Error {
     }
 }
 
-/// Why a token string was refused. Shown in logs, never to the caller.
+/// Why a credential was refused. Shown in logs, never to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidTokenReason {
     /// Not a token of this gate's format, or a bad checksum; the store was not asked.
     Malformed,
-    /// An API key of this gate's format, sent where a token belongs; the store was
-    /// not asked.
+    /// An API key of this gate's format, sent where a token belongs, with direct
+    /// key authentication off; the store was not asked.
     ApiKey,
-    /// No such token: never issued, revoked, or purged.
+    /// An API key sent directly that is deactivated.
+    InactiveKey,
+    /// No such token or key: never issued, revoked, deleted, purged, or a key's
+    /// rotated-out secret past its grace.
     Unknown,
     /// Past its expiry.
     Expired,

@@ -1,47 +1,98 @@
-//! [`Principal`]: who a request acts as.
+//! [`Principal`]: who a request acts as, and the [`Credential`] that says so.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::{user::LoadedUser, ApiKeyId, Scope, Token, TokenId, UserId};
+use crate::{user::LoadedUser, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
 
-/// A live token and its loaded user: what authentication yields, and what the
+/// What authenticated a request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Credential {
+    /// A token: issued by the app, minted from a key, or anonymous.
+    Token(Token),
+    /// An API key sent as it is, with direct key authentication on
+    /// ([`ScopeGateBuilder::with_direct_api_keys`](crate::ScopeGateBuilder::with_direct_api_keys)).
+    ApiKey(ApiKey),
+}
+
+/// A live credential and its loaded user: what authentication yields, and what the
 /// HTTP layer attaches to requests.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    token: Token,
+    credential: Credential,
+    /// A key's scopes ([`ApiKey::token_scopes`]); empty for a token, which holds its own.
+    key_scopes: BTreeSet<Scope>,
     user: Option<LoadedUser>,
 }
 
 impl Principal {
     pub(crate) fn new(token: Token, user: Option<LoadedUser>) -> Self {
-        Self { token, user }
+        Self {
+            credential: Credential::Token(token),
+            key_scopes: BTreeSet::new(),
+            user,
+        }
     }
 
-    /// The token record (its digest included, never its secret).
-    pub fn token(&self) -> &Token {
-        &self.token
+    pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
+        Self {
+            key_scopes: key.token_scopes(),
+            credential: Credential::ApiKey(key),
+            user: Some(user),
+        }
     }
 
-    /// The token's public id.
-    pub fn token_id(&self) -> &TokenId {
-        &self.token.id
+    /// The credential (its digest included, never its secret).
+    pub fn credential(&self) -> &Credential {
+        &self.credential
     }
 
-    /// The token's scopes.
-    pub fn scopes(&self) -> &BTreeSet<Scope> {
-        &self.token.scopes
+    /// The token record, or `None` for a request authenticated with an API key.
+    pub fn token(&self) -> Option<&Token> {
+        match &self.credential {
+            Credential::Token(token) => Some(token),
+            Credential::ApiKey(_) => None,
+        }
     }
 
-    /// When the token expires.
-    pub fn expires(&self) -> DateTime<Utc> {
-        self.token.expires
+    /// The token's public id, or `None` for an API key.
+    pub fn token_id(&self) -> Option<&TokenId> {
+        self.token().map(|token| &token.id)
     }
 
-    /// The key the token was minted from, if any.
+    /// The API key the request was sent with, or `None` for a token.
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        match &self.credential {
+            Credential::ApiKey(key) => Some(key),
+            Credential::Token(_) => None,
+        }
+    }
+
+    /// The key behind the request: the one sent, or the one the token was minted from.
     pub fn api_key_id(&self) -> Option<&ApiKeyId> {
-        self.token.api_key_id.as_ref()
+        match &self.credential {
+            Credential::Token(token) => token.api_key_id.as_ref(),
+            Credential::ApiKey(key) => Some(&key.id),
+        }
+    }
+
+    /// The scopes the credential grants: a token's, or a key's (`core.user_auth`
+    /// for a full-access key).
+    pub fn scopes(&self) -> &BTreeSet<Scope> {
+        match &self.credential {
+            Credential::Token(token) => &token.scopes,
+            Credential::ApiKey(_) => &self.key_scopes,
+        }
+    }
+
+    /// When the credential expires; `None` for a key that never does.
+    pub fn expires(&self) -> Option<DateTime<Utc>> {
+        match &self.credential {
+            Credential::Token(token) => Some(token.expires),
+            Credential::ApiKey(key) => key.expires,
+        }
     }
 
     /// The user, or `None` for an anonymous token.
@@ -59,18 +110,20 @@ impl Principal {
         self.user.as_ref().is_some_and(LoadedUser::is_admin)
     }
 
-    /// Whether this is a user's full session (`core.user_auth`).
+    /// Whether this is a user's full session (`core.user_auth`): a session token,
+    /// or a full-access key.
     pub fn is_full_session(&self) -> bool {
-        self.token.is_full_session()
+        self.user.is_some() && self.scopes().contains(&Scope::USER_AUTH)
     }
 
-    /// Strict check: the token carries all of `required` itself.
+    /// Strict check: the credential carries all of `required` itself.
     pub fn has_scope<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
-        self.token.has_scope(required)
+        let scopes = self.scopes();
+        required.into_iter().all(|s| scopes.contains(s))
     }
 
     /// Guard check: a full session, or all of `required`.
     pub fn allows<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
-        self.token.allows(required)
+        self.is_full_session() || self.has_scope(required)
     }
 }

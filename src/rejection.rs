@@ -20,7 +20,8 @@ use crate::{scope::join_scopes, Error, Scope};
 /// The one message of every `invalid_token`, whatever the reason.
 const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";
 const API_KEY_AS_TOKEN_MESSAGE: &str = "This is an API key, not a token: exchange it for a \
-     short-lived token with POST /api_key/token ({\"key\": \"…\"}) and send that token.";
+     short-lived token with POST /api_key/token ({\"key\": \"…\"}) and send that token \
+     (this server does not accept API keys directly).";
 
 /// The `error` code of an error response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -236,6 +236,17 @@ impl SecretCodec {
         Ok(self.digest(candidate))
     }
 
+    /// The kind `candidate` claims to be by its prefix alone (`sg_key_…`,
+    /// `sg_tok_…`), without checking the rest: for logs, never for a decision.
+    pub fn claimed_kind(&self, candidate: &str) -> Option<SecretKind> {
+        let rest = candidate
+            .strip_prefix(&*self.prefix)
+            .and_then(|r| r.strip_prefix('_'))?;
+        [SecretKind::Token, SecretKind::ApiKey]
+            .into_iter()
+            .find(|kind| rest.starts_with(kind.tag()) && rest[kind.tag().len()..].starts_with('_'))
+    }
+
     /// The non-secret display form of a secret: prefix, kind and its first four body characters.
     pub(crate) fn start(&self, kind: SecretKind, secret: &Secret) -> String {
         let head = self.prefix.len() + 1 + kind.tag().len() + 1;

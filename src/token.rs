@@ -25,6 +25,11 @@ pub struct Token {
     pub expires: DateTime<Utc>,
     /// The API key it was minted from, if any.
     pub api_key_id: Option<ApiKeyId>,
+    /// When it last authenticated a request, as recorded: at most one write per
+    /// token per [`ScopeGateBuilder::with_last_use_interval`](crate::ScopeGateBuilder::with_last_use_interval),
+    /// so it may lag by up to that interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_use: Option<DateTime<Utc>>,
 }
 
 impl Token {
@@ -44,6 +49,7 @@ impl Token {
             created,
             expires,
             api_key_id: None,
+            last_use: None,
         }
     }
 
@@ -147,6 +153,7 @@ mod tests {
             created: now,
             expires: now + TimeDelta::days(1),
             api_key_id: None,
+            last_use: None,
         }
     }
 

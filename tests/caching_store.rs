@@ -156,7 +156,7 @@ async fn store_errors_are_not_cached_and_never_grant_access() {
     }
     probe.set_failing(false);
     let principal = gate.authenticate(token.secret.expose()).await.unwrap();
-    assert_eq!(principal.token_id(), &token.token.id);
+    assert_eq!(principal.token_id(), Some(&token.token.id));
 }
 
 #[tokio::test]

@@ -198,7 +198,7 @@ async fn tokens_that_are_not_live_all_get_the_same_401_invalid_token() {
     let principal = app.fixture.gate.authenticate(&revoked).await.unwrap();
     app.fixture
         .gate
-        .revoke_token(principal.token_id())
+        .revoke_token(principal.token_id().expect("a token"))
         .await
         .unwrap();
     let gone_user = app.session(&app.fixture.user("carol")).await;
@@ -538,7 +538,7 @@ fn extractor_routes(app: &TestApp) -> Router {
             "/optional",
             get(|who: Option<RequireScope<DataRead>>| async move {
                 match who {
-                    Some(who) => format!("token {}", who.token_id().as_str()),
+                    Some(who) => format!("token {}", who.token_id().expect("a token").as_str()),
                     None => "no credential".to_owned(),
                 }
             }),

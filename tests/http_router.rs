@@ -438,6 +438,7 @@ async fn users_list_and_revoke_their_own_tokens_only() {
         .await
         .unwrap()
         .token_id()
+        .expect("a token")
         .clone();
     let reply = app
         .send(request(

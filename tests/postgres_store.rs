@@ -39,7 +39,7 @@ mod schema {
             .await
             .unwrap();
         assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].get::<i32, _>(0), 1);
+        assert_eq!(versions[0].get::<i32, _>(0), 2, "every migration applied");
     }
 
     #[tokio::test]

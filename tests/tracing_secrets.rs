@@ -60,6 +60,7 @@ async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization
         .await
         .unwrap()
         .token_id()
+        .expect("a token")
         .clone();
     let key = app.fixture.key(&bob, NewApiKey::new("k")).await;
     let revoked = app.session(&bob).await;
@@ -70,6 +71,7 @@ async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization
         .await
         .unwrap()
         .token_id()
+        .expect("a token")
         .clone();
     app.fixture.gate.revoke_token(&revoked_id).await.unwrap();
 

@@ -67,6 +67,8 @@ impl AuthState {
             cookie: None,
             query: None,
             anonymous: None,
+            direct_api_keys: false,
+            last_use_interval: Some(crate::DEFAULT_LAST_USE_INTERVAL),
         }
     }
 
@@ -157,11 +159,13 @@ impl AuthState {
             }
             Ok(Some(secret)) => secret,
         };
-        span.record("credential", "token");
+        span.record("credential", self.inner.gate.credential_kind(&secret));
         match self.inner.gate.authenticate(&secret).await {
             Ok(principal) => {
                 span.record("outcome", "authenticated");
-                span.record("token_id", principal.token_id().as_str());
+                if let Some(id) = principal.token_id() {
+                    span.record("token_id", id.as_str());
+                }
                 if let Some(user) = principal.user_id() {
                     span.record("user_id", user.as_str());
                 }
@@ -209,6 +213,8 @@ pub struct AuthStateBuilder<T> {
     cookie: Option<String>,
     query: Option<String>,
     anonymous: Option<AnonymousSessions>,
+    direct_api_keys: bool,
+    last_use_interval: Option<std::time::Duration>,
 }
 
 impl<T> fmt::Debug for AuthStateBuilder<T> {
@@ -221,6 +227,8 @@ impl<T> fmt::Debug for AuthStateBuilder<T> {
             .field("cookie", &self.cookie)
             .field("query", &self.query)
             .field("anonymous", &self.anonymous)
+            .field("direct_api_keys", &self.direct_api_keys)
+            .field("last_use_interval", &self.last_use_interval)
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +317,27 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
+    /// Lets API keys authenticate requests as they are (off by default). See
+    /// [`ScopeGateBuilder::with_direct_api_keys`](crate::ScopeGateBuilder::with_direct_api_keys).
+    pub fn with_direct_api_keys(mut self) -> Self {
+        self.direct_api_keys = true;
+        self
+    }
+
+    /// How often a credential's `last_use` is written. See
+    /// [`ScopeGateBuilder::with_last_use_interval`](crate::ScopeGateBuilder::with_last_use_interval).
+    pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
+        self.last_use_interval = Some(interval);
+        self
+    }
+
+    /// Never writes `last_use` on authentication. See
+    /// [`ScopeGateBuilder::without_last_use`](crate::ScopeGateBuilder::without_last_use).
+    pub fn without_last_use(mut self) -> Self {
+        self.last_use_interval = None;
+        self
+    }
+
     /// Where "now" comes from (default: the system clock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
@@ -349,6 +378,13 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         if let Some(clock) = self.clock {
             gate = gate.with_shared_clock(clock);
         }
+        if self.direct_api_keys {
+            gate = gate.with_direct_api_keys();
+        }
+        gate = match self.last_use_interval {
+            Some(interval) => gate.with_last_use_interval(interval),
+            None => gate.without_last_use(),
+        };
         let gate = gate.build()?;
         Ok(AuthState {
             inner: Arc::new(Inner {

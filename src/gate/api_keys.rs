@@ -273,6 +273,7 @@ impl ScopeGate {
             created: now,
             expires,
             api_key_id: Some(key.id.clone()),
+            last_use: None,
         };
         // The store re-checks the key atomically with the insert: a deactivation or
         // rotation since our read refuses the mint instead of leaving a stray token.

@@ -1,6 +1,7 @@
 //! [`ScopeGate`]: the lifecycle of tokens and API keys over a [`TokenStore`].
 
 mod api_keys;
+mod last_use;
 pub(crate) mod limits;
 mod tokens;
 
@@ -9,15 +10,17 @@ use std::{fmt, sync::Arc};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 pub(crate) use self::limits::as_days;
+use self::last_use::LastUse;
 pub use self::{
     api_keys::TokenRequest,
+    last_use::DEFAULT_LAST_USE_INTERVAL,
     limits::{MAX_LIFETIME, MIN_LIFETIME},
     tokens::NewToken,
 };
 use crate::{
     clock::{Clock, SystemClock},
     error::ConfigError,
-    secret::SecretCodec,
+    secret::{SecretCodec, SecretKind},
     store::{StoreHealth, TokenStore},
     user::{DynUserLoader, LoadedUser},
     Error, ScopeRegistry, UserId, UserLoader,
@@ -76,6 +79,8 @@ struct Shared {
     codec: SecretCodec,
     clock: Arc<dyn Clock>,
     token_lifetime_days: f64,
+    direct_api_keys: bool,
+    last_use: Option<LastUse>,
 }
 
 impl fmt::Debug for ScopeGate {
@@ -83,6 +88,7 @@ impl fmt::Debug for ScopeGate {
         f.debug_struct("ScopeGate")
             .field("codec", &self.shared.codec)
             .field("token_lifetime_days", &self.shared.token_lifetime_days)
+            .field("direct_api_keys", &self.shared.direct_api_keys)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +112,8 @@ impl ScopeGate {
             pepper: None,
             token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
             clock: Arc::new(SystemClock),
+            direct_api_keys: false,
+            last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
         }
     }
 
@@ -130,6 +138,16 @@ impl ScopeGate {
     /// a failing store a chance to recover.
     pub async fn health(&self) -> StoreHealth {
         self.shared.store.health().await
+    }
+
+    /// What kind of credential `secret` looks like, for the request's span.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by the HTTP parts
+    pub(crate) fn credential_kind(&self, secret: &str) -> &'static str {
+        match self.shared.codec.claimed_kind(secret) {
+            Some(SecretKind::ApiKey) => "api_key",
+            Some(SecretKind::Token) => "token",
+            None => "unrecognized",
+        }
     }
 
     /// The default token lifetime.
@@ -163,6 +181,8 @@ pub struct ScopeGateBuilder {
     pepper: Option<Vec<u8>>,
     token_lifetime_days: f64,
     clock: Arc<dyn Clock>,
+    direct_api_keys: bool,
+    last_use_interval: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for ScopeGateBuilder {
@@ -170,6 +190,8 @@ impl fmt::Debug for ScopeGateBuilder {
         f.debug_struct("ScopeGateBuilder")
             .field("prefix", &self.prefix)
             .field("token_lifetime_days", &self.token_lifetime_days)
+            .field("direct_api_keys", &self.direct_api_keys)
+            .field("last_use_interval", &self.last_use_interval)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +224,38 @@ impl ScopeGateBuilder {
     /// (default [`DEFAULT_TOKEN_LIFETIME`]).
     pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.token_lifetime_days = limits::as_days(lifetime);
+        self
+    }
+
+    /// Lets an API key authenticate requests as it is, as GitHub tokens and Stripe
+    /// keys do: `Authorization: Bearer <key>` acts as the key's owner with the key's
+    /// scopes (a full-access key: a full session), while the key is active,
+    /// unexpired, and, after a rotation, within its old secret's grace. Off by
+    /// default: a key is then refused with a message saying to exchange it at
+    /// `POST /api_key/token`.
+    ///
+    /// A short-lived token limits what a leaked request log or proxy can replay;
+    /// a key sent on every request is as exposed as its least careful client.
+    /// Keys are cached and revoked exactly like tokens: deactivating, rotating
+    /// (without grace) or deleting a key stops it at once, on every replica.
+    pub fn with_direct_api_keys(mut self) -> Self {
+        self.direct_api_keys = true;
+        self
+    }
+
+    /// How often a credential's `last_use` is written: at most once per
+    /// `interval` per credential and process, in the background, never once per
+    /// request (default [`DEFAULT_LAST_USE_INTERVAL`]; at least one second).
+    /// Listings show it, so it may lag by up to `interval`.
+    pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
+        self.last_use_interval = Some(interval);
+        self
+    }
+
+    /// Never writes `last_use` on authentication (exchanging a key still stamps
+    /// the key's).
+    pub fn without_last_use(mut self) -> Self {
+        self.last_use_interval = None;
         self
     }
 
@@ -238,6 +292,8 @@ impl ScopeGateBuilder {
                 codec,
                 clock: self.clock,
                 token_lifetime_days: self.token_lifetime_days,
+                direct_api_keys: self.direct_api_keys,
+                last_use: self.last_use_interval.map(LastUse::new),
             }),
         })
     }

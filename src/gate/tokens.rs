@@ -2,10 +2,15 @@
 
 use std::collections::BTreeSet;
 
-use super::{limits, span, ScopeGate};
+use chrono::{DateTime, Utc};
+
+use super::{
+    last_use::Used,
+    limits, span, ScopeGate,
+};
 use crate::{
     error::InvalidTokenReason,
-    secret::SecretKind,
+    secret::{SecretDigest, SecretKind},
     store::{KeyDisposal, Page, Purged},
     Error, IssuedToken, Principal, Scope, Token, TokenId, UserId,
 };
@@ -67,6 +72,12 @@ impl NewToken {
     }
 }
 
+/// A refusal of a credential, logged with its reason (never shown to the caller).
+fn refuse(reason: InvalidTokenReason) -> Error {
+    tracing::debug!(?reason, "credential refused");
+    Error::InvalidToken(reason)
+}
+
 impl ScopeGate {
     /// Creates a token. A user token needs an active user.
     #[tracing::instrument(skip_all)]
@@ -104,29 +115,35 @@ impl ScopeGate {
             created: now,
             expires: now + span(days),
             api_key_id: None,
+            last_use: None,
         };
         self.shared.store.insert_token(&token).await?;
         Ok(IssuedToken { secret, token })
     }
 
-    /// Resolves a bearer secret to the live token and its user.
+    /// Resolves a bearer secret to the live token and its user, or, with
+    /// [direct key authentication](crate::ScopeGateBuilder::with_direct_api_keys)
+    /// on, an API key to the key and its owner.
     ///
     /// Malformed strings fail before any store access. Unknown, revoked and expired
-    /// tokens, and tokens of unknown or inactive users, fail with
-    /// [`Error::InvalidToken`]; a store or loader failure is an error too, never a pass.
+    /// credentials, inactive keys, and credentials of unknown or inactive users,
+    /// fail with [`Error::InvalidToken`]; a store or loader failure is an error
+    /// too, never a pass.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
-        let refuse = |reason| {
-            tracing::debug!(?reason, "token refused");
-            Error::InvalidToken(reason)
-        };
         let codec = &self.shared.codec;
-        let digest = codec.parse(SecretKind::Token, secret).map_err(|_| {
-            match codec.parse(SecretKind::ApiKey, secret) {
-                Ok(_) => refuse(InvalidTokenReason::ApiKey),
-                Err(_) => refuse(InvalidTokenReason::Malformed),
+        let digest = match codec.parse(SecretKind::Token, secret) {
+            Ok(digest) => digest,
+            Err(_) => {
+                return match codec.parse(SecretKind::ApiKey, secret) {
+                    Ok(digest) if self.shared.direct_api_keys => {
+                        self.authenticate_api_key(&digest).await
+                    }
+                    Ok(_) => Err(refuse(InvalidTokenReason::ApiKey)),
+                    Err(_) => Err(refuse(InvalidTokenReason::Malformed)),
+                }
             }
-        })?;
+        };
         let token = self
             .shared
             .store
@@ -134,7 +151,8 @@ impl ScopeGate {
             .await?
             .filter(|token| token.digest == digest)
             .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
-        if token.is_expired_at(self.now()) {
+        let now = self.now();
+        if token.is_expired_at(now) {
             return Err(refuse(InvalidTokenReason::Expired));
         }
         let user = match &token.user_id {
@@ -145,7 +163,45 @@ impl ScopeGate {
                     .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?,
             ),
         };
+        self.note_use(Used::Token(&token.id), &digest, token.last_use, now);
         Ok(Principal::new(token, user))
+    }
+
+    /// The key whose secret has `digest`, if it may authenticate requests now.
+    async fn authenticate_api_key(&self, digest: &SecretDigest) -> Result<Principal, Error> {
+        let now = self.now();
+        let key = self
+            .shared
+            .store
+            .api_key_by_digest(digest)
+            .await?
+            .filter(|key| key.accepts(digest, now))
+            .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
+        if !key.active {
+            return Err(refuse(InvalidTokenReason::InactiveKey));
+        }
+        if key.is_expired_at(now) {
+            return Err(refuse(InvalidTokenReason::Expired));
+        }
+        let owner = self
+            .load_active_user(&key.user_id)
+            .await?
+            .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
+        self.note_use(Used::ApiKey(&key.id), digest, key.last_use, now);
+        Ok(Principal::from_api_key(key, owner))
+    }
+
+    /// Records a credential's use, throttled.
+    fn note_use(
+        &self,
+        used: Used<'_>,
+        digest: &SecretDigest,
+        recorded: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(last_use) = &self.shared.last_use {
+            last_use.note(&self.shared.store, used, digest, recorded, now);
+        }
     }
 
     /// The live token with `id`; `None` if unknown or expired.
@@ -216,6 +272,7 @@ impl ScopeGate {
             let batch = self.shared.store.purge_expired(now, PURGE_BATCH).await?;
             total.tokens.extend(batch.tokens);
             total.api_keys += batch.api_keys;
+            total.changed_keys.extend(batch.changed_keys);
             total.examined += batch.examined;
             if batch.examined < PURGE_BATCH {
                 break;

@@ -75,6 +75,8 @@ pub(super) struct TokenDocument {
     created: DateTime<Utc>,
     expires: DateTime<Utc>,
     api_key_id: Option<ApiKeyId>,
+    /// When it last authenticated a request (written at most once per interval).
+    last_use: Option<DateTime<Utc>>,
 }
 
 impl From<Token> for TokenDocument {
@@ -86,6 +88,7 @@ impl From<Token> for TokenDocument {
             created: token.created,
             expires: token.expires,
             api_key_id: token.api_key_id,
+            last_use: token.last_use,
         }
     }
 }

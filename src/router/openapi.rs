@@ -181,7 +181,8 @@ fn schemas() -> Value {
         "scope": scopes,
         "created": time,
         "expires": time,
-        "api_key_id": nullable("string")
+        "api_key_id": nullable("string"),
+        "last_use": nullable_time
     });
     let issued_token = json!({
         "type": "object",
@@ -214,7 +215,7 @@ fn schemas() -> Value {
         "IssuedApiKey": { "type": "object", "required": issued_required, "properties": issued_properties },
         "Token": {
             "type": "object",
-            "required": ["id", "user_id", "scope", "created", "expires", "api_key_id"],
+            "required": ["id", "user_id", "scope", "created", "expires", "api_key_id", "last_use"],
             "properties": token_properties
         },
         "IssuedToken": issued_token,

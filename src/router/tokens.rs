@@ -14,12 +14,27 @@ use super::{
     owner_or_admin,
 };
 use crate::{
-    rejection::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal, TokenId,
+    rejection::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal, Token,
+    TokenId,
 };
 
 /// `GET /token/current`: the caller's token, or `null` without one.
-pub(super) async fn current(principal: Option<Principal>) -> Json<Option<TokenDocument>> {
-    Json(principal.map(|p| p.token().clone().into()))
+pub(super) async fn current(
+    principal: Option<Principal>,
+) -> Result<Json<Option<TokenDocument>>, ApiError> {
+    let token = principal.as_ref().map(token_of).transpose()?;
+    Ok(Json(token.map(|t| t.clone().into())))
+}
+
+/// The token a request was sent with; a request sent with an API key (direct key
+/// authentication) has none, and the `/token` routes about "this token" say so.
+fn token_of(principal: &Principal) -> Result<&Token, Error> {
+    principal.token().ok_or_else(|| {
+        Error::invalid(
+            "This request is authenticated with an API key, not a token: manage the key \
+             under /api_key instead.",
+        )
+    })
 }
 
 /// `GET /token/session`: the caller's token, or a new anonymous one (with its
@@ -29,7 +44,8 @@ pub(super) async fn session(
     principal: Option<Principal>,
 ) -> Result<Response, ApiError> {
     if let Some(principal) = principal {
-        return Ok(Json(TokenDocument::from(principal.token().clone())).into_response());
+        let token = token_of(&principal)?.clone();
+        return Ok(Json(TokenDocument::from(token)).into_response());
     }
     let Some(anonymous) = auth.anonymous_sessions() else {
         return Err(auth.missing_credentials().into());
@@ -54,7 +70,7 @@ pub(super) async fn end_session(
     State(auth): State<AuthState>,
     principal: Principal,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth.gate().revoke_token(principal.token_id()).await?;
+    auth.gate().revoke_token(&token_of(&principal)?.id).await?;
     Ok(message("Session deleted.".to_owned()))
 }
 

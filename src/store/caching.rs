@@ -2,6 +2,7 @@
 
 mod epochs;
 mod feed;
+mod tags;
 
 use std::{
     sync::{atomic::Ordering, Arc},
@@ -12,7 +13,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 
-pub use self::feed::{InvalidationFeed, InvalidationSink};
+pub use self::{
+    feed::{InvalidationFeed, InvalidationSink},
+    tags::{api_key_tag, user_tag},
+};
 use self::{
     epochs::{Epoch, RevocationEpochs},
     feed::FeedState,
@@ -20,7 +24,7 @@ use self::{
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
-/// Sizes and lifetimes of the token cache.
+/// Sizes and lifetimes of the cache of tokens and API keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     max_capacity: u64,
@@ -30,8 +34,8 @@ pub struct CacheConfig {
 }
 
 impl Default for CacheConfig {
-    /// 100 000 tokens, each for at most 5 minutes; 10 000 unknown digests, each for
-    /// 5 seconds.
+    /// 100 000 tokens and as many API keys, each for at most 5 minutes; 10 000
+    /// unknown digests, each for 5 seconds.
     fn default() -> Self {
         Self {
             max_capacity: 100_000,
@@ -43,7 +47,7 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    /// How many live tokens to keep.
+    /// How many live tokens to keep, and how many API keys.
     #[must_use]
     pub fn with_max_capacity(mut self, entries: u64) -> Self {
         self.max_capacity = entries;
@@ -58,7 +62,7 @@ impl CacheConfig {
         self
     }
 
-    /// The longest a token stays cached (never past its own expiry). Bounds how long
+    /// The longest a token or key stays cached (never past its own expiry). Bounds how long
     /// another process's revocation can go unseen when the backend is shared.
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
@@ -81,6 +85,9 @@ impl CacheConfig {
 pub struct CacheStats {
     /// Live tokens cached.
     pub tokens: u64,
+    /// API keys cached (looked up by a secret, for direct authentication or an
+    /// exchange).
+    pub api_keys: u64,
     /// Unknown digests remembered.
     pub unknown: u64,
 }
@@ -92,32 +99,56 @@ struct Cached {
     loaded_at: Epoch,
 }
 
-/// Per-entry lifetime: a token until its own expiry, at most the TTL.
-struct TokenLifetime(Duration);
+/// A cached key, with the epochs of its [tags](tags) read before the load it
+/// came from. A key changes by id or by owner, never by the digest it was found
+/// under, so its tags are what a revocation bumps.
+#[derive(Clone)]
+struct CachedKey {
+    key: Arc<ApiKey>,
+    tags: [SecretDigest; 2],
+    loaded_at: [Epoch; 2],
+}
 
-impl TokenLifetime {
-    fn of(&self, cached: &Cached) -> Duration {
-        (cached.token.expires - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(self.0)
+/// When a cached record stops being worth keeping: its own expiry, if any.
+trait Expiring {
+    fn expires(&self) -> Option<DateTime<Utc>>;
+}
+
+impl Expiring for Cached {
+    fn expires(&self) -> Option<DateTime<Utc>> {
+        Some(self.token.expires)
     }
 }
 
-impl Expiry<SecretDigest, Cached> for TokenLifetime {
-    fn expire_after_create(
-        &self,
-        _: &SecretDigest,
-        cached: &Cached,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
+impl Expiring for CachedKey {
+    fn expires(&self) -> Option<DateTime<Utc>> {
+        self.key.expires
+    }
+}
+
+/// Per-entry lifetime: a record until its own expiry, at most the TTL.
+struct Lifetime(Duration);
+
+impl Lifetime {
+    fn of(&self, cached: &impl Expiring) -> Duration {
+        cached.expires().map_or(self.0, |expires| {
+            (expires - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(self.0)
+        })
+    }
+}
+
+impl<V: Expiring> Expiry<SecretDigest, V> for Lifetime {
+    fn expire_after_create(&self, _: &SecretDigest, cached: &V, _: std::time::Instant) -> Option<Duration> {
         Some(self.of(cached))
     }
 
     fn expire_after_update(
         &self,
         _: &SecretDigest,
-        cached: &Cached,
+        cached: &V,
         _: std::time::Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -130,14 +161,16 @@ impl Expiry<SecretDigest, Cached> for TokenLifetime {
 enum Miss {
     Unknown,
     Store(StoreError),
+    /// The record changed between the two reads of a key load: load again.
+    Raced,
 }
 
 /// How often a lookup retries a load that raced a revocation before it asks the
 /// store directly.
 const RACED_LOADS: usize = 3;
 
-/// Caches token lookups by digest in front of any store; every other call passes
-/// through, and every write drops what it changed from the cache.
+/// Caches token and API-key lookups by digest in front of any store; every other
+/// call passes through, and every write drops what it changed from the cache.
 ///
 /// - Concurrent misses for one digest share one store read (moka's `try_get_with`).
 /// - Unknown digests are remembered briefly in a cache of their own, with its own
@@ -149,6 +182,11 @@ const RACED_LOADS: usize = 3;
 ///   latest revocation is thrown away. Epochs are a fixed array of counters, so
 ///   memory does not grow with the revocation rate.
 /// - A revoking write that fails (it may have half-happened) empties the cache.
+/// - A key is cached under the digest it was found by, and made stale by its
+///   [tags](api_key_tag): any change to the key, or the revocation of its owner's
+///   credentials, bumps them. A key load reads the key, then the tags' epochs,
+///   then the key again, and caches the second read: a change that missed the
+///   epochs is in that record.
 /// - Revocations by other processes reach the cache through an
 ///   [`InvalidationFeed`] ([`with_invalidation_feed`](Self::with_invalidation_feed));
 ///   while the feed is disconnected, lookups bypass the cache. Without a feed,
@@ -174,6 +212,7 @@ pub struct CachingStore<S> {
 /// What the cache shares with its invalidation feed.
 struct Shared {
     tokens: moka::future::Cache<SecretDigest, Cached>,
+    keys: moka::future::Cache<SecretDigest, CachedKey>,
     epochs: RevocationEpochs,
     feed_live: FeedState,
 }
@@ -186,10 +225,11 @@ impl Shared {
         }
     }
 
-    /// Makes every cached token stale.
+    /// Makes every cached token and key stale.
     fn forget_all(&self) {
         self.epochs.revoke_all();
         self.tokens.invalidate_all();
+        self.keys.invalidate_all();
     }
 }
 
@@ -197,6 +237,7 @@ impl<S> std::fmt::Debug for CachingStore<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachingStore")
             .field("cached_tokens", &self.shared.tokens.entry_count())
+            .field("cached_api_keys", &self.shared.keys.entry_count())
             .field("unknown_digests", &self.unknown.entry_count())
             .finish_non_exhaustive()
     }
@@ -214,7 +255,11 @@ impl<S: TokenStore> CachingStore<S> {
     pub fn with_config(inner: S, config: CacheConfig) -> Self {
         let tokens = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
-            .expire_after(TokenLifetime(config.ttl))
+            .expire_after(Lifetime(config.ttl))
+            .build();
+        let keys = moka::future::Cache::builder()
+            .max_capacity(config.max_capacity)
+            .expire_after(Lifetime(config.ttl))
             .build();
         let unknown = moka::sync::Cache::builder()
             .max_capacity(config.max_unknown)
@@ -226,6 +271,7 @@ impl<S: TokenStore> CachingStore<S> {
             unknown,
             shared: Arc::new(Shared {
                 tokens,
+                keys,
                 epochs: RevocationEpochs::default(),
                 feed_live: FeedState::without_feed(),
             }),
@@ -282,9 +328,11 @@ impl<S: TokenStore> CachingStore<S> {
     /// How full the cache is, after running moka's pending maintenance.
     pub async fn stats(&self) -> CacheStats {
         self.shared.tokens.run_pending_tasks().await;
+        self.shared.keys.run_pending_tasks().await;
         self.unknown.run_pending_tasks();
         CacheStats {
             tokens: self.shared.tokens.entry_count(),
+            api_keys: self.shared.keys.entry_count(),
             unknown: self.unknown.entry_count(),
         }
     }
@@ -336,13 +384,60 @@ impl<S: TokenStore> CachingStore<S> {
                 shared.tokens.invalidate(digest).await;
                 None
             }
-            Err(miss) => match &*miss {
-                Miss::Unknown => {
-                    self.unknown.insert(*digest, ());
-                    Some(Ok(None))
-                }
-                Miss::Store(err) => Some(Err(err.clone())),
-            },
+            Err(miss) => self.missed(digest, &miss),
+        }
+    }
+
+    /// What a load that cached nothing answers; `None`: try again.
+    fn missed<T>(&self, digest: &SecretDigest, miss: &Miss) -> Option<Result<Option<T>, StoreError>> {
+        match miss {
+            Miss::Unknown => {
+                self.unknown.insert(*digest, ());
+                Some(Ok(None))
+            }
+            Miss::Store(err) => Some(Err(err.clone())),
+            Miss::Raced => None,
+        }
+    }
+
+    /// One key lookup through the cache; `None` if the entry raced a change.
+    async fn cached_key_lookup(
+        &self,
+        digest: &SecretDigest,
+    ) -> Option<Result<Option<ApiKey>, StoreError>> {
+        let shared = &self.shared;
+        let load = async {
+            // The tags are known only once the key is: read it, read the tags'
+            // epochs, and read it again. A change committed after the second read
+            // bumps the tags after the epochs were read; one committed before is
+            // in the second read.
+            let first = match self.inner.api_key_by_digest(digest).await {
+                Ok(Some(key)) => key,
+                Ok(None) => return Err(Miss::Unknown),
+                Err(err) => return Err(Miss::Store(err)),
+            };
+            let tags = [api_key_tag(&first.id), user_tag(&first.user_id)];
+            let loaded_at = tags.map(|tag| shared.epochs.of(&tag));
+            match self.inner.api_key_by_digest(digest).await {
+                Ok(Some(key)) if key.id == first.id => Ok(CachedKey {
+                    key: Arc::new(key),
+                    tags,
+                    loaded_at,
+                }),
+                Ok(Some(_)) => Err(Miss::Raced),
+                Ok(None) => Err(Miss::Unknown),
+                Err(err) => Err(Miss::Store(err)),
+            }
+        };
+        match shared.keys.try_get_with(*digest, load).await {
+            Ok(cached) if cached.loaded_at == cached.tags.map(|tag| shared.epochs.of(&tag)) => {
+                Some(Ok(Some(ApiKey::clone(&cached.key))))
+            }
+            Ok(_) => {
+                shared.keys.invalidate(digest).await;
+                None
+            }
+            Err(miss) => self.missed(digest, &miss),
         }
     }
 }
@@ -432,8 +527,18 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         deleted
     }
 
+    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.touch_token(id, at).await
+    }
+
+    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.touch_api_key(id, at).await
+    }
+
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.inner.insert_api_key(key).await
+        self.inner.insert_api_key(key).await?;
+        self.unknown.invalidate(&key.digest);
+        Ok(())
     }
 
     async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
@@ -441,6 +546,17 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     }
 
     async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
+        if self.unknown.contains_key(digest) {
+            return Ok(None);
+        }
+        if !self.shared.feed_live.is_live() {
+            return self.inner.api_key_by_digest(digest).await;
+        }
+        for _ in 0..RACED_LOADS {
+            if let Some(found) = self.cached_key_lookup(digest).await {
+                return found;
+            }
+        }
         self.inner.api_key_by_digest(digest).await
     }
 
@@ -453,9 +569,13 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         id: &ApiKeyId,
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
+        if let KeyChange::Rotate { digest, .. } = change {
+            self.unknown.invalidate(digest);
+        }
         let modified = self.inner.modify_api_key(id, change).await;
         self.settle_revocation(&modified, |m| m.as_ref().map_or(&[][..], |(_, d)| d))
             .await;
+        self.shared.epochs.revoke(&api_key_tag(id));
         modified
     }
 
@@ -466,6 +586,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         let deleted = self.inner.delete_api_key(id).await;
         self.settle_revocation(&deleted, |d| d.as_ref().map_or(&[][..], |(_, d)| d))
             .await;
+        self.shared.epochs.revoke(&api_key_tag(id));
         deleted
     }
 
@@ -476,6 +597,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     ) -> Result<Vec<SecretDigest>, StoreError> {
         let revoked = self.inner.revoke_user(user, keys).await;
         self.settle_revocation(&revoked, Vec::as_slice).await;
+        self.shared.epochs.revoke(&user_tag(user));
         revoked
     }
 
@@ -483,6 +605,9 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         // Tokens of an expired key may not have expired themselves: forget them for good.
         let purged = self.inner.purge_expired(now, limit).await;
         self.settle_revocation(&purged, |p| &p.tokens).await;
+        for id in purged.iter().flat_map(|p| &p.changed_keys) {
+            self.shared.epochs.revoke(&api_key_tag(id));
+        }
         purged
     }
 

@@ -21,7 +21,10 @@ pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 #[cfg(feature = "sled")]
 pub use self::sled::SledStore;
 pub use self::{
-    caching::{CacheConfig, CacheStats, CachingStore, InvalidationFeed, InvalidationSink},
+    caching::{
+        api_key_tag, user_tag, CacheConfig, CacheStats, CachingStore, InvalidationFeed,
+        InvalidationSink,
+    },
     copy::{copy_records, CopyReport},
     error::{error_chain, StoreError, StoreErrorKind},
     health::StoreHealth,
@@ -75,6 +78,9 @@ pub struct Purged {
     pub tokens: Vec<SecretDigest>,
     /// Expired keys removed.
     pub api_keys: usize,
+    /// Keys removed, or whose rotated-out secret was dropped: a cache holding
+    /// them must forget them.
+    pub changed_keys: Vec<ApiKeyId>,
     /// Expiry-index entries handled: purging stops after `limit` of them.
     pub examined: usize,
 }
@@ -124,6 +130,11 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Deletes a token; returns it, or `None` if there was none.
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
 
+    /// Records that the token with `id` authenticated a request at `at`: sets its
+    /// `last_use`, unless that is already as late. A token that is gone stays gone.
+    /// Not a revocation: caches keep their copies.
+    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError>;
+
     /// Stores a new key. A second key with the same id or digest is a conflict.
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
 
@@ -132,6 +143,10 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// The key whose current or retired secret has `digest`.
     async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Records that the key with `id` authenticated a request at `at`, as
+    /// [`TokenStore::touch_token`] does for tokens.
+    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// A user's keys, oldest first.
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError>;

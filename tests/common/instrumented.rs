@@ -133,6 +133,16 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         let outcome = self.inner.delete_token(id).await;
         self.written(outcome)
     }
+    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.check()?;
+        let outcome = self.inner.touch_token(id, at).await;
+        self.written(outcome)
+    }
+    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.check()?;
+        let outcome = self.inner.touch_api_key(id, at).await;
+        self.written(outcome)
+    }
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         self.check()?;
         let outcome = self.inner.insert_api_key(key).await;

@@ -18,7 +18,10 @@ use super::{
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
-    store::{InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore},
+    store::{
+        api_key_tag, user_tag, InvalidationFeed, KeyDisposal, Page, Purged, StoreError,
+        StoreHealth, TokenStore,
+    },
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
 
@@ -134,6 +137,25 @@ impl PgStore {
         digests(&rows)
     }
 
+    /// Moves `last_use` of row `id` of `table` forward to `at`.
+    async fn touch(&self, table: &str, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let sql = format!(
+            "UPDATE {s}.{table} SET last_use = $2 \
+             WHERE id = $1 AND (last_use IS NULL OR last_use < $2)",
+            s = self.schema()
+        );
+        self.call(async {
+            sqlx::query(&sql)
+                .bind(id)
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn publish(
         &self,
         conn: &mut PgConnection,
@@ -187,6 +209,7 @@ impl PgStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
+                purged.changed_keys.push(id);
             }
             purged.api_keys = keys.len();
             purged.examined += keys.len();
@@ -196,17 +219,23 @@ impl PgStore {
             let sql = format!(
                 "UPDATE {s}.api_keys SET retired_digest = NULL, retired_until = NULL \
                  WHERE id IN (SELECT id FROM {s}.api_keys WHERE retired_until <= $1 \
-                 ORDER BY retired_until LIMIT $2 FOR UPDATE SKIP LOCKED)"
+                 ORDER BY retired_until LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id"
             );
             let done = sqlx::query(&sql)
                 .bind(now)
                 .bind(left)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
-            purged.examined += done.rows_affected() as usize;
+            purged.examined += done.len();
+            for row in &done {
+                let id = row.try_get::<String, _>("id").map_err(db)?;
+                purged.changed_keys.push(ApiKeyId::from(id));
+            }
         }
-        self.publish(&mut tx, &purged.tokens).await?;
+        let tags = purged.changed_keys.iter().map(api_key_tag);
+        let revoked: Vec<SecretDigest> = purged.tokens.iter().copied().chain(tags).collect();
+        self.publish(&mut tx, &revoked).await?;
         tx.commit().await.map_err(db)?;
         Ok(purged)
     }
@@ -216,7 +245,7 @@ impl PgStore {
 impl TokenStore for PgStore {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             s = self.schema()
         );
         self.call(async {
@@ -248,10 +277,10 @@ impl TokenStore for PgStore {
             "WITH key AS (UPDATE {s}.api_keys SET last_use = $5 \
                WHERE id = $7 AND active AND user_id = $3 \
                AND (expires IS NULL OR expires > $5) \
-               AND (digest = $8 OR (retired_digest = $8 AND retired_until > $5)) \
+               AND (digest = $9 OR (retired_digest = $9 AND retired_until > $5)) \
                RETURNING id) \
              INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
-             SELECT $1, $2, $3, $4, $5, $6, $7 FROM key RETURNING digest"
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key RETURNING digest"
         );
         self.call(async {
             if token.user_id.is_none() {
@@ -384,6 +413,14 @@ impl TokenStore for PgStore {
         .await
     }
 
+    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.touch("tokens", id.as_str(), at).await
+    }
+
+    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.touch("api_keys", id.as_str(), at).await
+    }
+
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO {s}.api_keys ({KEY_COLUMNS}) \
@@ -448,7 +485,10 @@ impl TokenStore for PgStore {
                 TokenFate::ExpireBy(at) => self.cap_tokens_of_key(&mut tx, id, at).await?,
             };
             self.update_key(&mut tx, &key).await?;
-            self.publish(&mut tx, &removed).await?;
+            // Other replicas' caches hold the key itself under its digests: its tag
+            // makes them all stale, whatever the change.
+            let tag = api_key_tag(id);
+            self.publish(&mut tx, &[&removed[..], &[tag]].concat()).await?;
             tx.commit().await.map_err(db)?;
             Ok(Some((key, removed)))
         })
@@ -471,7 +511,8 @@ impl TokenStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            self.publish(&mut tx, &removed).await?;
+            let tag = api_key_tag(id);
+            self.publish(&mut tx, &[&removed[..], &[tag]].concat()).await?;
             tx.commit().await.map_err(db)?;
             Ok(Some((key, removed)))
         })
@@ -510,7 +551,8 @@ impl TokenStore for PgStore {
                 .await
                 .map_err(db)?;
             let removed = digests(&rows)?;
-            self.publish(&mut tx, &removed).await?;
+            let tag = user_tag(user);
+            self.publish(&mut tx, &[&removed[..], &[tag]].concat()).await?;
             tx.commit().await.map_err(db)?;
             Ok(removed)
         })

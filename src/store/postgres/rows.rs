@@ -12,7 +12,8 @@ use crate::{
 };
 
 /// The columns [`token`] decodes, in any `SELECT` or `RETURNING` of tokens.
-pub(super) const TOKEN_COLUMNS: &str = "digest, id, user_id, scopes, created, expires, api_key_id";
+pub(super) const TOKEN_COLUMNS: &str =
+    "digest, id, user_id, scopes, created, expires, api_key_id, last_use";
 
 /// The columns [`api_key`] decodes.
 pub(super) const KEY_COLUMNS: &str = "id, user_id, name, scope, token_duration, active, created, \
@@ -51,6 +52,7 @@ pub(super) fn token(row: &PgRow) -> Result<Token, StoreError> {
             .try_get::<Option<String>, _>("api_key_id")
             .map_err(corrupt)?
             .map(ApiKeyId::from),
+        last_use: row.try_get("last_use").map_err(corrupt)?,
     })
 }
 
@@ -86,7 +88,7 @@ pub(super) fn api_key(row: &PgRow) -> Result<ApiKey, StoreError> {
     })
 }
 
-/// Binds a token's columns, in [`TOKEN_COLUMNS`] order, as `$1..$7`.
+/// Binds a token's columns, in [`TOKEN_COLUMNS`] order, as `$1..$8`.
 pub(super) fn bind_token<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     token: &'q Token,
@@ -99,6 +101,7 @@ pub(super) fn bind_token<'q>(
         .bind(token.created)
         .bind(token.expires)
         .bind(token.api_key_id.as_ref().map(ApiKeyId::as_str))
+        .bind(token.last_use)
 }
 
 /// Binds a key's columns, in [`KEY_COLUMNS`] order, as `$1..$13`.

@@ -48,6 +48,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX tokens_by_key ON {s}.tokens (api_key_id) WHERE api_key_id IS NOT NULL;
     CREATE INDEX tokens_by_expiry ON {s}.tokens (expires);
     "#,
+    // 2: when each token last authenticated a request.
+    r#"
+    ALTER TABLE {s}.tokens ADD COLUMN last_use timestamptz;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -140,6 +140,16 @@ impl TokenStore for SledStore {
         self.run(move |db| db.delete_token(&id)).await
     }
 
+    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.touch_token(&id, at)).await
+    }
+
+    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.run(move |db| db.touch_api_key(&id, at)).await
+    }
+
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let key = key.clone();
         self.run(move |db| db.insert_api_key(&key)).await

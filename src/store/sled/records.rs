@@ -454,6 +454,37 @@ impl Inner {
         })
     }
 
+    pub(super) fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|db| {
+            let Some(mut token) = db.token_by_id(id)? else {
+                return Ok(((), None));
+            };
+            if token.last_use.is_some_and(|last| last >= at) {
+                return Ok(((), None));
+            }
+            token.last_use = Some(at);
+            let mut batch = Batch::default();
+            // Only the record changes: last_use is in no index.
+            batch.insert(layout::token(&token.digest), encode(&token)?);
+            Ok(((), Some(batch)))
+        })
+    }
+
+    pub(super) fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|db| {
+            let Some(mut key) = db.api_key(id)? else {
+                return Ok(((), None));
+            };
+            if key.last_use.is_some_and(|last| last >= at) {
+                return Ok(((), None));
+            }
+            key.last_use = Some(at);
+            let mut batch = Batch::default();
+            batch.insert(layout::api_key(&key.id), encode(&key)?);
+            Ok(((), Some(batch)))
+        })
+    }
+
     pub(super) fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         self.write(|db| {
             for index in [layout::api_key(&key.id), layout::key_digest(&key.digest)] {
@@ -596,6 +627,7 @@ impl Inner {
                             self.remove_tokens_of_key(&mut removal, &id)?;
                             remove_key(&mut removal.batch, &key);
                             purged.api_keys += 1;
+                            purged.changed_keys.push(id);
                         }
                     }
                 }
@@ -609,6 +641,7 @@ impl Inner {
                             let mut current = key.clone();
                             current.retired = None;
                             replace_key(&mut removal.batch, &key, &current)?;
+                            purged.changed_keys.push(id);
                         }
                     }
                 }
