@@ -26,7 +26,8 @@ struct Replica {
     cache: CachingStore<PgStore>,
 }
 
-/// Two replicas on a fresh schema, sharing one user table.
+/// Two replicas on a fresh schema, sharing one user table; both accept API keys
+/// as credentials.
 async fn replicas() -> (Replica, Replica, Users, String) {
     let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
     let users = Users::default();
@@ -36,6 +37,7 @@ async fn replicas() -> (Replica, Replica, Users, String) {
         pg::wait_until_serving(&cache).await;
         let gate = ScopeGate::builder(cache.clone(), users.clone())
             .with_registry(girder_scopes())
+            .with_direct_api_keys()
             .build()
             .unwrap();
         out.push(Replica { gate, cache });
@@ -50,7 +52,9 @@ async fn time_until_refused(gate: &ScopeGate, secret: &str, started: Instant) ->
     loop {
         match gate.authenticate(secret).await {
             Ok(_) => {}
-            Err(Error::InvalidToken(InvalidTokenReason::Unknown)) => return started.elapsed(),
+            Err(Error::InvalidToken(
+                InvalidTokenReason::Unknown | InvalidTokenReason::InactiveKey,
+            )) => return started.elapsed(),
             Err(other) => panic!("unexpected {other:?}"),
         }
         assert!(
@@ -351,5 +355,95 @@ async fn with_its_listener_silently_stalled_a_replica_refuses_revoked_tokens_aft
             "feed did not come back"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What a replica can do to a key that must stop it on every replica.
+#[derive(Debug, Clone, Copy)]
+enum KeyChange {
+    Deactivate,
+    RotateWithoutGrace,
+    Delete,
+    RevokeOwner,
+}
+
+async fn apply(gate: &ScopeGate, change: KeyChange, key: &scopegate::ApiKey) {
+    match change {
+        KeyChange::Deactivate => {
+            let off = ApiKeyUpdate {
+                active: Some(false),
+                ..Default::default()
+            };
+            gate.update_api_key(&key.id, off).await.unwrap();
+        }
+        KeyChange::RotateWithoutGrace => {
+            gate.rotate_api_key(&key.id, Duration::ZERO).await.unwrap();
+        }
+        KeyChange::Delete => drop(gate.delete_api_key(&key.id).await.unwrap()),
+        KeyChange::RevokeOwner => drop(gate.revoke_user(&key.user_id).await.unwrap()),
+    }
+}
+
+const KEY_CHANGES: [KeyChange; 4] = [
+    KeyChange::Deactivate,
+    KeyChange::RotateWithoutGrace,
+    KeyChange::Delete,
+    KeyChange::RevokeOwner,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_sent_directly_works_on_the_other_replica_and_stops_there_within_the_bound() {
+    let (a, b, users, _) = replicas().await;
+    for (round, change) in KEY_CHANGES.into_iter().enumerate() {
+        let owner = users.add(&format!("owner{round}"), false);
+        let key = a
+            .gate
+            .create_api_key(&owner, NewApiKey::new("k"))
+            .await
+            .unwrap();
+        let secret = key.secret.expose();
+        // Twice: the second answer comes from B's cache.
+        b.gate.authenticate(secret).await.unwrap();
+        b.gate.authenticate(secret).await.unwrap();
+        let started = Instant::now();
+        apply(&a.gate, change, &key.key).await;
+        let took = time_until_refused(&b.gate, secret, started).await;
+        assert!(took < BOUND, "{change:?} took {took:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_racing_lookups_on_the_other_replica_is_never_undone_by_them() {
+    let (a, b, users, _) = replicas().await;
+    for round in 0..12 {
+        let change = KEY_CHANGES[round % KEY_CHANGES.len()];
+        let owner = users.add(&format!("owner{round}"), false);
+        let key = a
+            .gate
+            .create_api_key(&owner, NewApiKey::new("k"))
+            .await
+            .unwrap();
+        let secret = Arc::new(key.secret.clone());
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (gate, secret) = (a.gate.clone(), secret.clone());
+            readers.spawn(async move {
+                for _ in 0..50 {
+                    let _ = gate.authenticate(secret.expose()).await;
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        let started = Instant::now();
+        apply(&b.gate, change, &key.key).await;
+        let took = time_until_refused(&a.gate, secret.expose(), started).await;
+        assert!(took < BOUND, "{change:?} took {took:?}");
+        while readers.join_next().await.is_some() {}
+        for _ in 0..20 {
+            assert!(
+                a.gate.authenticate(secret.expose()).await.is_err(),
+                "{change:?}: a changed key came back"
+            );
+        }
     }
 }

@@ -43,6 +43,36 @@ mod schema {
     }
 
     #[tokio::test]
+    async fn a_database_of_the_first_schema_version_is_upgraded_and_keeps_its_tokens() {
+        use chrono::{SubsecRound, Utc};
+        use scopegate::{secret::SecretDigest, Token, TokenId, TokenStore};
+
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        drop(pg::open(&schema).await);
+        // Back to what version 1 wrote: no last_use column, and a token in it.
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        let now = Utc::now().trunc_subsecs(6);
+        let downgrade = format!(
+            "ALTER TABLE {schema}.tokens DROP COLUMN last_use; \
+             UPDATE {schema}.schema_version SET version = 1; \
+             INSERT INTO {schema}.tokens (digest, id, user_id, scopes, created, expires) \
+             VALUES (decode(repeat('ab', 32), 'hex'), 'old-token', 'bob', \
+                     ARRAY['core.user_auth'], '{now}', '{later}')",
+            later = now + chrono::TimeDelta::days(1),
+        );
+        sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
+
+        let store = pg::open(&schema).await;
+        let digest = SecretDigest::from_bytes([0xab; 32]);
+        let token: Token = store.token_by_digest(&digest).await.unwrap().unwrap();
+        assert_eq!(token.id, TokenId::from("old-token"));
+        assert_eq!(token.last_use, None);
+        store.touch_token(&token.id, now).await.unwrap();
+        let touched = store.token_by_id(&token.id).await.unwrap().unwrap();
+        assert_eq!(touched.last_use, Some(now));
+    }
+
+    #[tokio::test]
     async fn an_unreachable_database_is_refused_at_start_with_its_cause() {
         // A port nothing listens on: the probe connection is refused at once.
         let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -159,3 +159,50 @@ async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization
         "an Authorization value reached the log"
     );
 }
+
+#[tokio::test]
+async fn a_request_sent_with_an_api_key_is_traced_as_one_by_its_id_never_its_secret() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::with_direct_api_keys();
+    let bob = app.fixture.user("bob");
+    let key = app.fixture.key(&bob, NewApiKey::new("k")).await;
+    let secret = key.secret.expose();
+    assert_eq!(
+        app.send(get_with("/user", Some(secret))).await.status,
+        StatusCode::OK
+    );
+    app.fixture.gate.delete_api_key(&key.key.id).await.unwrap();
+    let refused = app.send(get_with("/user", Some(secret))).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let log = captured.text();
+    assert!(log.contains("credential=\"api_key\""), "{log}");
+    assert!(
+        log.contains(&format!("api_key_id=\"{}\"", key.key.id.as_str())),
+        "{log}"
+    );
+    assert!(log.contains("reason=Unknown"), "{log}");
+    assert!(!log.contains("token_id="), "no token was involved: {log}");
+    assert!(!log.contains(secret), "the key reached the log");
+    assert!(
+        !log.contains(&secret[secret.len() - 20..]),
+        "part of the key reached the log"
+    );
+    let digest = SecretCodec::default()
+        .parse(SecretKind::ApiKey, secret)
+        .unwrap()
+        .to_hex();
+    assert!(
+        !log.contains(&digest[..12]),
+        "the key's digest reached the log"
+    );
+}

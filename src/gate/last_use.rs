@@ -17,9 +17,8 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// forgotten and may be written once more than needed.
 const REMEMBERED: u64 = 100_000;
 
-type Write = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<(), crate::StoreError>> + Send>,
->;
+type Write =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::StoreError>> + Send>>;
 
 /// The credential a request used.
 pub(super) enum Used<'a> {

@@ -9,8 +9,8 @@ use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-pub(crate) use self::limits::as_days;
 use self::last_use::LastUse;
+pub(crate) use self::limits::as_days;
 pub use self::{
     api_keys::TokenRequest,
     last_use::DEFAULT_LAST_USE_INTERVAL,

@@ -4,10 +4,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use super::{
-    last_use::Used,
-    limits, span, ScopeGate,
-};
+use super::{last_use::Used, limits, span, ScopeGate};
 use crate::{
     error::InvalidTokenReason,
     secret::{SecretDigest, SecretKind},

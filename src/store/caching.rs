@@ -13,13 +13,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 
-pub use self::{
-    feed::{InvalidationFeed, InvalidationSink},
-    tags::{api_key_tag, user_tag},
-};
 use self::{
     epochs::{Epoch, RevocationEpochs},
     feed::FeedState,
+};
+pub use self::{
+    feed::{InvalidationFeed, InvalidationSink},
+    tags::{api_key_tag, user_tag},
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
@@ -141,7 +141,12 @@ impl Lifetime {
 }
 
 impl<V: Expiring> Expiry<SecretDigest, V> for Lifetime {
-    fn expire_after_create(&self, _: &SecretDigest, cached: &V, _: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &SecretDigest,
+        cached: &V,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
         Some(self.of(cached))
     }
 
@@ -389,7 +394,11 @@ impl<S: TokenStore> CachingStore<S> {
     }
 
     /// What a load that cached nothing answers; `None`: try again.
-    fn missed<T>(&self, digest: &SecretDigest, miss: &Miss) -> Option<Result<Option<T>, StoreError>> {
+    fn missed<T>(
+        &self,
+        digest: &SecretDigest,
+        miss: &Miss,
+    ) -> Option<Result<Option<T>, StoreError>> {
         match miss {
             Miss::Unknown => {
                 self.unknown.insert(*digest, ());

@@ -47,8 +47,19 @@ impl TestApp {
         Self::with_state(|state| state.with_anonymous_sessions(sessions).unwrap())
     }
 
+    /// An app that accepts API keys as credentials.
+    pub fn with_direct_api_keys() -> Self {
+        Self::assemble(Fixture::with_direct_api_keys(open), |state| state)
+    }
+
     fn with_state(configure: impl FnOnce(AuthState) -> AuthState) -> Self {
-        let fixture = Fixture::new(open);
+        Self::assemble(Fixture::new(open), configure)
+    }
+
+    fn assemble(
+        fixture: Fixture<CachingStore<SledStore>>,
+        configure: impl FnOnce(AuthState) -> AuthState,
+    ) -> Self {
         let state = configure(AuthState::new(fixture.gate.clone()));
         let router = routes(state.clone());
         Self {

@@ -18,6 +18,7 @@ use scopegate::{
 #[derive(Clone, Default)]
 pub struct Probe {
     reads: Arc<AtomicUsize>,
+    touches: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
     failing_after_writes: Arc<AtomicBool>,
 }
@@ -26,6 +27,11 @@ impl Probe {
     /// Digest lookups (tokens and keys) so far.
     pub fn digest_reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// `last_use` writes (tokens and keys) so far.
+    pub fn touches(&self) -> usize {
+        self.touches.load(Ordering::SeqCst)
     }
 
     /// From now on, every call fails (or succeeds again).
@@ -134,11 +140,13 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         self.written(outcome)
     }
     async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.probe.touches.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let outcome = self.inner.touch_token(id, at).await;
         self.written(outcome)
     }
     async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.probe.touches.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let outcome = self.inner.touch_api_key(id, at).await;
         self.written(outcome)

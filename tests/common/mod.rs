@@ -8,6 +8,7 @@ pub mod pg;
 pub mod pg_server;
 pub mod process;
 pub mod suite;
+pub mod suite_keys;
 
 use std::{
     collections::HashMap,
@@ -142,9 +143,12 @@ impl Backend for CachedSledBackend {
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A gate over a real store in a temporary place, with a manual clock and a count
-/// of the digest lookups that reach the store.
+/// of the digest lookups that reach the store. The conformance fixture
+/// ([`Fixture::of`]) lets API keys authenticate directly; [`Fixture::new`]'s
+/// gate does not unless asked ([`Fixture::with_direct_api_keys`]).
 pub struct Fixture<S: TokenStore> {
     pub gate: ScopeGate,
+    direct_api_keys: bool,
     pub users: Users,
     pub clock: ManualClock,
     pub probe: instrumented::Probe,
@@ -156,6 +160,15 @@ pub struct Fixture<S: TokenStore> {
 impl<S: TokenStore> Fixture<S> {
     /// A fixture over the store `open` opens in a temporary directory.
     pub fn new(open: fn(&Path) -> S) -> Self {
+        Self::with_options(open, false)
+    }
+
+    /// [`Fixture::new`] with API keys accepted as credentials.
+    pub fn with_direct_api_keys(open: fn(&Path) -> S) -> Self {
+        Self::with_options(open, true)
+    }
+
+    fn with_options(open: fn(&Path) -> S, direct_api_keys: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let open = Arc::new(move |place: PathBuf| {
@@ -171,6 +184,7 @@ impl<S: TokenStore> Fixture<S> {
             dir,
             Users::default(),
             ManualClock::new(Utc::now()),
+            direct_api_keys,
         )
     }
 
@@ -187,6 +201,7 @@ impl<S: TokenStore> Fixture<S> {
             dir,
             Users::default(),
             ManualClock::new(Utc::now()),
+            true,
         )
     }
 
@@ -197,16 +212,20 @@ impl<S: TokenStore> Fixture<S> {
         dir: TempDir,
         users: Users,
         clock: ManualClock,
+        direct_api_keys: bool,
     ) -> Self {
         let store = Instrumented::new(store);
         let probe = store.probe();
-        let gate = ScopeGate::builder(store, users.clone())
+        let mut gate = ScopeGate::builder(store, users.clone())
             .with_registry(girder_scopes())
-            .with_clock(clock.clone())
-            .build()
-            .unwrap();
+            .with_clock(clock.clone());
+        if direct_api_keys {
+            gate = gate.with_direct_api_keys();
+        }
+        let gate = gate.build().unwrap();
         Self {
             gate,
+            direct_api_keys,
             users,
             clock,
             probe,
@@ -225,11 +244,12 @@ impl<S: TokenStore> Fixture<S> {
             open,
             bytes,
             dir,
+            direct_api_keys,
             ..
         } = self;
         drop(gate);
         let store = open(dir.path().to_owned()).await;
-        Self::assemble(store, open, bytes, dir, users, clock)
+        Self::assemble(store, open, bytes, dir, users, clock, direct_api_keys)
     }
 
     /// Every byte the store holds.

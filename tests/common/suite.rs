@@ -1100,6 +1100,8 @@ macro_rules! conformance_tests {
                 assert!(!contains(t.secret.expose()));
             }
         }
+
+        $crate::direct_key_conformance_tests!($backend);
     };
 }
 

@@ -488,7 +488,8 @@ impl TokenStore for PgStore {
             // Other replicas' caches hold the key itself under its digests: its tag
             // makes them all stale, whatever the change.
             let tag = api_key_tag(id);
-            self.publish(&mut tx, &[&removed[..], &[tag]].concat()).await?;
+            self.publish(&mut tx, &[&removed[..], &[tag]].concat())
+                .await?;
             tx.commit().await.map_err(db)?;
             Ok(Some((key, removed)))
         })
@@ -512,7 +513,8 @@ impl TokenStore for PgStore {
                 .await
                 .map_err(db)?;
             let tag = api_key_tag(id);
-            self.publish(&mut tx, &[&removed[..], &[tag]].concat()).await?;
+            self.publish(&mut tx, &[&removed[..], &[tag]].concat())
+                .await?;
             tx.commit().await.map_err(db)?;
             Ok(Some((key, removed)))
         })
@@ -552,7 +554,8 @@ impl TokenStore for PgStore {
                 .map_err(db)?;
             let removed = digests(&rows)?;
             let tag = user_tag(user);
-            self.publish(&mut tx, &[&removed[..], &[tag]].concat()).await?;
+            self.publish(&mut tx, &[&removed[..], &[tag]].concat())
+                .await?;
             tx.commit().await.map_err(db)?;
             Ok(removed)
         })
