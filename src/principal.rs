@@ -1,6 +1,6 @@
 //! [`Principal`]: who a request acts as, and the [`Credential`] that says so.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use chrono::{DateTime, Utc};
 
@@ -11,14 +11,14 @@ use crate::{user::LoadedUser, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
 #[non_exhaustive]
 pub enum Credential {
     /// A token: issued by the app, minted from a key, or anonymous.
-    Token(Token),
+    Token(Arc<Token>),
     /// An API key sent as it is, with direct key authentication on
     /// ([`ScopeGateBuilder::with_direct_api_keys`](crate::ScopeGateBuilder::with_direct_api_keys)).
-    ApiKey(ApiKey),
+    ApiKey(Arc<ApiKey>),
 }
 
 /// A live credential and its loaded user: what authentication yields, and what the
-/// HTTP layer attaches to requests.
+/// HTTP layer attaches to requests. Cheap to clone: the records are shared.
 #[derive(Debug, Clone)]
 pub struct Principal {
     credential: Credential,
@@ -30,7 +30,7 @@ pub struct Principal {
 impl Principal {
     pub(crate) fn new(token: Token, user: Option<LoadedUser>) -> Self {
         Self {
-            credential: Credential::Token(token),
+            credential: Credential::Token(Arc::new(token)),
             key_scopes: BTreeSet::new(),
             user,
         }
@@ -39,7 +39,7 @@ impl Principal {
     pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
         Self {
             key_scopes: key.token_scopes(),
-            credential: Credential::ApiKey(key),
+            credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
         }
     }

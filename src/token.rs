@@ -116,7 +116,7 @@ pub fn has_scope(token: Option<&Token>, required: Option<&[Scope]>) -> bool {
 }
 
 /// A token lacks scopes a caller required ([`Token::require_scope`]). Not to be
-/// confused with the HTTP 403 [`rejection::InsufficientScope`](crate::rejection::InsufficientScope).
+/// confused with the HTTP 403 `rejection::InsufficientScope` (feature `axum`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Invalid token scope. Required: {}. Missing: {}.", join_scopes(.required), join_scopes(.missing))]
 pub struct MissingScopes {

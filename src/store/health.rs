@@ -7,8 +7,7 @@ use super::StoreError;
 /// Whether a [`TokenStore`](super::TokenStore) is serving.
 ///
 /// A store that failed to write refuses every call (503) until the fault is gone,
-/// rather than serve what its disk may not hold; see
-/// [`SledStore`](super::SledStore). Answer an app's health check from this, so a
+/// rather than serve what its disk may not hold (see `SledStore`). Answer an app's health check from this, so a
 /// load balancer takes a failing instance out of rotation.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
