@@ -10,7 +10,7 @@
 //!   axum `Router` without scopegate (baseline), through `AuthLayer` with no token,
 //!   and through `AuthLayer` plus a `RequireScope` guard with a cached token.
 //!
-//! `cargo bench --bench authenticate`
+//! `cargo bench -p scopegate-benches --bench authenticate`
 
 // criterion's macros generate undocumented public functions.
 #![allow(missing_docs)]

@@ -10,7 +10,7 @@
 //! - 50 000 revocations through the cache against the same on the bare store: the
 //!   live heap the cache keeps per revocation.
 //!
-//! `cargo bench --bench floods`
+//! `cargo bench -p scopegate-benches --bench floods`
 
 // A load harness, not a library: its items need no docs.
 #![allow(missing_docs)]

@@ -3,11 +3,11 @@
 //! against a baseline measured in the same run on the same disk: raw sled batches of
 //! the same shape, 32 at a time, then one flush + `fdatasync` per group.
 //!
-//! `cargo bench --bench group_commit` (the temporary directories live under
+//! `cargo bench -p scopegate-benches --bench group_commit` (the temporary directories live under
 //! `target/`, on the same disk as the build, never on a tmpfs where syncs are free).
 //! Targets: 32 writers ≥ 5× one writer, and ≥ 0.8× the raw baseline.
 //!
-//! `cargo bench --bench group_commit -- only-32` runs one series alone (`only-1`,
+//! `cargo bench -p scopegate-benches --bench group_commit -- only-32` runs one series alone (`only-1`,
 //! `only-32`), to count its syncs: `strace -f -c -e trace=fdatasync <the bench
 //! binary> only-32`.
 

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! eval "$(.ci/postgres start)"
-//! cargo bench --features postgres --bench postgres
+//! cargo bench -p scopegate-benches --features postgres --bench postgres
 //! .ci/postgres stop "$SCOPEGATE_PG_DIR"
 //! ```
 

@@ -27,7 +27,7 @@ impl UserLoader for Users {
 /// A temporary directory under `target/`.
 #[allow(dead_code)]
 pub(crate) fn scratch_dir() -> tempfile::TempDir {
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     std::fs::create_dir_all(&target).unwrap();
     tempfile::tempdir_in(target).unwrap()
 }
