@@ -58,7 +58,7 @@ pub use crate::{
 };
 
 #[cfg(feature = "sled")]
-pub use crate::store::SledStore;
+pub use crate::store::{SledConfig, SledStore};
 
 // The Tower layer and the extractors (feature `axum`).
 #[cfg(feature = "axum")]

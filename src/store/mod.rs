@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 #[cfg(feature = "sled")]
-pub use self::sled::SledStore;
+pub use self::sled::{SledConfig, SledStore, DEFAULT_SLED_CACHE_BYTES};
 pub use self::{
     caching::{
         api_key_tag, user_tag, CacheConfig, CacheStats, CachingStore, InvalidationFeed,

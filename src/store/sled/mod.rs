@@ -1,5 +1,6 @@
 //! [`SledStore`]: the embedded default backend.
 
+mod config;
 mod group_commit;
 mod layout;
 mod records;
@@ -10,6 +11,7 @@ use std::{fmt, path::Path, sync::Arc};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub use self::config::{SledConfig, DEFAULT_SLED_CACHE_BYTES};
 use self::{records::Inner, recovery::Lifeline};
 use super::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind, StoreHealth, TokenStore};
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
@@ -51,11 +53,17 @@ impl fmt::Debug for SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in the directory `path`. sled locks the
-    /// directory: a second process (or a second `open` in this one) fails.
+    /// Opens (or creates) the database in the directory `path`, with the default
+    /// [`SledConfig`]. sled locks the directory: a second process (or a second
+    /// `open` in this one) fails.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SledConfig::default())
+    }
+
+    /// [`SledStore::open`] with `config`.
+    pub fn open_with(path: impl AsRef<Path>, config: SledConfig) -> Result<Self, StoreError> {
         Ok(Self {
-            lifeline: Arc::new(Lifeline::open(path.as_ref())?),
+            lifeline: Arc::new(Lifeline::open(path.as_ref(), config)?),
         })
     }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use sled::{Batch, Db, Tree};
 
-use super::{backend, group_commit::GroupCommit, layout};
+use super::{backend, group_commit::GroupCommit, layout, SledConfig};
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
@@ -176,8 +176,12 @@ impl Removal {
 
 impl Inner {
     /// Opens (or creates) the database in `path` and makes its files durable.
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::open(path).map_err(backend)?;
+    pub(super) fn open(path: &Path, config: &SledConfig) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(config.cache_bytes())
+            .open()
+            .map_err(backend)?;
         let tree = db.open_tree(TREE).map_err(backend)?;
         let log = File::open(path.join(LOG_FILE)).map_err(backend)?;
         let inner = Self {

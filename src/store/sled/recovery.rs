@@ -16,7 +16,7 @@ use std::{
 
 use chrono::Utc;
 
-use super::records::Inner;
+use super::{records::Inner, SledConfig};
 use crate::store::{error_chain, StoreError, StoreErrorKind, StoreHealth};
 
 /// The shortest time between two attempts to reopen a failed database.
@@ -24,6 +24,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(200);
 
 pub(super) struct Lifeline {
     path: PathBuf,
+    config: SledConfig,
     /// The open database; `None` while failed.
     current: RwLock<Option<Arc<Inner>>>,
     health: Mutex<Health>,
@@ -37,10 +38,11 @@ struct Health {
 }
 
 impl Lifeline {
-    pub(super) fn open(path: &Path) -> Result<Self, StoreError> {
-        let inner = Inner::open(path)?;
+    pub(super) fn open(path: &Path, config: SledConfig) -> Result<Self, StoreError> {
+        let inner = Inner::open(path, &config)?;
         Ok(Self {
             path: path.to_owned(),
+            config,
             current: RwLock::new(Some(Arc::new(inner))),
             health: Mutex::new(Health {
                 status: StoreHealth::Healthy,
@@ -136,7 +138,7 @@ impl Lifeline {
             health.last_attempt = Some(Instant::now());
         }
         // On failure the fresh instance is dropped here, releasing the lock again.
-        let reopened = Inner::open(&self.path).and_then(|inner| {
+        let reopened = Inner::open(&self.path, &self.config).and_then(|inner| {
             inner.probe(Utc::now())?;
             Ok(inner)
         });
