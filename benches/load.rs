@@ -1,0 +1,247 @@
+//! Load harness: requests per second and latency of one `GET /hello` over loopback,
+//! through four servers started here, driven one after another by `wrk`.
+//!
+//! - `bare`: the route without auth (the baseline);
+//! - `handwritten`: a hand-written middleware, SHA-256 of the bearer, a moka hit,
+//!   else a sled read: what an app might write instead of scopegate;
+//! - `layer`: scopegate's layer authenticating the (cached, live) token, the
+//!   handler demanding nothing;
+//! - `guarded`: the layer plus `RequireScope<DataRead>`.
+//!
+//! Every server gets the same request, `Authorization: Bearer <live token>`
+//! included. Rounds run the servers back to back in a rotating order; the table
+//! shows medians over rounds and the ratio to `bare` in the same run.
+//!
+//! `cargo bench -p scopegate-benches --bench load` (installs `wrk` with apt if it is
+//! missing and we are root). `LOAD_SECONDS` (default 8) and `LOAD_ROUNDS`
+//! (default 3) set the length of a run; `LOAD_CONNECTIONS` (default 32) the load.
+
+#![allow(missing_docs)]
+
+mod common;
+
+use std::{net::SocketAddr, process::Command, sync::Arc};
+
+use axum::{
+    extract::{Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use common::Users;
+use scopegate::{AuthState, NewToken, RequireScope, ScopeRegistry, SledStore};
+use sha2::{Digest, Sha256};
+
+scopegate::scopes! {
+    struct DataRead = "core.data.read";
+}
+
+fn setting(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The hand-written alternative: digest the bearer, look it up in moka, else in sled.
+#[derive(Clone)]
+struct Handwritten {
+    cache: moka::future::Cache<[u8; 32], Arc<str>>,
+    tree: sled::Tree,
+}
+
+async fn handwritten_auth(
+    State(auth): State<Handwritten>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(bearer) = bearer else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+    let user = match auth.cache.get(&digest).await {
+        Some(user) => Some(user),
+        None => match auth.tree.get(digest) {
+            Ok(Some(bytes)) => {
+                let user: Arc<str> = String::from_utf8_lossy(&bytes).into();
+                auth.cache.insert(digest, user.clone()).await;
+                Some(user)
+            }
+            _ => None,
+        },
+    };
+    match user {
+        Some(user) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// One `wrk` run's requests per second, p50 and p99 (milliseconds).
+struct Run {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn millis(value: &str) -> f64 {
+    let (number, factor) = if let Some(v) = value.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = value.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = value.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (value, 1.0)
+    };
+    number.parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+fn wrk(addr: SocketAddr, bearer: &str, seconds: u32, connections: u32) -> Run {
+    let output = Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
+        .args(["-H", &format!("Authorization: Bearer {bearer}")])
+        .arg(format!("http://{addr}/hello"))
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !text.contains("Non-2xx"),
+        "a server answered errors under load:\n{text}"
+    );
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+            .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
+    };
+    Run {
+        rps: field("Requests/sec:").parse().unwrap(),
+        p50: millis(&field("50%")),
+        p99: millis(&field("99%")),
+    }
+}
+
+fn ensure_wrk() {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return;
+    }
+    eprintln!("wrk is missing: installing it with apt-get");
+    let installed = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "wrk"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(installed, "install wrk (Debian package `wrk`) and run again");
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench --list`
+    }
+    ensure_wrk();
+    let (seconds, rounds) = (setting("LOAD_SECONDS", 8), setting("LOAD_ROUNDS", 3));
+    let connections = setting("LOAD_CONNECTIONS", 32);
+    let runtime = common::runtime();
+    let dirs = [common::scratch_dir(), common::scratch_dir()];
+
+    let (servers, bearer) = runtime.block_on(async {
+        let state = AuthState::builder(SledStore::open(dirs[0].path()).unwrap(), Users)
+            .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
+            .build()
+            .unwrap();
+        let issued = state
+            .gate()
+            .create_token(NewToken::for_user("bench".into()))
+            .await
+            .unwrap();
+        let bearer = issued.secret.expose().to_owned();
+
+        let tree = sled::open(dirs[1].path()).unwrap().open_tree("t").unwrap();
+        let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+        tree.insert(digest, "bench").unwrap();
+        let handwritten = Handwritten {
+            cache: moka::future::Cache::new(100_000),
+            tree,
+        };
+
+        let bare = Router::new().route("/hello", get(hello));
+        let handwritten = Router::new()
+            .route("/hello", get(hello))
+            .layer(middleware::from_fn_with_state(handwritten, handwritten_auth));
+        let layer = Router::new()
+            .route("/hello", get(hello))
+            .layer(state.layer());
+        let guarded = Router::new()
+            .route("/hello", get(|_: RequireScope<DataRead>| hello()))
+            .layer(state.layer());
+        let mut servers = Vec::new();
+        for (name, router) in [
+            ("bare", bare),
+            ("handwritten", handwritten),
+            ("layer", layer),
+            ("guarded", guarded),
+        ] {
+            servers.push((name, serve(router).await));
+        }
+        (servers, bearer)
+    });
+
+    // Warm every server (and its cache) before measuring.
+    for (_, addr) in &servers {
+        wrk(*addr, &bearer, 1, connections);
+    }
+    let mut runs: Vec<Vec<Run>> = servers.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds as usize {
+        for i in 0..servers.len() {
+            let index = (i + round) % servers.len();
+            let run = wrk(servers[index].1, &bearer, seconds, connections);
+            eprintln!(
+                "round {round}: {:<12} {:>9.0} req/s",
+                servers[index].0, run.rps
+            );
+            runs[index].push(run);
+        }
+    }
+    let bare_rps = median(runs[0].iter().map(|r| r.rps).collect());
+    println!(
+        "\nGET /hello, wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, medians\n"
+    );
+    println!("| server | req/s | p50 ms | p99 ms | × bare |");
+    println!("|---|---|---|---|---|");
+    for ((name, _), runs) in servers.iter().zip(&runs) {
+        let rps = median(runs.iter().map(|r| r.rps).collect());
+        let p50 = median(runs.iter().map(|r| r.p50).collect());
+        let p99 = median(runs.iter().map(|r| r.p99).collect());
+        println!(
+            "| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {:.2} |",
+            rps / bare_rps
+        );
+    }
+    drop(runtime);
+}
