@@ -28,9 +28,9 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub(crate) fn new(token: Token, user: Option<LoadedUser>) -> Self {
+    pub(crate) fn new(token: Arc<Token>, user: Option<LoadedUser>) -> Self {
         Self {
-            credential: Credential::Token(Arc::new(token)),
+            credential: Credential::Token(token),
             key_scopes: BTreeSet::new(),
             user,
         }

@@ -57,31 +57,45 @@ impl TokenSources {
     /// The credential of the request: `None` if there is none; an error if it is
     /// malformed or the request carries several different ones.
     pub(crate) fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, Malformed> {
-        let mut found: Vec<&str> = Vec::new();
-        found.extend(bearer(headers)?);
+        // Most requests carry one bearer token: no collection, one allocation.
+        let mut found = Found::default();
+        found.add(bearer(headers)?)?;
         if let Some(name) = &self.header {
-            found.extend(single_header(headers, name)?);
+            found.add(single_header(headers, name)?)?;
         }
         if let Some(name) = &self.cookie {
             for value in cookies(headers, name) {
-                found.push(token_value(value?)?);
+                found.add(Some(token_value(value?)?))?;
             }
         }
         if let Some(name) = &self.query {
             for value in query_values(uri, name) {
-                found.push(token_value(value)?);
+                found.add(Some(token_value(value)?))?;
             }
         }
-        let Some((first, rest)) = found.split_first() else {
-            return Ok(None);
-        };
-        if rest
-            .iter()
-            .any(|other| !bool::from(first.as_bytes().ct_eq(other.as_bytes())))
-        {
-            return Err(SEVERAL_CREDENTIALS);
+        Ok(found.first.map(str::to_owned))
+    }
+}
+
+/// The credential found so far; any other must be the same.
+#[derive(Default)]
+struct Found<'a> {
+    first: Option<&'a str>,
+}
+
+impl<'a> Found<'a> {
+    fn add(&mut self, value: Option<&'a str>) -> Result<(), Malformed> {
+        match (self.first, value) {
+            (_, None) => Ok(()),
+            (None, Some(value)) => {
+                self.first = Some(value);
+                Ok(())
+            }
+            (Some(first), Some(other)) if bool::from(first.as_bytes().ct_eq(other.as_bytes())) => {
+                Ok(())
+            }
+            (Some(_), Some(_)) => Err(SEVERAL_CREDENTIALS),
         }
-        Ok(Some((*first).to_owned()))
     }
 }
 

@@ -1,7 +1,13 @@
 //! Throttled `last_use`: a credential's use is written at most once per interval,
 //! never once per request.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -26,10 +32,31 @@ pub(super) enum Used<'a> {
     ApiKey(&'a ApiKeyId),
 }
 
+/// Slots of the fast filter: 2^14 × 8 bytes.
+const SLOTS: usize = 1 << 14;
+
 /// When each credential's use was last written by this process.
 pub(super) struct LastUse {
     interval: TimeDelta,
+    /// The authority: one entry per credential written within the interval.
     written: moka::sync::Cache<SecretDigest, DateTime<Utc>>,
+    /// A lock-free filter in front of `written`: per slot, a fingerprint of the
+    /// last digest written through it and the second it was written. A match
+    /// within the interval skips the cache lookup; anything else (another digest
+    /// in the slot, say) asks `written`, so collisions cost time, never writes.
+    recent: Box<[AtomicU64]>,
+}
+
+/// The slot of `digest` and its fingerprint (digests are uniform: any bytes do).
+fn slot_of(digest: &SecretDigest) -> (usize, u64) {
+    let b = digest.as_bytes();
+    let slot = usize::from(u16::from_le_bytes([b[0], b[1]])) % SLOTS;
+    (slot, u64::from(u32::from_le_bytes([b[2], b[3], b[4], b[5]])))
+}
+
+/// Seconds, as the filter keeps them (wrapping: only differences matter).
+fn seconds(at: DateTime<Utc>) -> u32 {
+    at.timestamp() as u32
 }
 
 impl LastUse {
@@ -41,7 +68,22 @@ impl LastUse {
                 .max_capacity(REMEMBERED)
                 .time_to_live(interval)
                 .build(),
+            recent: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Whether the filter says `digest` was written within the interval.
+    fn recently_written(&self, digest: &SecretDigest, now: DateTime<Utc>) -> bool {
+        let (slot, fingerprint) = slot_of(digest);
+        let packed = self.recent[slot].load(Ordering::Relaxed);
+        let age = seconds(now).wrapping_sub(packed as u32);
+        packed >> 32 == fingerprint && i64::from(age) < self.interval.num_seconds()
+    }
+
+    fn remember(&self, digest: &SecretDigest, at: DateTime<Utc>) {
+        let (slot, fingerprint) = slot_of(digest);
+        let packed = fingerprint << 32 | u64::from(seconds(at));
+        self.recent[slot].store(packed, Ordering::Relaxed);
     }
 
     /// Writes `last_use = now` for a credential unless its record (`recorded`, as
@@ -59,14 +101,19 @@ impl LastUse {
         if recorded.is_some_and(|last| now - last < self.interval) {
             return;
         }
+        // The common case, a write made less than an interval ago, costs a few
+        // instructions and no lock.
+        if self.recently_written(digest, now) {
+            return;
+        }
         // One caller per digest wins the right to write; concurrent ones wait for
         // its answer and see a fresh time.
-        let due = self
+        let entry = self
             .written
             .entry(*digest)
-            .or_insert_with_if(|| now, |last| now - *last >= self.interval)
-            .is_fresh();
-        if !due {
+            .or_insert_with_if(|| now, |last| now - *last >= self.interval);
+        self.remember(digest, *entry.value());
+        if !entry.is_fresh() {
             return;
         }
         let store = Arc::clone(store);

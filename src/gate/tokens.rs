@@ -144,7 +144,7 @@ impl ScopeGate {
         let token = self
             .shared
             .store
-            .token_by_digest(&digest)
+            .shared_token_by_digest(&digest)
             .await?
             .filter(|token| token.digest == digest)
             .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;

@@ -368,7 +368,7 @@ impl<S: TokenStore> CachingStore<S> {
     async fn cached_lookup(
         &self,
         digest: &SecretDigest,
-    ) -> Option<Result<Option<Token>, StoreError>> {
+    ) -> Option<Result<Option<Arc<Token>>, StoreError>> {
         let shared = &self.shared;
         let before = shared.epochs.of(digest);
         let load = async {
@@ -383,7 +383,7 @@ impl<S: TokenStore> CachingStore<S> {
         };
         match shared.tokens.try_get_with(*digest, load).await {
             Ok(cached) if cached.loaded_at == shared.epochs.of(digest) => {
-                Some(Ok(Some(Token::clone(&cached.token))))
+                Some(Ok(Some(cached.token)))
             }
             Ok(_) => {
                 shared.tokens.invalidate(digest).await;
@@ -472,12 +472,20 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
+        let shared = self.shared_token_by_digest(digest).await?;
+        Ok(shared.map(|token| Token::clone(&token)))
+    }
+
+    async fn shared_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+    ) -> Result<Option<Arc<Token>>, StoreError> {
         if self.unknown.contains_key(digest) {
             return Ok(None);
         }
         if !self.shared.feed_live.is_live() {
             // The feed may have missed a revocation: only the store knows.
-            return self.inner.token_by_digest(digest).await;
+            return self.inner.shared_token_by_digest(digest).await;
         }
         for _ in 0..RACED_LOADS {
             if let Some(found) = self.cached_lookup(digest).await {
@@ -485,7 +493,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
             }
         }
         // Revocations keep racing this digest's loads: ask the store itself.
-        self.inner.token_by_digest(digest).await
+        self.inner.shared_token_by_digest(digest).await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {

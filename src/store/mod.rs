@@ -114,6 +114,16 @@ pub trait TokenStore: Send + Sync + 'static {
     /// The token whose secret has `digest`.
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError>;
 
+    /// [`TokenStore::token_by_digest`], shared: a cache in front hands out its own
+    /// copy instead of cloning the record on every request. The default wraps
+    /// `token_by_digest`.
+    async fn shared_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+    ) -> Result<Option<std::sync::Arc<Token>>, StoreError> {
+        Ok(self.token_by_digest(digest).await?.map(std::sync::Arc::new))
+    }
+
     /// The token with `id`.
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
 

@@ -1,0 +1,102 @@
+//! Instruction counts per request, for callgrind: one case's requests run inside
+//! `measured`, which `.ci`-free runs count with `--toggle-collect`:
+//!
+//! ```text
+//! cargo bench -p scopegate-benches --bench instructions --no-run
+//! valgrind --tool=callgrind --toggle-collect='*measured*' \
+//!     target/release/deps/instructions-<hash> <case> 1000
+//! ```
+//!
+//! Cases: `bare` (no auth: the baseline), `layer` (scopegate's layer, cached live
+//! token, handler demanding nothing), `guarded` (plus `RequireScope`), `malformed`
+//! (a token with a bad checksum), `miss` (a live token the cache does not hold:
+//! a store read each time). `BENCHMARKS.md` has the figures and the script that
+//! runs them all (`benches/instructions.sh`).
+
+#![allow(missing_docs)]
+
+mod common;
+
+use axum::{body::Body, http::Request, routing::get, Router};
+use common::Users;
+use scopegate::{
+    AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore,
+};
+use tower::ServiceExt;
+
+scopegate::scopes! {
+    struct DataRead = "core.data.read";
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+fn request(bearer: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder().uri("/hello");
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+/// Sends `n` requests; the only function callgrind counts.
+#[inline(never)]
+async fn measured(router: &Router, bearer: Option<&str>, n: usize, expect: u16) {
+    for _ in 0..n {
+        let response = router.clone().oneshot(request(bearer)).await.unwrap();
+        assert_eq!(response.status().as_u16(), expect);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list" || a == "--bench") && args.len() <= 2 {
+        return; // `cargo bench` runs every bench target: this one only under valgrind.
+    }
+    let case = args.get(1).map(String::as_str).unwrap_or("guarded");
+    let n: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = common::scratch_dir();
+    runtime.block_on(async {
+        // The miss case caches nothing: every request reads sled.
+        let cache = match case {
+            "miss" => CacheConfig::default().with_max_capacity(0),
+            _ => CacheConfig::default(),
+        };
+        let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
+            .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
+            .with_cache(cache)
+            .build()
+            .unwrap();
+        let token = state
+            .gate()
+            .create_token(NewToken::for_user("bench".into()))
+            .await
+            .unwrap();
+        let live = token.secret.expose().to_owned();
+        let mut malformed = live.clone();
+        malformed.pop();
+        malformed.push(if live.ends_with('A') { 'B' } else { 'A' });
+        let bare = Router::new().route("/hello", get(hello));
+        let layer = Router::new()
+            .route("/hello", get(hello))
+            .layer(state.layer());
+        let guarded = Router::new()
+            .route("/hello", get(|_: RequireScope<DataRead>| hello()))
+            .layer(state.layer());
+        let (router, bearer, expect) = match case {
+            "bare" => (&bare, Some(live.as_str()), 200),
+            "layer" => (&layer, Some(live.as_str()), 200),
+            "guarded" | "miss" => (&guarded, Some(live.as_str()), 200),
+            "malformed" => (&guarded, Some(malformed.as_str()), 401),
+            other => panic!("unknown case {other}"),
+        };
+        // Warm caches and lazy statics outside the count.
+        measured(router, bearer, 10, expect).await;
+        measured(router, bearer, n, expect).await;
+    });
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Instructions per request for each case of benches/instructions.rs, counted by
+# callgrind inside `measured` only, minus the bare route's: what scopegate adds.
+#   bash benches/instructions.sh [requests]   (default 2000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-2000}
+cargo bench -p scopegate-benches --bench instructions --no-run 2>/dev/null
+bin=$(ls -t target/release/deps/instructions-* | grep -v '\.d$' | head -n 1)
+count() {
+  local out
+  out=$(mktemp)
+  valgrind --tool=callgrind --toggle-collect='*measured*' --callgrind-out-file="$out" \
+    "$bin" "$1" "$2" >/dev/null 2>&1
+  # Both runs (10 warm-up requests and n) are counted: subtract a 10-request run.
+  local total
+  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  rm -f "$out"
+  echo "$total"
+}
+printf '| case | instructions/request | added over bare |\n|---|---|---|\n'
+bare=""
+for case in bare layer guarded malformed miss; do
+  big=$(count "$case" "$n")
+  small=$(count "$case" 0)
+  per=$(( (big - small) / n ))
+  [ -z "$bare" ] && bare=$per
+  printf '| %s | %d | %d |\n' "$case" "$per" "$((per - bare))"
+done
