@@ -105,7 +105,16 @@ fn error_response(
     message: &str,
     challenge: Option<Challenge<'_>>,
 ) -> Response {
-    let body = serde_json::json!({ "error": code.as_str(), "message": message });
+    // A struct, not `json!`: no map of owned keys to build and free per refusal.
+    #[derive(serde::Serialize)]
+    struct ErrorBody<'a> {
+        error: &'a str,
+        message: &'a str,
+    }
+    let body = ErrorBody {
+        error: code.as_str(),
+        message,
+    };
     let mut response = (status, Json(body)).into_response();
     if let Some(value) = challenge.and_then(|c| c.header_value()) {
         response

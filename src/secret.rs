@@ -237,7 +237,7 @@ impl SecretCodec {
     }
 
     /// The kind `candidate` claims to be by its prefix alone (`sg_key_…`,
-    /// `sg_tok_…`), without checking the rest: for logs, never for a decision.
+    /// `sg_tok_…`), without checking the rest: [`SecretCodec::parse`] decides.
     pub fn claimed_kind(&self, candidate: &str) -> Option<SecretKind> {
         let rest = candidate
             .strip_prefix(&*self.prefix)

@@ -129,17 +129,21 @@ impl ScopeGate {
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
         let codec = &self.shared.codec;
-        let digest = match codec.parse(SecretKind::Token, secret) {
-            Ok(digest) => digest,
-            Err(_) => {
-                return match codec.parse(SecretKind::ApiKey, secret) {
-                    Ok(digest) if self.shared.direct_api_keys => {
-                        self.authenticate_api_key(&digest).await
-                    }
-                    Ok(_) => Err(refuse(InvalidTokenReason::ApiKey)),
-                    Err(_) => Err(refuse(InvalidTokenReason::Malformed)),
-                }
+        // One parse, of the kind the prefix claims: a refusal costs one checksum.
+        let digest = match codec.claimed_kind(secret) {
+            Some(SecretKind::Token) => codec
+                .parse(SecretKind::Token, secret)
+                .map_err(|_| refuse(InvalidTokenReason::Malformed))?,
+            Some(SecretKind::ApiKey) => {
+                let digest = codec
+                    .parse(SecretKind::ApiKey, secret)
+                    .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
+                return match self.shared.direct_api_keys {
+                    true => self.authenticate_api_key(&digest).await,
+                    false => Err(refuse(InvalidTokenReason::ApiKey)),
+                };
             }
+            None => return Err(refuse(InvalidTokenReason::Malformed)),
         };
         let token = self
             .shared
