@@ -19,9 +19,7 @@ mod common;
 
 use axum::{body::Body, http::Request, routing::get, Router};
 use common::Users;
-use scopegate::{
-    AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore,
-};
+use scopegate::{AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore};
 use tower::ServiceExt;
 
 scopegate::scopes! {

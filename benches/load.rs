@@ -119,7 +119,12 @@ fn millis(value: &str) -> f64 {
 
 fn wrk(addr: SocketAddr, bearer: &str, seconds: u32, connections: u32) -> Run {
     let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
         .args(["-H", &format!("Authorization: Bearer {bearer}")])
         .arg(format!("http://{addr}/hello"))
         .output()
@@ -152,7 +157,10 @@ fn ensure_wrk() {
         .args(["install", "-y", "-qq", "wrk"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(installed, "install wrk (Debian package `wrk`) and run again");
+    assert!(
+        installed,
+        "install wrk (Debian package `wrk`) and run again"
+    );
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -191,9 +199,13 @@ fn main() {
         };
 
         let bare = Router::new().route("/hello", get(hello));
-        let handwritten = Router::new()
-            .route("/hello", get(hello))
-            .layer(middleware::from_fn_with_state(handwritten, handwritten_auth));
+        let handwritten =
+            Router::new()
+                .route("/hello", get(hello))
+                .layer(middleware::from_fn_with_state(
+                    handwritten,
+                    handwritten_auth,
+                ));
         let layer = Router::new()
             .route("/hello", get(hello))
             .layer(state.layer());
@@ -229,9 +241,7 @@ fn main() {
         }
     }
     let bare_rps = median(runs[0].iter().map(|r| r.rps).collect());
-    println!(
-        "\nGET /hello, wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, medians\n"
-    );
+    println!("\nGET /hello, wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, medians\n");
     println!("| server | req/s | p50 ms | p99 ms | × bare |");
     println!("|---|---|---|---|---|");
     for ((name, _), runs) in servers.iter().zip(&runs) {

@@ -647,6 +647,33 @@ async fn an_api_key_sent_as_a_bearer_token_is_told_to_exchange_it_without_a_stor
     assert_eq!(reply.body["message"], json!("Invalid or expired token."));
 }
 
+#[tokio::test]
+async fn malformed_and_bad_checksum_tokens_are_refused_without_a_store_read() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let live = app.session(&bob).await;
+    // Seen once, so a memo of its digest exists: a near miss must not match it.
+    assert_eq!(
+        app.send(get_with("/user", Some(&live))).await.status,
+        StatusCode::OK
+    );
+    let mut bad_checksum = live.clone();
+    let last = bad_checksum.pop().unwrap();
+    bad_checksum.push(if last == 'A' { 'B' } else { 'A' });
+    let reads = app.fixture.probe.digest_reads();
+    for token in [
+        bad_checksum.as_str(),
+        "sg_tok_short",
+        "sg_zzz_not-a-kind",
+        "garbage",
+    ] {
+        let reply = app.send(get_with("/user", Some(token))).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token}");
+        assert_eq!(reply.error(), "invalid_token");
+    }
+    assert_eq!(app.fixture.probe.digest_reads(), reads, "no store read");
+}
+
 scopegate::scopes! {
     /// A marker whose scope the test app's registry never declares (a typo).
     struct NeverRegistered = "core.data.reed";

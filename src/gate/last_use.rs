@@ -51,7 +51,10 @@ pub(super) struct LastUse {
 fn slot_of(digest: &SecretDigest) -> (usize, u64) {
     let b = digest.as_bytes();
     let slot = usize::from(u16::from_le_bytes([b[0], b[1]])) % SLOTS;
-    (slot, u64::from(u32::from_le_bytes([b[2], b[3], b[4], b[5]])))
+    (
+        slot,
+        u64::from(u32::from_le_bytes([b[2], b[3], b[4], b[5]])),
+    )
 }
 
 /// Seconds, as the filter keeps them (wrapping: only differences matter).

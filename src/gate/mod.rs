@@ -1,6 +1,7 @@
 //! [`ScopeGate`]: the lifecycle of tokens and API keys over a [`TokenStore`].
 
 mod api_keys;
+mod digest_memo;
 mod last_use;
 pub(crate) mod limits;
 mod tokens;
@@ -9,7 +10,6 @@ use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-use self::last_use::LastUse;
 pub(crate) use self::limits::as_days;
 pub use self::{
     api_keys::TokenRequest,
@@ -17,6 +17,7 @@ pub use self::{
     limits::{MAX_LIFETIME, MIN_LIFETIME},
     tokens::NewToken,
 };
+use self::{digest_memo::DigestMemo, last_use::LastUse};
 use crate::{
     clock::{Clock, SystemClock},
     error::ConfigError,
@@ -25,6 +26,9 @@ use crate::{
     user::{DynUserLoader, LoadedUser},
     Error, ScopeRegistry, UserId, UserLoader,
 };
+
+/// Secrets whose digests are remembered (see [`DigestMemo`]): 64 bytes each.
+const MEMO_CAPACITY: u64 = 100_000;
 
 /// Tokens last one day unless configured: a token is a short-lived credential,
 /// and API keys mint new ones on demand.
@@ -81,6 +85,7 @@ struct Shared {
     token_lifetime_days: f64,
     direct_api_keys: bool,
     last_use: Option<LastUse>,
+    memo: DigestMemo,
 }
 
 impl fmt::Debug for ScopeGate {
@@ -294,6 +299,7 @@ impl ScopeGateBuilder {
                 token_lifetime_days: self.token_lifetime_days,
                 direct_api_keys: self.direct_api_keys,
                 last_use: self.last_use_interval.map(LastUse::new),
+                memo: DigestMemo::new(MEMO_CAPACITY),
             }),
         })
     }

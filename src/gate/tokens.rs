@@ -130,10 +130,17 @@ impl ScopeGate {
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
         let codec = &self.shared.codec;
         // One parse, of the kind the prefix claims: a refusal costs one checksum.
-        let digest = match codec.claimed_kind(secret) {
-            Some(SecretKind::Token) => codec
-                .parse(SecretKind::Token, secret)
-                .map_err(|_| refuse(InvalidTokenReason::Malformed))?,
+        let (digest, remembered) = match codec.claimed_kind(secret) {
+            // A token seen before skips the checksum and SHA-256.
+            Some(SecretKind::Token) => match self.shared.memo.digest(secret) {
+                Some(digest) => (digest, true),
+                None => {
+                    let digest = codec
+                        .parse(SecretKind::Token, secret)
+                        .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
+                    (digest, false)
+                }
+            },
             Some(SecretKind::ApiKey) => {
                 let digest = codec
                     .parse(SecretKind::ApiKey, secret)
@@ -165,6 +172,9 @@ impl ScopeGate {
             ),
         };
         self.note_use(Used::Token(&token.id), &digest, token.last_use, now);
+        if !remembered {
+            self.shared.memo.remember(secret, digest);
+        }
         Ok(Principal::new(token, user))
     }
 
