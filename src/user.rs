@@ -51,8 +51,13 @@ pub trait UserLoader: Send + Sync + 'static {
 }
 
 /// A user loaded for a request: id and admin flag, plus the app's own user value.
+/// Cheap to clone: extractors share one.
 #[derive(Clone)]
 pub struct LoadedUser {
+    inner: Arc<Loaded>,
+}
+
+struct Loaded {
     id: UserId,
     admin: bool,
     value: Arc<dyn Any + Send + Sync>,
@@ -63,12 +68,12 @@ pub struct LoadedUser {
 impl LoadedUser {
     /// The user's id.
     pub fn id(&self) -> &UserId {
-        &self.id
+        &self.inner.id
     }
 
     /// Whether the user is an admin.
     pub fn is_admin(&self) -> bool {
-        self.admin
+        self.inner.admin
     }
 
     /// The app's user value: `U` is the [`UserLoader::User`] type.
@@ -81,22 +86,22 @@ impl LoadedUser {
             panic!(
                 "asked for the user as `{}`, but the UserLoader's user type is `{}`",
                 std::any::type_name::<U>(),
-                self.type_name
+                self.inner.type_name
             )
         })
     }
 
     /// The app's user value, or `None` if `U` is not the loader's user type.
     pub fn try_get<U: 'static>(&self) -> Option<&U> {
-        self.value.downcast_ref()
+        self.inner.value.downcast_ref()
     }
 }
 
 impl fmt::Debug for LoadedUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadedUser")
-            .field("id", &self.id)
-            .field("admin", &self.admin)
+            .field("id", &self.inner.id)
+            .field("admin", &self.inner.admin)
             .finish_non_exhaustive()
     }
 }
@@ -117,11 +122,14 @@ impl<L: UserLoader> DynUserLoader for L {
         if !user.is_active() {
             return Ok(None);
         }
-        Ok(Some(LoadedUser {
+        let loaded = Loaded {
             id: id.clone(),
             admin: user.is_admin(),
             value: Arc::new(user),
             type_name: std::any::type_name::<L::User>(),
+        };
+        Ok(Some(LoadedUser {
+            inner: Arc::new(loaded),
         }))
     }
 }
