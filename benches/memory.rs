@@ -79,7 +79,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let (total, cached) = (setting("MEMORY_TOKENS", 1_000_000), setting("MEMORY_CACHED", 100_000));
+    let (total, cached) = (
+        setting("MEMORY_TOKENS", 1_000_000),
+        setting("MEMORY_CACHED", 100_000),
+    );
     let runtime = common::runtime();
     let dir = common::scratch_dir();
     const WRITERS: usize = 64;
@@ -145,7 +148,11 @@ fn main() {
         insert_time.as_secs_f64(),
         total as f64 / insert_time.as_secs_f64()
     );
-    println!("| on disk | {:.0} MiB, {} B per token |", mib(disk), disk / total as u64);
+    println!(
+        "| on disk | {:.0} MiB, {} B per token |",
+        mib(disk),
+        disk / total as u64
+    );
     println!("| reopen the store | {:.2} s |", open_time.as_secs_f64());
     println!("| RSS after reopening | {:.0} MiB |", mib(rss_after_open));
     println!(
