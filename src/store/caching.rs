@@ -393,6 +393,35 @@ impl<S: TokenStore> CachingStore<S> {
         }
     }
 
+    /// A lookup by digest, tokens and keys alike: a digest known to be unknown
+    /// answers `None`; while the feed is down the store answers; otherwise the
+    /// cache does, through `cached`, retried while its loads race revocations.
+    async fn look_up<T, C, D>(
+        &self,
+        digest: &SecretDigest,
+        cached: impl Fn() -> C,
+        direct: impl FnOnce() -> D,
+    ) -> Result<Option<T>, StoreError>
+    where
+        C: std::future::Future<Output = Option<Result<Option<T>, StoreError>>>,
+        D: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        if self.unknown.contains_key(digest) {
+            return Ok(None);
+        }
+        if !self.shared.feed_live.is_live() {
+            // The feed may have missed a revocation: only the store knows.
+            return direct().await;
+        }
+        for _ in 0..RACED_LOADS {
+            if let Some(found) = cached().await {
+                return found;
+            }
+        }
+        // Revocations keep racing this digest's loads: ask the store itself.
+        direct().await
+    }
+
     /// What a load that cached nothing answers; `None`: try again.
     fn missed<T>(
         &self,
@@ -480,20 +509,12 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         digest: &SecretDigest,
     ) -> Result<Option<Arc<Token>>, StoreError> {
-        if self.unknown.contains_key(digest) {
-            return Ok(None);
-        }
-        if !self.shared.feed_live.is_live() {
-            // The feed may have missed a revocation: only the store knows.
-            return self.inner.shared_token_by_digest(digest).await;
-        }
-        for _ in 0..RACED_LOADS {
-            if let Some(found) = self.cached_lookup(digest).await {
-                return found;
-            }
-        }
-        // Revocations keep racing this digest's loads: ask the store itself.
-        self.inner.shared_token_by_digest(digest).await
+        self.look_up(
+            digest,
+            || self.cached_lookup(digest),
+            || self.inner.shared_token_by_digest(digest),
+        )
+        .await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
@@ -563,18 +584,12 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     }
 
     async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
-        if self.unknown.contains_key(digest) {
-            return Ok(None);
-        }
-        if !self.shared.feed_live.is_live() {
-            return self.inner.api_key_by_digest(digest).await;
-        }
-        for _ in 0..RACED_LOADS {
-            if let Some(found) = self.cached_key_lookup(digest).await {
-                return found;
-            }
-        }
-        self.inner.api_key_by_digest(digest).await
+        self.look_up(
+            digest,
+            || self.cached_key_lookup(digest),
+            || self.inner.api_key_by_digest(digest),
+        )
+        .await
     }
 
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
