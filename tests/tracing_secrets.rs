@@ -33,22 +33,42 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// Captures everything at TRACE on this thread until the guard is dropped.
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
+/// Neither `secret`, nor its last 20 characters, nor its digest's short form
+/// (what a digest's `Debug` prints) is in `log`.
+fn assert_absent(log: &str, secret: &str) {
+    assert!(!log.contains(secret), "a secret reached the log");
+    let body = &secret[secret.len() - 20..];
+    assert!(!log.contains(body), "part of a secret reached the log");
+    let codec = SecretCodec::default();
+    let digest = [SecretKind::Token, SecretKind::ApiKey]
+        .into_iter()
+        .find_map(|kind| codec.parse(kind, secret).ok())
+        .unwrap()
+        .to_hex();
+    assert!(!log.contains(&digest[..12]), "a digest reached the log");
+}
+
 #[tokio::test]
 async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization_value() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
@@ -131,24 +151,14 @@ async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization
     assert!(log.contains("reason=ApiKey"), "{log}");
     assert!(log.contains("reason=Unknown"), "{log}");
     assert!(log.contains("user_id=\"bob\""), "{log}");
-    let codec = SecretCodec::default();
-    let secrets = [
+    for secret in [
         session.as_str(),
         key.secret.expose(),
         revoked.as_str(),
         &created_key,
         &minted,
-    ];
-    for secret in secrets {
-        assert!(!log.contains(secret), "a secret reached the log");
-        let body = &secret[secret.len() - 20..];
-        assert!(!log.contains(body), "part of a secret reached the log");
-        let digest = [SecretKind::Token, SecretKind::ApiKey]
-            .into_iter()
-            .find_map(|kind| codec.parse(kind, secret).ok())
-            .unwrap()
-            .to_hex();
-        assert!(!log.contains(&digest[..12]), "a digest reached the log");
+    ] {
+        assert_absent(&log, secret);
     }
     assert!(
         !log.contains("Ym9iOmJvYi1wYXNz"),
@@ -162,15 +172,7 @@ async fn traces_name_outcomes_and_ids_but_never_a_secret_digest_or_authorization
 
 #[tokio::test]
 async fn a_request_sent_with_an_api_key_is_traced_as_one_by_its_id_never_its_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let app = TestApp::with_direct_api_keys();
     let bob = app.fixture.user("bob");
@@ -192,17 +194,5 @@ async fn a_request_sent_with_an_api_key_is_traced_as_one_by_its_id_never_its_sec
     );
     assert!(log.contains("reason=Unknown"), "{log}");
     assert!(!log.contains("token_id="), "no token was involved: {log}");
-    assert!(!log.contains(secret), "the key reached the log");
-    assert!(
-        !log.contains(&secret[secret.len() - 20..]),
-        "part of the key reached the log"
-    );
-    let digest = SecretCodec::default()
-        .parse(SecretKind::ApiKey, secret)
-        .unwrap()
-        .to_hex();
-    assert!(
-        !log.contains(&digest[..12]),
-        "the key's digest reached the log"
-    );
+    assert_absent(&log, secret);
 }
