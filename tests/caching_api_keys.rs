@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
-use common::{girder_scopes, Instrumented, Users};
-use scopegate::{ApiKeyUpdate, CachingStore, Error, NewApiKey, ScopeGate, SledStore};
+use common::Users;
+use scopegate::{ApiKeyUpdate, CacheConfig, Error, NewApiKey, ScopeGate};
 
 /// A gate accepting keys directly, over a cache over an instrumented sled store.
 fn gate() -> (
@@ -21,16 +21,7 @@ fn gate() -> (
     Users,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
-    let probe = sled.probe();
-    let users = Users::default();
-    let gate = ScopeGate::builder(CachingStore::new(sled), users.clone())
-        .with_registry(girder_scopes())
-        .with_direct_api_keys()
-        .build()
-        .unwrap();
-    (gate, probe, users, dir)
+    common::cached_sled_gate(CacheConfig::default(), |gate| gate.with_direct_api_keys())
 }
 
 #[tokio::test]

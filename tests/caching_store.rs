@@ -7,7 +7,7 @@ conformance_tests!(crate::common::CachedSledBackend);
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use common::{girder_scopes, Instrumented, Users};
+use common::{Instrumented, Users};
 use scopegate::{
     secret::{SecretCodec, SecretKind},
     CacheConfig, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SledStore, Token, TokenId,
@@ -23,15 +23,7 @@ fn cached_gate(
     Users,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
-    let probe = sled.probe();
-    let users = Users::default();
-    let gate = ScopeGate::builder(CachingStore::with_config(sled, config), users.clone())
-        .with_registry(girder_scopes())
-        .build()
-        .unwrap();
-    (gate, probe, users, dir)
+    common::cached_sled_gate(config, |gate| gate)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,8 +20,9 @@ use std::{
 
 use chrono::Utc;
 use scopegate::{
-    async_trait, AuthUser, BoxError, CachingStore, IssuedApiKey, ManualClock, NewApiKey, ScopeGate,
-    ScopeRegistry, SledStore, TokenStore, UserId, UserLoader,
+    async_trait, AuthUser, BoxError, CacheConfig, CachingStore, IssuedApiKey, ManualClock,
+    NewApiKey, ScopeGate, ScopeGateBuilder, ScopeRegistry, SledStore, TokenStore, UserId,
+    UserLoader,
 };
 use tempfile::TempDir;
 
@@ -101,6 +102,22 @@ pub fn girder_scopes() -> ScopeRegistry {
     r.register_admin("core.plugins.read", "See installed plugins", "")
         .unwrap();
     r
+}
+
+/// A gate over a cache (`config`) over an instrumented sled store: its probe counts
+/// the store reads the cache let through. `configure` adds gate settings.
+pub fn cached_sled_gate(
+    config: CacheConfig,
+    configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
+) -> (ScopeGate, instrumented::Probe, Users, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
+    let probe = sled.probe();
+    let users = Users::default();
+    let builder = ScopeGate::builder(CachingStore::with_config(sled, config), users.clone())
+        .with_registry(girder_scopes());
+    let gate = configure(builder).build().unwrap();
+    (gate, probe, users, dir)
 }
 
 /// A store backend the conformance suite runs on. A fixture's data lives at a
