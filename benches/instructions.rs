@@ -17,18 +17,10 @@
 
 mod common;
 
-use axum::{body::Body, http::Request, routing::get, Router};
-use common::Users;
-use scopegate::{AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore};
+use axum::{body::Body, http::Request, Router};
+use common::hello::hello_apps;
+use scopegate::CacheConfig;
 use tower::ServiceExt;
-
-scopegate::scopes! {
-    struct DataRead = "core.data.read";
-}
-
-async fn hello() -> &'static str {
-    "hello"
-}
 
 fn request(bearer: Option<&str>) -> Request<Body> {
     let mut request = Request::builder().uri("/hello");
@@ -65,32 +57,16 @@ fn main() {
             "miss" => CacheConfig::default().with_max_capacity(0),
             _ => CacheConfig::default(),
         };
-        let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
-            .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
-            .with_cache(cache)
-            .build()
-            .unwrap();
-        let token = state
-            .gate()
-            .create_token(NewToken::for_user("bench".into()))
-            .await
-            .unwrap();
-        let live = token.secret.expose().to_owned();
+        let apps = hello_apps(dir.path(), cache).await;
+        let live = apps.token.clone();
         let mut malformed = live.clone();
         malformed.pop();
         malformed.push(if live.ends_with('A') { 'B' } else { 'A' });
-        let bare = Router::new().route("/hello", get(hello));
-        let layer = Router::new()
-            .route("/hello", get(hello))
-            .layer(state.layer());
-        let guarded = Router::new()
-            .route("/hello", get(|_: RequireScope<DataRead>| hello()))
-            .layer(state.layer());
         let (router, bearer, expect) = match case {
-            "bare" => (&bare, Some(live.as_str()), 200),
-            "layer" => (&layer, Some(live.as_str()), 200),
-            "guarded" | "miss" => (&guarded, Some(live.as_str()), 200),
-            "malformed" => (&guarded, Some(malformed.as_str()), 401),
+            "bare" => (&apps.bare, Some(live.as_str()), 200),
+            "layer" => (&apps.layer, Some(live.as_str()), 200),
+            "guarded" | "miss" => (&apps.guarded, Some(live.as_str()), 200),
+            "malformed" => (&apps.guarded, Some(malformed.as_str()), 401),
             other => panic!("unknown case {other}"),
         };
         // Warm caches and lazy statics outside the count.

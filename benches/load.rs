@@ -30,13 +30,9 @@ use axum::{
     routing::get,
     Router,
 };
-use common::Users;
-use scopegate::{AuthState, NewToken, RequireScope, ScopeRegistry, SledStore};
+use common::hello::{hello, hello_apps};
+use scopegate::CacheConfig;
 use sha2::{Digest, Sha256};
-
-scopegate::scopes! {
-    struct DataRead = "core.data.read";
-}
 
 fn setting(name: &str, default: u32) -> u32 {
     std::env::var(name)
@@ -84,10 +80,6 @@ async fn handwritten_auth(
         }
         None => StatusCode::UNAUTHORIZED.into_response(),
     }
-}
-
-async fn hello() -> &'static str {
-    "hello"
 }
 
 async fn serve(router: Router) -> SocketAddr {
@@ -179,16 +171,8 @@ fn main() {
     let dirs = [common::scratch_dir(), common::scratch_dir()];
 
     let (servers, bearer) = runtime.block_on(async {
-        let state = AuthState::builder(SledStore::open(dirs[0].path()).unwrap(), Users)
-            .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
-            .build()
-            .unwrap();
-        let issued = state
-            .gate()
-            .create_token(NewToken::for_user("bench".into()))
-            .await
-            .unwrap();
-        let bearer = issued.secret.expose().to_owned();
+        let apps = hello_apps(dirs[0].path(), CacheConfig::default()).await;
+        let bearer = apps.token;
 
         let tree = sled::open(dirs[1].path()).unwrap().open_tree("t").unwrap();
         let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
@@ -198,7 +182,6 @@ fn main() {
             tree,
         };
 
-        let bare = Router::new().route("/hello", get(hello));
         let handwritten =
             Router::new()
                 .route("/hello", get(hello))
@@ -206,18 +189,12 @@ fn main() {
                     handwritten,
                     handwritten_auth,
                 ));
-        let layer = Router::new()
-            .route("/hello", get(hello))
-            .layer(state.layer());
-        let guarded = Router::new()
-            .route("/hello", get(|_: RequireScope<DataRead>| hello()))
-            .layer(state.layer());
         let mut servers = Vec::new();
         for (name, router) in [
-            ("bare", bare),
+            ("bare", apps.bare),
             ("handwritten", handwritten),
-            ("layer", layer),
-            ("guarded", guarded),
+            ("layer", apps.layer),
+            ("guarded", apps.guarded),
         ] {
             servers.push((name, serve(router).await));
         }

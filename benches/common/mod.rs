@@ -1,6 +1,8 @@
 //! What every benchmark needs: a user loader that knows everyone, and scratch
 //! directories on the build's disk (never a tmpfs, where syncs cost nothing).
 
+pub(crate) mod hello;
+
 use std::path::Path;
 
 use scopegate::{async_trait, AuthUser, BoxError, UserId, UserLoader};
