@@ -10,6 +10,7 @@ mod clock;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
+mod fast_hash;
 mod gate;
 mod ids;
 mod principal;

@@ -258,8 +258,14 @@ impl ScopeRegistry {
     /// once each.
     pub(crate) fn check_registered<'a>(
         &self,
-        scopes: impl IntoIterator<Item = &'a Scope>,
+        scopes: impl IntoIterator<Item = &'a Scope, IntoIter: Clone>,
     ) -> Result<(), InvalidScopes> {
+        let scopes = scopes.into_iter();
+        // Guards check on every request: no set is built unless one is missing.
+        let scopes: Vec<&Scope> = match scopes.clone().all(|s| self.contains(s)) {
+            true => return Ok(()),
+            false => scopes.collect(),
+        };
         let unknown: BTreeSet<&str> = scopes
             .into_iter()
             .filter(|s| !self.contains(s))

@@ -10,6 +10,16 @@ pub trait ScopeSet: Send + Sync + 'static {
     /// The scopes of the set, in declaration order.
     fn scopes() -> Vec<Scope>;
 
+    /// Calls `f` with the scopes of the set. The guards call this on every
+    /// request: a single marker and `()` answer from a constant, without the
+    /// `Vec` of [`ScopeSet::scopes`].
+    fn with_scopes<R>(f: impl FnOnce(&[Scope]) -> R) -> R
+    where
+        Self: Sized,
+    {
+        f(&Self::scopes())
+    }
+
     /// Registers the scopes of the set, with the names and descriptions their
     /// markers declare ([`ScopeRegistry::of`]).
     fn declare(registry: &mut ScopeRegistry) -> Result<(), ScopeError>;
@@ -18,6 +28,10 @@ pub trait ScopeSet: Send + Sync + 'static {
 impl ScopeSet for () {
     fn scopes() -> Vec<Scope> {
         Vec::new()
+    }
+
+    fn with_scopes<R>(f: impl FnOnce(&[Scope]) -> R) -> R {
+        f(&[])
     }
 
     fn declare(_: &mut ScopeRegistry) -> Result<(), ScopeError> {
@@ -94,6 +108,10 @@ macro_rules! scopes {
         impl $crate::ScopeSet for $name {
             fn scopes() -> ::std::vec::Vec<$crate::Scope> {
                 ::std::vec![Self::SCOPE]
+            }
+
+            fn with_scopes<R>(f: impl ::std::ops::FnOnce(&[$crate::Scope]) -> R) -> R {
+                f(&[Self::SCOPE])
             }
 
             fn declare(

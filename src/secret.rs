@@ -114,8 +114,9 @@ impl PartialEq for SecretDigest {
 
 impl std::hash::Hash for SecretDigest {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        // Consistent with `eq`: equal digests are equal bytes.
-        self.0.hash(state);
+        // Consistent with `eq`: equal digests are equal bytes. No length prefix:
+        // the length is fixed.
+        state.write(&self.0);
     }
 }
 

@@ -13,7 +13,7 @@ use crate::{
 
 /// How a guard judges a live token.
 trait Check {
-    /// `required` is `S::scopes()`, built once per request by the caller.
+    /// `required` is the scopes of `S` ([`ScopeSet::with_scopes`]).
     fn check(
         auth: &Authentication,
         principal: &Principal,
@@ -67,11 +67,12 @@ macro_rules! guard {
                 _state: &St,
             ) -> Result<Self, Self::Rejection> {
                 let auth = authentication(parts)?;
-                let required = $s::scopes();
-                auth.ensure_registered(&required)?;
-                let principal = auth.require()?;
-                <Self as Check>::check(auth, principal, &required)?;
-                Ok(Self { principal: principal.clone(), _scopes: PhantomData })
+                $s::with_scopes(|required| {
+                    auth.ensure_registered(required)?;
+                    let principal = auth.require()?;
+                    <Self as Check>::check(auth, principal, required)?;
+                    Ok(Self { principal: principal.clone(), _scopes: PhantomData })
+                })
             }
         }
 
@@ -85,13 +86,14 @@ macro_rules! guard {
                 _state: &St,
             ) -> Result<Option<Self>, Self::Rejection> {
                 let auth = authentication(parts)?;
-                let required = $s::scopes();
-                auth.ensure_registered(&required)?;
-                let Some(principal) = auth.optional()? else {
-                    return Ok(None);
-                };
-                <Self as Check>::check(auth, principal, &required)?;
-                Ok(Some(Self { principal: principal.clone(), _scopes: PhantomData }))
+                $s::with_scopes(|required| {
+                    auth.ensure_registered(required)?;
+                    let Some(principal) = auth.optional()? else {
+                        return Ok(None);
+                    };
+                    <Self as Check>::check(auth, principal, required)?;
+                    Ok(Some(Self { principal: principal.clone(), _scopes: PhantomData }))
+                })
             }
         }
     };

@@ -12,7 +12,7 @@ use rand::RngCore;
 use siphasher::sip128::SipHasher24;
 use subtle::ConstantTimeEq;
 
-use crate::secret::SecretDigest;
+use crate::{fast_hash::UniformKeys, secret::SecretDigest};
 
 #[derive(Clone, Copy)]
 struct Memo {
@@ -22,7 +22,8 @@ struct Memo {
 
 pub(super) struct DigestMemo {
     hasher: SipHasher24,
-    entries: moka::sync::Cache<u64, Memo>,
+    /// Keyed by SipHash outputs, already uniform: no second SipHash per lookup.
+    entries: moka::sync::Cache<u64, Memo, UniformKeys>,
 }
 
 impl DigestMemo {
@@ -30,7 +31,9 @@ impl DigestMemo {
         let mut rng = rand::rng();
         Self {
             hasher: SipHasher24::new_with_keys(rng.next_u64(), rng.next_u64()),
-            entries: moka::sync::Cache::new(capacity),
+            entries: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .build_with_hasher(UniformKeys::new()),
         }
     }
 

@@ -9,9 +9,9 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-use crate::{secret::SecretDigest, store::TokenStore, ApiKeyId, TokenId};
+use crate::{fast_hash::UniformKeys, secret::SecretDigest, store::TokenStore, ApiKeyId, TokenId};
 
 /// How often a credential's `last_use` is written unless configured.
 pub const DEFAULT_LAST_USE_INTERVAL: Duration = Duration::from_secs(60);
@@ -39,7 +39,8 @@ const SLOTS: usize = 1 << 14;
 pub(super) struct LastUse {
     interval: TimeDelta,
     /// The authority: one entry per credential written within the interval.
-    written: moka::sync::Cache<SecretDigest, DateTime<Utc>>,
+    /// Keyed by digests of credentials that authenticated: server-made, uniform.
+    written: moka::sync::Cache<SecretDigest, DateTime<Utc>, UniformKeys>,
     /// A lock-free filter in front of `written`: per slot, a fingerprint of the
     /// last digest written through it and the second it was written. A match
     /// within the interval skips the cache lookup; anything else (another digest
@@ -70,7 +71,7 @@ impl LastUse {
             written: moka::sync::Cache::builder()
                 .max_capacity(REMEMBERED)
                 .time_to_live(interval)
-                .build(),
+                .build_with_hasher(UniformKeys::new()),
             recent: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -119,6 +120,8 @@ impl LastUse {
         if !entry.is_fresh() {
             return;
         }
+        // Stored times have microseconds, as every other time the gate writes.
+        let now = now.trunc_subsecs(6);
         let store = Arc::clone(store);
         let task = match used {
             Used::Token(id) => {

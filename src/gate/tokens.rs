@@ -159,7 +159,8 @@ impl ScopeGate {
             .await?
             .filter(|token| token.digest == digest)
             .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
-        let now = self.now();
+        // Untruncated: only compared here; `note_use` truncates what it writes.
+        let now = self.shared.clock.now();
         if token.is_expired_at(now) {
             return Err(refuse(InvalidTokenReason::Expired));
         }

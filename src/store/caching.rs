@@ -22,7 +22,10 @@ pub use self::{
     tags::{api_key_tag, user_tag},
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
-use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+use crate::{
+    fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token,
+    TokenId, UserId,
+};
 
 /// Sizes and lifetimes of the cache of tokens and API keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,8 +219,10 @@ pub struct CachingStore<S> {
 
 /// What the cache shares with its invalidation feed.
 struct Shared {
-    tokens: moka::future::Cache<SecretDigest, Cached>,
-    keys: moka::future::Cache<SecretDigest, CachedKey>,
+    /// Filled only with digests of secrets the server made, so a cheap keyed
+    /// hash spreads them (see `fast_hash`).
+    tokens: moka::future::Cache<SecretDigest, Cached, UniformKeys>,
+    keys: moka::future::Cache<SecretDigest, CachedKey, UniformKeys>,
     epochs: RevocationEpochs,
     feed_live: FeedState,
 }
@@ -261,11 +266,12 @@ impl<S: TokenStore> CachingStore<S> {
         let tokens = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
             .expire_after(Lifetime(config.ttl))
-            .build();
+            .build_with_hasher(UniformKeys::new());
         let keys = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
             .expire_after(Lifetime(config.ttl))
-            .build();
+            .build_with_hasher(UniformKeys::new());
+        // Unknown digests come from whatever callers send: SipHash, as std keys it.
         let unknown = moka::sync::Cache::builder()
             .max_capacity(config.max_unknown)
             .time_to_live(config.negative_ttl)
@@ -509,6 +515,15 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         digest: &SecretDigest,
     ) -> Result<Option<Arc<Token>>, StoreError> {
+        // The hot path: a fresh cached token answers before anything else is asked
+        // (a digest in the cache is not in the cache of unknown ones).
+        if self.shared.feed_live.is_live() {
+            if let Some(cached) = self.shared.tokens.get(digest).await {
+                if cached.loaded_at == self.shared.epochs.of(digest) {
+                    return Ok(Some(cached.token));
+                }
+            }
+        }
         self.look_up(
             digest,
             || self.cached_lookup(digest),

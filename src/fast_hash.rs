@@ -1,0 +1,109 @@
+//! A cheap keyed hasher for maps whose keys are already uniform and secret-free:
+//! SHA-256 digests made by the server, and the memo's keyed SipHash outputs.
+//!
+//! The default `RandomState` (SipHash-1-3) costs about 270 instructions per
+//! 32-byte key, on every cache lookup of every request. These keys need no such
+//! care: an attacker cannot choose them (they are digests of secrets the server
+//! generated, or outputs of a hash keyed by a process secret), so what a table
+//! needs is only a spread of their bits, salted per process. Each 64-bit word is
+//! folded in with one 128-bit multiply by a random odd key.
+//!
+//! Use it only for maps filled with such keys; a map holding digests of
+//! caller-chosen strings (the cache of unknown digests) keeps SipHash.
+
+use std::hash::{BuildHasher, Hasher};
+
+use rand::RngCore;
+
+/// Builds [`FoldHasher`]s with keys drawn once per map from the OS CSPRNG.
+#[derive(Clone, Copy)]
+pub(crate) struct UniformKeys {
+    seed: u64,
+    multiplier: u64,
+}
+
+impl UniformKeys {
+    pub(crate) fn new() -> Self {
+        let mut rng = rand::rng();
+        Self {
+            seed: rng.next_u64(),
+            multiplier: rng.next_u64() | 1,
+        }
+    }
+}
+
+impl BuildHasher for UniformKeys {
+    type Hasher = FoldHasher;
+
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher {
+            state: self.seed,
+            multiplier: self.multiplier,
+        }
+    }
+}
+
+/// Folds 64-bit words into its state, one multiply each.
+pub(crate) struct FoldHasher {
+    state: u64,
+    multiplier: u64,
+}
+
+impl FoldHasher {
+    fn fold(&mut self, word: u64) {
+        let product = u128::from(self.state ^ word) * u128::from(self.multiplier);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.fold(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.fold(u64::from_le_bytes(word) ^ (rest.len() as u64) << 59);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.fold(word);
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.fold(word as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_keys_hash_equal_and_one_bit_moves_the_hash() {
+        let keys = UniformKeys::new();
+        let a = keys.hash_one([7u8; 32]);
+        assert_eq!(a, keys.hash_one([7u8; 32]));
+        let mut flipped = [7u8; 32];
+        flipped[31] ^= 1;
+        assert_ne!(a, keys.hash_one(flipped));
+        assert_ne!(keys.hash_one(1u64), keys.hash_one(2u64));
+    }
+
+    #[test]
+    fn maps_built_apart_hash_apart() {
+        // Per-map keys: one map's bucket layout says nothing about another's.
+        let (a, b) = (UniformKeys::new(), UniformKeys::new());
+        assert_ne!(a.hash_one(42u64), b.hash_one(42u64));
+    }
+}
