@@ -10,8 +10,8 @@
 use std::{fmt, sync::Arc};
 
 use axum::{
+    body::{Body, Bytes},
     response::{IntoResponse, Response},
-    Json,
 };
 use http::{header, HeaderValue, StatusCode};
 
@@ -98,6 +98,55 @@ impl Challenge<'_> {
     }
 }
 
+/// A refusal's JSON body and challenge, rendered.
+///
+/// The refusals every made-up token gets (`invalid_token`, no credentials) are
+/// rendered once per [`AuthState`](crate::AuthState) and shared, so a flood of
+/// bogus tokens costs no JSON encoding or formatting per request.
+#[derive(Debug, Clone)]
+pub(crate) struct Rendered {
+    body: Bytes,
+    challenge: Option<HeaderValue>,
+}
+
+impl Rendered {
+    fn new(code: ErrorCode, message: &str, challenge: Option<Challenge<'_>>) -> Self {
+        // A struct, not `json!`: no map of owned keys to build and free.
+        #[derive(serde::Serialize)]
+        struct ErrorBody<'a> {
+            error: &'a str,
+            message: &'a str,
+        }
+        let body = ErrorBody {
+            error: code.as_str(),
+            message,
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        Self {
+            // Shared from the start, so each clone is a reference count.
+            body: Bytes::from(body).slice(..),
+            challenge: challenge.and_then(|c| c.header_value()),
+        }
+    }
+
+    /// The response: this body and challenge, the status, and the typed code in
+    /// the extensions.
+    fn response(&self, status: StatusCode, code: ErrorCode) -> Response {
+        let mut response = Response::new(Body::from(self.body.clone()));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(challenge) = &self.challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
+        }
+        response.extensions_mut().insert(code);
+        response
+    }
+}
+
 /// Renders the JSON body, the challenge and the typed code.
 fn error_response(
     status: StatusCode,
@@ -105,24 +154,7 @@ fn error_response(
     message: &str,
     challenge: Option<Challenge<'_>>,
 ) -> Response {
-    // A struct, not `json!`: no map of owned keys to build and free per refusal.
-    #[derive(serde::Serialize)]
-    struct ErrorBody<'a> {
-        error: &'a str,
-        message: &'a str,
-    }
-    let body = ErrorBody {
-        error: code.as_str(),
-        message,
-    };
-    let mut response = (status, Json(body)).into_response();
-    if let Some(value) = challenge.and_then(|c| c.header_value()) {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, value);
-    }
-    response.extensions_mut().insert(code);
-    response
+    Rendered::new(code, message, challenge).response(status, code)
 }
 
 /// A 429 `too_many_requests` with `Retry-After` in whole seconds (at least 1).
@@ -159,11 +191,19 @@ pub(crate) fn input_error(status: StatusCode, message: &str) -> Response {
 pub struct MissingCredentials {
     realm: Arc<str>,
     message: Arc<str>,
+    rendered: Option<Rendered>,
 }
 
 impl MissingCredentials {
-    pub(crate) fn new(realm: Arc<str>, message: Arc<str>) -> Self {
-        Self { realm, message }
+    /// Rendered once: the state keeps it and hands out clones.
+    pub(crate) fn prerendered(realm: Arc<str>, message: Arc<str>) -> Self {
+        let mut missing = Self {
+            realm,
+            message,
+            rendered: None,
+        };
+        missing.rendered = Some(AuthRejection::from(missing.clone()).render());
+        missing
     }
 
     /// The status of the response.
@@ -190,22 +230,28 @@ impl MissingCredentials {
 pub struct InvalidToken {
     realm: Arc<str>,
     message: &'static str,
+    rendered: Option<Rendered>,
 }
 
 impl InvalidToken {
     pub(crate) fn new(realm: Arc<str>) -> Self {
-        Self {
-            realm,
-            message: INVALID_TOKEN_MESSAGE,
-        }
+        Self::prerendered(realm, INVALID_TOKEN_MESSAGE)
     }
 
     /// An API key sent as a bearer token.
     pub(crate) fn api_key(realm: Arc<str>) -> Self {
-        Self {
+        Self::prerendered(realm, API_KEY_AS_TOKEN_MESSAGE)
+    }
+
+    /// Rendered once: the state keeps it and hands out clones.
+    fn prerendered(realm: Arc<str>, message: &'static str) -> Self {
+        let mut invalid = Self {
             realm,
-            message: API_KEY_AS_TOKEN_MESSAGE,
-        }
+            message,
+            rendered: None,
+        };
+        invalid.rendered = Some(AuthRejection::from(invalid.clone()).render());
+        invalid
     }
 
     /// The status of the response.
@@ -465,17 +511,27 @@ impl fmt::Display for AuthRejection {
 
 impl std::error::Error for AuthRejection {}
 
+impl AuthRejection {
+    /// The body and challenge, rendered now unless they were beforehand.
+    fn render(&self) -> Rendered {
+        let rendered = match self {
+            AuthRejection::MissingCredentials(r) => r.rendered.as_ref(),
+            AuthRejection::InvalidToken(r) => r.rendered.as_ref(),
+            _ => None,
+        };
+        match rendered {
+            Some(rendered) => rendered.clone(),
+            None => Rendered::new(self.code(), &self.body_text(), self.challenge()),
+        }
+    }
+}
+
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         if let AuthRejection::MissingAuthLayer(_) = self {
             tracing::error!("{}", self.body_text());
         }
-        let mut response = error_response(
-            self.status(),
-            self.code(),
-            &self.body_text(),
-            self.challenge(),
-        );
+        let mut response = self.render().response(self.status(), self.code());
         if self.code() == ErrorCode::TemporarilyUnavailable {
             // A failing store retries recovery every 200 ms; a second is a fair wait.
             response

@@ -27,13 +27,27 @@ pub struct Authentication {
 #[derive(Debug)]
 pub(crate) struct Context {
     pub(crate) realm: Arc<str>,
-    pub(crate) missing: Arc<str>,
     pub(crate) registry: Arc<ScopeRegistry>,
+    /// The refusals a request without a live token gets, rendered once.
+    missing: MissingCredentials,
+    invalid_token: InvalidToken,
+    api_key: InvalidToken,
 }
 
 impl Context {
+    /// `missing`: the message of a request without credentials.
+    pub(crate) fn new(realm: Arc<str>, missing: Arc<str>, registry: Arc<ScopeRegistry>) -> Self {
+        Self {
+            missing: MissingCredentials::prerendered(realm.clone(), missing),
+            invalid_token: InvalidToken::new(realm.clone()),
+            api_key: InvalidToken::api_key(realm.clone()),
+            realm,
+            registry,
+        }
+    }
+
     pub(crate) fn missing_credentials(&self) -> AuthRejection {
-        MissingCredentials::new(self.realm.clone(), self.missing.clone()).into()
+        self.missing.clone().into()
     }
 }
 
@@ -152,11 +166,12 @@ impl Authentication {
     }
 
     fn refusal(&self, refusal: Refusal) -> AuthRejection {
-        let realm = self.context.realm.clone();
         match refusal {
-            Refusal::Malformed(message) => InvalidRequest::new(realm, message).into(),
-            Refusal::InvalidToken => InvalidToken::new(realm).into(),
-            Refusal::ApiKey => InvalidToken::api_key(realm).into(),
+            Refusal::Malformed(message) => {
+                InvalidRequest::new(self.context.realm.clone(), message).into()
+            }
+            Refusal::InvalidToken => self.context.invalid_token.clone().into(),
+            Refusal::ApiKey => self.context.api_key.clone().into(),
             Refusal::Unavailable => TemporarilyUnavailable.into(),
         }
     }

@@ -47,11 +47,8 @@ impl TokenSources {
             true => last,
             false => format!("{} or {last}", places.join(", ")),
         };
-        Arc::new(Context {
-            realm: realm.into(),
-            missing: format!("Authentication required: send a token in {list}.").into(),
-            registry,
-        })
+        let missing = format!("Authentication required: send a token in {list}.");
+        Arc::new(Context::new(realm.into(), missing.into(), registry))
     }
 
     /// The credential of the request: `None` if there is none; an error if it is

@@ -524,11 +524,14 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
                 }
             }
         }
-        self.look_up(
+        // Boxed apart, so the hit path's own future (which the trait boxes) stays
+        // small: a large allocation and copy per request cost more than this one
+        // per miss.
+        Box::pin(self.look_up(
             digest,
             || self.cached_lookup(digest),
             || self.inner.shared_token_by_digest(digest),
-        )
+        ))
         .await
     }
 
