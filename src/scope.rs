@@ -51,6 +51,16 @@ impl Scope {
         Self(Cow::Borrowed(id))
     }
 
+    /// A scope read back from a store: the built-in scopes most tokens carry
+    /// share one static string instead of a heap copy per record.
+    pub(crate) fn interned(id: String) -> Result<Self, ScopeError> {
+        match id.as_str() {
+            "core.user_auth" => Ok(Self::USER_AUTH),
+            "core.anonymous_session" => Ok(Self::ANONYMOUS_SESSION),
+            _ => Self::new(id),
+        }
+    }
+
     /// The id.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -102,7 +112,7 @@ impl fmt::Debug for Scope {
 
 impl<'de> Deserialize<'de> for Scope {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Scope::new(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        Scope::interned(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
     }
 }
 

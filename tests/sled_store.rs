@@ -65,3 +65,65 @@ async fn no_token_minted_concurrently_with_deactivation_survives_it() {
         .unwrap()
         .is_empty());
 }
+
+/// The sled key of a token's record (`t` + digest: see `store/sled/layout.rs`).
+fn record_key(token: &scopegate::Token) -> Vec<u8> {
+    let mut key = vec![b't'];
+    key.extend_from_slice(token.digest.as_bytes());
+    key
+}
+
+/// Rewrites the stored record of `token` as the JSON of the versions before the
+/// binary record format.
+fn store_as_json(dir: &std::path::Path, token: &scopegate::Token) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree("scopegate").unwrap();
+    let old = tree.get(record_key(token)).unwrap().expect("the token's record");
+    assert_eq!(old[0], 0x01, "new records are binary, version 1");
+    tree.insert(record_key(token), serde_json::to_vec(token).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn tokens_stored_as_json_by_an_older_version_still_authenticate_after_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let open = |users: Users| {
+        ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+            .with_registry(girder_scopes())
+            .build()
+            .unwrap()
+    };
+    let gate = open(users.clone());
+    let issued = gate
+        .create_token(scopegate::NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    drop(gate);
+    store_as_json(dir.path(), &issued.token);
+
+    let gate = open(users);
+    let principal = gate.authenticate(issued.secret.expose()).await.unwrap();
+    assert_eq!(principal.user_id(), Some(&bob));
+    assert_eq!(
+        gate.token(&issued.token.id).await.unwrap().as_ref(),
+        Some(&issued.token)
+    );
+    let listed = gate.tokens_of_user(&bob, Page::default()).await.unwrap();
+    assert_eq!(listed, vec![issued.token.clone()]);
+    // A change rewrites the record in the current form, and it reads back.
+    let read = scopegate::Scope::new("core.data.read").unwrap();
+    let changed = gate
+        .add_token_scopes(&issued.token.id, std::slice::from_ref(&read))
+        .await
+        .unwrap();
+    assert!(changed.scopes.contains(&read));
+    assert_eq!(gate.token(&issued.token.id).await.unwrap(), Some(changed));
+    drop(gate);
+    let db = sled::open(dir.path()).unwrap();
+    let tree = db.open_tree("scopegate").unwrap();
+    let record = tree.get(record_key(&issued.token)).unwrap().unwrap();
+    assert_eq!(record[0], 0x01, "rewritten in the binary form");
+}

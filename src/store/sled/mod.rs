@@ -1,6 +1,7 @@
 //! [`SledStore`]: the embedded default backend.
 
 mod config;
+mod encoding;
 mod group_commit;
 mod layout;
 mod records;

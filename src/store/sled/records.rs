@@ -16,10 +16,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use serde::{de::DeserializeOwned, Serialize};
 use sled::{Batch, Db, Tree};
 
-use super::{backend, group_commit::GroupCommit, layout, SledConfig};
+use super::{backend, encoding::Stored, group_commit::GroupCommit, layout, SledConfig};
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
@@ -43,14 +42,6 @@ pub(super) struct Inner {
     commits: GroupCommit,
 }
 
-fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record).map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
-}
-
 fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
     let raw: [u8; 32] = bytes
         .try_into()
@@ -71,7 +62,7 @@ fn conflict() -> StoreError {
 /// Stages a token and all its index entries.
 fn put_token(batch: &mut Batch, token: &Token) -> Result<(), StoreError> {
     let digest = token.digest.as_bytes().to_vec();
-    batch.insert(layout::token(&token.digest), encode(token)?);
+    batch.insert(layout::token(&token.digest), token.encode()?);
     batch.insert(layout::token_id(&token.id), digest.clone());
     if let Some(user) = &token.user_id {
         batch.insert(
@@ -107,7 +98,7 @@ fn remove_token(batch: &mut Batch, token: &Token) {
 /// Stages a key and all its index entries.
 fn put_key(batch: &mut Batch, key: &ApiKey) -> Result<(), StoreError> {
     let id = key.id.as_str().as_bytes();
-    batch.insert(layout::api_key(&key.id), encode(key)?);
+    batch.insert(layout::api_key(&key.id), key.encode()?);
     batch.insert(layout::key_digest(&key.digest), id);
     batch.insert(layout::key_by_user(&key.user_id, key.created, &key.id), id);
     if let Some(expires) = key.expires {
@@ -249,9 +240,9 @@ impl Inner {
         self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get<T: DeserializeOwned>(&self, key: Vec<u8>) -> Result<Option<T>, StoreError> {
+    fn get<T: Stored>(&self, key: Vec<u8>) -> Result<Option<T>, StoreError> {
         match self.tree.get(key).map_err(backend)? {
-            Some(bytes) => decode(&bytes).map(Some),
+            Some(bytes) => T::decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
@@ -340,7 +331,7 @@ impl Inner {
     }
 
     /// Up to `limit` records of the family under `prefix`, after the record `after`.
-    fn records_after<T: DeserializeOwned>(
+    fn records_after<T: Stored>(
         &self,
         prefix: Vec<u8>,
         after: Option<Vec<u8>>,
@@ -361,7 +352,7 @@ impl Inner {
             if !key.starts_with(&prefix) {
                 break;
             }
-            out.push(decode(&bytes)?);
+            out.push(T::decode(&bytes)?);
         }
         Ok(out)
     }
@@ -425,7 +416,7 @@ impl Inner {
             key.last_use = Some(token.created);
             let mut batch = Batch::default();
             // Only the record changes: last_use is in no index.
-            batch.insert(layout::api_key(&key.id), encode(&key)?);
+            batch.insert(layout::api_key(&key.id), key.encode()?);
             put_token(&mut batch, token)?;
             Ok((true, Some(batch)))
         })
@@ -442,7 +433,7 @@ impl Inner {
             };
             token.scopes.extend(scopes.iter().cloned());
             let mut batch = Batch::default();
-            batch.insert(layout::token(&token.digest), encode(&token)?);
+            batch.insert(layout::token(&token.digest), token.encode()?);
             Ok((Some(token), Some(batch)))
         })
     }
@@ -469,7 +460,7 @@ impl Inner {
             token.last_use = Some(at);
             let mut batch = Batch::default();
             // Only the record changes: last_use is in no index.
-            batch.insert(layout::token(&token.digest), encode(&token)?);
+            batch.insert(layout::token(&token.digest), token.encode()?);
             Ok(((), Some(batch)))
         })
     }
@@ -484,7 +475,7 @@ impl Inner {
             }
             key.last_use = Some(at);
             let mut batch = Batch::default();
-            batch.insert(layout::api_key(&key.id), encode(&key)?);
+            batch.insert(layout::api_key(&key.id), key.encode()?);
             Ok(((), Some(batch)))
         })
     }

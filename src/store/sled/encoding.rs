@@ -1,0 +1,280 @@
+//! How records are stored: tokens in a compact, versioned binary form; API keys
+//! (few, and rich) as JSON.
+//!
+//! A token is the record there are millions of, and the one the auth path
+//! decodes on every cache miss, so its form is binary:
+//!
+//! ```text
+//! 0x01                                  format version
+//! id          length-prefixed UTF-8
+//! digest      32 bytes
+//! user_id     0x00, or 0x01 + length-prefixed UTF-8
+//! scopes      count (varint) × length-prefixed UTF-8
+//! created     i64 seconds + u32 nanoseconds, little-endian
+//! expires     same
+//! api_key_id  0x00, or 0x01 + length-prefixed UTF-8
+//! last_use    0x00, or 0x01 + time
+//! ```
+//!
+//! Lengths are LEB128 varints. Databases written before this format hold JSON
+//! token records, which start with `{`: they are still read, and rewritten in
+//! the binary form the next time the token changes. Anything else (a future
+//! version, a truncated record, trailing bytes) is reported as corrupt, never
+//! guessed at.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{
+    secret::SecretDigest,
+    store::{StoreError, StoreErrorKind},
+    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+};
+
+/// The first byte of a binary token record.
+const TOKEN_V1: u8 = 0x01;
+/// The first byte of every JSON record.
+const JSON: u8 = b'{';
+
+/// A record as sled stores it.
+pub(super) trait Stored: Sized {
+    fn encode(&self) -> Result<Vec<u8>, StoreError>;
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError>;
+}
+
+/// Why a stored token record could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Damaged(&'static str);
+
+fn corrupt(why: &'static str) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, Damaged(why))
+}
+
+fn to_json<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
+}
+
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
+}
+
+impl Stored for ApiKey {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        to_json(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        from_json(bytes)
+    }
+}
+
+impl Stored for Token {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let mut out = Writer(Vec::with_capacity(96));
+        out.byte(TOKEN_V1);
+        out.text(self.id.as_str());
+        out.0.extend_from_slice(self.digest.as_bytes());
+        out.optional(self.user_id.as_ref(), |out, user| out.text(user.as_str()));
+        out.length(self.scopes.len());
+        for scope in &self.scopes {
+            out.text(scope.as_str());
+        }
+        out.time(self.created);
+        out.time(self.expires);
+        out.optional(self.api_key_id.as_ref(), |out, key| out.text(key.as_str()));
+        out.optional(self.last_use.as_ref(), |out, at| out.time(*at));
+        Ok(out.0)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        match bytes.first() {
+            Some(&TOKEN_V1) => decode_token_v1(&bytes[1..]),
+            Some(&JSON) => from_json(bytes),
+            _ => Err(corrupt("unknown token record format")),
+        }
+    }
+}
+
+fn decode_token_v1(bytes: &[u8]) -> Result<Token, StoreError> {
+    let mut input = Reader(bytes);
+    let id = TokenId::from(input.text()?);
+    let digest = SecretDigest::from_bytes(input.array()?);
+    let user_id = input.optional(|input| Ok(UserId::from(input.text()?)))?;
+    let count = input.length()?;
+    let mut scopes = BTreeSet::new();
+    for _ in 0..count {
+        let scope = Scope::interned(input.text()?)
+            .map_err(|_| corrupt("invalid scope in a token record"))?;
+        scopes.insert(scope);
+    }
+    let created = input.time()?;
+    let expires = input.time()?;
+    let api_key_id = input.optional(|input| Ok(ApiKeyId::from(input.text()?)))?;
+    let last_use = input.optional(Reader::time)?;
+    if !input.0.is_empty() {
+        return Err(corrupt("trailing bytes after a token record"));
+    }
+    let mut token = Token::new(id, digest, created, expires);
+    token.user_id = user_id;
+    token.scopes = scopes;
+    token.api_key_id = api_key_id;
+    token.last_use = last_use;
+    Ok(token)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn byte(&mut self, byte: u8) {
+        self.0.push(byte);
+    }
+
+    fn length(&mut self, mut n: usize) {
+        while n >= 0x80 {
+            self.byte((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.byte(n as u8);
+    }
+
+    fn text(&mut self, text: &str) {
+        self.length(text.len());
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    fn time(&mut self, at: DateTime<Utc>) {
+        self.0.extend_from_slice(&at.timestamp().to_le_bytes());
+        self.0
+            .extend_from_slice(&at.timestamp_subsec_nanos().to_le_bytes());
+    }
+
+    fn optional<T>(&mut self, value: Option<&T>, write: impl FnOnce(&mut Self, &T)) {
+        match value {
+            None => self.byte(0),
+            Some(value) => {
+                self.byte(1);
+                write(self, value);
+            }
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
+        if self.0.len() < n {
+            return Err(corrupt("truncated token record"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], StoreError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn length(&mut self) -> Result<usize, StoreError> {
+        let mut n = 0usize;
+        // At most five bytes: no stored length comes near 2^32.
+        for shift in (0..35).step_by(7) {
+            let [byte] = self.array()?;
+            n |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(corrupt("overlong length in a token record"))
+    }
+
+    fn text(&mut self) -> Result<String, StoreError> {
+        let n = self.length()?;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| corrupt("text in a token record is not UTF-8"))
+    }
+
+    fn time(&mut self) -> Result<DateTime<Utc>, StoreError> {
+        let seconds = i64::from_le_bytes(self.array()?);
+        let nanos = u32::from_le_bytes(self.array()?);
+        DateTime::from_timestamp(seconds, nanos).ok_or_else(|| corrupt("time out of range"))
+    }
+
+    fn optional<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match self.array()? {
+            [0] => Ok(None),
+            [1] => read(self).map(Some),
+            _ => Err(corrupt("invalid presence byte in a token record")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn token() -> Token {
+        let created = DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap();
+        let mut token = Token::new(
+            TokenId::from("tok1"),
+            SecretDigest::from_bytes([9; 32]),
+            created,
+            created + TimeDelta::days(30),
+        );
+        token.user_id = Some(UserId::from("ü-ser"));
+        token.scopes = [Scope::USER_AUTH, Scope::new("core.data.read").unwrap()].into();
+        token.api_key_id = Some(ApiKeyId::from("key1"));
+        token.last_use = Some(created + TimeDelta::seconds(5));
+        token
+    }
+
+    #[test]
+    fn a_token_survives_the_binary_form_exactly() {
+        let token = token();
+        let bytes = token.encode().unwrap();
+        assert_eq!(bytes[0], TOKEN_V1);
+        assert_eq!(Token::decode(&bytes).unwrap(), token);
+        let bare = Token::new(token.id.clone(), token.digest, token.created, token.expires);
+        assert_eq!(Token::decode(&bare.encode().unwrap()).unwrap(), bare);
+    }
+
+    #[test]
+    fn a_json_token_record_from_an_older_version_still_reads() {
+        let token = token();
+        let json = serde_json::to_vec(&token).unwrap();
+        assert_eq!(Token::decode(&json).unwrap(), token);
+    }
+
+    #[test]
+    fn the_binary_form_is_less_than_half_the_json_form() {
+        let token = token();
+        let (binary, json) = (token.encode().unwrap(), serde_json::to_vec(&token).unwrap());
+        assert!(binary.len() * 2 < json.len(), "{} vs {}", binary.len(), json.len());
+    }
+
+    #[test]
+    fn damaged_records_are_corrupt_never_a_token() {
+        let bytes = token().encode().unwrap();
+        for cut in 0..bytes.len() {
+            assert!(Token::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Token::decode(&longer).is_err());
+        let mut future = bytes;
+        future[0] = 0x02;
+        assert!(Token::decode(&future).is_err());
+    }
+}
