@@ -2,7 +2,10 @@
 //! in the same run (the machine is shared and noisy: read ratios, not absolutes).
 //!
 //! - `authenticate/sled` vs `authenticate/cached`: one token resolved through the
-//!   bare sled store (baseline) and through the moka cache in front of it.
+//!   bare sled store (every request a cache miss) and through the moka cache in
+//!   front of it; `authenticate/sled_raw_read` (and `_blocking`, through
+//!   `spawn_blocking`) is one raw sled read of a token-sized record, the baseline
+//!   of what a miss adds.
 //! - `purge/live_0` vs `purge/live_N`: purging the same number of expired tokens
 //!   with no other tokens stored (baseline) and with N live ones; equal times mean
 //!   the sweeper's cost follows what expired, not what is stored.
@@ -54,6 +57,24 @@ fn authenticate(c: &mut Criterion) {
             ),
         ),
     ];
+    // Baselines: one read of a token-sized record straight from sled, on the
+    // calling thread and through `spawn_blocking` (which the store uses).
+    let raw_dir = tempfile::tempdir().unwrap();
+    let raw = sled::open(raw_dir.path()).unwrap();
+    let (key, value) = ([b't'; 33], [7u8; 120]);
+    raw.insert(key, &value[..]).unwrap();
+    group.bench_function("sled_raw_read", |b| {
+        b.to_async(&rt).iter(|| async {
+            assert!(raw.get(key).unwrap().is_some());
+        })
+    });
+    group.bench_function("sled_raw_read_blocking", |b| {
+        b.to_async(&rt).iter(|| async {
+            let raw = raw.clone();
+            let read = tokio::task::spawn_blocking(move || raw.get(key).unwrap());
+            assert!(read.await.unwrap().is_some());
+        })
+    });
     for (name, gate) in gates {
         let token = rt
             .block_on(gate.create_token(NewToken::for_user("bench".into())))

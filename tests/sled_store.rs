@@ -78,7 +78,10 @@ fn record_key(token: &scopegate::Token) -> Vec<u8> {
 fn store_as_json(dir: &std::path::Path, token: &scopegate::Token) {
     let db = sled::open(dir).unwrap();
     let tree = db.open_tree("scopegate").unwrap();
-    let old = tree.get(record_key(token)).unwrap().expect("the token's record");
+    let old = tree
+        .get(record_key(token))
+        .unwrap()
+        .expect("the token's record");
     assert_eq!(old[0], 0x01, "new records are binary, version 1");
     tree.insert(record_key(token), serde_json::to_vec(token).unwrap())
         .unwrap();

@@ -17,12 +17,14 @@ pub const DEFAULT_SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SledConfig {
     cache_bytes: u64,
+    blocking_reads: bool,
 }
 
 impl Default for SledConfig {
     fn default() -> Self {
         Self {
             cache_bytes: DEFAULT_SLED_CACHE_BYTES,
+            blocking_reads: false,
         }
     }
 }
@@ -39,5 +41,23 @@ impl SledConfig {
     /// The page cache's size.
     pub fn cache_bytes(&self) -> u64 {
         self.cache_bytes
+    }
+
+    /// Runs the lookups of the request path (a token or key by its secret's
+    /// digest) on Tokio's blocking threads, as every other call runs.
+    ///
+    /// By default they run on the calling task: sled answers them from memory
+    /// in well under a microsecond, and the hop to a blocking thread costs about
+    /// 20 µs (`BENCHMARKS.md`). Turn this on if the database lives on a disk slow
+    /// enough that a read missing sled's page cache would stall the runtime.
+    #[must_use]
+    pub fn with_reads_on_blocking_threads(mut self) -> Self {
+        self.blocking_reads = true;
+        self
+    }
+
+    /// Whether request-path lookups run on blocking threads.
+    pub fn reads_on_blocking_threads(&self) -> bool {
+        self.blocking_reads
     }
 }

@@ -261,7 +261,12 @@ mod tests {
     fn the_binary_form_is_less_than_half_the_json_form() {
         let token = token();
         let (binary, json) = (token.encode().unwrap(), serde_json::to_vec(&token).unwrap());
-        assert!(binary.len() * 2 < json.len(), "{} vs {}", binary.len(), json.len());
+        assert!(
+            binary.len() * 2 < json.len(),
+            "{} vs {}",
+            binary.len(),
+            json.len()
+        );
     }
 
     #[test]

@@ -78,6 +78,22 @@ impl SledStore {
             .await
             .map_err(backend)?
     }
+
+    /// A lookup of the request path: on the calling task while the database is
+    /// open (see [`SledConfig::with_reads_on_blocking_threads`]), else as `run`.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.lifeline.reads_block() {
+            return self.run(op).await;
+        }
+        match self.lifeline.call_if_open(op) {
+            Ok(outcome) => outcome,
+            Err(op) => self.run(op).await,
+        }
+    }
 }
 
 pub(super) fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -102,7 +118,7 @@ impl TokenStore for SledStore {
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         let digest = *digest;
-        self.run(move |db| db.token(&digest)).await
+        self.read(move |db| db.token(&digest)).await
     }
 
     async fn api_keys_after(
@@ -171,7 +187,7 @@ impl TokenStore for SledStore {
 
     async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
         let digest = *digest;
-        self.run(move |db| db.api_key_by_digest(&digest)).await
+        self.read(move |db| db.api_key_by_digest(&digest)).await
     }
 
     async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {

@@ -72,10 +72,34 @@ impl Lifeline {
             Some(inner) => inner,
             None => self.reopen()?,
         };
-        let outcome = op(&inner);
+        self.run_on(&inner, op)
+    }
+
+    /// Runs `op` if the database is open; hands `op` back if it must be reopened
+    /// first (a reopen is slow: it belongs on a blocking thread).
+    pub(super) fn call_if_open<T, F>(&self, op: F) -> Result<Result<T, StoreError>, F>
+    where
+        F: FnOnce(&Inner) -> Result<T, StoreError>,
+    {
+        match self.open_instance() {
+            Some(inner) => Ok(self.run_on(&inner, op)),
+            None => Err(op),
+        }
+    }
+
+    pub(super) fn reads_block(&self) -> bool {
+        self.config.reads_on_blocking_threads()
+    }
+
+    fn run_on<T>(
+        &self,
+        inner: &Arc<Inner>,
+        op: impl FnOnce(&Inner) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let outcome = op(inner);
         if let Err(err) = &outcome {
             if err.kind() == StoreErrorKind::Backend {
-                self.retire(&inner, err);
+                self.retire(inner, err);
             }
         }
         outcome
