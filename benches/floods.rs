@@ -28,7 +28,7 @@ use std::{
 
 use axum::{body::Body, http::Request, Router};
 use chrono::{DateTime, Utc};
-use common::{runtime, scratch_dir, Users};
+use common::{live_heap, rss_bytes, runtime, scratch_dir, Users};
 use scopegate::{
     async_trait,
     secret::{SecretCodec, SecretDigest, SecretKind},
@@ -41,21 +41,6 @@ use tower::ServiceExt;
 
 #[global_allocator]
 static HEAP: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn live_heap() -> i64 {
-    let s = HEAP.stats();
-    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
-}
-
-fn rss() -> i64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: i64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 /// Bytes the files under `dir` occupy on disk.
 fn disk_usage(dir: &Path) -> i64 {
@@ -83,7 +68,7 @@ async fn anonymous_flood() {
         .build()
         .unwrap();
     let app: Router = scopegate::router().layer(state.layer()).with_state(state);
-    let (disk0, rss0, heap0) = (disk_usage(dir.path()), rss(), live_heap());
+    let (disk0, rss0, heap0) = (disk_usage(dir.path()), rss_bytes() as i64, live_heap(HEAP));
     let issued = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..32 {
@@ -103,8 +88,8 @@ async fn anonymous_flood() {
         "| 50 000 anonymous GET /token/session | {} tokens issued; disk +{}, RSS +{}, live heap +{} |",
         issued.load(Ordering::Relaxed),
         mb(disk_usage(dir.path()) - disk0),
-        mb(rss() - rss0),
-        mb(live_heap() - heap0),
+        mb(rss_bytes() as i64 - rss0),
+        mb(live_heap(HEAP) - heap0),
     );
 }
 
@@ -239,7 +224,7 @@ async fn heap_over_revocations(store: impl TokenStore, n: usize) -> i64 {
             .unwrap();
         ids.push(token.token.id);
     }
-    let before = live_heap();
+    let before = live_heap(HEAP);
     let ids = Arc::new(ids);
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..32 {
@@ -251,7 +236,7 @@ async fn heap_over_revocations(store: impl TokenStore, n: usize) -> i64 {
         });
     }
     while tasks.join_next().await.is_some() {}
-    live_heap() - before
+    live_heap(HEAP) - before
 }
 
 async fn revocation_memory() {

@@ -30,16 +30,12 @@ use axum::{
     routing::get,
     Router,
 };
-use common::hello::{hello, hello_apps};
+use common::{
+    hello::{hello, hello_apps},
+    setting,
+};
 use scopegate::CacheConfig;
 use sha2::{Digest, Sha256};
-
-fn setting(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The hand-written alternative: digest the bearer, look it up in moka, else in sled.
 #[derive(Clone)]
@@ -165,8 +161,8 @@ fn main() {
         return; // `cargo bench --list`
     }
     ensure_wrk();
-    let (seconds, rounds) = (setting("LOAD_SECONDS", 8), setting("LOAD_ROUNDS", 3));
-    let connections = setting("LOAD_CONNECTIONS", 32);
+    let (seconds, rounds) = (setting("LOAD_SECONDS", 8u32), setting("LOAD_ROUNDS", 3u32));
+    let connections = setting("LOAD_CONNECTIONS", 32u32);
     let runtime = common::runtime();
     let dirs = [common::scratch_dir(), common::scratch_dir()];
 

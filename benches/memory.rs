@@ -21,26 +21,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::Users;
+use common::{live_heap, rss_bytes, setting, Users};
 use scopegate::{CacheConfig, CachingStore, NewToken, ScopeGate, SledStore, TokenStore};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static HEAP: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
-
-fn live_heap() -> i64 {
-    let s = HEAP.stats();
-    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
@@ -55,13 +41,6 @@ fn dir_bytes(dir: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn gate(store: impl TokenStore, cached: Option<u64>) -> ScopeGate {
@@ -80,8 +59,8 @@ fn main() {
         return;
     }
     let (total, cached) = (
-        setting("MEMORY_TOKENS", 1_000_000),
-        setting("MEMORY_CACHED", 100_000),
+        setting("MEMORY_TOKENS", 1_000_000usize),
+        setting("MEMORY_CACHED", 100_000usize),
     );
     let runtime = common::runtime();
     let dir = common::scratch_dir();
@@ -126,7 +105,7 @@ fn main() {
         for secret in &secrets {
             warm.authenticate(secret).await.unwrap();
         }
-        let before = live_heap();
+        let before = live_heap(HEAP);
         let hot = gate(store, Some(cached as u64));
         for secret in &secrets {
             hot.authenticate(secret).await.unwrap();
@@ -136,7 +115,7 @@ fn main() {
         for secret in secrets.iter().take(1000) {
             hot.authenticate(secret).await.unwrap();
         }
-        (live_heap() - before, rss_bytes())
+        (live_heap(HEAP) - before, rss_bytes())
     });
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);

@@ -272,12 +272,10 @@ impl ScopeRegistry {
     ) -> Result<(), InvalidScopes> {
         let scopes = scopes.into_iter();
         // Guards check on every request: no set is built unless one is missing.
-        let scopes: Vec<&Scope> = match scopes.clone().all(|s| self.contains(s)) {
-            true => return Ok(()),
-            false => scopes.collect(),
-        };
+        if scopes.clone().all(|s| self.contains(s)) {
+            return Ok(());
+        }
         let unknown: BTreeSet<&str> = scopes
-            .into_iter()
             .filter(|s| !self.contains(s))
             .map(Scope::as_str)
             .collect();

@@ -3,9 +3,10 @@
 
 pub(crate) mod hello;
 
-use std::path::Path;
+use std::{alloc::System, path::Path, str::FromStr};
 
 use scopegate::{async_trait, AuthUser, BoxError, UserId, UserLoader};
+use stats_alloc::StatsAlloc;
 
 pub(crate) struct User;
 
@@ -42,4 +43,31 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A harness setting from the environment, or `default`.
+#[allow(dead_code)]
+pub(crate) fn setting<T: FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Bytes live on the heap, as counted by the bench's instrumented allocator.
+#[allow(dead_code)]
+pub(crate) fn live_heap(heap: &StatsAlloc<System>) -> i64 {
+    let s = heap.stats();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
+}
+
+/// The process's resident set, in bytes.
+#[allow(dead_code)]
+pub(crate) fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }

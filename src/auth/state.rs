@@ -11,8 +11,9 @@ use super::{
     AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
-    clock::Clock, rejection::AuthRejection, store::TokenStore, user::DynUserLoader, CacheConfig,
-    CachingStore, ConfigError, Error, InvalidTokenReason, ScopeGate, ScopeRegistry, UserLoader,
+    clock::Clock, gate::GateSettings, rejection::AuthRejection, store::TokenStore,
+    user::DynUserLoader, CacheConfig, CachingStore, ConfigError, Error, InvalidTokenReason,
+    ScopeGate, ScopeRegistry, UserLoader,
 };
 
 /// The realm of `WWW-Authenticate` challenges unless configured.
@@ -57,18 +58,12 @@ impl AuthState {
             store,
             users: Arc::new(users),
             cache: Some(CacheConfig::default()),
-            registry: None,
-            prefix: None,
-            pepper: None,
-            lifetime: None,
-            clock: None,
+            gate: GateSettings::default(),
             realm: DEFAULT_REALM.to_owned(),
             header: None,
             cookie: None,
             query: None,
             anonymous: None,
-            direct_api_keys: false,
-            last_use_interval: Some(crate::DEFAULT_LAST_USE_INTERVAL),
         }
     }
 
@@ -203,32 +198,25 @@ pub struct AuthStateBuilder<T> {
     store: T,
     users: Arc<dyn DynUserLoader>,
     cache: Option<CacheConfig>,
-    registry: Option<ScopeRegistry>,
-    prefix: Option<String>,
-    pepper: Option<Vec<u8>>,
-    lifetime: Option<std::time::Duration>,
-    clock: Option<Arc<dyn Clock>>,
+    /// What `ScopeGateBuilder` configures: its methods here set the same fields.
+    gate: GateSettings,
     realm: String,
     header: Option<String>,
     cookie: Option<String>,
     query: Option<String>,
     anonymous: Option<AnonymousSessions>,
-    direct_api_keys: bool,
-    last_use_interval: Option<std::time::Duration>,
 }
 
 impl<T> fmt::Debug for AuthStateBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthStateBuilder")
             .field("cache", &self.cache)
-            .field("prefix", &self.prefix)
+            .field("gate", &self.gate)
             .field("realm", &self.realm)
             .field("header", &self.header)
             .field("cookie", &self.cookie)
             .field("query", &self.query)
             .field("anonymous", &self.anonymous)
-            .field("direct_api_keys", &self.direct_api_keys)
-            .field("last_use_interval", &self.last_use_interval)
             .finish_non_exhaustive()
     }
 }
@@ -290,14 +278,14 @@ impl<T: TokenStore> AuthStateBuilder<T> {
 
     /// The scopes the app offers (default: only the built-ins).
     pub fn with_registry(mut self, registry: ScopeRegistry) -> Self {
-        self.registry = Some(registry);
+        self.gate.registry = registry;
         self
     }
 
     /// The prefix of every secret (default `sg`). See
     /// [`ScopeGateBuilder::with_token_prefix`](crate::ScopeGateBuilder::with_token_prefix).
     pub fn with_token_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = Some(prefix.into());
+        self.gate.prefix = Some(prefix.into());
         self
     }
 
@@ -306,41 +294,41 @@ impl<T: TokenStore> AuthStateBuilder<T> {
     /// # Warning
     /// Changing or losing the pepper invalidates every stored key and token.
     pub fn with_pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
-        self.pepper = Some(pepper.into());
+        self.gate.pepper = Some(pepper.into());
         self
     }
 
     /// The default token lifetime. See
     /// [`ScopeGateBuilder::with_default_token_lifetime`](crate::ScopeGateBuilder::with_default_token_lifetime).
     pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
-        self.lifetime = Some(lifetime);
+        self.gate.token_lifetime_days = crate::gate::as_days(lifetime);
         self
     }
 
     /// Lets API keys authenticate requests as they are (off by default). See
     /// [`ScopeGateBuilder::with_direct_api_keys`](crate::ScopeGateBuilder::with_direct_api_keys).
     pub fn with_direct_api_keys(mut self) -> Self {
-        self.direct_api_keys = true;
+        self.gate.direct_api_keys = true;
         self
     }
 
     /// How often a credential's `last_use` is written. See
     /// [`ScopeGateBuilder::with_last_use_interval`](crate::ScopeGateBuilder::with_last_use_interval).
     pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
-        self.last_use_interval = Some(interval);
+        self.gate.last_use_interval = Some(interval);
         self
     }
 
     /// Never writes `last_use` on authentication. See
     /// [`ScopeGateBuilder::without_last_use`](crate::ScopeGateBuilder::without_last_use).
     pub fn without_last_use(mut self) -> Self {
-        self.last_use_interval = None;
+        self.gate.last_use_interval = None;
         self
     }
 
     /// Where "now" comes from (default: the system clock).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
+        self.gate.clock = Arc::new(clock);
         self
     }
 
@@ -362,30 +350,9 @@ impl<T: TokenStore> AuthStateBuilder<T> {
             Some(config) => Arc::new(CachingStore::with_config(self.store, config)),
             None => Arc::new(self.store),
         };
-        let mut gate = ScopeGate::builder_shared(store, self.users);
-        if let Some(registry) = self.registry {
-            gate = gate.with_registry(registry);
-        }
-        if let Some(prefix) = self.prefix {
-            gate = gate.with_token_prefix(prefix);
-        }
-        if let Some(pepper) = self.pepper {
-            gate = gate.with_pepper(pepper);
-        }
-        if let Some(lifetime) = self.lifetime {
-            gate = gate.with_default_token_lifetime(lifetime);
-        }
-        if let Some(clock) = self.clock {
-            gate = gate.with_shared_clock(clock);
-        }
-        if self.direct_api_keys {
-            gate = gate.with_direct_api_keys();
-        }
-        gate = match self.last_use_interval {
-            Some(interval) => gate.with_last_use_interval(interval),
-            None => gate.without_last_use(),
-        };
-        let gate = gate.build()?;
+        let gate = ScopeGate::builder_shared(store, self.users)
+            .with_settings(self.gate)
+            .build()?;
         Ok(AuthState {
             inner: Arc::new(Inner {
                 context: sources.context(&self.realm, gate.shared_registry()),

@@ -112,13 +112,7 @@ impl ScopeGate {
         ScopeGateBuilder {
             store,
             users,
-            registry: ScopeRegistry::new(),
-            prefix: None,
-            pepper: None,
-            token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
-            clock: Arc::new(SystemClock),
-            direct_api_keys: false,
-            last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
+            settings: GateSettings::default(),
         }
     }
 
@@ -181,18 +175,39 @@ impl ScopeGate {
 pub struct ScopeGateBuilder {
     store: Arc<dyn TokenStore>,
     users: Arc<dyn DynUserLoader>,
-    registry: ScopeRegistry,
-    prefix: Option<String>,
-    pepper: Option<Vec<u8>>,
-    token_lifetime_days: f64,
-    clock: Arc<dyn Clock>,
-    direct_api_keys: bool,
-    last_use_interval: Option<std::time::Duration>,
+    settings: GateSettings,
 }
 
-impl fmt::Debug for ScopeGateBuilder {
+/// A gate's settings, apart from its store and loader: what
+/// [`ScopeGateBuilder`] and `AuthStateBuilder` both configure, kept once.
+pub(crate) struct GateSettings {
+    pub(crate) registry: ScopeRegistry,
+    pub(crate) prefix: Option<String>,
+    pub(crate) pepper: Option<Vec<u8>>,
+    pub(crate) token_lifetime_days: f64,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) direct_api_keys: bool,
+    pub(crate) last_use_interval: Option<std::time::Duration>,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        Self {
+            registry: ScopeRegistry::new(),
+            prefix: None,
+            pepper: None,
+            token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
+            clock: Arc::new(SystemClock),
+            direct_api_keys: false,
+            last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
+        }
+    }
+}
+
+impl fmt::Debug for GateSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopeGateBuilder")
+        // The pepper is a secret, and the clock says nothing useful.
+        f.debug_struct("GateSettings")
             .field("prefix", &self.prefix)
             .field("token_lifetime_days", &self.token_lifetime_days)
             .field("direct_api_keys", &self.direct_api_keys)
@@ -201,16 +216,24 @@ impl fmt::Debug for ScopeGateBuilder {
     }
 }
 
+impl fmt::Debug for ScopeGateBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopeGateBuilder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ScopeGateBuilder {
     /// The scopes the app offers (default: only the built-ins).
     pub fn with_registry(mut self, registry: ScopeRegistry) -> Self {
-        self.registry = registry;
+        self.settings.registry = registry;
         self
     }
 
     /// The prefix of every secret (default `sg`): 1–16 lower-case ASCII letters or digits.
     pub fn with_token_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = Some(prefix.into());
+        self.settings.prefix = Some(prefix.into());
         self
     }
 
@@ -219,7 +242,7 @@ impl ScopeGateBuilder {
     /// # Warning
     /// Changing or losing the pepper invalidates every stored key and token.
     pub fn with_pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
-        self.pepper = Some(pepper.into());
+        self.settings.pepper = Some(pepper.into());
         self
     }
 
@@ -228,7 +251,7 @@ impl ScopeGateBuilder {
     /// [`MIN_LIFETIME`](crate::MIN_LIFETIME) to [`MAX_LIFETIME`](crate::MAX_LIFETIME)
     /// (default [`DEFAULT_TOKEN_LIFETIME`]).
     pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
-        self.token_lifetime_days = limits::as_days(lifetime);
+        self.settings.token_lifetime_days = limits::as_days(lifetime);
         self
     }
 
@@ -244,7 +267,7 @@ impl ScopeGateBuilder {
     /// Keys are cached and revoked exactly like tokens: deactivating, rotating
     /// (without grace) or deleting a key stops it at once, on every replica.
     pub fn with_direct_api_keys(mut self) -> Self {
-        self.direct_api_keys = true;
+        self.settings.direct_api_keys = true;
         self
     }
 
@@ -253,52 +276,53 @@ impl ScopeGateBuilder {
     /// request (default [`DEFAULT_LAST_USE_INTERVAL`]; at least one second).
     /// Listings show it, so it may lag by up to `interval`.
     pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
-        self.last_use_interval = Some(interval);
+        self.settings.last_use_interval = Some(interval);
         self
     }
 
     /// Never writes `last_use` on authentication (exchanging a key still stamps
     /// the key's).
     pub fn without_last_use(mut self) -> Self {
-        self.last_use_interval = None;
+        self.settings.last_use_interval = None;
         self
     }
 
     /// Where "now" comes from (default: the system clock). For tests of expiry.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.settings.clock = Arc::new(clock);
         self
     }
 
     // Used by the HTTP parts only.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn with_shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    pub(crate) fn with_settings(mut self, settings: GateSettings) -> Self {
+        self.settings = settings;
         self
     }
 
     /// Checks the settings and builds the gate.
     pub fn build(self) -> Result<ScopeGate, ConfigError> {
-        let mut codec = match &self.prefix {
+        let settings = self.settings;
+        let mut codec = match &settings.prefix {
             Some(prefix) => SecretCodec::new(prefix)?,
             None => SecretCodec::default(),
         };
-        if let Some(pepper) = self.pepper {
+        if let Some(pepper) = settings.pepper {
             codec = codec.with_pepper(pepper)?;
         }
-        if limits::days(self.token_lifetime_days).is_none() {
+        if limits::days(settings.token_lifetime_days).is_none() {
             return Err(ConfigError::InvalidLifetime);
         }
         Ok(ScopeGate {
             shared: Arc::new(Shared {
                 store: self.store,
                 users: self.users,
-                registry: Arc::new(self.registry),
+                registry: Arc::new(settings.registry),
                 codec,
-                clock: self.clock,
-                token_lifetime_days: self.token_lifetime_days,
-                direct_api_keys: self.direct_api_keys,
-                last_use: self.last_use_interval.map(LastUse::new),
+                clock: settings.clock,
+                token_lifetime_days: settings.token_lifetime_days,
+                direct_api_keys: settings.direct_api_keys,
+                last_use: settings.last_use_interval.map(LastUse::new),
                 memo: DigestMemo::new(MEMO_CAPACITY),
             }),
         })

@@ -235,6 +235,11 @@ impl Shared {
         }
     }
 
+    /// The cached token, unless a revocation of its digest came after its load.
+    fn fresh(&self, digest: &SecretDigest, cached: Cached) -> Option<Arc<Token>> {
+        (cached.loaded_at == self.epochs.of(digest)).then_some(cached.token)
+    }
+
     /// Makes every cached token and key stale.
     fn forget_all(&self) {
         self.epochs.revoke_all();
@@ -388,13 +393,13 @@ impl<S: TokenStore> CachingStore<S> {
             }
         };
         match shared.tokens.try_get_with(*digest, load).await {
-            Ok(cached) if cached.loaded_at == shared.epochs.of(digest) => {
-                Some(Ok(Some(cached.token)))
-            }
-            Ok(_) => {
-                shared.tokens.invalidate(digest).await;
-                None
-            }
+            Ok(cached) => match shared.fresh(digest, cached) {
+                Some(token) => Some(Ok(Some(token))),
+                None => {
+                    shared.tokens.invalidate(digest).await;
+                    None
+                }
+            },
             Err(miss) => self.missed(digest, &miss),
         }
     }
@@ -518,10 +523,14 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         // The hot path: a fresh cached token answers before anything else is asked
         // (a digest in the cache is not in the cache of unknown ones).
         if self.shared.feed_live.is_live() {
-            if let Some(cached) = self.shared.tokens.get(digest).await {
-                if cached.loaded_at == self.shared.epochs.of(digest) {
-                    return Ok(Some(cached.token));
-                }
+            if let Some(token) = self
+                .shared
+                .tokens
+                .get(digest)
+                .await
+                .and_then(|c| self.shared.fresh(digest, c))
+            {
+                return Ok(Some(token));
             }
         }
         // Boxed apart, so the hit path's own future (which the trait boxes) stays

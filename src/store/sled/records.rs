@@ -95,6 +95,28 @@ fn remove_token(batch: &mut Batch, token: &Token) {
     ));
 }
 
+/// The write of a touch: `record`'s `last_use` moved forward to `at`, or nothing
+/// if the record is gone or was used later. Only the record changes: `last_use`
+/// is in no index.
+fn touched<R: Stored>(
+    record: Option<R>,
+    at: DateTime<Utc>,
+    last_use: impl FnOnce(&mut R) -> &mut Option<DateTime<Utc>>,
+    key: impl FnOnce(&R) -> Vec<u8>,
+) -> Result<((), Option<Batch>), StoreError> {
+    let Some(mut record) = record else {
+        return Ok(((), None));
+    };
+    let stamp = last_use(&mut record);
+    if stamp.is_some_and(|last| last >= at) {
+        return Ok(((), None));
+    }
+    *stamp = Some(at);
+    let mut batch = Batch::default();
+    batch.insert(key(&record), record.encode()?);
+    Ok(((), Some(batch)))
+}
+
 /// Stages a key and all its index entries.
 fn put_key(batch: &mut Batch, key: &ApiKey) -> Result<(), StoreError> {
     let id = key.id.as_str().as_bytes();
@@ -451,32 +473,15 @@ impl Inner {
 
     pub(super) fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.write(|db| {
-            let Some(mut token) = db.token_by_id(id)? else {
-                return Ok(((), None));
-            };
-            if token.last_use.is_some_and(|last| last >= at) {
-                return Ok(((), None));
-            }
-            token.last_use = Some(at);
-            let mut batch = Batch::default();
-            // Only the record changes: last_use is in no index.
-            batch.insert(layout::token(&token.digest), token.encode()?);
-            Ok(((), Some(batch)))
+            let token = db.token_by_id(id)?;
+            touched(token, at, |t| &mut t.last_use, |t| layout::token(&t.digest))
         })
     }
 
     pub(super) fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.write(|db| {
-            let Some(mut key) = db.api_key(id)? else {
-                return Ok(((), None));
-            };
-            if key.last_use.is_some_and(|last| last >= at) {
-                return Ok(((), None));
-            }
-            key.last_use = Some(at);
-            let mut batch = Batch::default();
-            batch.insert(layout::api_key(&key.id), key.encode()?);
-            Ok(((), Some(batch)))
+            let key = db.api_key(id)?;
+            touched(key, at, |k| &mut k.last_use, |k| layout::api_key(&k.id))
         })
     }
 
