@@ -29,7 +29,7 @@ impl Probe {
         self.reads.load(Ordering::SeqCst)
     }
 
-    /// `last_use` writes (tokens and keys) so far.
+    /// `last_use` writes (tokens and keys) that have returned so far.
     pub fn touches(&self) -> usize {
         self.touches.load(Ordering::SeqCst)
     }
@@ -140,15 +140,17 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         self.written(outcome)
     }
     async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.probe.touches.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let outcome = self.inner.touch_token(id, at).await;
+        // Counted once the write returned, so a listing after it sees it.
+        self.probe.touches.fetch_add(1, Ordering::SeqCst);
         self.written(outcome)
     }
     async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.probe.touches.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let outcome = self.inner.touch_api_key(id, at).await;
+        // Counted once the write returned, so a listing after it sees it.
+        self.probe.touches.fetch_add(1, Ordering::SeqCst);
         self.written(outcome)
     }
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
