@@ -14,7 +14,8 @@
 //!
 //! `cargo bench -p scopegate-benches --bench load` (installs `wrk` with apt if it is
 //! missing and we are root). `LOAD_SECONDS` (default 8) and `LOAD_ROUNDS`
-//! (default 3) set the length of a run; `LOAD_CONNECTIONS` (default 32) the load.
+//! (default 3) set the length of a run; `LOAD_CONNECTIONS` (default 32) the load;
+//! `LOAD_SERVERS` (say `bare,guarded`) runs only those servers.
 
 #![allow(missing_docs)]
 
@@ -90,6 +91,34 @@ struct Run {
     rps: f64,
     p50: f64,
     p99: f64,
+    /// This process's CPU time (user + system) per request, in microseconds.
+    cpu_us: f64,
+}
+
+/// CPU time this process has used, user and system, in seconds (from `/proc`).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+/// `getconf CLK_TCK`: 100 on Linux unless the kernel was built otherwise.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn millis(value: &str) -> f64 {
@@ -106,6 +135,7 @@ fn millis(value: &str) -> f64 {
 }
 
 fn wrk(addr: SocketAddr, bearer: &str, seconds: u32, connections: u32) -> Run {
+    let cpu_before = process_cpu_seconds();
     let output = Command::new("wrk")
         .args([
             "-t1",
@@ -117,6 +147,7 @@ fn wrk(addr: SocketAddr, bearer: &str, seconds: u32, connections: u32) -> Run {
         .arg(format!("http://{addr}/hello"))
         .output()
         .expect("run wrk");
+    let cpu = process_cpu_seconds() - cpu_before;
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
         !text.contains("Non-2xx"),
@@ -129,10 +160,12 @@ fn wrk(addr: SocketAddr, bearer: &str, seconds: u32, connections: u32) -> Run {
             .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
             .unwrap_or_else(|| panic!("no {prefix:?} in wrk's output:\n{text}"))
     };
+    let rps: f64 = field("Requests/sec:").parse().unwrap();
     Run {
-        rps: field("Requests/sec:").parse().unwrap(),
+        rps,
         p50: millis(&field("50%")),
         p99: millis(&field("99%")),
+        cpu_us: cpu * 1e6 / (rps * f64::from(seconds)),
     }
 }
 
@@ -163,7 +196,11 @@ fn main() {
     ensure_wrk();
     let (seconds, rounds) = (setting("LOAD_SECONDS", 8u32), setting("LOAD_ROUNDS", 3u32));
     let connections = setting("LOAD_CONNECTIONS", 32u32);
-    let runtime = common::runtime();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(setting("LOAD_WORKERS", 2usize))
+        .enable_all()
+        .build()
+        .unwrap();
     let dirs = [common::scratch_dir(), common::scratch_dir()];
 
     let (servers, bearer) = runtime.block_on(async {
@@ -185,6 +222,7 @@ fn main() {
                     handwritten,
                     handwritten_auth,
                 ));
+        let only = std::env::var("LOAD_SERVERS").unwrap_or_default();
         let mut servers = Vec::new();
         for (name, router) in [
             ("bare", apps.bare),
@@ -192,7 +230,9 @@ fn main() {
             ("layer", apps.layer),
             ("guarded", apps.guarded),
         ] {
-            servers.push((name, serve(router).await));
+            if only.is_empty() || only.split(',').any(|o| o == name) {
+                servers.push((name, serve(router).await));
+            }
         }
         (servers, bearer)
     });
@@ -207,22 +247,28 @@ fn main() {
             let index = (i + round) % servers.len();
             let run = wrk(servers[index].1, &bearer, seconds, connections);
             eprintln!(
-                "round {round}: {:<12} {:>9.0} req/s",
-                servers[index].0, run.rps
+                "round {round}: {:<12} {:>9.0} req/s {:>6.1} µs CPU/request",
+                servers[index].0, run.rps, run.cpu_us
             );
             runs[index].push(run);
         }
     }
-    let bare_rps = median(runs[0].iter().map(|r| r.rps).collect());
+    let bare_rps = servers
+        .iter()
+        .position(|(name, _)| *name == "bare")
+        .map_or(f64::NAN, |bare| {
+            median(runs[bare].iter().map(|r| r.rps).collect())
+        });
     println!("\nGET /hello, wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, medians\n");
-    println!("| server | req/s | p50 ms | p99 ms | × bare |");
-    println!("|---|---|---|---|---|");
+    println!("| server | req/s | p50 ms | p99 ms | × bare | server CPU µs/req |");
+    println!("|---|---|---|---|---|---|");
     for ((name, _), runs) in servers.iter().zip(&runs) {
         let rps = median(runs.iter().map(|r| r.rps).collect());
         let p50 = median(runs.iter().map(|r| r.p50).collect());
         let p99 = median(runs.iter().map(|r| r.p99).collect());
+        let cpu = median(runs.iter().map(|r| r.cpu_us).collect());
         println!(
-            "| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {:.2} |",
+            "| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {:.2} | {cpu:.1} |",
             rps / bare_rps
         );
     }

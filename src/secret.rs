@@ -218,7 +218,7 @@ impl SecretCodec {
                 .map(char::from),
         );
         let check = encode_check(crc32fast::hash(secret.as_bytes()));
-        secret.push_str(&check);
+        secret.extend(check.iter().map(|&b| char::from(b)));
         let digest = self.digest(&secret);
         (Secret(secret), digest)
     }
@@ -240,7 +240,7 @@ impl SecretCodec {
             return Err(MalformedSecret);
         }
         let (signed, check) = candidate.split_at(candidate.len() - CHECK_LEN);
-        if encode_check(crc32fast::hash(signed.as_bytes())) != check {
+        if encode_check(crc32fast::hash(signed.as_bytes())) != check.as_bytes() {
             return Err(MalformedSecret);
         }
         Ok(self.digest(candidate))
@@ -277,13 +277,14 @@ impl SecretCodec {
     }
 }
 
-fn encode_check(mut crc: u32) -> String {
+/// A CRC-32 in base62, `CHECK_LEN` digits.
+fn encode_check(mut crc: u32) -> [u8; CHECK_LEN] {
     let mut out = [b'0'; CHECK_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(crc % 62) as usize];
         crc /= 62;
     }
-    out.iter().map(|&b| char::from(b)).collect()
+    out
 }
 
 #[cfg(test)]

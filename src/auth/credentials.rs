@@ -51,10 +51,13 @@ impl TokenSources {
         Arc::new(Context::new(realm.into(), missing.into(), registry))
     }
 
-    /// The credential of the request: `None` if there is none; an error if it is
-    /// malformed or the request carries several different ones.
-    pub(crate) fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<String>, Malformed> {
-        // Most requests carry one bearer token: no collection, one allocation.
+    /// The credential of the request, borrowed from it: `None` if there is none;
+    /// an error if it is malformed or the request carries several different ones.
+    pub(crate) fn find<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+    ) -> Result<Option<&'a str>, Malformed> {
         let mut found = Found::default();
         found.add(bearer(headers)?)?;
         if let Some(name) = &self.header {
@@ -70,7 +73,7 @@ impl TokenSources {
                 found.add(Some(token_value(value)?))?;
             }
         }
-        Ok(found.first.map(str::to_owned))
+        Ok(found.first)
     }
 }
 
@@ -98,17 +101,55 @@ impl<'a> Found<'a> {
 
 /// The token of the `Authorization: Bearer` header; other schemes (`Basic`) are not ours.
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Malformed> {
-    let Some(value) = single_value(headers, &header::AUTHORIZATION, SEVERAL_AUTHORIZATION)? else {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
-    let scheme_end = value.find([' ', '\t']).unwrap_or(value.len());
-    let (scheme, rest) = value.split_at(scheme_end);
+    if values.next().is_some() {
+        return Err(SEVERAL_AUTHORIZATION);
+    }
+    // The common case, `Bearer <b64token>`, in one pass over the bytes.
+    let bytes = value.as_bytes();
+    if bytes.len() > BEARER.len() && bytes[..BEARER.len()].eq_ignore_ascii_case(BEARER) {
+        if let Some(token) = b64token(&bytes[BEARER.len()..]) {
+            return Ok(Some(token));
+        }
+    }
+    // Anything else by the general rules, which name what is wrong.
+    let value_str = value.to_str().map_err(|_| NOT_ASCII)?;
+    let scheme_end = value_str.find([' ', '\t']).unwrap_or(value_str.len());
+    let (scheme, rest) = value_str.split_at(scheme_end);
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
     let token = rest.strip_prefix(' ').ok_or(MALFORMED_BEARER)?;
     token_value(token).map(Some).map_err(|_| MALFORMED_BEARER)
 }
+
+/// The scheme and its one space, compared without regard to case.
+const BEARER: &[u8] = b"bearer ";
+
+/// `bytes` as a str if they are one RFC 6750 `b64token`: at least one of
+/// `A-Z a-z 0-9 - . _ ~ + /`, then any number of `=`.
+fn b64token(bytes: &[u8]) -> Option<&str> {
+    let body_len = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'=').count();
+    let valid = body_len > 0 && bytes[..body_len].iter().all(|&b| B64TOKEN[usize::from(b)]);
+    // Every byte is ASCII now, so the conversion only confirms it.
+    valid.then(|| std::str::from_utf8(bytes).ok()).flatten()
+}
+
+/// Which bytes a `b64token`'s body may hold.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 /// The value of a custom token header such as `X-Api-Token`.
 fn single_header<'a>(
@@ -139,16 +180,7 @@ fn single_value<'a>(
 
 /// A token as sent: RFC 6750's `b64token` (`A-Z a-z 0-9 - . _ ~ + /`, then `=`s).
 fn token_value(value: &str) -> Result<&str, Malformed> {
-    let body = value.trim_end_matches('=');
-    let valid = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if valid {
-        Ok(value)
-    } else {
-        Err(MALFORMED_VALUE)
-    }
+    b64token(value.as_bytes()).ok_or(MALFORMED_VALUE)
 }
 
 /// Every value of cookie `name` across the `Cookie` headers.
@@ -201,7 +233,9 @@ mod tests {
                 HeaderValue::from_bytes(value).unwrap(),
             );
         }
-        sources.find(&map, &uri.parse().unwrap())
+        let uri = uri.parse().unwrap();
+        let found = sources.find(&map, &uri)?;
+        Ok(found.map(str::to_owned))
     }
 
     fn bearer_only(headers: &[(&str, &[u8])]) -> Result<Option<String>, Malformed> {
@@ -246,6 +280,49 @@ mod tests {
             b"Bearer a b",
             b"Bearer a\tb",
         ] {
+            assert_eq!(
+                bearer_only(&[("authorization", value)]),
+                Err(MALFORMED_BEARER),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_byte_is_judged_by_the_b64token_rule_in_any_scheme_case() {
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        for b in 0..=255u8 {
+            for scheme in ["Bearer", "bEARER"] {
+                let mut value = format!("{scheme} ab").into_bytes();
+                value.push(b);
+                value.extend_from_slice(b"cd==");
+                let Ok(header) = HeaderValue::from_bytes(&value) else {
+                    continue; // not a header value at all (control bytes)
+                };
+                let found = find(
+                    &TokenSources::default(),
+                    &[("authorization", header.as_bytes())],
+                    "/",
+                );
+                match found {
+                    Ok(Some(token)) => {
+                        assert!(allowed(b), "byte {b:#04x} accepted");
+                        assert_eq!(token.as_bytes(), &value[scheme.len() + 1..]);
+                    }
+                    Err(message) => assert!(!allowed(b), "byte {b:#04x} refused: {message}"),
+                    Ok(None) => panic!("byte {b:#04x}: a bearer header read as no credential"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn padding_belongs_only_at_the_end_of_a_token() {
+        assert_eq!(
+            bearer_only(&[("authorization", b"Bearer ab==")]),
+            Ok(Some("ab==".into()))
+        );
+        for value in [&b"Bearer ="[..], b"Bearer ==", b"Bearer a=b"] {
             assert_eq!(
                 bearer_only(&[("authorization", value)]),
                 Err(MALFORMED_BEARER),

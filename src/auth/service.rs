@@ -56,7 +56,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         // The lookup is async, so the call moves into a boxed future. `self.inner` was
         // driven to readiness by `poll_ready`, and a clone may not be: take the ready
         // one and leave the clone behind. See
@@ -64,9 +64,6 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = self.state.clone();
-        // Found before the future starts, so the request (and its body) need not be
-        // borrowed across the await.
-        let credential = state.find_credential(request.headers(), request.uri());
         // One span per request, around the handler too, so the app's own events
         // carry who asked. Its fields never hold a secret, a digest or a header.
         let span = tracing::info_span!(
@@ -78,11 +75,16 @@ where
             token_id = Empty,
             api_key_id = Empty,
         );
+        // The credential is borrowed from the head across the lookup, never copied;
+        // the body is only moved, so it need not be `Sync`. Split here, not in the
+        // future, so the future does not hold the request twice.
+        let (mut head, body) = request.into_parts();
         ResponseFuture::new(
             async move {
+                let credential = state.find_credential(&head.headers, &head.uri);
                 let authentication = state.authenticate(credential).await;
-                request.extensions_mut().insert(authentication);
-                inner.call(request).await
+                head.extensions.insert(authentication);
+                inner.call(Request::from_parts(head, body)).await
             }
             .instrument(span),
         )

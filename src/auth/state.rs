@@ -121,13 +121,12 @@ impl AuthState {
         AuthLayer::new(self.clone())
     }
 
-    /// The request's credential, found synchronously so the request need not be
-    /// borrowed across an await.
-    pub(crate) fn find_credential(
-        &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Option<String>, Malformed> {
+    /// The request's credential, borrowed from its headers or URI.
+    pub(crate) fn find_credential<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+    ) -> Result<Option<&'a str>, Malformed> {
         self.inner.sources.find(headers, uri)
     }
 
@@ -135,27 +134,32 @@ impl AuthState {
     /// is recorded as such: it never passes as authenticated or as anonymous.
     pub(crate) async fn authenticate(
         &self,
-        credential: Result<Option<String>, Malformed>,
+        credential: Result<Option<&str>, Malformed>,
     ) -> Authentication {
-        let context = self.inner.context.clone();
         // The request's span (see `AuthService`): what was found, never the secret.
-        let span = tracing::Span::current();
+        // Fetched on each side of the await, so the future does not hold it.
         let secret = match credential {
             Err(message) => {
+                let span = tracing::Span::current();
                 span.record("credential", "malformed");
                 span.record("outcome", "refused");
                 span.record("reason", message);
+                let context = self.inner.context.clone();
                 return Authentication::refused(context, Refusal::Malformed(message));
             }
             Ok(None) => {
+                let span = tracing::Span::current();
                 span.record("credential", "none");
                 span.record("outcome", "missing");
-                return Authentication::missing(context);
+                return Authentication::missing(self.inner.context.clone());
             }
             Ok(Some(secret)) => secret,
         };
-        span.record("credential", self.inner.gate.credential_kind(&secret));
-        match self.inner.gate.authenticate(&secret).await {
+        tracing::Span::current().record("credential", self.inner.gate.credential_kind(secret));
+        let outcome = self.inner.gate.authenticate(secret).await;
+        let span = tracing::Span::current();
+        let context = self.inner.context.clone();
+        match outcome {
             Ok(principal) => {
                 span.record("outcome", "authenticated");
                 if let Some(id) = principal.token_id() {

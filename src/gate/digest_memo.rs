@@ -7,65 +7,214 @@
 //! never the secret: 64 bits find the entry, the other 64 are compared in constant
 //! time. Only secrets that authenticated are remembered, so made-up tokens cannot
 //! fill it.
+//!
+//! The memo is a fixed table of 64-byte slots in buckets of two, allocated once.
+//! A lookup reads one bucket and writes nothing, so two cores serving the same
+//! token never pass a cache line back and forth; each slot carries a sequence
+//! number (odd while it is being written) so a reader never takes half of one
+//! entry and half of another. A secret whose bucket is full displaces an older
+//! one, which then costs one SHA-256 when it is next seen.
+
+use std::sync::atomic::{
+    fence, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 use rand::RngCore;
 use siphasher::sip128::SipHasher24;
 use subtle::ConstantTimeEq;
 
-use crate::{fast_hash::UniformKeys, secret::SecretDigest};
+use crate::secret::SecretDigest;
 
-#[derive(Clone, Copy)]
-struct Memo {
-    check: u64,
-    digest: SecretDigest,
-}
+/// Slots per bucket: a secret may sit in either.
+const WAYS: usize = 2;
 
 pub(super) struct DigestMemo {
     hasher: SipHasher24,
-    /// Keyed by SipHash outputs, already uniform: no second SipHash per lookup.
-    entries: moka::sync::Cache<u64, Memo, UniformKeys>,
+    /// A power-of-two number of slots, in buckets of `WAYS` adjacent ones.
+    slots: Box<[Slot]>,
 }
 
 impl DigestMemo {
-    pub(super) fn new(capacity: u64) -> Self {
+    /// A memo of room for `capacity` secrets (rounded up to a power of two),
+    /// 64 bytes each, allocated now.
+    pub(super) fn new(capacity: usize) -> Self {
+        let len = capacity.next_power_of_two().max(WAYS);
         let mut rng = rand::rng();
         Self {
             hasher: SipHasher24::new_with_keys(rng.next_u64(), rng.next_u64()),
-            entries: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .build_with_hasher(UniformKeys::new()),
+            slots: (0..len).map(|_| Slot::default()).collect(),
         }
     }
 
     /// The digest of `secret`, if it authenticated before.
     pub(super) fn digest(&self, secret: &str) -> Option<SecretDigest> {
         let hash = self.hasher.hash(secret.as_bytes());
-        let memo = self.entries.get(&hash.h1)?;
-        bool::from(memo.check.ct_eq(&hash.h2)).then_some(memo.digest)
+        self.bucket(hash.h1)
+            .iter()
+            .find_map(|slot| slot.read(hash.h1, hash.h2))
     }
 
     /// Remembers the digest of a secret that just authenticated.
     pub(super) fn remember(&self, secret: &str, digest: SecretDigest) {
         let hash = self.hasher.hash(secret.as_bytes());
-        let memo = Memo {
-            check: hash.h2,
-            digest,
-        };
-        self.entries.insert(hash.h1, memo);
+        let bucket = self.bucket(hash.h1);
+        // An empty slot if there is one; else the check's low bit picks which
+        // entry makes way, so no pattern of use can pin one in place.
+        let slot = bucket
+            .iter()
+            .find(|slot| slot.is_empty())
+            .unwrap_or(&bucket[hash.h2 as usize % WAYS]);
+        slot.write(hash.h1, hash.h2, &digest);
+    }
+
+    fn bucket(&self, locator: u64) -> &[Slot] {
+        // `slots.len()` is a power of two, so masking is `%`.
+        let start = (locator as usize & (self.slots.len() - 1)) & !(WAYS - 1);
+        &self.slots[start..start + WAYS]
+    }
+}
+
+/// One remembered secret: where it was filed (64 bits of its keyed hash), the
+/// check (the other 64) and its digest. Atomics throughout: a slot is read while
+/// another thread may overwrite it, and `sequence` tells the reader if it did.
+#[derive(Default)]
+#[repr(align(64))]
+struct Slot {
+    /// Even when the slot is stable, odd while a write is under way; 0 if never written.
+    sequence: AtomicU64,
+    locator: AtomicU64,
+    check: AtomicU64,
+    digest: [AtomicU64; 4],
+}
+
+impl Slot {
+    fn is_empty(&self) -> bool {
+        self.sequence.load(Relaxed) == 0
+    }
+
+    /// The digest filed under `locator` if the slot holds it with this `check`,
+    /// and was not rewritten while being read.
+    fn read(&self, locator: u64, check: u64) -> Option<SecretDigest> {
+        let before = self.sequence.load(Acquire);
+        if before % 2 == 1 || self.locator.load(Relaxed) != locator {
+            return None;
+        }
+        let stored_check = self.check.load(Relaxed);
+        let words = self.digest.each_ref().map(|word| word.load(Relaxed));
+        // Orders the loads above before the second read of `sequence`: if any of
+        // them saw a newer write, so does that read (a seqlock's reader side).
+        fence(Acquire);
+        if self.sequence.load(Relaxed) != before {
+            return None;
+        }
+        if !bool::from(stored_check.ct_eq(&check)) {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        Some(SecretDigest::from_bytes(bytes))
+    }
+
+    /// Overwrites the slot, unless another thread is writing it: a memo can wait
+    /// for the next request.
+    fn write(&self, locator: u64, check: u64, digest: &SecretDigest) {
+        let before = self.sequence.load(Relaxed);
+        if before % 2 == 1
+            || self
+                .sequence
+                .compare_exchange(before, before + 1, Acquire, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        // The odd sequence is visible before any of the stores below.
+        fence(Release);
+        self.locator.store(locator, Relaxed);
+        self.check.store(check, Relaxed);
+        for (word, chunk) in self.digest.iter().zip(digest.as_bytes().chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            word.store(u64::from_le_bytes(bytes), Relaxed);
+        }
+        self.sequence.store(before + 2, Release);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    fn digest_of(n: u8) -> SecretDigest {
+        SecretDigest::from_bytes([n; 32])
+    }
 
     #[test]
     fn only_the_remembered_secret_finds_its_digest() {
         let memo = DigestMemo::new(100);
-        let digest = SecretDigest::from_bytes([7; 32]);
+        let digest = SecretDigest::from_bytes(std::array::from_fn(|i| i as u8));
         assert_eq!(memo.digest("sg_tok_a"), None);
         memo.remember("sg_tok_a", digest);
         assert_eq!(memo.digest("sg_tok_a"), Some(digest));
         assert_eq!(memo.digest("sg_tok_b"), None);
+    }
+
+    #[test]
+    fn a_full_memo_forgets_some_secrets_and_never_confuses_them() {
+        // Four slots, forty secrets: most are displaced; none finds another's digest.
+        let memo = DigestMemo::new(4);
+        for n in 0..40u8 {
+            memo.remember(&format!("sg_tok_{n}"), digest_of(n));
+        }
+        let mut found = 0;
+        for n in 0..40u8 {
+            if let Some(digest) = memo.digest(&format!("sg_tok_{n}")) {
+                assert_eq!(digest, digest_of(n));
+                found += 1;
+            }
+        }
+        assert!(
+            (1..=4).contains(&found),
+            "{found} secrets remembered in 4 slots"
+        );
+        assert_eq!(
+            memo.digest("sg_tok_39"),
+            Some(digest_of(39)),
+            "the newest is kept"
+        );
+    }
+
+    #[test]
+    fn readers_racing_writers_never_see_a_torn_entry() {
+        // Two slots, rewritten without pause by two threads with different secrets;
+        // a reader must get either nothing or the right digest, never a mix.
+        let memo = Arc::new(DigestMemo::new(2));
+        let writers: Vec<_> = [1u8, 2]
+            .into_iter()
+            .map(|n| {
+                let memo = Arc::clone(&memo);
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        memo.remember(&format!("sg_tok_{n}"), digest_of(n));
+                    }
+                })
+            })
+            .collect();
+        let read = |n: u8| {
+            let found = memo.digest(&format!("sg_tok_{n}"));
+            assert!(found.is_none() || found == Some(digest_of(n)), "torn entry");
+            found.is_some()
+        };
+        for i in 0..40_000 {
+            read(1 + (i % 2) as u8);
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        assert!(read(1) || read(2), "neither secret is remembered");
     }
 }

@@ -27,8 +27,9 @@ use crate::{
     Error, ScopeRegistry, UserId, UserLoader,
 };
 
-/// Secrets whose digests are remembered (see [`DigestMemo`]): 64 bytes each.
-const MEMO_CAPACITY: u64 = 100_000;
+/// Secrets whose digests are remembered (see [`DigestMemo`]): 64 bytes each, 4 MiB
+/// allocated with the gate.
+const MEMO_CAPACITY: usize = 65_536;
 
 /// Tokens last one day unless configured: a token is a short-lived credential,
 /// and API keys mint new ones on demand.
