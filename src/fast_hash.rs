@@ -1,12 +1,13 @@
 //! A cheap keyed hasher for maps whose keys are already uniform and secret-free:
-//! SHA-256 digests made by the server, and the memo's keyed SipHash outputs.
+//! SHA-256 digests of secrets the server made (the token and key caches, the
+//! `last_use` throttle).
 //!
 //! The default `RandomState` (SipHash-1-3) costs about 270 instructions per
 //! 32-byte key, on every cache lookup of every request. These keys need no such
 //! care: an attacker cannot choose them (they are digests of secrets the server
-//! generated, or outputs of a hash keyed by a process secret), so what a table
-//! needs is only a spread of their bits, salted per process. Each 64-bit word is
-//! folded in with one 128-bit multiply by a random odd key.
+//! generated), so what a table needs is only a spread of their bits, salted per
+//! process. Each 64-bit word is folded in with one 128-bit multiply by a random
+//! odd key.
 //!
 //! Use it only for maps filled with such keys; a map holding digests of
 //! caller-chosen strings (the cache of unknown digests) keeps SipHash.

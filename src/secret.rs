@@ -79,6 +79,25 @@ impl SecretDigest {
         &self.0
     }
 
+    /// The digest as four little-endian 64-bit words, for word-wise comparison
+    /// and for holding it in atomics.
+    pub(crate) fn words(&self) -> [u64; 4] {
+        std::array::from_fn(|i| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&self.0[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(word)
+        })
+    }
+
+    /// The inverse of [`SecretDigest::words`].
+    pub(crate) fn from_words(words: [u64; 4]) -> Self {
+        let mut bytes = [0u8; 32];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        Self(bytes)
+    }
+
     /// Lower-case hex, for text-based stores.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
@@ -102,12 +121,9 @@ impl PartialEq for SecretDigest {
     /// constant-time test, so no byte decides early. (Cheaper than a byte-wise
     /// `ct_eq`, which matters: caches compare digests on every lookup.)
     fn eq(&self, other: &Self) -> bool {
-        let word = |bytes: &[u8; 32], i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
-            u64::from_ne_bytes(w)
-        };
-        let folded = (0..4).fold(0u64, |acc, i| acc | (word(&self.0, i) ^ word(&other.0, i)));
+        let folded = (self.words().into_iter())
+            .zip(other.words())
+            .fold(0u64, |acc, (a, b)| acc | (a ^ b));
         folded.ct_eq(&0).into()
     }
 }

@@ -54,15 +54,17 @@ pub trait UserLoader: Send + Sync + 'static {
 /// Cheap to clone: extractors share one.
 #[derive(Clone)]
 pub struct LoadedUser {
-    inner: Arc<Loaded>,
+    inner: Arc<Loaded<dyn Any + Send + Sync>>,
 }
 
-struct Loaded {
+/// The user and what the gate reads of it, in one allocation: `value` is last so
+/// an `Arc<Loaded<L::User>>` coerces to the erased form.
+struct Loaded<U: ?Sized> {
     id: UserId,
     admin: bool,
-    value: Arc<dyn Any + Send + Sync>,
     /// The loader's user type, to name it when asked for another.
     type_name: &'static str,
+    value: U,
 }
 
 impl LoadedUser {
@@ -122,14 +124,12 @@ impl<L: UserLoader> DynUserLoader for L {
         if !user.is_active() {
             return Ok(None);
         }
-        let loaded = Loaded {
+        let loaded = Arc::new(Loaded {
             id: id.clone(),
             admin: user.is_admin(),
-            value: Arc::new(user),
             type_name: std::any::type_name::<L::User>(),
-        };
-        Ok(Some(LoadedUser {
-            inner: Arc::new(loaded),
-        }))
+            value: user,
+        });
+        Ok(Some(LoadedUser { inner: loaded }))
     }
 }

@@ -111,11 +111,7 @@ impl Slot {
         if !bool::from(stored_check.ct_eq(&check)) {
             return None;
         }
-        let mut bytes = [0u8; 32];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.to_le_bytes());
-        }
-        Some(SecretDigest::from_bytes(bytes))
+        Some(SecretDigest::from_words(words))
     }
 
     /// Overwrites the slot, unless another thread is writing it: a memo can wait
@@ -134,10 +130,8 @@ impl Slot {
         fence(Release);
         self.locator.store(locator, Relaxed);
         self.check.store(check, Relaxed);
-        for (word, chunk) in self.digest.iter().zip(digest.as_bytes().chunks_exact(8)) {
-            let mut bytes = [0u8; 8];
-            bytes.copy_from_slice(chunk);
-            word.store(u64::from_le_bytes(bytes), Relaxed);
+        for (slot_word, word) in self.digest.iter().zip(digest.words()) {
+            slot_word.store(word, Relaxed);
         }
         self.sequence.store(before + 2, Release);
     }
