@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderName, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
 use subtle::ConstantTimeEq;
 
 use super::authentication::Context;
@@ -101,13 +101,9 @@ impl<'a> Found<'a> {
 
 /// The token of the `Authorization: Bearer` header; other schemes (`Basic`) are not ours.
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Malformed> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
+    let Some(value) = single_value(headers, &header::AUTHORIZATION, SEVERAL_AUTHORIZATION)? else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        return Err(SEVERAL_AUTHORIZATION);
-    }
     // The common case, `Bearer <b64token>`, in one pass over the bytes.
     let bytes = value.as_bytes();
     if bytes.len() > BEARER.len() && bytes[..BEARER.len()].eq_ignore_ascii_case(BEARER) {
@@ -156,17 +152,19 @@ fn single_header<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
 ) -> Result<Option<&'a str>, Malformed> {
-    single_value(headers, name, SEVERAL_CREDENTIALS)?
-        .map(token_value)
-        .transpose()
+    let Some(value) = single_value(headers, name, SEVERAL_CREDENTIALS)? else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| NOT_ASCII)?;
+    token_value(value).map(Some)
 }
 
-/// The one value of header `name` as printable ASCII.
+/// The one value of header `name`; `several` if the request repeats the header.
 fn single_value<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
     several: Malformed,
-) -> Result<Option<&'a str>, Malformed> {
+) -> Result<Option<&'a HeaderValue>, Malformed> {
     let mut values = headers.get_all(name).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -174,7 +172,6 @@ fn single_value<'a>(
     if values.next().is_some() {
         return Err(several);
     }
-    let value = value.to_str().map_err(|_| NOT_ASCII)?;
     Ok(Some(value))
 }
 
@@ -219,7 +216,6 @@ fn query_values<'a>(uri: &'a Uri, name: &'a str) -> impl Iterator<Item = &'a str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn find(
         sources: &TokenSources,
