@@ -15,7 +15,8 @@
 //! `cargo bench -p scopegate-benches --bench load` (installs `wrk` with apt if it is
 //! missing and we are root). `LOAD_SECONDS` (default 8) and `LOAD_ROUNDS`
 //! (default 3) set the length of a run; `LOAD_CONNECTIONS` (default 32) the load;
-//! `LOAD_SERVERS` (say `bare,guarded`) runs only those servers.
+//! `LOAD_SERVERS` (say `bare,guarded`) runs only those servers; `LOAD_WORKERS` (default
+//! 2) sets the runtime's worker threads.
 
 #![allow(missing_docs)]
 
@@ -111,14 +112,17 @@ fn process_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / clock_ticks_per_second()
 }
 
-/// `getconf CLK_TCK`: 100 on Linux unless the kernel was built otherwise.
+/// `getconf CLK_TCK`, asked once: 100 on Linux unless the kernel was built otherwise.
 fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 fn millis(value: &str) -> f64 {
@@ -196,11 +200,7 @@ fn main() {
     ensure_wrk();
     let (seconds, rounds) = (setting("LOAD_SECONDS", 8u32), setting("LOAD_ROUNDS", 3u32));
     let connections = setting("LOAD_CONNECTIONS", 32u32);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(setting("LOAD_WORKERS", 2usize))
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::runtime_with_workers(setting("LOAD_WORKERS", 2usize));
     let dirs = [common::scratch_dir(), common::scratch_dir()];
 
     let (servers, bearer) = runtime.block_on(async {

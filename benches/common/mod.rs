@@ -38,8 +38,14 @@ pub(crate) fn scratch_dir() -> tempfile::TempDir {
 /// The runtime of a load harness: two workers, one per core of the CI machine.
 #[allow(dead_code)]
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    runtime_with_workers(2)
+}
+
+/// A multi-threaded runtime with `workers` worker threads.
+#[allow(dead_code)]
+pub(crate) fn runtime_with_workers(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
         .unwrap()
