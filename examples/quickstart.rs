@@ -39,9 +39,9 @@ use axum::{
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use scopegate::{
-    async_trait, error_chain, AnonymousSessions, AuthState, AuthTokenResponse, AuthUser, BoxError,
-    CurrentUser, NewToken, RequireAdmin, RequireScope, ScopeRegistry, SledStore, StoreHealth,
-    UserId, UserLoader,
+    error_chain, AnonymousSessions, AuthState, AuthTokenResponse, AuthUser, BoxError, CurrentUser,
+    NewToken, RequireAdmin, RequireScope, ScopeRegistry, SledStore, StoreHealth, UserId,
+    UserLoader,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -115,7 +115,6 @@ fn demo_user(name: &str) -> Option<User> {
 /// The app's user table; a real app would query its database here.
 struct Users;
 
-#[async_trait]
 impl UserLoader for Users {
     type User = User;
 

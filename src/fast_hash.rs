@@ -1,6 +1,6 @@
 //! A cheap keyed hasher for maps whose keys are already uniform and secret-free:
 //! SHA-256 digests of secrets the server made (the token and key caches, the
-//! `last_use` throttle).
+//! `last_use` throttle), and for the scope registry, whose keys the app fixes.
 //!
 //! The default `RandomState` (SipHash-1-3) costs about 270 instructions per
 //! 32-byte key, on every cache lookup of every request. These keys need no such
@@ -9,8 +9,9 @@
 //! process. Each 64-bit word is folded in with one 128-bit multiply by a random
 //! odd key.
 //!
-//! Use it only for maps filled with such keys; a map holding digests of
-//! caller-chosen strings (the cache of unknown digests) keeps SipHash.
+//! Use it only for maps filled with such keys; a map a caller can insert into
+//! (the cache of unknown digests) keeps SipHash. Lookups of caller-chosen keys
+//! are fine: they cannot change how a fixed table is laid out.
 
 use std::hash::{BuildHasher, Hasher};
 

@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::ScopeSet;
+use crate::{fast_hash::UniformKeys, ScopeSet};
 
 const MAX_SCOPE_LEN: usize = 200;
 
@@ -162,7 +162,10 @@ pub struct ScopeInfo {
 #[derive(Debug, Clone)]
 pub struct ScopeRegistry {
     scopes: Vec<ScopeInfo>,
-    index: HashMap<Scope, usize>,
+    /// Guards look their scopes up on every request. The keys are the app's own
+    /// names, fixed once built, so a caller's lookups cannot crowd the table: the
+    /// cheap keyed hash serves (see `fast_hash`).
+    index: HashMap<Scope, usize, UniformKeys>,
 }
 
 impl Default for ScopeRegistry {
@@ -176,7 +179,7 @@ impl ScopeRegistry {
     pub fn new() -> Self {
         let mut registry = Self {
             scopes: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::with_hasher(UniformKeys::new()),
         };
         registry.insert(ScopeInfo {
             id: Scope::USER_AUTH,

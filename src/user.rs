@@ -1,6 +1,6 @@
 //! The app's users, as scopegate sees them.
 
-use std::{any::Any, fmt, sync::Arc};
+use std::{any::Any, fmt, future::Future, sync::Arc};
 
 use async_trait::async_trait;
 
@@ -22,8 +22,11 @@ pub trait AuthUser: Send + Sync + 'static {
 
 /// Loads the app's users by id. The app implements it over its own user table.
 ///
+/// Written as a plain `async fn` (no macro): the gate awaits it through one
+/// boxed future of its own, so a request costs no box for the app's loader.
+///
 /// ```
-/// use scopegate::{async_trait, AuthUser, BoxError, UserId, UserLoader};
+/// use scopegate::{AuthUser, BoxError, UserId, UserLoader};
 ///
 /// #[derive(Clone)]
 /// struct User { name: String, admin: bool }
@@ -32,7 +35,6 @@ pub trait AuthUser: Send + Sync + 'static {
 /// }
 ///
 /// struct Users;
-/// #[async_trait]
 /// impl UserLoader for Users {
 ///     type User = User;
 ///     async fn load_user(&self, id: &UserId) -> Result<Option<User>, BoxError> {
@@ -40,14 +42,19 @@ pub trait AuthUser: Send + Sync + 'static {
 ///     }
 /// }
 /// ```
-#[async_trait]
 pub trait UserLoader: Send + Sync + 'static {
     /// The app's user type.
     type User: AuthUser;
 
     /// The user with `id`, or `None` if there is none. An error fails closed: the
     /// request is answered "temporarily unavailable", never let through.
-    async fn load_user(&self, id: &UserId) -> Result<Option<Self::User>, BoxError>;
+    ///
+    /// Implement it as `async fn load_user(&self, id: &UserId) -> Result<…>`; the
+    /// future must be `Send`.
+    fn load_user(
+        &self,
+        id: &UserId,
+    ) -> impl Future<Output = Result<Option<Self::User>, BoxError>> + Send;
 }
 
 /// A user loaded for a request: id and admin flag, plus the app's own user value.

@@ -266,3 +266,39 @@ async fn unknown_digests_are_remembered_within_their_own_capacity() {
     assert!(stats.unknown <= 100, "{stats:?}");
     assert_eq!(stats.tokens, 1, "the live token is still cached: {stats:?}");
 }
+
+#[tokio::test]
+async fn a_token_served_from_memory_shows_a_scope_change_and_a_revocation_at_once() {
+    let (gate, probe, users, _dir) = cached_gate(CacheConfig::default());
+    let bob = users.add("bob", false);
+    let issued = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let secret = issued.secret.expose();
+    gate.authenticate(secret).await.unwrap();
+    let reads = probe.digest_reads();
+    for _ in 0..3 {
+        gate.authenticate(secret).await.unwrap();
+    }
+    assert_eq!(
+        probe.digest_reads(),
+        reads,
+        "repeat requests are served from memory"
+    );
+    let extra = scopegate::Scope::ANONYMOUS_SESSION;
+    gate.add_token_scopes(&issued.token.id, std::slice::from_ref(&extra))
+        .await
+        .unwrap();
+    let principal = gate.authenticate(secret).await.unwrap();
+    assert!(
+        principal.scopes().contains(&extra),
+        "the new scope is seen at once"
+    );
+    gate.authenticate(secret).await.unwrap();
+    gate.revoke_token(&issued.token.id).await.unwrap();
+    assert!(matches!(
+        gate.authenticate(secret).await,
+        Err(Error::InvalidToken(_))
+    ));
+}

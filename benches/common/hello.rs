@@ -37,14 +37,19 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
         .create_token(NewToken::for_user("bench".into()))
         .await
         .unwrap();
+    // `with_state(())` turns each handler into its final service once, as
+    // `axum::serve` does; a router driven by `oneshot` without it rebuilds its
+    // route (and every layer's service) per request.
     HelloApps {
-        bare: Router::new().route("/hello", get(hello)),
+        bare: Router::new().route("/hello", get(hello)).with_state(()),
         layer: Router::new()
             .route("/hello", get(hello))
-            .layer(state.layer()),
+            .layer(state.layer())
+            .with_state(()),
         guarded: Router::new()
             .route("/hello", get(|_: RequireScope<DataRead>| hello()))
-            .layer(state.layer()),
+            .layer(state.layer())
+            .with_state(()),
         token: issued.secret.expose().to_owned(),
     }
 }

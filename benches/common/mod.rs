@@ -5,7 +5,7 @@ pub(crate) mod hello;
 
 use std::{alloc::System, path::Path, str::FromStr};
 
-use scopegate::{async_trait, AuthUser, BoxError, UserId, UserLoader};
+use scopegate::{AuthUser, BoxError, UserId, UserLoader};
 use stats_alloc::StatsAlloc;
 
 pub(crate) struct User;
@@ -19,7 +19,6 @@ impl AuthUser for User {
 /// Every user id is an active, non-admin user.
 pub(crate) struct Users;
 
-#[async_trait]
 impl UserLoader for Users {
     type User = User;
     async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> {

@@ -66,6 +66,8 @@ where
         let state = self.state.clone();
         // One span per request, around the handler too, so the app's own events
         // carry who asked. Its fields never hold a secret, a digest or a header.
+        // Entered and filled only when a subscriber wants it: a disabled span
+        // still costs a dispatcher look-up on every poll and record.
         let span = tracing::info_span!(
             "scopegate",
             credential = Empty,
@@ -75,18 +77,20 @@ where
             token_id = Empty,
             api_key_id = Empty,
         );
+        let traced = !span.is_disabled();
         // The credential is borrowed from the head across the lookup, never copied;
         // the body is only moved, so it need not be `Sync`. Split here, not in the
         // future, so the future does not hold the request twice.
         let (mut head, body) = request.into_parts();
-        ResponseFuture::new(
-            async move {
-                let credential = state.find_credential(&head.headers, &head.uri);
-                let authentication = state.authenticate(credential).await;
-                head.extensions.insert(authentication);
-                inner.call(Request::from_parts(head, body)).await
-            }
-            .instrument(span),
-        )
+        let future = async move {
+            let credential = state.find_credential(&head.headers, &head.uri);
+            let authentication = state.authenticate(credential, traced).await;
+            head.extensions.insert(authentication);
+            inner.call(Request::from_parts(head, body)).await
+        };
+        match traced {
+            true => ResponseFuture::new(future.instrument(span)),
+            false => ResponseFuture::new(future),
+        }
     }
 }

@@ -132,57 +132,62 @@ impl AuthState {
 
     /// Resolves what [`AuthState::find_credential`] found. A store or loader failure
     /// is recorded as such: it never passes as authenticated or as anonymous.
+    /// `traced`: the request's span (see `AuthService`) is entered, so record the
+    /// outcome in it.
     pub(crate) async fn authenticate(
         &self,
         credential: Result<Option<&str>, Malformed>,
+        traced: bool,
     ) -> Authentication {
-        // The request's span (see `AuthService`): what was found, never the secret.
-        // Fetched on each side of the await, so the future does not hold it.
+        // What was found, never the secret. The span is fetched on each side of
+        // the await, so the future does not hold it.
+        let record = |field: &str, value: &dyn tracing::Value| {
+            if traced {
+                tracing::Span::current().record(field, value);
+            }
+        };
         let secret = match credential {
             Err(message) => {
-                let span = tracing::Span::current();
-                span.record("credential", "malformed");
-                span.record("outcome", "refused");
-                span.record("reason", message);
+                record("credential", &"malformed");
+                record("outcome", &"refused");
+                record("reason", &message);
                 let context = self.inner.context.clone();
                 return Authentication::refused(context, Refusal::Malformed(message));
             }
             Ok(None) => {
-                let span = tracing::Span::current();
-                span.record("credential", "none");
-                span.record("outcome", "missing");
+                record("credential", &"none");
+                record("outcome", &"missing");
                 return Authentication::missing(self.inner.context.clone());
             }
             Ok(Some(secret)) => secret,
         };
-        tracing::Span::current().record("credential", self.inner.gate.credential_kind(secret));
-        let outcome = self.inner.gate.authenticate(secret).await;
-        let span = tracing::Span::current();
+        record("credential", &self.inner.gate.credential_kind(secret));
+        let outcome = self.inner.gate.resolve(secret).await;
         let context = self.inner.context.clone();
         match outcome {
             Ok(principal) => {
-                span.record("outcome", "authenticated");
+                record("outcome", &"authenticated");
                 if let Some(id) = principal.token_id() {
-                    span.record("token_id", id.as_str());
+                    record("token_id", &id.as_str());
                 }
                 if let Some(user) = principal.user_id() {
-                    span.record("user_id", user.as_str());
+                    record("user_id", &user.as_str());
                 }
                 if let Some(key) = principal.api_key_id() {
-                    span.record("api_key_id", key.as_str());
+                    record("api_key_id", &key.as_str());
                 }
                 Authentication::authenticated(context, principal)
             }
             Err(Error::InvalidToken(reason)) => {
-                span.record("outcome", "refused");
-                span.record("reason", tracing::field::debug(reason));
+                record("outcome", &"refused");
+                record("reason", &tracing::field::debug(reason));
                 match reason {
                     InvalidTokenReason::ApiKey => Authentication::refused(context, Refusal::ApiKey),
                     _ => Authentication::refused(context, Refusal::InvalidToken),
                 }
             }
             Err(err) => {
-                span.record("outcome", "unavailable");
+                record("outcome", &"unavailable");
                 err.log_refusal("authentication failed; the request is refused");
                 Authentication::refused(context, Refusal::Unavailable)
             }

@@ -41,14 +41,13 @@ const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
 /// Cheap to clone (one `Arc`); share one per app.
 ///
 /// ```
-/// use scopegate::{async_trait, AuthUser, BoxError, CachingStore, NewApiKey, ScopeGate,
+/// use scopegate::{AuthUser, BoxError, CachingStore, NewApiKey, ScopeGate,
 ///     ScopeRegistry, SledStore, TokenRequest, UserId, UserLoader};
 ///
 /// struct User { admin: bool }
 /// impl AuthUser for User { fn is_admin(&self) -> bool { self.admin } }
 ///
 /// struct Users;
-/// #[async_trait]
 /// impl UserLoader for Users {
 ///     type User = User;
 ///     async fn load_user(&self, id: &UserId) -> Result<Option<User>, BoxError> {

@@ -128,6 +128,12 @@ impl ScopeGate {
     /// too, never a pass.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
+        self.resolve(secret).await
+    }
+
+    /// [`ScopeGate::authenticate`] without a span of its own: the layer calls it
+    /// inside the request's span.
+    pub(crate) async fn resolve(&self, secret: &str) -> Result<Principal, Error> {
         let codec = &self.shared.codec;
         // One parse, of the kind the prefix claims: a refusal costs one checksum.
         let (digest, remembered) = match codec.claimed_kind(secret) {
@@ -152,11 +158,12 @@ impl ScopeGate {
             }
             None => return Err(refuse(InvalidTokenReason::Malformed)),
         };
-        let token = self
-            .shared
-            .store
-            .shared_token_by_digest(&digest)
-            .await?
+        let store = &self.shared.store;
+        let token = match store.cached_token(&digest) {
+            Some(token) => Some(token),
+            None => store.shared_token_by_digest(&digest).await?,
+        };
+        let token = token
             .filter(|token| token.digest == digest)
             .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
         // Untruncated: only compared here; `note_use` truncates what it writes.

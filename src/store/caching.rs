@@ -2,11 +2,12 @@
 
 mod epochs;
 mod feed;
+mod hot;
 mod tags;
 
 use std::{
     sync::{atomic::Ordering, Arc},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use moka::Expiry;
 use self::{
     epochs::{Epoch, RevocationEpochs},
     feed::FeedState,
+    hot::HotTokens,
 };
 pub use self::{
     feed::{InvalidationFeed, InvalidationSink},
@@ -95,11 +97,13 @@ pub struct CacheStats {
     pub unknown: u64,
 }
 
-/// A cached token, with the revocation epoch read before it was loaded.
+/// A cached token, with the revocation epoch read before it was loaded and
+/// when it was read.
 #[derive(Clone)]
 struct Cached {
     token: Arc<Token>,
     loaded_at: Epoch,
+    fetched: Instant,
 }
 
 /// A cached key, with the epochs of its [tags](tags) read before the load it
@@ -181,6 +185,9 @@ const RACED_LOADS: usize = 3;
 /// call passes through, and every write drops what it changed from the cache.
 ///
 /// - Concurrent misses for one digest share one store read (moka's `try_get_with`).
+/// - Tokens moka just answered for are also kept in a small fixed table that a
+///   request reads without a lock, an allocation or an await
+///   ([`TokenStore::cached_token`]); it obeys the same revocations and lifetimes.
 /// - Unknown digests are remembered briefly in a cache of their own, with its own
 ///   capacity, so made-up tokens cannot evict live ones.
 /// - A store error is never cached: the next request asks the store again.
@@ -223,6 +230,10 @@ struct Shared {
     /// hash spreads them (see `fast_hash`).
     tokens: moka::future::Cache<SecretDigest, Cached, UniformKeys>,
     keys: moka::future::Cache<SecretDigest, CachedKey, UniformKeys>,
+    /// Copies of tokens moka answered for, for the next request to read at once.
+    hot: HotTokens,
+    /// How long moka keeps an entry: the hot table keeps its copy no longer.
+    lifetime: Lifetime,
     epochs: RevocationEpochs,
     feed_live: FeedState,
 }
@@ -235,14 +246,28 @@ impl Shared {
         }
     }
 
-    /// The cached token, unless a revocation of its digest came after its load.
+    /// The cached token, unless a revocation of its digest came after its load;
+    /// a fresh one is also put in the hot table.
     fn fresh(&self, digest: &SecretDigest, cached: Cached) -> Option<Arc<Token>> {
-        (cached.loaded_at == self.epochs.of(digest)).then_some(cached.token)
+        if cached.loaded_at != self.epochs.of(digest) {
+            return None;
+        }
+        self.hot.put(digest, &cached, self.lifetime.of(&cached));
+        Some(cached.token)
+    }
+
+    /// The token in the hot table, when the cache may serve from memory.
+    fn hot_token(&self, digest: &SecretDigest) -> Option<Arc<Token>> {
+        match self.feed_live.is_live() {
+            true => self.hot.get(digest, &self.epochs),
+            false => None,
+        }
     }
 
     /// Makes every cached token and key stale.
     fn forget_all(&self) {
         self.epochs.revoke_all();
+        self.hot.clear();
         self.tokens.invalidate_all();
         self.keys.invalidate_all();
     }
@@ -288,6 +313,8 @@ impl<S: TokenStore> CachingStore<S> {
             shared: Arc::new(Shared {
                 tokens,
                 keys,
+                hot: HotTokens::for_capacity(config.max_capacity),
+                lifetime: Lifetime(config.ttl),
                 epochs: RevocationEpochs::default(),
                 feed_live: FeedState::without_feed(),
             }),
@@ -358,6 +385,7 @@ impl<S: TokenStore> CachingStore<S> {
     async fn forget(&self, digests: &[SecretDigest]) {
         for digest in digests {
             self.shared.epochs.revoke(digest);
+            self.shared.hot.forget(digest);
             self.shared.tokens.invalidate(digest).await;
         }
     }
@@ -387,6 +415,7 @@ impl<S: TokenStore> CachingStore<S> {
                 Ok(Some(token)) => Ok(Cached {
                     token: Arc::new(token),
                     loaded_at: before,
+                    fetched: Instant::now(),
                 }),
                 Ok(None) => Err(Miss::Unknown),
                 Err(err) => Err(Miss::Store(err)),
@@ -522,6 +551,9 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     ) -> Result<Option<Arc<Token>>, StoreError> {
         // The hot path: a fresh cached token answers before anything else is asked
         // (a digest in the cache is not in the cache of unknown ones).
+        if let Some(token) = self.shared.hot_token(digest) {
+            return Ok(Some(token));
+        }
         if self.shared.feed_live.is_live() {
             if let Some(token) = self
                 .shared
@@ -542,6 +574,10 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
             || self.inner.shared_token_by_digest(digest),
         ))
         .await
+    }
+
+    fn cached_token(&self, digest: &SecretDigest) -> Option<Arc<Token>> {
+        self.shared.hot_token(digest)
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {

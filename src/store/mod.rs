@@ -114,6 +114,17 @@ pub trait TokenStore: Send + Sync + 'static {
     /// The token whose secret has `digest`.
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError>;
 
+    /// The token whose secret has `digest`, if it can be answered from memory at
+    /// once: a cache's fast path, tried before
+    /// [`shared_token_by_digest`](TokenStore::shared_token_by_digest). `None`
+    /// means "ask `shared_token_by_digest`", never "no such token". A store must
+    /// not answer a token revoked (or changed) since it was written. The default
+    /// answers `None`.
+    fn cached_token(&self, digest: &SecretDigest) -> Option<std::sync::Arc<Token>> {
+        let _ = digest;
+        None
+    }
+
     /// [`TokenStore::token_by_digest`], shared: a cache in front hands out its own
     /// copy instead of cloning the record on every request. The default wraps
     /// `token_by_digest`.

@@ -20,9 +20,8 @@ use std::{
 
 use chrono::Utc;
 use scopegate::{
-    async_trait, AuthUser, BoxError, CacheConfig, CachingStore, IssuedApiKey, ManualClock,
-    NewApiKey, ScopeGate, ScopeGateBuilder, ScopeRegistry, SledStore, TokenStore, UserId,
-    UserLoader,
+    AuthUser, BoxError, CacheConfig, CachingStore, IssuedApiKey, ManualClock, NewApiKey, ScopeGate,
+    ScopeGateBuilder, ScopeRegistry, SledStore, TokenStore, UserId, UserLoader,
 };
 use tempfile::TempDir;
 
@@ -77,7 +76,6 @@ impl Users {
     }
 }
 
-#[async_trait]
 impl UserLoader for Users {
     type User = TestUser;
 

@@ -1,0 +1,193 @@
+//! The hot-token table: a fixed array of recently served tokens, read without a
+//! lock, an allocation or an await, in front of moka.
+//!
+//! moka answers a hit by logging the read for its eviction policy (a channel
+//! send, a timer-wheel update, periodic maintenance) and through an async call
+//! that the store trait boxes. A request for a token served a moment ago needs
+//! none of that: one slot, found by the digest's bits, holds the token, the
+//! revocation epoch it was loaded under and the end of its cache lifetime.
+//! moka stays the cache of record (capacity, lifetimes, coalesced loads); a slot
+//! is filled only from what moka answered, and a lookup that finds nothing
+//! usable goes to moka as before.
+//!
+//! A slot never outlives what it was copied from: it keeps the load's epoch, so
+//! a revocation makes it stale at once, and the instant moka's entry would have
+//! expired.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwapOption;
+
+use super::{epochs::RevocationEpochs, Cached};
+use crate::{secret::SecretDigest, Token};
+
+/// The most slots a table has (at 8 bytes each, 128 KiB): enough for the tokens
+/// of the requests in flight, which are what repeat within moments.
+const MAX_SLOTS: usize = 1 << 14;
+
+struct Hot {
+    digest: SecretDigest,
+    cached: Cached,
+    /// When moka's entry for this load expires: the slot is not used past it.
+    until: Instant,
+}
+
+pub(super) struct HotTokens {
+    slots: Box<[ArcSwapOption<Hot>]>,
+}
+
+impl HotTokens {
+    /// A table for a cache of `capacity` tokens: none for a cache that keeps none.
+    pub(super) fn for_capacity(capacity: u64) -> Self {
+        let slots = match usize::try_from(capacity) {
+            Ok(0) => 0,
+            Ok(n) => n.next_power_of_two().min(MAX_SLOTS),
+            Err(_) => MAX_SLOTS,
+        };
+        Self {
+            slots: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
+        }
+    }
+
+    fn slot(&self, digest: &SecretDigest) -> Option<&ArcSwapOption<Hot>> {
+        // Digests are SHA-256 outputs, so any of their bits are uniform; the
+        // revocation epochs use the first two bytes, this the last eight.
+        let word = digest.words()[3];
+        let len = self.slots.len();
+        // `len` is a power of two (or zero: no table).
+        (len > 0).then(|| &self.slots[(word as usize) & (len - 1)])
+    }
+
+    /// The token under `digest`, if its slot holds it, no revocation came after
+    /// its load, and moka would still hold it.
+    pub(super) fn get(
+        &self,
+        digest: &SecretDigest,
+        epochs: &RevocationEpochs,
+    ) -> Option<Arc<Token>> {
+        let guard = self.slot(digest)?.load();
+        let hot = guard.as_ref()?;
+        // Constant-time, as every digest comparison (`SecretDigest::eq`).
+        let usable = hot.digest == *digest
+            && hot.cached.loaded_at == epochs.of(digest)
+            && Instant::now() < hot.until;
+        usable.then(|| Arc::clone(&hot.cached.token))
+    }
+
+    /// Keeps `cached`, just answered by moka, for at most `lifetime` (what is left
+    /// of the token's life, at most the TTL) after its load: moka's entry, made
+    /// at the load, lives no longer.
+    pub(super) fn put(&self, digest: &SecretDigest, cached: &Cached, lifetime: Duration) {
+        let Some(slot) = self.slot(digest) else {
+            return;
+        };
+        let Some(until) = cached.fetched.checked_add(lifetime) else {
+            return;
+        };
+        slot.store(Some(Arc::new(Hot {
+            digest: *digest,
+            cached: cached.clone(),
+            until,
+        })));
+    }
+
+    /// Empties the slot of `digest`, whatever token it holds.
+    pub(super) fn forget(&self, digest: &SecretDigest) {
+        if let Some(slot) = self.slot(digest) {
+            slot.store(None);
+        }
+    }
+
+    /// Empties every slot.
+    pub(super) fn clear(&self) {
+        for slot in self.slots.iter() {
+            slot.store(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::TokenId;
+
+    fn cached(digest: SecretDigest, epochs: &RevocationEpochs) -> Cached {
+        let now = Utc::now();
+        Cached {
+            token: Arc::new(Token {
+                id: TokenId::generate(),
+                digest,
+                user_id: None,
+                scopes: Default::default(),
+                created: now,
+                expires: now + chrono::Duration::hours(1),
+                api_key_id: None,
+                last_use: None,
+            }),
+            loaded_at: epochs.of(&digest),
+            fetched: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_revocation_after_the_load_makes_the_slot_answer_nothing() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(16);
+        let digest = SecretDigest::from_bytes([7; 32]);
+        hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
+        assert!(hot.get(&digest, &epochs).is_some());
+        epochs.revoke(&digest);
+        assert!(hot.get(&digest, &epochs).is_none());
+    }
+
+    #[test]
+    fn a_slot_is_not_used_past_the_lifetime_moka_gave_its_entry() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(16);
+        let digest = SecretDigest::from_bytes([7; 32]);
+        hot.put(&digest, &cached(digest, &epochs), Duration::ZERO);
+        assert!(hot.get(&digest, &epochs).is_none());
+    }
+
+    #[test]
+    fn a_digest_sharing_a_slot_never_gets_another_digests_token() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(1);
+        let (a, b) = (
+            SecretDigest::from_bytes([1; 32]),
+            SecretDigest::from_bytes([2; 32]),
+        );
+        hot.put(&a, &cached(a, &epochs), Duration::from_secs(60));
+        assert!(hot.get(&b, &epochs).is_none());
+        hot.put(&b, &cached(b, &epochs), Duration::from_secs(60));
+        assert_eq!(hot.get(&b, &epochs).unwrap().digest, b);
+        assert!(hot.get(&a, &epochs).is_none(), "b displaced a");
+    }
+
+    #[test]
+    fn a_cache_that_keeps_nothing_has_no_slots() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(0);
+        let digest = SecretDigest::from_bytes([7; 32]);
+        hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
+        assert!(hot.get(&digest, &epochs).is_none());
+    }
+
+    #[test]
+    fn forget_and_clear_empty_slots() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(16);
+        let digest = SecretDigest::from_bytes([7; 32]);
+        hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
+        hot.forget(&digest);
+        assert!(hot.get(&digest, &epochs).is_none());
+        hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
+        hot.clear();
+        assert!(hot.get(&digest, &epochs).is_none());
+    }
+}
