@@ -161,7 +161,9 @@ impl AuthState {
             }
             Ok(Some(secret)) => secret,
         };
-        record("credential", &self.inner.gate.credential_kind(secret));
+        if traced {
+            record("credential", &self.inner.gate.credential_kind(secret));
+        }
         let outcome = self.inner.gate.resolve(secret).await;
         let context = self.inner.context.clone();
         match outcome {
