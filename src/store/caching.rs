@@ -549,11 +549,9 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         digest: &SecretDigest,
     ) -> Result<Option<Arc<Token>>, StoreError> {
-        // The hot path: a fresh cached token answers before anything else is asked
+        // The hot table was asked already (`cached_token`, which callers try
+        // first). Next a fresh moka entry answers before anything else is asked
         // (a digest in the cache is not in the cache of unknown ones).
-        if let Some(token) = self.shared.hot_token(digest) {
-            return Ok(Some(token));
-        }
         if self.shared.feed_live.is_live() {
             if let Some(token) = self
                 .shared
