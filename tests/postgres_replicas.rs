@@ -282,6 +282,7 @@ async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_
             .unwrap();
         let secret = issued.secret.expose();
         b.gate.authenticate(secret).await.unwrap();
+        let killed = listener_pids(&schema).await;
         assert_eq!(
             kill_listeners(&schema).await,
             2,
@@ -291,16 +292,28 @@ async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_
         a.gate.revoke_token(&issued.token.id).await.unwrap();
         let took = time_until_refused(&b.gate, secret, started).await;
         assert!(took < BOUND, "round {round}: took {took:?}");
-        // The feed reconnects and the cache serves again.
+        // Both feeds reconnect and both caches serve again. The next round kills
+        // both listeners, so it must not start before `a`'s is back too (`a` may
+        // not even have noticed its loss yet): wait for two new ones on the server.
         let back = Instant::now();
-        while !b.cache.is_serving_from_cache() {
+        while !feeds_are_back([&a, &b], &schema, &killed).await {
             assert!(
                 back.elapsed() < Duration::from_secs(5),
-                "feed did not reconnect"
+                "a feed did not reconnect"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// Whether both replicas serve from their caches again, through two listeners
+/// other than the `killed` ones.
+async fn feeds_are_back(replicas: [&Replica; 2], schema: &str, killed: &[i32]) -> bool {
+    if !replicas.iter().all(|r| r.cache.is_serving_from_cache()) {
+        return false;
+    }
+    let listening = listener_pids(schema).await;
+    listening.len() == 2 && !listening.iter().any(|pid| killed.contains(pid))
 }
 
 /// The pids of the connections listening for `schema`'s revocations.
