@@ -17,7 +17,7 @@ mod cached {
 mod schema {
     use std::time::Duration;
 
-    use scopegate::{PgConfig, PgStore, StoreErrorKind};
+    use scopegate::{PgConfig, PgStore, StoreErrorKind, TokenStore};
     use sqlx::Row;
 
     use crate::common::pg;
@@ -40,6 +40,51 @@ mod schema {
             .unwrap();
         assert_eq!(versions.len(), 1);
         assert_eq!(versions[0].get::<i32, _>(0), 2, "every migration applied");
+    }
+
+    /// Another replica's migration holds the lock for longer than one request may
+    /// take: start-up waits for it (under its own, longer limit) instead of
+    /// failing on the per-call timeout, and gives up once that limit passes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_up_waits_behind_another_migration_longer_than_a_request_may_take() {
+        use std::time::Instant;
+
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("scopegate migrations {schema}"))
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let per_call = Duration::from_millis(200);
+        let config = |connect: Duration| {
+            pg::config(&schema)
+                .with_timeout(per_call)
+                .with_connect_timeout(connect)
+        };
+
+        let started = Instant::now();
+        let err = PgStore::connect_with(&pg::url(), config(Duration::from_millis(600)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err:?}");
+        assert!(started.elapsed() >= Duration::from_millis(600));
+
+        let waiting = tokio::spawn({
+            let url = pg::url();
+            let config = config(Duration::from_secs(30));
+            async move { PgStore::connect_with(&url, config).await }
+        });
+        tokio::time::sleep(4 * per_call).await;
+        assert!(!waiting.is_finished(), "start-up did not wait for the lock");
+        holder.rollback().await.unwrap();
+        let store = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("start-up still waiting after the lock was released")
+            .unwrap()
+            .unwrap();
+        assert!(store.health().await.is_healthy());
     }
 
     #[tokio::test]

@@ -10,19 +10,22 @@ use crate::store::{StoreError, StoreErrorKind};
 pub struct PgConfig {
     pub(super) schema: String,
     pub(super) timeout: Duration,
+    pub(super) connect_timeout: Duration,
     pub(super) max_connections: u32,
     pub(super) heartbeat: Duration,
     pub(super) silence_limit: Duration,
 }
 
 impl Default for PgConfig {
-    /// Schema `scopegate`; 2 s per call; 10 pooled connections (for pools the
-    /// store opens itself); a heartbeat every 200 ms, and the invalidation feed
-    /// declared lost after 600 ms without one.
+    /// Schema `scopegate`; 2 s per call; 30 s to connect and migrate at start;
+    /// 10 pooled connections (for pools the store opens itself); a heartbeat
+    /// every 200 ms, and the invalidation feed declared lost after 600 ms without
+    /// one.
     fn default() -> Self {
         Self {
             schema: "scopegate".into(),
             timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(30),
             max_connections: 10,
             heartbeat: Duration::from_millis(200),
             silence_limit: Duration::from_millis(600),
@@ -57,6 +60,18 @@ impl PgConfig {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The longest [`PgStore::connect`](super::PgStore::connect) and
+    /// [`PgStore::with_pool`](super::PgStore::with_pool) wait for the first
+    /// connection and the schema migration. Kept apart from
+    /// [`with_timeout`](Self::with_timeout): a short limit that suits requests
+    /// would fail an app's start on a database still warming up, or behind the
+    /// migration lock of replicas starting at the same time.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 

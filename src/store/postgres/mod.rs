@@ -84,21 +84,20 @@ impl PgStore {
             .options([("statement_timeout", statement_timeout.as_str())]);
         // One direct connection first: a pool that cannot connect only says it
         // timed out, while this says why (refused, authentication, no database).
-        match tokio::time::timeout(config.timeout, PgConnection::connect_with(&options)).await {
-            Ok(Ok(probe)) => probe.close().await.map_err(db)?,
-            Ok(Err(err)) => return Err(db(err)),
-            Err(_) => {
-                return Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    TimedOut(config.timeout),
-                ))
-            }
-        }
+        // It also runs the migration, so start-up never waits on the pool's
+        // per-call limit.
+        let limit = config.connect_timeout;
+        let migrated = async {
+            let mut probe = PgConnection::connect_with(&options).await.map_err(db)?;
+            schema::migrate(&mut probe, &config.schema, limit).await?;
+            probe.close().await.map_err(db)
+        };
+        within(limit, migrated).await?;
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.timeout)
             .connect_lazy_with(options);
-        Self::with_pool(pool, config).await
+        Ok(Self::from_parts(pool, config))
     }
 
     /// Uses a pool the app already has, with the default [`PgConfig`].
@@ -106,18 +105,25 @@ impl PgStore {
         Self::with_pool(pool, PgConfig::default()).await
     }
 
-    /// Uses a pool the app already has, with `config`; brings the schema up to date.
+    /// Uses a pool the app already has, with `config`; brings the schema up to
+    /// date within [`PgConfig::with_connect_timeout`].
     pub async fn with_pool(pool: PgPool, config: PgConfig) -> Result<Self, StoreError> {
-        let store = Self {
+        let limit = config.connect_timeout;
+        let migrated = async {
+            let mut conn = pool.acquire().await.map_err(db)?;
+            schema::migrate(&mut conn, &config.schema, limit).await
+        };
+        within(limit, migrated).await?;
+        Ok(Self::from_parts(pool, config))
+    }
+
+    fn from_parts(pool: PgPool, config: PgConfig) -> Self {
+        Self {
             channel: format!("{}_revoked", config.schema).into(),
             pool,
             config: Arc::new(config),
             health: Arc::default(),
-        };
-        store
-            .call(schema::migrate(&store.pool, &store.config.schema))
-            .await?;
-        Ok(store)
+        }
     }
 
     /// The pool the store uses.
@@ -151,14 +157,22 @@ impl PgStore {
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let outcome = match tokio::time::timeout(self.config.timeout, op).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                TimedOut(self.config.timeout),
-            )),
-        };
+        let outcome = within(self.config.timeout, op).await;
         self.health.record(&outcome);
         outcome
+    }
+}
+
+/// `op`, or [`StoreErrorKind::Unavailable`] once `limit` has passed.
+async fn within<T>(
+    limit: std::time::Duration,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            TimedOut(limit),
+        )),
     }
 }

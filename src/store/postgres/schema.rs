@@ -3,9 +3,9 @@
 //! Migrations run in one transaction under an advisory lock, so replicas starting
 //! together apply each exactly once. `{s}` stands for the configured schema.
 
-use std::{future::Future, pin::Pin};
+use std::{future::Future, pin::Pin, time::Duration};
 
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use super::errors::{db, NewerSchema};
 use crate::store::{StoreError, StoreErrorKind};
@@ -62,15 +62,30 @@ pub(super) const VERSION: i32 = MIGRATIONS.len() as i32;
 /// Boxed as `Send` here, where lifetimes are concrete: left to inference, a caller
 /// that needs a `Send` future (`tokio::spawn`) hits rustc's "`Executor` is not
 /// general enough" on sqlx's executor impls.
+/// Its statements may take up to `limit` each (the connection's own limit is
+/// the per-call one, meant for requests).
 pub(super) fn migrate<'a>(
-    pool: &'a PgPool,
+    conn: &'a mut PgConnection,
     schema: &'a str,
+    limit: Duration,
 ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
-    Box::pin(run_migrations(pool, schema))
+    Box::pin(run_migrations(conn, schema, limit))
 }
 
-async fn run_migrations(pool: &PgPool, schema: &str) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(db)?;
+async fn run_migrations(
+    conn: &mut PgConnection,
+    schema: &str,
+    limit: Duration,
+) -> Result<(), StoreError> {
+    let mut tx = conn.begin().await.map_err(db)?;
+    // `SET` takes no parameters; the value is our own integer.
+    sqlx::query(&format!(
+        "SET LOCAL statement_timeout = {}",
+        limit.as_millis().max(1)
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
     // One migrator at a time per schema, across every replica.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("scopegate migrations {schema}"))
