@@ -4,8 +4,9 @@
 //! - time to reopen the store, and the process's RSS after it;
 //! - heap per cached token: a gate with the cache authenticates every cached
 //!   token once, after a gate without a cache has done the same (so sled's page
-//!   cache is already warm and counted in neither); the difference is what the
-//!   token cache and the digest memo keep.
+//!   cache is warm); then the cached gate is dropped, and what that frees is what
+//!   the token cache, its hot table and the digest memo kept. Beside it, the
+//!   same count for a bare moka cache of as many entries: moka's own share.
 //!
 //! `cargo bench -p scopegate-benches --bench memory` (`MEMORY_TOKENS`, default
 //! 1 000 000; `MEMORY_CACHED`, default 100 000). Needs about 2 GB of disk under
@@ -18,6 +19,7 @@ mod common;
 use std::{
     alloc::System,
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -52,6 +54,32 @@ fn gate(store: impl TokenStore, cached: Option<u64>) -> ScopeGate {
         None => ScopeGate::builder(store, Users),
     };
     builder.without_last_use().build().unwrap()
+}
+
+/// Heap a bare moka cache of `entries` keeps: 32-byte keys, a shared pointer
+/// each, a per-entry expiry as the token cache has. The floor for any cache that
+/// keeps its entries in moka.
+async fn moka_alone(entries: usize) -> i64 {
+    struct Expiry;
+    impl moka::Expiry<[u8; 32], Arc<()>> for Expiry {
+        fn expire_after_create(&self, _: &[u8; 32], _: &Arc<()>, _: Instant) -> Option<Duration> {
+            Some(Duration::from_secs(600))
+        }
+    }
+    let before = live_heap(HEAP);
+    let cache = moka::future::Cache::builder()
+        .max_capacity(entries as u64)
+        .expire_after(Expiry)
+        .build();
+    let shared = Arc::new(());
+    for i in 0..entries {
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        cache.insert(key, shared.clone()).await;
+    }
+    cache.run_pending_tasks().await;
+    assert_eq!(cache.entry_count(), entries as u64);
+    live_heap(HEAP) - before
 }
 
 fn main() {
@@ -100,12 +128,11 @@ fn main() {
     let open_time = opened.elapsed();
     let rss_after_open = rss_bytes();
 
-    let (cache_bytes, rss_end) = runtime.block_on(async {
+    let (cache_bytes, rss_end, moka_bytes) = runtime.block_on(async {
         let warm = gate(store.clone(), None);
         for secret in &secrets {
             warm.authenticate(secret).await.unwrap();
         }
-        let before = live_heap(HEAP);
         let hot = gate(store, Some(cached as u64));
         for secret in &secrets {
             hot.authenticate(secret).await.unwrap();
@@ -115,9 +142,14 @@ fn main() {
         for secret in secrets.iter().take(1000) {
             hot.authenticate(secret).await.unwrap();
         }
-        (live_heap(HEAP) - before, rss_bytes())
+        let rss = rss_bytes();
+        // What the cache holds is what dropping its gate frees. sled's page cache,
+        // shared with `warm`, stays, so its churn is not counted.
+        let holding = live_heap(HEAP);
+        drop(hot);
+        let held = holding - live_heap(HEAP);
+        (held, rss, moka_alone(cached).await)
     });
-
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!("\n{total} tokens stored, {cached} cached\n");
     println!("| measure | value |");
@@ -135,8 +167,12 @@ fn main() {
     println!("| reopen the store | {:.2} s |", open_time.as_secs_f64());
     println!("| RSS after reopening | {:.0} MiB |", mib(rss_after_open));
     println!(
-        "| heap per cached token (token cache + digest memo) | {} B |",
+        "| heap per cached token (token cache, hot table, digest memo) | {} B |",
         cache_bytes / cached as i64
+    );
+    println!(
+        "| baseline: a bare moka cache, 32-byte key and a pointer, per entry | {} B |",
+        moka_bytes / cached as i64
     );
     println!("| RSS at the end | {:.0} MiB |", mib(rss_end));
 }

@@ -20,6 +20,7 @@ pub mod rejection;
 mod router;
 mod scope;
 mod scope_set;
+mod scopes;
 pub mod secret;
 pub mod store;
 mod sweeper;
@@ -48,6 +49,7 @@ pub use crate::{
     principal::{Credential, Principal},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
     scope_set::ScopeSet,
+    scopes::Scopes,
     secret::Secret,
     store::{
         error_chain, CacheConfig, CacheStats, CachingStore, Page, StoreError, StoreErrorKind,

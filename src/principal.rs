@@ -1,10 +1,10 @@
 //! [`Principal`]: who a request acts as, and the [`Credential`] that says so.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::{user::LoadedUser, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
+use crate::{user::LoadedUser, ApiKey, ApiKeyId, Scope, Scopes, Token, TokenId, UserId};
 
 /// What authenticated a request.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub enum Credential {
 pub struct Principal {
     credential: Credential,
     /// A key's scopes ([`ApiKey::token_scopes`]); empty for a token, which holds its own.
-    key_scopes: BTreeSet<Scope>,
+    key_scopes: Scopes,
     user: Option<LoadedUser>,
 }
 
@@ -31,14 +31,14 @@ impl Principal {
     pub(crate) fn new(token: Arc<Token>, user: Option<LoadedUser>) -> Self {
         Self {
             credential: Credential::Token(token),
-            key_scopes: BTreeSet::new(),
+            key_scopes: Scopes::new(),
             user,
         }
     }
 
     pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
         Self {
-            key_scopes: key.token_scopes(),
+            key_scopes: key.token_scopes().into(),
             credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
         }
@@ -80,7 +80,7 @@ impl Principal {
 
     /// The scopes the credential grants: a token's, or a key's (`core.user_auth`
     /// for a full-access key).
-    pub fn scopes(&self) -> &BTreeSet<Scope> {
+    pub fn scopes(&self) -> &Scopes {
         match &self.credential {
             Credential::Token(token) => &token.scopes,
             Credential::ApiKey(_) => &self.key_scopes,

@@ -1,11 +1,11 @@
 //! Tokens: short-lived bearer credentials and their scope checks.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{scope::join_scopes, secret::SecretDigest, ApiKeyId, Scope, Secret, TokenId, UserId};
+use crate::{
+    scope::join_scopes, secret::SecretDigest, ApiKeyId, Scope, Scopes, Secret, TokenId, UserId,
+};
 
 /// A stored token. The secret itself is never kept: only its [`SecretDigest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,7 +18,7 @@ pub struct Token {
     /// The owner; `None` for an anonymous token.
     pub user_id: Option<UserId>,
     /// What the token may do.
-    pub scopes: BTreeSet<Scope>,
+    pub scopes: Scopes,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When it stops working.
@@ -45,7 +45,7 @@ impl Token {
             id,
             digest,
             user_id: None,
-            scopes: BTreeSet::new(),
+            scopes: Scopes::new(),
             created,
             expires,
             api_key_id: None,
@@ -72,7 +72,7 @@ impl Token {
         let required: Vec<Scope> = required.into_iter().cloned().collect();
         let missing: Vec<Scope> = required
             .iter()
-            .filter(|s| !self.scopes.contains(*s))
+            .filter(|s| !self.scopes.contains(s))
             .cloned()
             .collect();
         if missing.is_empty() {

@@ -269,7 +269,7 @@ impl ScopeGate {
             id: TokenId::generate(),
             digest: token_digest,
             user_id: Some(key.user_id.clone()),
-            scopes,
+            scopes: scopes.into(),
             created: now,
             expires,
             api_key_id: Some(key.id.clone()),

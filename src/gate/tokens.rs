@@ -1,7 +1,5 @@
 //! Token operations: create, authenticate, list, scope, revoke, purge.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 
 use super::{last_use::Used, limits, span, ScopeGate};
@@ -9,7 +7,7 @@ use crate::{
     error::InvalidTokenReason,
     secret::{SecretDigest, SecretKind},
     store::{KeyDisposal, Page, Purged},
-    Error, IssuedToken, Principal, Scope, Token, TokenId, UserId,
+    Error, IssuedToken, Principal, Scope, Scopes, Token, TokenId, UserId,
 };
 
 /// Expiry-index entries one store call handles; the sweeper repeats until done.
@@ -87,7 +85,7 @@ impl ScopeGate {
             Some(_) => Scope::USER_AUTH,
             None => Scope::ANONYMOUS_SESSION,
         };
-        let scopes: BTreeSet<Scope> = new
+        let scopes: Scopes = new
             .scopes
             .unwrap_or_else(|| vec![default_scope])
             .into_iter()

@@ -12,7 +12,7 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::{
-    ApiKey, ApiKeyId, IssuedApiKey, IssuedToken, Scope, ScopeInfo, Token, TokenId, UserId,
+    ApiKey, ApiKeyId, IssuedApiKey, IssuedToken, Scope, ScopeInfo, Scopes, Token, TokenId, UserId,
 };
 
 /// An API key, as owners and admins see it.
@@ -71,7 +71,7 @@ impl ApiKeyDocument {
 pub(super) struct TokenDocument {
     id: TokenId,
     user_id: Option<UserId>,
-    scope: BTreeSet<Scope>,
+    scope: Scopes,
     created: DateTime<Utc>,
     expires: DateTime<Utc>,
     api_key_id: Option<ApiKeyId>,
@@ -99,7 +99,7 @@ pub(super) struct IssuedTokenDocument {
     token: String,
     id: TokenId,
     expires: DateTime<Utc>,
-    scope: BTreeSet<Scope>,
+    scope: Scopes,
 }
 
 impl From<IssuedToken> for IssuedTokenDocument {

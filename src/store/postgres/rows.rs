@@ -1,7 +1,5 @@
 //! Records to and from rows: column lists, binding, decoding.
 
-use std::collections::BTreeSet;
-
 use sqlx::{postgres::PgRow, Row};
 
 use super::errors::corrupt;
@@ -26,10 +24,11 @@ pub(super) fn digest(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
     Ok(SecretDigest::from_bytes(raw))
 }
 
-fn scopes(names: Vec<String>) -> Result<BTreeSet<Scope>, StoreError> {
+/// A token's `Scopes` or a key's `BTreeSet`.
+fn scopes<C: FromIterator<Scope>>(names: Vec<String>) -> Result<C, StoreError> {
     names
         .into_iter()
-        .map(|name| Scope::new(name).map_err(corrupt))
+        .map(|name| Scope::interned(name).map_err(corrupt))
         .collect()
 }
 

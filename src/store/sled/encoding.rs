@@ -22,8 +22,6 @@
 //! version, a truncated record, trailing bytes) is reported as corrupt, never
 //! guessed at.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -104,11 +102,11 @@ fn decode_token_v1(bytes: &[u8]) -> Result<Token, StoreError> {
     let digest = SecretDigest::from_bytes(input.array()?);
     let user_id = input.optional(|input| Ok(UserId::from(input.text()?)))?;
     let count = input.length()?;
-    let mut scopes = BTreeSet::new();
+    let mut scopes = Vec::with_capacity(count.min(64));
     for _ in 0..count {
         let scope = Scope::interned(input.text()?)
             .map_err(|_| corrupt("invalid scope in a token record"))?;
-        scopes.insert(scope);
+        scopes.push(scope);
     }
     let created = input.time()?;
     let expires = input.time()?;
@@ -119,7 +117,7 @@ fn decode_token_v1(bytes: &[u8]) -> Result<Token, StoreError> {
     }
     let mut token = Token::new(id, digest, created, expires);
     token.user_id = user_id;
-    token.scopes = scopes;
+    token.scopes = scopes.into_iter().collect();
     token.api_key_id = api_key_id;
     token.last_use = last_use;
     Ok(token)
