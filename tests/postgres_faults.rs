@@ -87,8 +87,10 @@ async fn database_down_is_503_never_access_and_the_app_recovers_without_restart(
             break;
         }
         assert_eq!(reply.status, StatusCode::OK);
+        // The default silence limit is 600 ms; a dropped connection is noticed
+        // sooner. The margin is for a loaded CI machine.
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(3),
             "the feed did not notice"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
