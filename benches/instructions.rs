@@ -7,7 +7,9 @@
 //!     target/release/deps/instructions-<hash> <case> 1000
 //! ```
 //!
-//! Cases: `bare` (no auth: the baseline), `layer` (scopegate's layer, cached live
+//! Cases: `bare` (no auth: the baseline), `floor` (a layer that only inserts one
+//! constant extension: what any identity middleware costs in axum), `handwritten`
+//! (SHA-256 of the bearer, a moka hit), `layer` (scopegate's layer, cached live
 //! token, handler demanding nothing), `guarded` (plus `RequireScope`), `malformed`
 //! (a token with a bad checksum), `miss` (a live token the cache does not hold:
 //! a store read each time). `BENCHMARKS.md` has the figures and the script that
@@ -64,6 +66,8 @@ fn main() {
         malformed.push(if live.ends_with('A') { 'B' } else { 'A' });
         let (router, bearer, expect) = match case {
             "bare" => (&apps.bare, Some(live.as_str()), 200),
+            "floor" => (&apps.floor, Some(live.as_str()), 200),
+            "handwritten" => (&apps.handwritten, Some(live.as_str()), 200),
             "layer" => (&apps.layer, Some(live.as_str()), 200),
             "guarded" | "miss" => (&apps.guarded, Some(live.as_str()), 200),
             "malformed" => (&apps.guarded, Some(malformed.as_str()), 401),

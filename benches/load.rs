@@ -1,7 +1,9 @@
 //! Load harness: requests per second and latency of one `GET /hello` over loopback,
-//! through four servers started here, driven one after another by `wrk`.
+//! through five servers started here, driven one after another by `wrk`.
 //!
 //! - `bare`: the route without auth (the baseline);
+//! - `floor`: a layer that inserts one constant extension and checks nothing, the
+//!   least any middleware attaching an identity costs in axum;
 //! - `handwritten`: a hand-written middleware, SHA-256 of the bearer, a moka hit,
 //!   else a sled read: what an app might write instead of scopegate;
 //! - `layer`: scopegate's layer authenticating the (cached, live) token, the
@@ -22,63 +24,11 @@
 
 mod common;
 
-use std::{net::SocketAddr, process::Command, sync::Arc};
+use std::{net::SocketAddr, process::Command};
 
-use axum::{
-    extract::{Request, State},
-    http::{header, StatusCode},
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
-    routing::get,
-    Router,
-};
-use common::{
-    hello::{hello, hello_apps},
-    setting,
-};
+use axum::Router;
+use common::{hello::hello_apps, setting};
 use scopegate::CacheConfig;
-use sha2::{Digest, Sha256};
-
-/// The hand-written alternative: digest the bearer, look it up in moka, else in sled.
-#[derive(Clone)]
-struct Handwritten {
-    cache: moka::future::Cache<[u8; 32], Arc<str>>,
-    tree: sled::Tree,
-}
-
-async fn handwritten_auth(
-    State(auth): State<Handwritten>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let bearer = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(bearer) = bearer else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-    let user = match auth.cache.get(&digest).await {
-        Some(user) => Some(user),
-        None => match auth.tree.get(digest) {
-            Ok(Some(bytes)) => {
-                let user: Arc<str> = String::from_utf8_lossy(&bytes).into();
-                auth.cache.insert(digest, user.clone()).await;
-                Some(user)
-            }
-            _ => None,
-        },
-    };
-    match user {
-        Some(user) => {
-            request.extensions_mut().insert(user);
-            next.run(request).await
-        }
-        None => StatusCode::UNAUTHORIZED.into_response(),
-    }
-}
 
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -201,32 +151,18 @@ fn main() {
     let (seconds, rounds) = (setting("LOAD_SECONDS", 8u32), setting("LOAD_ROUNDS", 3u32));
     let connections = setting("LOAD_CONNECTIONS", 32u32);
     let runtime = common::runtime_with_workers(setting("LOAD_WORKERS", 2usize));
-    let dirs = [common::scratch_dir(), common::scratch_dir()];
+    let dir = common::scratch_dir();
 
     let (servers, bearer) = runtime.block_on(async {
-        let apps = hello_apps(dirs[0].path(), CacheConfig::default()).await;
+        let apps = hello_apps(dir.path(), CacheConfig::default()).await;
         let bearer = apps.token;
 
-        let tree = sled::open(dirs[1].path()).unwrap().open_tree("t").unwrap();
-        let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-        tree.insert(digest, "bench").unwrap();
-        let handwritten = Handwritten {
-            cache: moka::future::Cache::new(100_000),
-            tree,
-        };
-
-        let handwritten =
-            Router::new()
-                .route("/hello", get(hello))
-                .layer(middleware::from_fn_with_state(
-                    handwritten,
-                    handwritten_auth,
-                ));
         let only = std::env::var("LOAD_SERVERS").unwrap_or_default();
         let mut servers = Vec::new();
         for (name, router) in [
             ("bare", apps.bare),
-            ("handwritten", handwritten),
+            ("floor", apps.floor),
+            ("handwritten", apps.handwritten),
             ("layer", apps.layer),
             ("guarded", apps.guarded),
         ] {

@@ -1,11 +1,22 @@
 //! The routes the per-request benchmarks compare: one `GET /hello`, bare, behind
-//! scopegate's layer, and behind the layer plus a scope guard, with a live token.
+//! the cheapest possible identity layer, behind a hand-written SHA-256 + moka +
+//! sled middleware, behind scopegate's layer, and behind the layer plus a scope
+//! guard, with a live token.
 #![allow(dead_code)] // each benchmark uses what it needs
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
-use axum::{routing::get, Router};
+use axum::{
+    extract::{Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
 use scopegate::{AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore};
+use sha2::{Digest, Sha256};
+use tower::util::MapRequestLayer;
 
 use super::Users;
 
@@ -17,9 +28,14 @@ pub(crate) async fn hello() -> &'static str {
     "hello"
 }
 
-/// The three routers, and the secret of a live full-session token.
+/// The routers, and the secret of a live full-session token.
 pub(crate) struct HelloApps {
     pub(crate) bare: Router,
+    /// The least any layer that attaches an identity costs: it inserts one
+    /// constant `Arc<str>` extension and checks nothing.
+    pub(crate) floor: Router,
+    /// [`handwritten_auth`] over its own sled tree in `dir/handwritten`.
+    pub(crate) handwritten: Router,
     pub(crate) layer: Router,
     pub(crate) guarded: Router,
     pub(crate) token: String,
@@ -40,8 +56,34 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
     // `with_state(())` turns each handler into its final service once, as
     // `axum::serve` does; a router driven by `oneshot` without it rebuilds its
     // route (and every layer's service) per request.
+    let bearer = issued.secret.expose().to_owned();
+    let identity: Arc<str> = "bench".into();
+    let tree = sled::open(dir.join("handwritten"))
+        .unwrap()
+        .open_tree("t")
+        .unwrap();
+    let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+    tree.insert(digest, "bench").unwrap();
+    let handwritten = Handwritten {
+        cache: moka::future::Cache::new(100_000),
+        tree,
+    };
     HelloApps {
         bare: Router::new().route("/hello", get(hello)).with_state(()),
+        floor: Router::new()
+            .route("/hello", get(hello))
+            .layer(MapRequestLayer::new(move |mut request: Request| {
+                request.extensions_mut().insert(identity.clone());
+                request
+            }))
+            .with_state(()),
+        handwritten: Router::new()
+            .route("/hello", get(hello))
+            .layer(middleware::from_fn_with_state(
+                handwritten,
+                handwritten_auth,
+            ))
+            .with_state(()),
         layer: Router::new()
             .route("/hello", get(hello))
             .layer(state.layer())
@@ -50,6 +92,49 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
             .route("/hello", get(|_: RequireScope<DataRead>| hello()))
             .layer(state.layer())
             .with_state(()),
-        token: issued.secret.expose().to_owned(),
+        token: bearer,
+    }
+}
+
+/// The hand-written alternative: digest the bearer, look it up in moka, else in sled.
+#[derive(Clone)]
+pub(crate) struct Handwritten {
+    cache: moka::future::Cache<[u8; 32], Arc<str>>,
+    tree: sled::Tree,
+}
+
+/// What an app might write instead of scopegate: SHA-256 of the bearer, a moka
+/// hit, else a sled read; the user's name as an extension.
+pub(crate) async fn handwritten_auth(
+    State(auth): State<Handwritten>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(bearer) = bearer else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+    let user = match auth.cache.get(&digest).await {
+        Some(user) => Some(user),
+        None => match auth.tree.get(digest) {
+            Ok(Some(bytes)) => {
+                let user: Arc<str> = String::from_utf8_lossy(&bytes).into();
+                auth.cache.insert(digest, user.clone()).await;
+                Some(user)
+            }
+            _ => None,
+        },
+    };
+    match user {
+        Some(user) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        None => StatusCode::UNAUTHORIZED.into_response(),
     }
 }
