@@ -1,6 +1,6 @@
 //! Identifiers: the app's user ids and our public, non-secret record ids.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use rand::{distr::Alphanumeric, Rng};
 use serde::{Deserialize, Serialize};
@@ -18,11 +18,11 @@ fn random_id() -> String {
 }
 
 macro_rules! string_id {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident($repr:ty)) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name($repr);
 
         impl $name {
             /// The id as a string slice.
@@ -45,13 +45,13 @@ macro_rules! string_id {
 
         impl From<String> for $name {
             fn from(id: String) -> Self {
-                Self(id)
+                Self(id.into())
             }
         }
 
         impl From<&str> for $name {
             fn from(id: &str) -> Self {
-                Self(id.to_owned())
+                Self(id.into())
             }
         }
     };
@@ -60,29 +60,30 @@ macro_rules! string_id {
 string_id!(
     /// The id of one of the app's users, as the app's [`UserLoader`](crate::UserLoader) knows it.
     ///
-    /// Numeric ids convert too: `UserId::from(42_u64)`.
-    UserId
+    /// Numeric ids convert too: `UserId::from(42_u64)`. Shared, not copied, when
+    /// cloned: every authenticated request hands one to the principal.
+    UserId(Arc<str>)
 );
 
 string_id!(
     /// The public id of a [`Token`](crate::Token): used to list and revoke it, never to authenticate.
-    TokenId
+    TokenId(String)
 );
 
 string_id!(
     /// The public id of an [`ApiKey`](crate::ApiKey): used to manage it, never to authenticate.
-    ApiKeyId
+    ApiKeyId(String)
 );
 
 impl From<u64> for UserId {
     fn from(id: u64) -> Self {
-        Self(id.to_string())
+        Self(id.to_string().into())
     }
 }
 
 impl From<i64> for UserId {
     fn from(id: i64) -> Self {
-        Self(id.to_string())
+        Self(id.to_string().into())
     }
 }
 
