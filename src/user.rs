@@ -1,8 +1,6 @@
 //! The app's users, as scopegate sees them.
 
-use std::{any::Any, fmt, future::Future, sync::Arc};
-
-use async_trait::async_trait;
+use std::{any::Any, fmt, future::Future, pin::Pin, sync::Arc};
 
 use crate::UserId;
 
@@ -115,28 +113,33 @@ impl fmt::Debug for LoadedUser {
     }
 }
 
+/// One erased user load: owns what it needs, so a caller may poll it once on the
+/// spot and, if it is not done, keep it to finish later.
+pub(crate) type UserLoad =
+    Pin<Box<dyn Future<Output = Result<Option<LoadedUser>, BoxError>> + Send + 'static>>;
+
 /// [`UserLoader`] without its associated type, so the gate needs no type parameter.
-#[async_trait]
 pub(crate) trait DynUserLoader: Send + Sync + 'static {
     /// The active user with `id`; `None` for unknown and inactive users alike.
-    async fn load_active(&self, id: &UserId) -> Result<Option<LoadedUser>, BoxError>;
+    fn load_active(self: Arc<Self>, id: UserId) -> UserLoad;
 }
 
-#[async_trait]
 impl<L: UserLoader> DynUserLoader for L {
-    async fn load_active(&self, id: &UserId) -> Result<Option<LoadedUser>, BoxError> {
-        let Some(user) = self.load_user(id).await? else {
-            return Ok(None);
-        };
-        if !user.is_active() {
-            return Ok(None);
-        }
-        let loaded = Arc::new(Loaded {
-            id: id.clone(),
-            admin: user.is_admin(),
-            type_name: std::any::type_name::<L::User>(),
-            value: user,
-        });
-        Ok(Some(LoadedUser { inner: loaded }))
+    fn load_active(self: Arc<Self>, id: UserId) -> UserLoad {
+        Box::pin(async move {
+            let Some(user) = self.load_user(&id).await? else {
+                return Ok(None);
+            };
+            if !user.is_active() {
+                return Ok(None);
+            }
+            let loaded = Arc::new(Loaded {
+                id,
+                admin: user.is_admin(),
+                type_name: std::any::type_name::<L::User>(),
+                value: user,
+            });
+            Ok(Some(LoadedUser { inner: loaded }))
+        })
     }
 }

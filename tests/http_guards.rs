@@ -757,3 +757,60 @@ async fn asking_for_the_user_as_the_wrong_type_fails_loudly_naming_both_types() 
     assert!(message.contains("alloc::string::String"), "{message}");
     assert!(message.contains("TestUser"), "{message}");
 }
+
+/// An app's loader that awaits something before answering (its database, say):
+/// never ready on its first poll, and counting its calls.
+#[derive(Clone, Default)]
+struct SlowUsers {
+    inner: Users,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl scopegate::UserLoader for SlowUsers {
+    type User = <Users as scopegate::UserLoader>::User;
+
+    async fn load_user(
+        &self,
+        id: &scopegate::UserId,
+    ) -> Result<Option<Self::User>, scopegate::BoxError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        self.inner.load_user(id).await
+    }
+}
+
+/// The layer settles a cached token at once when the loader answers at once; a
+/// loader that must wait still authenticates, and is asked once per request: the
+/// load it started is finished, not started again. An inactive user is refused
+/// on that path too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_loader_that_is_not_ready_at_once_authenticates_and_is_asked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = SlowUsers::default();
+    let bob = users.inner.add("bob", false);
+    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), users.clone())
+        .with_registry(girder_scopes())
+        .build()
+        .unwrap();
+    let app = common::app::routes(state.clone());
+    let token = state
+        .gate()
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let secret = token.secret.expose();
+    let asked_before = users.calls.load(std::sync::atomic::Ordering::SeqCst);
+    // The first request reads the store; the next ones hit the cache.
+    for _ in 0..3 {
+        let reply = send(&app, get_with("/user", Some(secret))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["user"], "bob");
+    }
+    let asked = users.calls.load(std::sync::atomic::Ordering::SeqCst) - asked_before;
+    assert_eq!(asked, 3, "one load per request");
+
+    users.inner.set_active(&bob, false);
+    let reply = send(&app, get_with("/user", Some(secret))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "invalid_token");
+}

@@ -7,30 +7,67 @@ use std::{
     task::{Context, Poll},
 };
 
-/// Response future of [`AuthService`](super::AuthService): the token lookup, then
-/// the inner service's call. Boxed, because the lookup is an async store read.
-pub struct ResponseFuture<R, E> {
-    inner: Pin<Box<dyn Future<Output = Result<R, E>> + Send>>,
+use pin_project_lite::pin_project;
+
+/// The lookup and the inner call, for a request the layer could not settle at once.
+pub(crate) type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+pin_project! {
+    /// Response future of [`AuthService`](super::AuthService).
+    ///
+    /// A request whose credential was settled when the service was called (a
+    /// token the cache holds, with a user the loader had at hand; a missing or
+    /// malformed credential) is the inner service's own future, unboxed. One that
+    /// awaits a store read or a slow user load is boxed.
+    pub struct ResponseFuture<F: Future> {
+        #[pin]
+        kind: Kind<F>,
+    }
 }
 
-impl<R, E> ResponseFuture<R, E> {
-    pub(crate) fn new(future: impl Future<Output = Result<R, E>> + Send + 'static) -> Self {
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F: Future> {
+        Settled { #[pin] inner: F },
+        Pending { future: Boxed<F::Output> },
+    }
+}
+
+impl<F: Future> ResponseFuture<F> {
+    pub(crate) fn settled(inner: F) -> Self {
         Self {
-            inner: Box::pin(future),
+            kind: Kind::Settled { inner },
+        }
+    }
+
+    pub(crate) fn pending(future: impl Future<Output = F::Output> + Send + 'static) -> Self {
+        Self {
+            kind: Kind::Pending {
+                future: Box::pin(future),
+            },
         }
     }
 }
 
-impl<R, E> Future for ResponseFuture<R, E> {
-    type Output = Result<R, E>;
+impl<F: Future> Future for ResponseFuture<F> {
+    type Output = F::Output;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Settled { inner } => inner.poll(cx),
+            KindProj::Pending { future } => future.as_mut().poll(cx),
+        }
     }
 }
 
-impl<R, E> fmt::Debug for ResponseFuture<R, E> {
+impl<F: Future> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        let kind = match self.kind {
+            Kind::Settled { .. } => "settled",
+            Kind::Pending { .. } => "pending",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish_non_exhaustive()
     }
 }

@@ -50,20 +50,13 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Response, S::Error>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The lookup is async, so the call moves into a boxed future. `self.inner` was
-        // driven to readiness by `poll_ready`, and a clone may not be: take the ready
-        // one and leave the clone behind. See
-        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let state = self.state.clone();
         // One span per request, around the handler too, so the app's own events
         // carry who asked. Its fields never hold a secret, a digest or a header.
         // Entered and filled only when a subscriber wants it: a disabled span
@@ -77,20 +70,50 @@ where
             token_id = Empty,
             api_key_id = Empty,
         );
-        let traced = !span.is_disabled();
-        // The credential is borrowed from the head across the lookup, never copied;
-        // the body is only moved, so it need not be `Sync`. Split here, not in the
-        // future, so the future does not hold the request twice.
+        // The credential is borrowed from the head, never copied; the body is only
+        // moved, so it need not be `Sync`.
         let (mut head, body) = request.into_parts();
-        let future = async move {
-            let credential = state.find_credential(&head.headers, &head.uri);
-            let authentication = state.authenticate(credential, traced).await;
-            head.extensions.insert(authentication);
-            inner.call(Request::from_parts(head, body)).await
-        };
-        match traced {
-            true => ResponseFuture::new(future.instrument(span)),
-            false => ResponseFuture::new(future),
+        if span.is_disabled() {
+            let credential = self.state.find_credential(&head.headers, &head.uri);
+            match self.state.authenticate_now(credential) {
+                // Settled without an await: the inner service's own future, no box.
+                Ok(authentication) => {
+                    head.extensions.insert(authentication);
+                    ResponseFuture::settled(self.inner.call(Request::from_parts(head, body)))
+                }
+                Err(resume) => {
+                    let (mut inner, state) = self.take_ready();
+                    ResponseFuture::pending(async move {
+                        let credential = state.find_credential(&head.headers, &head.uri);
+                        let authentication = state.authenticate_resumed(credential, resume).await;
+                        head.extensions.insert(authentication);
+                        inner.call(Request::from_parts(head, body)).await
+                    })
+                }
+            }
+        } else {
+            let (mut inner, state) = self.take_ready();
+            let future = async move {
+                let credential = state.find_credential(&head.headers, &head.uri);
+                let authentication = state.authenticate(credential, true).await;
+                head.extensions.insert(authentication);
+                inner.call(Request::from_parts(head, body)).await
+            };
+            ResponseFuture::pending(future.instrument(span))
         }
+    }
+}
+
+impl<S: Clone> AuthService<S> {
+    /// The inner service to call from a future, and the state. `self.inner` was
+    /// driven to readiness by `poll_ready`, and a clone may not be: take the ready
+    /// one and leave the clone behind. See
+    /// https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+    fn take_ready(&mut self) -> (S, AuthState) {
+        let clone = self.inner.clone();
+        (
+            std::mem::replace(&mut self.inner, clone),
+            self.state.clone(),
+        )
     }
 }

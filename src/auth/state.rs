@@ -11,9 +11,14 @@ use super::{
     AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
-    clock::Clock, gate::GateSettings, rejection::AuthRejection, store::TokenStore,
-    user::DynUserLoader, CacheConfig, CachingStore, ConfigError, Error, InvalidTokenReason,
-    ScopeGate, ScopeRegistry, UserLoader,
+    clock::Clock,
+    gate::resolve::{Resolving, Resume},
+    gate::GateSettings,
+    rejection::AuthRejection,
+    store::TokenStore,
+    user::DynUserLoader,
+    CacheConfig, CachingStore, ConfigError, Error, InvalidTokenReason, Principal, ScopeGate,
+    ScopeRegistry, UserLoader,
 };
 
 /// The realm of `WWW-Authenticate` challenges unless configured.
@@ -146,25 +151,83 @@ impl AuthState {
                 tracing::Span::current().record(field, value);
             }
         };
-        let secret = match credential {
-            Err(message) => {
-                record("credential", &"malformed");
-                record("outcome", &"refused");
-                record("reason", &message);
-                let context = self.inner.context.clone();
-                return Authentication::refused(context, Refusal::Malformed(message));
-            }
-            Ok(None) => {
-                record("credential", &"none");
-                record("outcome", &"missing");
-                return Authentication::missing(self.inner.context.clone());
-            }
-            Ok(Some(secret)) => secret,
+        let secret = match self.without_secret(credential, &record) {
+            Ok(secret) => secret,
+            Err(settled) => return settled,
         };
         if traced {
             record("credential", &self.inner.gate.credential_kind(secret));
         }
         let outcome = self.inner.gate.resolve(secret).await;
+        self.settle(outcome, &record)
+    }
+
+    /// [`AuthState::authenticate`] as far as it goes without awaiting, untraced:
+    /// the authentication, or what is left for
+    /// [`AuthState::authenticate_resumed`].
+    pub(crate) fn authenticate_now(
+        &self,
+        credential: Result<Option<&str>, Malformed>,
+    ) -> Result<Authentication, Resume> {
+        let secret = match self.without_secret(credential, &untraced) {
+            Ok(secret) => secret,
+            Err(settled) => return Ok(settled),
+        };
+        match self.inner.gate.resolve_now(secret) {
+            Resolving::Done(outcome) => Ok(self.settle(outcome, &untraced)),
+            Resolving::Pending(resume) => Err(resume),
+        }
+    }
+
+    /// Finishes what [`AuthState::authenticate_now`] left, for the credential it
+    /// was given, found again in the same request.
+    pub(crate) async fn authenticate_resumed(
+        &self,
+        credential: Result<Option<&str>, Malformed>,
+        resume: Resume,
+    ) -> Authentication {
+        match credential {
+            Ok(Some(secret)) => {
+                let outcome = self.inner.gate.resume(secret, resume).await;
+                self.settle(outcome, &untraced)
+            }
+            // Not reached: the same request yields the same credential.
+            other => self.authenticate(other, false).await,
+        }
+    }
+
+    /// The secret to look up, or the authentication of a request without one.
+    fn without_secret<'a>(
+        &self,
+        credential: Result<Option<&'a str>, Malformed>,
+        record: &dyn Fn(&str, &dyn tracing::Value),
+    ) -> Result<&'a str, Authentication> {
+        match credential {
+            Err(message) => {
+                record("credential", &"malformed");
+                record("outcome", &"refused");
+                record("reason", &message);
+                let context = self.inner.context.clone();
+                Err(Authentication::refused(
+                    context,
+                    Refusal::Malformed(message),
+                ))
+            }
+            Ok(None) => {
+                record("credential", &"none");
+                record("outcome", &"missing");
+                Err(Authentication::missing(self.inner.context.clone()))
+            }
+            Ok(Some(secret)) => Ok(secret),
+        }
+    }
+
+    /// The authentication a lookup's outcome makes.
+    fn settle(
+        &self,
+        outcome: Result<Principal, Error>,
+        record: &dyn Fn(&str, &dyn tracing::Value),
+    ) -> Authentication {
         let context = self.inner.context.clone();
         match outcome {
             Ok(principal) => {
@@ -196,6 +259,9 @@ impl AuthState {
         }
     }
 }
+
+/// The `record` of an untraced request: nothing is recorded.
+fn untraced(_: &str, _: &dyn tracing::Value) {}
 
 impl FromRef<AuthState> for ScopeGate {
     fn from_ref(state: &AuthState) -> Self {

@@ -4,6 +4,7 @@ mod api_keys;
 mod digest_memo;
 mod last_use;
 pub(crate) mod limits;
+pub(crate) mod resolve;
 mod tokens;
 
 use std::{fmt, sync::Arc};
@@ -162,9 +163,8 @@ impl ScopeGate {
 
     /// The active user `id`; `None` for unknown and inactive users alike.
     pub async fn load_active_user(&self, id: &UserId) -> Result<Option<LoadedUser>, Error> {
-        self.shared
-            .users
-            .load_active(id)
+        Arc::clone(&self.shared.users)
+            .load_active(id.clone())
             .await
             .map_err(Error::UserLoader)
     }

@@ -1,11 +1,9 @@
 //! Token operations: create, authenticate, list, scope, revoke, purge.
 
-use chrono::{DateTime, Utc};
-
-use super::{last_use::Used, limits, span, ScopeGate};
+use super::{limits, span, ScopeGate};
 use crate::{
     error::InvalidTokenReason,
-    secret::{SecretDigest, SecretKind},
+    secret::SecretKind,
     store::{KeyDisposal, Page, Purged},
     Error, IssuedToken, Principal, Scope, Scopes, Token, TokenId, UserId,
 };
@@ -68,7 +66,7 @@ impl NewToken {
 }
 
 /// A refusal of a credential, logged with its reason (never shown to the caller).
-fn refuse(reason: InvalidTokenReason) -> Error {
+pub(super) fn refuse(reason: InvalidTokenReason) -> Error {
     tracing::debug!(?reason, "credential refused");
     Error::InvalidToken(reason)
 }
@@ -127,98 +125,6 @@ impl ScopeGate {
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, Error> {
         self.resolve(secret).await
-    }
-
-    /// [`ScopeGate::authenticate`] without a span of its own: the layer calls it
-    /// inside the request's span.
-    pub(crate) async fn resolve(&self, secret: &str) -> Result<Principal, Error> {
-        let codec = &self.shared.codec;
-        // One parse, of the kind the prefix claims: a refusal costs one checksum.
-        let (digest, remembered) = match codec.claimed_kind(secret) {
-            // A token seen before skips the checksum and SHA-256.
-            Some(SecretKind::Token) => match self.shared.memo.digest(secret) {
-                Some(digest) => (digest, true),
-                None => {
-                    let digest = codec
-                        .parse(SecretKind::Token, secret)
-                        .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
-                    (digest, false)
-                }
-            },
-            Some(SecretKind::ApiKey) => {
-                let digest = codec
-                    .parse(SecretKind::ApiKey, secret)
-                    .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
-                return match self.shared.direct_api_keys {
-                    true => self.authenticate_api_key(&digest).await,
-                    false => Err(refuse(InvalidTokenReason::ApiKey)),
-                };
-            }
-            None => return Err(refuse(InvalidTokenReason::Malformed)),
-        };
-        let store = &self.shared.store;
-        let token = match store.cached_token(&digest) {
-            Some(token) => Some(token),
-            None => store.shared_token_by_digest(&digest).await?,
-        };
-        let token = token
-            .filter(|token| token.digest == digest)
-            .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
-        // Untruncated: only compared here; `note_use` truncates what it writes.
-        let now = self.shared.clock.now();
-        if token.is_expired_at(now) {
-            return Err(refuse(InvalidTokenReason::Expired));
-        }
-        let user = match &token.user_id {
-            None => None,
-            Some(id) => Some(
-                self.load_active_user(id)
-                    .await?
-                    .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?,
-            ),
-        };
-        self.note_use(Used::Token(&token.id), &digest, token.last_use, now);
-        if !remembered {
-            self.shared.memo.remember(secret, digest);
-        }
-        Ok(Principal::new(token, user))
-    }
-
-    /// The key whose secret has `digest`, if it may authenticate requests now.
-    async fn authenticate_api_key(&self, digest: &SecretDigest) -> Result<Principal, Error> {
-        let now = self.now();
-        let key = self
-            .shared
-            .store
-            .api_key_by_digest(digest)
-            .await?
-            .filter(|key| key.accepts(digest, now))
-            .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
-        if !key.active {
-            return Err(refuse(InvalidTokenReason::InactiveKey));
-        }
-        if key.is_expired_at(now) {
-            return Err(refuse(InvalidTokenReason::Expired));
-        }
-        let owner = self
-            .load_active_user(&key.user_id)
-            .await?
-            .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
-        self.note_use(Used::ApiKey(&key.id), digest, key.last_use, now);
-        Ok(Principal::from_api_key(key, owner))
-    }
-
-    /// Records a credential's use, throttled.
-    fn note_use(
-        &self,
-        used: Used<'_>,
-        digest: &SecretDigest,
-        recorded: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) {
-        if let Some(last_use) = &self.shared.last_use {
-            last_use.note(&self.shared.store, used, digest, recorded, now);
-        }
     }
 
     /// The live token with `id`; `None` if unknown or expired.

@@ -1,0 +1,220 @@
+//! Resolving a presented secret to a [`Principal`]: as far as possible without an
+//! await, so the layer can answer a request for a token it has seen without
+//! boxing a future; then the rest, when a store read or a slow user load is
+//! needed.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll, Waker},
+};
+
+use chrono::{DateTime, Utc};
+
+use super::{last_use::Used, tokens::refuse, ScopeGate};
+use crate::{
+    error::InvalidTokenReason,
+    secret::{SecretDigest, SecretKind},
+    user::{BoxError, LoadedUser, UserLoad},
+    Error, Principal, Token,
+};
+
+/// How far [`ScopeGate::resolve_now`] got.
+pub(crate) enum Resolving {
+    /// Settled, without an await.
+    Done(Result<Principal, Error>),
+    /// Needs an await; [`ScopeGate::resume`] finishes it.
+    Pending(Resume),
+}
+
+/// Where a lookup that needs an await stands. Owns all it holds, so it can move
+/// into a future.
+pub(crate) enum Resume {
+    /// An API key: looked up in the store.
+    ApiKey,
+    /// A token the store's synchronous fast path does not hold.
+    Token {
+        digest: SecretDigest,
+        remembered: bool,
+    },
+    /// A live token whose user did not load on the first poll.
+    User { live: Live, load: UserLoad },
+}
+
+/// What [`ScopeGate::check_token`] made of a token.
+enum Checked {
+    Done(Result<Principal, Error>),
+    /// Live; its user is still loading.
+    Loading(Live, UserLoad),
+}
+
+/// A token found live: what is left is its user.
+pub(crate) struct Live {
+    token: Arc<Token>,
+    digest: SecretDigest,
+    /// The digest memo already knows the secret.
+    remembered: bool,
+    now: DateTime<Utc>,
+}
+
+impl ScopeGate {
+    /// [`ScopeGate::authenticate`] without a span of its own: the layer calls it
+    /// inside the request's span.
+    pub(crate) async fn resolve(&self, secret: &str) -> Result<Principal, Error> {
+        match self.resolve_now(secret) {
+            Resolving::Done(outcome) => outcome,
+            Resolving::Pending(resume) => self.resume(secret, resume).await,
+        }
+    }
+
+    /// Resolves `secret` as far as it can without awaiting: a malformed secret,
+    /// and a token the store answers for synchronously
+    /// ([`TokenStore::cached_token`](crate::TokenStore::cached_token)) whose user
+    /// the loader returns on its first poll, are settled here.
+    pub(crate) fn resolve_now(&self, secret: &str) -> Resolving {
+        let codec = &self.shared.codec;
+        // One parse, of the kind the prefix claims: a refusal costs one checksum.
+        let (digest, remembered) = match codec.claimed_kind(secret) {
+            // A token seen before skips the checksum and SHA-256.
+            Some(SecretKind::Token) => match self.shared.memo.digest(secret) {
+                Some(digest) => (digest, true),
+                None => match codec.parse(SecretKind::Token, secret) {
+                    Ok(digest) => (digest, false),
+                    Err(_) => return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed))),
+                },
+            },
+            Some(SecretKind::ApiKey) => return Resolving::Pending(Resume::ApiKey),
+            None => return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed))),
+        };
+        match self.shared.store.cached_token(&digest) {
+            Some(token) => match self.check_token(Some(token), digest, remembered, secret) {
+                Checked::Done(outcome) => Resolving::Done(outcome),
+                Checked::Loading(live, load) => Resolving::Pending(Resume::User { live, load }),
+            },
+            None => Resolving::Pending(Resume::Token { digest, remembered }),
+        }
+    }
+
+    /// Finishes what [`ScopeGate::resolve_now`] left pending, for the same `secret`.
+    pub(crate) async fn resume(&self, secret: &str, resume: Resume) -> Result<Principal, Error> {
+        let (live, load) = match resume {
+            Resume::ApiKey => return self.resolve_api_key(secret).await,
+            Resume::Token { digest, remembered } => {
+                let token = self.shared.store.shared_token_by_digest(&digest).await?;
+                match self.check_token(token, digest, remembered, secret) {
+                    Checked::Done(outcome) => return outcome,
+                    Checked::Loading(live, load) => (live, load),
+                }
+            }
+            Resume::User { live, load } => (live, load),
+        };
+        let user = load.await;
+        self.admit(live, user, secret)
+    }
+
+    /// The token, if it is the one for `digest` and live; its user loaded if that
+    /// finishes on the first poll.
+    fn check_token(
+        &self,
+        token: Option<Arc<Token>>,
+        digest: SecretDigest,
+        remembered: bool,
+        secret: &str,
+    ) -> Checked {
+        let Some(token) = token.filter(|token| token.digest == digest) else {
+            return Checked::Done(Err(refuse(InvalidTokenReason::Unknown)));
+        };
+        // Untruncated: only compared here; `note_use` truncates what it writes.
+        let now = self.shared.clock.now();
+        if token.is_expired_at(now) {
+            return Checked::Done(Err(refuse(InvalidTokenReason::Expired)));
+        }
+        let live = Live {
+            token,
+            digest,
+            remembered,
+            now,
+        };
+        let Some(id) = &live.token.user_id else {
+            return Checked::Done(Ok(self.principal(live, None, secret)));
+        };
+        let mut load = Arc::clone(&self.shared.users).load_active(id.clone());
+        // A loader that answers from memory is done on its first poll. One that is
+        // not keeps its future, already boxed, and is polled again with the task's
+        // waker by `resume`: it is never started twice.
+        match load.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(user) => Checked::Done(self.admit(live, user, secret)),
+            Poll::Pending => Checked::Loading(live, load),
+        }
+    }
+
+    /// The principal for a live token, once its user has loaded.
+    fn admit(
+        &self,
+        live: Live,
+        user: Result<Option<LoadedUser>, BoxError>,
+        secret: &str,
+    ) -> Result<Principal, Error> {
+        let user = user
+            .map_err(Error::UserLoader)?
+            .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
+        Ok(self.principal(live, Some(user), secret))
+    }
+
+    fn principal(&self, live: Live, user: Option<LoadedUser>, secret: &str) -> Principal {
+        self.note_use(
+            Used::Token(&live.token.id),
+            &live.digest,
+            live.token.last_use,
+            live.now,
+        );
+        if !live.remembered {
+            self.shared.memo.remember(secret, live.digest);
+        }
+        Principal::new(live.token, user)
+    }
+
+    /// An API key's principal, with direct key authentication on.
+    async fn resolve_api_key(&self, secret: &str) -> Result<Principal, Error> {
+        let digest = self
+            .shared
+            .codec
+            .parse(SecretKind::ApiKey, secret)
+            .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
+        if !self.shared.direct_api_keys {
+            return Err(refuse(InvalidTokenReason::ApiKey));
+        }
+        let now = self.now();
+        let key = self
+            .shared
+            .store
+            .api_key_by_digest(&digest)
+            .await?
+            .filter(|key| key.accepts(&digest, now))
+            .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
+        if !key.active {
+            return Err(refuse(InvalidTokenReason::InactiveKey));
+        }
+        if key.is_expired_at(now) {
+            return Err(refuse(InvalidTokenReason::Expired));
+        }
+        let owner = self
+            .load_active_user(&key.user_id)
+            .await?
+            .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
+        self.note_use(Used::ApiKey(&key.id), &digest, key.last_use, now);
+        Ok(Principal::from_api_key(key, owner))
+    }
+
+    /// Records a credential's use, throttled.
+    fn note_use(
+        &self,
+        used: Used<'_>,
+        digest: &SecretDigest,
+        recorded: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        if let Some(last_use) = &self.shared.last_use {
+            last_use.note(&self.shared.store, used, digest, recorded, now);
+        }
+    }
+}
