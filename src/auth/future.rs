@@ -10,7 +10,7 @@ use std::{
 use pin_project_lite::pin_project;
 
 /// The lookup and the inner call, for a request the layer could not settle at once.
-pub(crate) type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pin_project! {
     /// Response future of [`AuthService`](super::AuthService).
