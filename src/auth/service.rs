@@ -56,7 +56,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // One span per request, around the handler too, so the app's own events
         // carry who asked. Its fields never hold a secret, a digest or a header.
         // Entered and filled only when a subscriber wants it: a disabled span
@@ -70,19 +70,20 @@ where
             token_id = Empty,
             api_key_id = Empty,
         );
-        // The credential is borrowed from the head, never copied; the body is only
-        // moved, so it need not be `Sync`.
-        let (mut head, body) = request.into_parts();
+        // The credential is borrowed from the request, never copied.
         if span.is_disabled() {
-            let credential = self.state.find_credential(&head.headers, &head.uri);
+            let credential = self.state.find_credential(request.headers(), request.uri());
             match self.state.authenticate_now(credential) {
                 // Settled without an await: the inner service's own future, no box.
                 Ok(authentication) => {
-                    head.extensions.insert(authentication);
-                    ResponseFuture::settled(self.inner.call(Request::from_parts(head, body)))
+                    request.extensions_mut().insert(authentication);
+                    ResponseFuture::settled(self.inner.call(request))
                 }
                 Err(resume) => {
                     let (mut inner, state) = self.take_ready();
+                    // The future borrows the head across the lookup; the body is only
+                    // moved, so it need not be `Sync`.
+                    let (mut head, body) = request.into_parts();
                     ResponseFuture::pending(async move {
                         let credential = state.find_credential(&head.headers, &head.uri);
                         let authentication = state.authenticate_resumed(credential, resume).await;
@@ -93,6 +94,7 @@ where
             }
         } else {
             let (mut inner, state) = self.take_ready();
+            let (mut head, body) = request.into_parts();
             let future = async move {
                 let credential = state.find_credential(&head.headers, &head.uri);
                 let authentication = state.authenticate(credential, true).await;
