@@ -252,7 +252,11 @@ impl SecretCodec {
             .and_then(|r| r.strip_prefix(kind.tag()))
             .and_then(|r| r.strip_prefix('_'))
             .ok_or(MalformedSecret)?;
-        if rest.len() != BODY_LEN + CHECK_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // Branch-free, so the compiler can check many bytes at once.
+        let alphanumeric = rest
+            .bytes()
+            .fold(true, |ok, b| ok & b.is_ascii_alphanumeric());
+        if rest.len() != BODY_LEN + CHECK_LEN || !alphanumeric {
             return Err(MalformedSecret);
         }
         let (signed, check) = candidate.split_at(candidate.len() - CHECK_LEN);
