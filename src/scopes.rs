@@ -42,9 +42,7 @@ impl Scopes {
         match self.0.binary_search(&scope) {
             Ok(_) => false,
             Err(at) => {
-                let mut scopes = std::mem::take(&mut self.0).into_vec();
-                scopes.insert(at, scope);
-                self.0 = scopes.into_boxed_slice();
+                self.edit(|scopes| scopes.insert(at, scope));
                 true
             }
         }
@@ -54,13 +52,18 @@ impl Scopes {
     pub fn remove(&mut self, scope: &Scope) -> bool {
         match self.0.binary_search(scope) {
             Ok(at) => {
-                let mut scopes = std::mem::take(&mut self.0).into_vec();
-                scopes.remove(at);
-                self.0 = scopes.into_boxed_slice();
+                self.edit(|scopes| drop(scopes.remove(at)));
                 true
             }
             Err(_) => false,
         }
+    }
+
+    /// Changes the scopes as a `Vec`, keeping one exact allocation.
+    fn edit(&mut self, change: impl FnOnce(&mut Vec<Scope>)) {
+        let mut scopes = std::mem::take(&mut self.0).into_vec();
+        change(&mut scopes);
+        self.0 = scopes.into_boxed_slice();
     }
 
     /// The scopes, sorted.

@@ -24,7 +24,7 @@ use crate::{
     error::ConfigError,
     secret::{SecretCodec, SecretKind},
     store::{StoreHealth, TokenStore},
-    user::{DynUserLoader, LoadedUser},
+    user::{DynUserLoader, LoadedUser, UserLoad},
     Error, ScopeRegistry, UserId, UserLoader,
 };
 
@@ -163,10 +163,12 @@ impl ScopeGate {
 
     /// The active user `id`; `None` for unknown and inactive users alike.
     pub async fn load_active_user(&self, id: &UserId) -> Result<Option<LoadedUser>, Error> {
-        Arc::clone(&self.shared.users)
-            .load_active(id.clone())
-            .await
-            .map_err(Error::UserLoader)
+        self.user_load(id).await.map_err(Error::UserLoader)
+    }
+
+    /// The loader's erased load of user `id`, not yet polled.
+    pub(crate) fn user_load(&self, id: &UserId) -> UserLoad {
+        Arc::clone(&self.shared.users).load_active(id.clone())
     }
 }
 

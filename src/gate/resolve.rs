@@ -137,7 +137,7 @@ impl ScopeGate {
         let Some(id) = &live.token.user_id else {
             return Checked::Done(Ok(self.principal(live, None, secret)));
         };
-        let mut load = Arc::clone(&self.shared.users).load_active(id.clone());
+        let mut load = self.user_load(id);
         // A loader that answers from memory is done on its first poll. One that is
         // not keeps its future, already boxed, and is polled again with the task's
         // waker by `resume`: it is never started twice.
