@@ -84,11 +84,14 @@ enum Event {
 /// Reads an strace log (`-f`: each line starts with a pid) into events. Opens of
 /// `log` tell which descriptors are the log file. A syscall interrupted by another
 /// thread's is printed in two halves, `fsync(7 <unfinished ...>` and later
-/// `<... fsync resumed>) = 0`: it counts when it returns.
+/// `<... fsync resumed>) = 0`: it counts when it returns. An open split that way
+/// names the file in its first half and the descriptor in its second.
 fn events(trace: &str, log: &Path) -> Vec<Event> {
     let log = format!("\"{}\"", log.display());
     let mut is_log: HashMap<String, bool> = HashMap::new();
     let mut unfinished: HashMap<String, String> = HashMap::new();
+    // Per pid: whether the open it has in flight is of the log.
+    let mut opening: HashMap<String, bool> = HashMap::new();
     let mut events = Vec::new();
     for line in trace.lines() {
         let Some((pid, call)) = line.split_once(' ') else {
@@ -96,8 +99,16 @@ fn events(trace: &str, log: &Path) -> Vec<Event> {
         };
         let call = call.trim_start();
         let sync_fd = if let Some(rest) = call.strip_prefix("openat(") {
-            if let Some((_, fd)) = rest.rsplit_once(" = ") {
+            if rest.contains("<unfinished ...>") {
+                opening.insert(pid.to_owned(), rest.contains(&log));
+            } else if let Some((_, fd)) = rest.rsplit_once(" = ") {
                 is_log.insert(fd.trim().to_owned(), rest.contains(&log));
+            }
+            None
+        } else if let Some(rest) = call.strip_prefix("<... openat resumed>") {
+            let of_log = opening.remove(pid).unwrap_or(false);
+            if let Some((_, fd)) = rest.rsplit_once(" = ") {
+                is_log.insert(fd.trim().to_owned(), of_log);
             }
             None
         } else if let Some(rest) = call
@@ -196,6 +207,12 @@ fn the_trace_reader_sees_syncs_of_the_log_only() {
     let trace = "\
 12 openat(AT_FDCWD, \"/d/db\", O_RDONLY|O_CLOEXEC) = 7
 12 openat(AT_FDCWD, \"/d/conf\", O_RDONLY|O_CLOEXEC) = 8
+12 openat(AT_FDCWD, \"/d\", O_RDONLY|O_DIRECTORY) = 9
+12 openat(AT_FDCWD, \"/d/db\", O_RDONLY|O_CLOEXEC <unfinished ...>
+13 fsync(7)                          = 0
+12 <... openat resumed>)             = 9
+12 write(1, \"ACKNOWLEDGED zero\n\", 18) = 18
+13 fdatasync(9)                     = 0
 13 fdatasync(8)                     = 0
 13 fdatasync(7 <unfinished ...>
 12 write(1, \"ACKNOWLEDGED one\\n\", 17) = 17
@@ -207,6 +224,9 @@ fn the_trace_reader_sees_syncs_of_the_log_only() {
     assert_eq!(
         events(trace, Path::new("/d/db")),
         vec![
+            Event::Sync,
+            Event::Ack("zero".to_owned()),
+            Event::Sync,
             Event::Ack("one".to_owned()),
             Event::Sync,
             Event::Sync,
