@@ -19,10 +19,12 @@
 
 mod common;
 
-use axum::{body::Body, http::Request, Router};
+use std::convert::Infallible;
+
+use axum::{body::Body, http::Request, response::Response};
 use common::hello::hello_apps;
 use scopegate::CacheConfig;
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 fn request(bearer: Option<&str>) -> Request<Body> {
     let mut request = Request::builder().uri("/hello");
@@ -34,11 +36,23 @@ fn request(bearer: Option<&str>) -> Request<Body> {
 
 /// Sends `n` requests; the only function callgrind counts.
 #[inline(never)]
-async fn measured(router: &Router, bearer: Option<&str>, n: usize, expect: u16) {
+async fn measured<S>(router: &S, bearer: Option<&str>, n: usize, expect: u16)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
     for _ in 0..n {
         let response = router.clone().oneshot(request(bearer)).await.unwrap();
         assert_eq!(response.status().as_u16(), expect);
     }
+}
+
+/// Warms caches and lazy statics outside the count, then sends the `n` counted.
+async fn run<S>(router: &S, bearer: Option<&str>, n: usize, expect: u16)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    measured(router, bearer, 10, expect).await;
+    measured(router, bearer, n, expect).await;
 }
 
 fn main() {
@@ -64,17 +78,17 @@ fn main() {
         let mut malformed = live.clone();
         malformed.pop();
         malformed.push(if live.ends_with('A') { 'B' } else { 'A' });
-        let (router, bearer, expect) = match case {
-            "bare" => (&apps.bare, Some(live.as_str()), 200),
-            "floor" => (&apps.floor, Some(live.as_str()), 200),
-            "handwritten" => (&apps.handwritten, Some(live.as_str()), 200),
-            "layer" => (&apps.layer, Some(live.as_str()), 200),
-            "guarded" | "miss" => (&apps.guarded, Some(live.as_str()), 200),
-            "malformed" => (&apps.guarded, Some(malformed.as_str()), 401),
+        let (live, malformed) = (Some(live.as_str()), Some(malformed.as_str()));
+        match case {
+            "bare" => run(&apps.bare, live, n, 200).await,
+            "floor" => run(&apps.floor, live, n, 200).await,
+            "floor_wrapped" => run(&apps.floor_wrapped, live, n, 200).await,
+            "handwritten" => run(&apps.handwritten, live, n, 200).await,
+            "layer" => run(&apps.layer, live, n, 200).await,
+            "guarded" | "miss" => run(&apps.guarded, live, n, 200).await,
+            "guarded_wrapped" => run(&apps.guarded_wrapped, live, n, 200).await,
+            "malformed" => run(&apps.guarded, malformed, n, 401).await,
             other => panic!("unknown case {other}"),
-        };
-        // Warm caches and lazy statics outside the count.
-        measured(router, bearer, 10, expect).await;
-        measured(router, bearer, n, expect).await;
+        }
     });
 }

@@ -22,8 +22,9 @@ pub enum Credential {
 #[derive(Debug, Clone)]
 pub struct Principal {
     credential: Credential,
-    /// A key's scopes ([`ApiKey::token_scopes`]); empty for a token, which holds its own.
-    key_scopes: Scopes,
+    /// A key's scopes ([`ApiKey::token_scopes`]); `None` for a token, which holds
+    /// its own, so cloning a token's principal (each guard does) copies no scopes.
+    key_scopes: Option<Arc<Scopes>>,
     user: Option<LoadedUser>,
 }
 
@@ -31,14 +32,14 @@ impl Principal {
     pub(crate) fn new(token: Arc<Token>, user: Option<LoadedUser>) -> Self {
         Self {
             credential: Credential::Token(token),
-            key_scopes: Scopes::new(),
+            key_scopes: None,
             user,
         }
     }
 
     pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
         Self {
-            key_scopes: key.token_scopes().into(),
+            key_scopes: Some(Arc::new(key.token_scopes().into())),
             credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
         }
@@ -83,7 +84,10 @@ impl Principal {
     pub fn scopes(&self) -> &Scopes {
         match &self.credential {
             Credential::Token(token) => &token.scopes,
-            Credential::ApiKey(_) => &self.key_scopes,
+            Credential::ApiKey(_) => match &self.key_scopes {
+                Some(scopes) => scopes,
+                None => no_scopes(),
+            },
         }
     }
 
@@ -126,4 +130,11 @@ impl Principal {
     pub fn allows<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
         self.is_full_session() || self.has_scope(required)
     }
+}
+
+/// The empty set: what `scopes()` gives a key's principal without scopes of its
+/// own, which `from_api_key` never builds.
+fn no_scopes() -> &'static Scopes {
+    static NONE: std::sync::OnceLock<Scopes> = std::sync::OnceLock::new();
+    NONE.get_or_init(Scopes::new)
 }

@@ -703,6 +703,46 @@ async fn a_guard_on_a_scope_the_registry_never_declared_is_a_500_never_a_pass() 
     }
 }
 
+/// A guard remembers that its scopes were found registered, so later requests
+/// skip the look-up. What it remembers belongs to one state's registry: another
+/// state that never declared the scope still refuses the guard, before and after.
+#[tokio::test]
+async fn a_guard_found_registered_in_one_state_is_still_checked_in_another() {
+    let app = TestApp::new();
+    let dir = tempfile::tempdir().unwrap();
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let mut registry = girder_scopes();
+    registry.register("core.data.reed", "Reed", "").unwrap();
+    let declared = AuthState::builder(SledStore::open(dir.path()).unwrap(), users)
+        .with_registry(registry)
+        .build()
+        .unwrap();
+    let guarded = |state: &AuthState| {
+        Router::new()
+            .route(
+                "/typo",
+                get(|_: scopegate::RequireScope<NeverRegistered>| async { "passed" }),
+            )
+            .layer(state.layer())
+    };
+    let (declaring, undeclaring) = (guarded(&declared), guarded(&app.state));
+    let issued = declared
+        .gate()
+        .create_token(NewToken::for_user(bob))
+        .await
+        .unwrap();
+    let bob_elsewhere = app.fixture.user("bob");
+    let session_elsewhere = app.session(&bob_elsewhere).await;
+    for _ in 0..3 {
+        let passed = send(&declaring, get_with("/typo", Some(issued.secret.expose()))).await;
+        assert_eq!(passed.status, StatusCode::OK);
+        let refused = send(&undeclaring, get_with("/typo", Some(&session_elsewhere))).await;
+        assert_eq!(refused.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(refused.error(), "server_error");
+    }
+}
+
 #[tokio::test]
 async fn tokens_cannot_carry_scopes_no_registry_declares() {
     let app = TestApp::new();

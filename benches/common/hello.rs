@@ -14,9 +14,14 @@ use axum::{
     routing::get,
     Router,
 };
-use scopegate::{AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore};
+use scopegate::{
+    AuthService, AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore,
+};
 use sha2::{Digest, Sha256};
-use tower::util::MapRequestLayer;
+use tower::{
+    util::{MapRequest, MapRequestLayer},
+    Layer,
+};
 
 use super::Users;
 
@@ -38,7 +43,19 @@ pub(crate) struct HelloApps {
     pub(crate) handwritten: Router,
     pub(crate) layer: Router,
     pub(crate) guarded: Router,
+    /// `floor`'s layer wrapped around the whole router rather than added with
+    /// `Router::layer`: axum then neither boxes the layered route nor its future.
+    pub(crate) floor_wrapped: MapRequest<Router, fn(Request) -> Request>,
+    /// `guarded`, with scopegate's layer wrapped around the whole router.
+    pub(crate) guarded_wrapped: AuthService<Router>,
     pub(crate) token: String,
+}
+
+/// The constant identity the `floor` layers insert.
+fn insert_identity(mut request: Request) -> Request {
+    static IDENTITY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "bench".into());
+    request.extensions_mut().insert(IDENTITY.clone());
+    request
 }
 
 /// The routers over a sled store in `dir`, cached with `cache`.
@@ -57,7 +74,6 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
     // `axum::serve` does; a router driven by `oneshot` without it rebuilds its
     // route (and every layer's service) per request.
     let bearer = issued.secret.expose().to_owned();
-    let identity: Arc<str> = "bench".into();
     let tree = sled::open(dir.join("handwritten"))
         .unwrap()
         .open_tree("t")
@@ -72,10 +88,7 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
         bare: Router::new().route("/hello", get(hello)).with_state(()),
         floor: Router::new()
             .route("/hello", get(hello))
-            .layer(MapRequestLayer::new(move |mut request: Request| {
-                request.extensions_mut().insert(identity.clone());
-                request
-            }))
+            .layer(MapRequestLayer::new(insert_identity))
             .with_state(()),
         handwritten: Router::new()
             .route("/hello", get(hello))
@@ -92,6 +105,13 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
             .route("/hello", get(|_: RequireScope<DataRead>| hello()))
             .layer(state.layer())
             .with_state(()),
+        floor_wrapped: MapRequestLayer::new(insert_identity as fn(Request) -> Request)
+            .layer(Router::new().route("/hello", get(hello)).with_state(())),
+        guarded_wrapped: state.layer().layer(
+            Router::new()
+                .route("/hello", get(|_: RequireScope<DataRead>| hello()))
+                .with_state(()),
+        ),
         token: bearer,
     }
 }

@@ -1,6 +1,8 @@
 //! [`Authentication`]: what the layer found, attached to every request it sees.
 
-use std::sync::Arc;
+use std::{any::TypeId, sync::Arc};
+
+use arc_swap::ArcSwap;
 
 use crate::{
     rejection::{
@@ -28,6 +30,9 @@ pub struct Authentication {
 pub(crate) struct Context {
     pub(crate) realm: Arc<str>,
     pub(crate) registry: Arc<ScopeRegistry>,
+    /// The guards' scope sets found in `registry`, which never changes once built:
+    /// a guard looks its scopes up on its first request only.
+    registered: ArcSwap<Box<[TypeId]>>,
     /// The refusals a request without a live token gets, rendered once.
     missing: MissingCredentials,
     invalid_token: InvalidToken,
@@ -43,6 +48,7 @@ impl Context {
             api_key: InvalidToken::api_key(realm.clone()),
             realm,
             registry,
+            registered: ArcSwap::from_pointee(Box::default()),
         }
     }
 
@@ -132,10 +138,27 @@ impl Authentication {
     }
 
     /// A 500 if a guard requires scopes the app never registered: a typo in a marker
-    /// must not silently pass (or silently refuse everyone).
-    pub(crate) fn ensure_registered(&self, required: &[Scope]) -> Result<(), AuthRejection> {
+    /// must not silently pass (or silently refuse everyone). `required` is the
+    /// scopes of the scope set `S`.
+    pub(crate) fn ensure_registered<S: 'static>(
+        &self,
+        required: &[Scope],
+    ) -> Result<(), AuthRejection> {
+        let set = TypeId::of::<S>();
+        if self.context.registered.load().contains(&set) {
+            return Ok(());
+        }
         match self.context.registry.check_registered(required) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.context.registered.rcu(|known| {
+                    let mut known = known.to_vec();
+                    if !known.contains(&set) {
+                        known.push(set);
+                    }
+                    known.into_boxed_slice()
+                });
+                Ok(())
+            }
             Err(unknown) => {
                 let scopes = join_scopes(
                     &unknown

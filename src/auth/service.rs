@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use tower::Service;
-use tracing::{field::Empty, Instrument};
+use tracing::{field::Empty, level_filters::LevelFilter, Instrument, Level, Span};
 
 use super::{future::ResponseFuture, AuthLayer, AuthState};
 
@@ -60,16 +60,22 @@ where
         // One span per request, around the handler too, so the app's own events
         // carry who asked. Its fields never hold a secret, a digest or a header.
         // Entered and filled only when a subscriber wants it: a disabled span
-        // still costs a dispatcher look-up on every poll and record.
-        let span = tracing::info_span!(
-            "scopegate",
-            credential = Empty,
-            outcome = Empty,
-            reason = Empty,
-            user_id = Empty,
-            token_id = Empty,
-            api_key_id = Empty,
-        );
+        // still costs a dispatcher look-up on every poll and record, and making
+        // one at all costs a callsite check (and `log`'s, with tracing's `log`
+        // feature on), so none is made while no subscriber takes `INFO`.
+        let span = if LevelFilter::current() >= Level::INFO {
+            tracing::info_span!(
+                "scopegate",
+                credential = Empty,
+                outcome = Empty,
+                reason = Empty,
+                user_id = Empty,
+                token_id = Empty,
+                api_key_id = Empty,
+            )
+        } else {
+            Span::none()
+        };
         // The credential is borrowed from the request, never copied.
         if span.is_disabled() {
             let credential = self.state.find_credential(request.headers(), request.uri());

@@ -68,7 +68,7 @@ macro_rules! guard {
             ) -> Result<Self, Self::Rejection> {
                 let auth = authentication(parts)?;
                 $s::with_scopes(|required| {
-                    auth.ensure_registered(required)?;
+                    auth.ensure_registered::<$s>(required)?;
                     let principal = auth.require()?;
                     <Self as Check>::check(auth, principal, required)?;
                     Ok(Self { principal: principal.clone(), _scopes: PhantomData })
@@ -87,7 +87,7 @@ macro_rules! guard {
             ) -> Result<Option<Self>, Self::Rejection> {
                 let auth = authentication(parts)?;
                 $s::with_scopes(|required| {
-                    auth.ensure_registered(required)?;
+                    auth.ensure_registered::<$s>(required)?;
                     let Some(principal) = auth.optional()? else {
                         return Ok(None);
                     };

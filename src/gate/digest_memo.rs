@@ -3,9 +3,17 @@
 //! A secret's digest never changes (it is a function of the secret and the
 //! pepper), so the memo needs no invalidation: revocation is still judged by the
 //! store and its cache, under the digest. What the memo holds is a keyed hash of
-//! each secret (SipHash-2-4, 128 bits, a key drawn from the OS CSPRNG at start),
+//! each secret (SipHash-1-3, 128 bits, a key drawn from the OS CSPRNG at start),
 //! never the secret: 64 bits find the entry, the other 64 are compared in constant
-//! time. Only secrets that authenticated are remembered, so made-up tokens cannot
+//! time.
+//!
+//! Why 1-3 rounds are enough: to be taken for another token, a secret must hash
+//! as that token's secret does, under a key the attacker never learns, to a
+//! value the server never reveals (no hash leaves this table). Nothing an
+//! attacker sees depends on the hash but whether a request authenticated, so
+//! the cryptanalysis that more rounds guard against (recovering the key from
+//! outputs) has nothing to work on, and a blind match is a 2^-128 guess. It is
+//! also what the standard library trusts its hash maps' keys to. Only secrets that authenticated are remembered, so made-up tokens cannot
 //! fill it.
 //!
 //! The memo is a fixed table of 64-byte slots in buckets of two, allocated once.
@@ -21,7 +29,7 @@ use std::sync::atomic::{
 };
 
 use rand::RngCore;
-use siphasher::sip128::SipHasher24;
+use siphasher::sip128::SipHasher13;
 use subtle::ConstantTimeEq;
 
 use crate::secret::SecretDigest;
@@ -30,7 +38,7 @@ use crate::secret::SecretDigest;
 const WAYS: usize = 2;
 
 pub(super) struct DigestMemo {
-    hasher: SipHasher24,
+    hasher: SipHasher13,
     /// A power-of-two number of slots, in buckets of `WAYS` adjacent ones.
     slots: Box<[Slot]>,
 }
@@ -42,7 +50,7 @@ impl DigestMemo {
         let len = capacity.next_power_of_two().max(WAYS);
         let mut rng = rand::rng();
         Self {
-            hasher: SipHasher24::new_with_keys(rng.next_u64(), rng.next_u64()),
+            hasher: SipHasher13::new_with_keys(rng.next_u64(), rng.next_u64()),
             slots: (0..len).map(|_| Slot::default()).collect(),
         }
     }
