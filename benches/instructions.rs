@@ -12,14 +12,21 @@
 //! (SHA-256 of the bearer, a moka hit), `layer` (scopegate's layer, cached live
 //! token, handler demanding nothing), `guarded` (plus `RequireScope`), `malformed`
 //! (a token with a bad checksum), `miss` (a live token the cache does not hold:
-//! a store read each time). `BENCHMARKS.md` has the figures and the script that
+//! a store read each time), and `refusal` and `refusal_short`: no HTTP, only the
+//! gate refusing the malformed token or one a character short
+//! (`ScopeGate::authenticate`, polled once), what the layer does with one before
+//! the route answers. `BENCHMARKS.md` has the figures and the script that
 //! runs them all (`benches/instructions.sh`).
 
 #![allow(missing_docs)]
 
 mod common;
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    future::Future,
+    task::{Context, Poll, Waker},
+};
 
 use axum::{body::Body, http::Request, response::Response};
 use common::hello::hello_apps;
@@ -43,6 +50,22 @@ where
     for _ in 0..n {
         let response = router.clone().oneshot(request(bearer)).await.unwrap();
         assert_eq!(response.status().as_u16(), expect);
+    }
+}
+
+/// Refuses `secret` `n` times through the gate alone; callgrind counts this too.
+#[inline(never)]
+fn measured_refusals(gate: &scopegate::ScopeGate, secret: &str, n: usize) {
+    let mut context = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        let refusal = std::pin::pin!(gate.authenticate(secret));
+        match refusal.poll(&mut context) {
+            Poll::Ready(Err(scopegate::Error::InvalidToken(_))) => {}
+            other => panic!(
+                "expected a refusal at once, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
     }
 }
 
@@ -88,6 +111,15 @@ fn main() {
             "guarded" | "miss" => run(&apps.guarded, live, n, 200).await,
             "guarded_wrapped" => run(&apps.guarded_wrapped, live, n, 200).await,
             "malformed" => run(&apps.guarded, malformed, n, 401).await,
+            "refusal" | "refusal_short" => {
+                let secret = match case {
+                    "refusal" => malformed.unwrap(),
+                    _ => &live.unwrap()[1..],
+                };
+                let gate = apps.state.gate();
+                measured_refusals(gate, secret, 10);
+                measured_refusals(gate, secret, n);
+            }
             other => panic!("unknown case {other}"),
         }
     });

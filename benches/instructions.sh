@@ -2,6 +2,7 @@
 # Instructions per request for each case of benches/instructions.rs, counted by
 # callgrind inside `measured` only, minus the bare route's: what scopegate adds.
 #   bash benches/instructions.sh [requests]   (default 2000)
+# CASES="bare guarded" runs only those cases (the first is the baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}
@@ -27,3 +28,12 @@ for case in ${CASES:-bare floor floor_wrapped handwritten layer guarded guarded_
   [ -z "$bare" ] && bare=$per
   printf '| %s | %d | %d |\n' "$case" "$per" "$((per - bare))"
 done
+# No HTTP here: the gate refusing a malformed token, all of it scopegate's.
+if [ -z "${CASES:-}" ]; then
+  printf '\nThe gate alone (ScopeGate::authenticate), no HTTP:\n\n| refuses | instructions |\n|---|---|\n'
+  for case in refusal refusal_short; do
+    big=$(count "$case" "$n")
+    small=$(count "$case" 0)
+    printf '| %s | %d |\n' "$case" "$(( (big - small) / n ))"
+  done
+fi

@@ -1,5 +1,5 @@
 //! Load harness: requests per second and latency of one `GET /hello` over loopback,
-//! through five servers started here, driven one after another by `wrk`.
+//! through seven servers started here, driven one after another by `wrk`.
 //!
 //! - `bare`: the route without auth (the baseline);
 //! - `floor`: a layer that inserts one constant extension and checks nothing, the
@@ -8,7 +8,10 @@
 //!   else a sled read: what an app might write instead of scopegate;
 //! - `layer`: scopegate's layer authenticating the (cached, live) token, the
 //!   handler demanding nothing;
-//! - `guarded`: the layer plus `RequireScope<DataRead>`.
+//! - `guarded`: the layer plus `RequireScope<DataRead>`;
+//! - `floor_wrapped` and `guarded_wrapped`: `floor` and `guarded` with the layer
+//!   wrapped around the router rather than added with `Router::layer`, which
+//!   spares axum boxing the layered route's service and future per request.
 //!
 //! Every server gets the same request, `Authorization: Bearer <live token>`
 //! included. Rounds run the servers back to back in a rotating order; the table
@@ -24,16 +27,23 @@
 
 mod common;
 
-use std::{net::SocketAddr, process::Command};
+use std::{convert::Infallible, net::SocketAddr, process::Command};
 
-use axum::Router;
+use axum::{extract::Request, response::Response, ServiceExt};
 use common::{hello::hello_apps, setting};
 use scopegate::CacheConfig;
+use tower::Service;
 
-async fn serve(router: Router) -> SocketAddr {
+/// Serves `app` (a router, or a layer wrapped around one) on a loopback port.
+async fn serve<S>(app: S) -> SocketAddr
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let app = ServiceExt::<Request>::into_make_service(app);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }
 
@@ -158,6 +168,7 @@ fn main() {
         let bearer = apps.token;
 
         let only = std::env::var("LOAD_SERVERS").unwrap_or_default();
+        let chosen = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
         let mut servers = Vec::new();
         for (name, router) in [
             ("bare", apps.bare),
@@ -166,9 +177,15 @@ fn main() {
             ("layer", apps.layer),
             ("guarded", apps.guarded),
         ] {
-            if only.is_empty() || only.split(',').any(|o| o == name) {
+            if chosen(name) {
                 servers.push((name, serve(router).await));
             }
+        }
+        if chosen("floor_wrapped") {
+            servers.push(("floor_wrapped", serve(apps.floor_wrapped).await));
+        }
+        if chosen("guarded_wrapped") {
+            servers.push(("guarded_wrapped", serve(apps.guarded_wrapped).await));
         }
         (servers, bearer)
     });

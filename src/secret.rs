@@ -277,6 +277,12 @@ impl SecretCodec {
             .find(|kind| rest.starts_with(kind.tag()) && rest[kind.tag().len()..].starts_with('_'))
     }
 
+    /// Whether `candidate` is as long as a secret of `kind` is: one compare, so a
+    /// string of another length is refused before anything hashes it.
+    pub(crate) fn has_length(&self, kind: SecretKind, candidate: &str) -> bool {
+        candidate.len() == self.prefix.len() + kind.tag().len() + 2 + BODY_LEN + CHECK_LEN
+    }
+
     /// The non-secret display form of a secret: prefix, kind and its first four body characters.
     pub(crate) fn start(&self, kind: SecretKind, secret: &Secret) -> String {
         let head = self.prefix.len() + 1 + kind.tag().len() + 1;
@@ -320,6 +326,20 @@ mod tests {
         assert!(s.starts_with("sg_tok_"));
         assert_eq!(s.len(), "sg_tok_".len() + BODY_LEN + CHECK_LEN);
         assert_eq!(codec.parse(SecretKind::Token, s), Ok(digest));
+    }
+
+    #[test]
+    fn the_length_check_agrees_with_parse_for_every_prefix_and_kind() {
+        for codec in [SecretCodec::default(), SecretCodec::new("acme").unwrap()] {
+            for kind in [SecretKind::Token, SecretKind::ApiKey] {
+                let (secret, _) = codec.generate(kind);
+                let s = secret.expose();
+                assert!(codec.has_length(kind, s));
+                assert!(!codec.has_length(kind, &s[1..]));
+                assert!(!codec.has_length(kind, &format!("{s}0")));
+                assert!(codec.parse(kind, &s[1..]).is_err());
+            }
+        }
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) struct HelloApps {
     /// `guarded`, with scopegate's layer wrapped around the whole router.
     pub(crate) guarded_wrapped: AuthService<Router>,
     pub(crate) token: String,
+    /// The state behind `layer` and `guarded`.
+    pub(crate) state: AuthState,
 }
 
 /// The constant identity the `floor` layers insert.
@@ -113,6 +115,7 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
                 .with_state(()),
         ),
         token: bearer,
+        state,
     }
 }
 

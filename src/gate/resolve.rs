@@ -75,6 +75,9 @@ impl ScopeGate {
         // One parse, of the kind the prefix claims: a refusal costs one checksum.
         let (digest, remembered) = match codec.claimed_kind(secret) {
             // A token seen before skips the checksum and SHA-256.
+            Some(SecretKind::Token) if !codec.has_length(SecretKind::Token, secret) => {
+                return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed)))
+            }
             Some(SecretKind::Token) => match self.shared.memo.digest(secret) {
                 Some(digest) => (digest, true),
                 None => match codec.parse(SecretKind::Token, secret) {
