@@ -1,6 +1,6 @@
 //! [`Principal`]: who a request acts as, and the [`Credential`] that says so.
 
-use std::sync::Arc;
+use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, Utc};
 
@@ -18,41 +18,54 @@ pub enum Credential {
 }
 
 /// A live credential and its loaded user: what authentication yields, and what the
-/// HTTP layer attaches to requests. Cheap to clone: the records are shared.
-#[derive(Debug, Clone)]
-pub struct Principal {
+/// HTTP layer attaches to requests. Cheap to clone: one `Arc`, made per request,
+/// so the guards' clones touch no count that other requests share.
+#[derive(Clone)]
+pub struct Principal(Arc<Held>);
+
+#[derive(Debug)]
+struct Held {
     credential: Credential,
-    /// A key's scopes ([`ApiKey::token_scopes`]); `None` for a token, which holds
-    /// its own, so cloning a token's principal (each guard does) copies no scopes.
-    key_scopes: Option<Arc<Scopes>>,
+    /// A key's scopes ([`ApiKey::token_scopes`]); empty for a token, which holds its own.
+    key_scopes: Scopes,
     user: Option<LoadedUser>,
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("credential", &self.0.credential)
+            .field("key_scopes", &self.0.key_scopes)
+            .field("user", &self.0.user)
+            .finish()
+    }
 }
 
 impl Principal {
     pub(crate) fn new(token: Arc<Token>, user: Option<LoadedUser>) -> Self {
-        Self {
+        Self(Arc::new(Held {
             credential: Credential::Token(token),
-            key_scopes: None,
+            key_scopes: Scopes::new(),
             user,
-        }
+        }))
     }
 
     pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
-        Self {
-            key_scopes: Some(Arc::new(key.token_scopes().into())),
+        Self(Arc::new(Held {
+            key_scopes: key.token_scopes().into(),
             credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
-        }
+        }))
     }
 
     /// The credential (its digest included, never its secret).
     pub fn credential(&self) -> &Credential {
-        &self.credential
+        &self.0.credential
     }
 
     /// The token record, or `None` for a request authenticated with an API key.
     pub fn token(&self) -> Option<&Token> {
-        match &self.credential {
+        match &self.0.credential {
             Credential::Token(token) => Some(token),
             Credential::ApiKey(_) => None,
         }
@@ -65,7 +78,7 @@ impl Principal {
 
     /// The API key the request was sent with, or `None` for a token.
     pub fn api_key(&self) -> Option<&ApiKey> {
-        match &self.credential {
+        match &self.0.credential {
             Credential::ApiKey(key) => Some(key),
             Credential::Token(_) => None,
         }
@@ -73,7 +86,7 @@ impl Principal {
 
     /// The key behind the request: the one sent, or the one the token was minted from.
     pub fn api_key_id(&self) -> Option<&ApiKeyId> {
-        match &self.credential {
+        match &self.0.credential {
             Credential::Token(token) => token.api_key_id.as_ref(),
             Credential::ApiKey(key) => Some(&key.id),
         }
@@ -82,18 +95,15 @@ impl Principal {
     /// The scopes the credential grants: a token's, or a key's (`core.user_auth`
     /// for a full-access key).
     pub fn scopes(&self) -> &Scopes {
-        match &self.credential {
+        match &self.0.credential {
             Credential::Token(token) => &token.scopes,
-            Credential::ApiKey(_) => match &self.key_scopes {
-                Some(scopes) => scopes,
-                None => no_scopes(),
-            },
+            Credential::ApiKey(_) => &self.0.key_scopes,
         }
     }
 
     /// When the credential expires; `None` for a key that never does.
     pub fn expires(&self) -> Option<DateTime<Utc>> {
-        match &self.credential {
+        match &self.0.credential {
             Credential::Token(token) => Some(token.expires),
             Credential::ApiKey(key) => key.expires,
         }
@@ -101,23 +111,23 @@ impl Principal {
 
     /// The user, or `None` for an anonymous token.
     pub fn user(&self) -> Option<&LoadedUser> {
-        self.user.as_ref()
+        self.0.user.as_ref()
     }
 
     /// The user's id, or `None` for an anonymous token.
     pub fn user_id(&self) -> Option<&UserId> {
-        self.user.as_ref().map(LoadedUser::id)
+        self.0.user.as_ref().map(LoadedUser::id)
     }
 
     /// Whether the user is an admin (never for anonymous tokens).
     pub fn is_admin(&self) -> bool {
-        self.user.as_ref().is_some_and(LoadedUser::is_admin)
+        self.0.user.as_ref().is_some_and(LoadedUser::is_admin)
     }
 
     /// Whether this is a user's full session (`core.user_auth`): a session token,
     /// or a full-access key.
     pub fn is_full_session(&self) -> bool {
-        self.user.is_some() && self.scopes().contains(&Scope::USER_AUTH)
+        self.0.user.is_some() && self.scopes().contains(&Scope::USER_AUTH)
     }
 
     /// Strict check: the credential carries all of `required` itself.
@@ -130,11 +140,4 @@ impl Principal {
     pub fn allows<'a>(&self, required: impl IntoIterator<Item = &'a Scope>) -> bool {
         self.is_full_session() || self.has_scope(required)
     }
-}
-
-/// The empty set: what `scopes()` gives a key's principal without scopes of its
-/// own, which `from_api_key` never builds.
-fn no_scopes() -> &'static Scopes {
-    static NONE: std::sync::OnceLock<Scopes> = std::sync::OnceLock::new();
-    NONE.get_or_init(Scopes::new)
 }

@@ -53,6 +53,40 @@ pub trait UserLoader: Send + Sync + 'static {
         &self,
         id: &UserId,
     ) -> impl Future<Output = Result<Option<Self::User>, BoxError>> + Send;
+
+    /// The user with `id` without waiting, if the loader can tell from memory (a
+    /// table, a cache): `Some` of what [`load_user`](UserLoader::load_user) would
+    /// return, or `None` to have `load_user` awaited. The default says `None`.
+    ///
+    /// Answering here spares a request for a cached token the boxed future of
+    /// `load_user` and the shared handle to the loader it holds: with several
+    /// cores serving one token, that handle's count is written from each of them.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use scopegate::{AuthUser, BoxError, UserId, UserLoader};
+    ///
+    /// #[derive(Clone)]
+    /// struct User { admin: bool }
+    /// impl AuthUser for User {
+    ///     fn is_admin(&self) -> bool { self.admin }
+    /// }
+    ///
+    /// struct Users(HashMap<String, User>);
+    /// impl UserLoader for Users {
+    ///     type User = User;
+    ///     async fn load_user(&self, id: &UserId) -> Result<Option<User>, BoxError> {
+    ///         Ok(self.0.get(id.as_str()).cloned())
+    ///     }
+    ///     fn load_user_now(&self, id: &UserId) -> Option<Result<Option<User>, BoxError>> {
+    ///         Some(Ok(self.0.get(id.as_str()).cloned()))
+    ///     }
+    /// }
+    /// ```
+    fn load_user_now(&self, id: &UserId) -> Option<Result<Option<Self::User>, BoxError>> {
+        let _ = id;
+        None
+    }
 }
 
 /// A user loaded for a request: id and admin flag, plus the app's own user value.
@@ -122,24 +156,36 @@ pub(crate) type UserLoad =
 pub(crate) trait DynUserLoader: Send + Sync + 'static {
     /// The active user with `id`; `None` for unknown and inactive users alike.
     fn load_active(self: Arc<Self>, id: UserId) -> UserLoad;
+
+    /// [`DynUserLoader::load_active`]'s answer if the loader gives it without
+    /// waiting ([`UserLoader::load_user_now`]).
+    fn load_active_now(&self, id: &UserId) -> Option<Result<Option<LoadedUser>, BoxError>>;
 }
 
 impl<L: UserLoader> DynUserLoader for L {
     fn load_active(self: Arc<Self>, id: UserId) -> UserLoad {
         Box::pin(async move {
-            let Some(user) = self.load_user(&id).await? else {
-                return Ok(None);
-            };
-            if !user.is_active() {
-                return Ok(None);
-            }
-            let loaded = Arc::new(Loaded {
-                id,
-                admin: user.is_admin(),
-                type_name: std::any::type_name::<L::User>(),
-                value: user,
-            });
-            Ok(Some(LoadedUser { inner: loaded }))
+            let user = self.load_user(&id).await?;
+            Ok(user.and_then(|user| active(id, user)))
         })
     }
+
+    fn load_active_now(&self, id: &UserId) -> Option<Result<Option<LoadedUser>, BoxError>> {
+        let user = self.load_user_now(id)?;
+        // A copy of the id, not a clone: a clone would write the count of the
+        // token's id, which every core serving the token shares.
+        Some(user.map(|user| user.and_then(|user| active(UserId::from(id.as_str()), user))))
+    }
+}
+
+/// `user`, loaded, if active.
+fn active<U: AuthUser>(id: UserId, user: U) -> Option<LoadedUser> {
+    user.is_active().then(|| LoadedUser {
+        inner: Arc::new(Loaded {
+            id,
+            admin: user.is_admin(),
+            type_name: std::any::type_name::<U>(),
+            value: user,
+        }),
+    })
 }

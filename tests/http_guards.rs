@@ -819,6 +819,95 @@ impl scopegate::UserLoader for SlowUsers {
     }
 }
 
+/// The test table behind a loader that answers at once only while `now` is set,
+/// counting how often it is awaited and how often asked at once.
+#[derive(Clone, Default)]
+struct SometimesNowUsers {
+    inner: Users,
+    now: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    awaited: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    asked_now: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl scopegate::UserLoader for SometimesNowUsers {
+    type User = <Users as scopegate::UserLoader>::User;
+
+    async fn load_user(
+        &self,
+        id: &scopegate::UserId,
+    ) -> Result<Option<Self::User>, scopegate::BoxError> {
+        self.awaited
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.load_user(id).await
+    }
+
+    fn load_user_now(
+        &self,
+        id: &scopegate::UserId,
+    ) -> Option<Result<Option<Self::User>, scopegate::BoxError>> {
+        self.asked_now
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.now.load(std::sync::atomic::Ordering::SeqCst) {
+            self.inner.load_user_now(id)
+        } else {
+            None
+        }
+    }
+}
+
+/// A loader that answers at once (`load_user_now`) is never awaited, and what it
+/// answers counts as `load_user`'s would: an inactive user is refused, a failure
+/// is a 503. One that declines is awaited, once per request.
+#[tokio::test]
+async fn a_loader_that_answers_at_once_is_never_awaited_and_one_that_declines_is() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = tempfile::tempdir().unwrap();
+    let users = SometimesNowUsers::default();
+    users.now.store(true, SeqCst);
+    let bob = users.inner.add("bob", false);
+    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), users.clone())
+        .with_registry(girder_scopes())
+        .build()
+        .unwrap();
+    let app = common::app::routes(state.clone());
+    let token = state
+        .gate()
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let secret = token.secret.expose();
+    let awaited_before = users.awaited.load(SeqCst);
+    for _ in 0..3 {
+        let reply = send(&app, get_with("/user", Some(secret))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["user"], "bob");
+    }
+    assert_eq!(users.awaited.load(SeqCst), awaited_before, "never awaited");
+    assert!(users.asked_now.load(SeqCst) >= 3);
+
+    users.inner.set_active(&bob, false);
+    let reply = send(&app, get_with("/user", Some(secret))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.error(), "invalid_token");
+    users.inner.set_active(&bob, true);
+    users.inner.set_failing(true);
+    let reply = send(&app, get_with("/user", Some(secret))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    users.inner.set_failing(false);
+    assert_eq!(users.awaited.load(SeqCst), awaited_before, "never awaited");
+
+    users.now.store(false, SeqCst);
+    for _ in 0..2 {
+        let reply = send(&app, get_with("/user", Some(secret))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+    assert_eq!(
+        users.awaited.load(SeqCst),
+        awaited_before + 2,
+        "awaited once a request"
+    );
+}
+
 /// The layer settles a cached token at once when the loader answers at once; a
 /// loader that must wait still authenticates, and is asked once per request: the
 /// load it started is finished, not started again. An inactive user is refused

@@ -24,6 +24,10 @@ impl UserLoader for Users {
     async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> {
         Ok(Some(User))
     }
+
+    fn load_user_now(&self, _: &UserId) -> Option<Result<Option<User>, BoxError>> {
+        Some(Ok(Some(User)))
+    }
 }
 
 /// A temporary directory under `target/`.

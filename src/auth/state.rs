@@ -207,7 +207,7 @@ impl AuthState {
                 record("credential", &"malformed");
                 record("outcome", &"refused");
                 record("reason", &message);
-                let context = self.inner.context.clone();
+                let context = Context::local(&self.inner.context);
                 Err(Authentication::refused(
                     context,
                     Refusal::Malformed(message),
@@ -216,7 +216,7 @@ impl AuthState {
             Ok(None) => {
                 record("credential", &"none");
                 record("outcome", &"missing");
-                Err(Authentication::missing(self.inner.context.clone()))
+                Err(Authentication::missing(Context::local(&self.inner.context)))
             }
             Ok(Some(secret)) => Ok(secret),
         }
@@ -228,7 +228,7 @@ impl AuthState {
         outcome: Result<Principal, Error>,
         record: &dyn Fn(&str, &dyn tracing::Value),
     ) -> Authentication {
-        let context = self.inner.context.clone();
+        let context = Context::local(&self.inner.context);
         match outcome {
             Ok(principal) => {
                 record("outcome", &"authenticated");

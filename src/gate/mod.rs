@@ -163,7 +163,11 @@ impl ScopeGate {
 
     /// The active user `id`; `None` for unknown and inactive users alike.
     pub async fn load_active_user(&self, id: &UserId) -> Result<Option<LoadedUser>, Error> {
-        self.user_load(id).await.map_err(Error::UserLoader)
+        let user = match self.shared.users.load_active_now(id) {
+            Some(user) => user,
+            None => self.user_load(id).await,
+        };
+        user.map_err(Error::UserLoader)
     }
 
     /// The loader's erased load of user `id`, not yet polled.

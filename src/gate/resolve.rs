@@ -140,6 +140,9 @@ impl ScopeGate {
         let Some(id) = &live.token.user_id else {
             return Checked::Done(Ok(self.principal(live, None, secret)));
         };
+        if let Some(user) = self.shared.users.load_active_now(id) {
+            return Checked::Done(self.admit(live, user, secret));
+        }
         let mut load = self.user_load(id);
         // A loader that answers from memory is done on its first poll. One that is
         // not keeps its future, already boxed, and is polled again with the task's

@@ -1,0 +1,121 @@
+//! What a request costs when two cores serve the same token at once: `oneshot`
+//! requests through each router from one thread, then from two threads at the
+//! same time (one per core), in-process, without sockets or a load generator.
+//!
+//! A count that every request writes (an `Arc` cloned from every worker, say)
+//! costs nothing extra on one core; on two, its cache line moves between the
+//! cores on every write. This bench shows that cost where the instruction count
+//! cannot: the ratio to bare from two threads against the ratio from one.
+//!
+//! `cargo bench -p scopegate-benches --bench cores`. `CORES_REQUESTS` (default
+//! 200000) per thread and round, `CORES_ROUNDS` (default 5); medians of rounds,
+//! the cases run back to back in a rotating order. `CORES_CASES=guarded` runs
+//! only those cases (and bare).
+
+#![allow(missing_docs)]
+
+mod common;
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, Barrier},
+    time::Instant,
+};
+
+use axum::{body::Body, http::Request, response::Response};
+use common::{hello::hello_apps, setting};
+use scopegate::CacheConfig;
+use tower::{util::BoxCloneSyncService, Service, ServiceExt};
+
+type App = BoxCloneSyncService<Request<Body>, Response, Infallible>;
+
+/// Nanoseconds per request, for `threads` threads sending `n` requests each.
+fn run(app: &App, bearer: &str, threads: usize, n: usize) -> f64 {
+    let barrier = Arc::new(Barrier::new(threads));
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            scope.spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                barrier.wait();
+                runtime.block_on(async {
+                    for _ in 0..n {
+                        let request = Request::get("/hello")
+                            .header("authorization", format!("Bearer {bearer}"))
+                            .body(Body::empty())
+                            .unwrap();
+                        let response = app.clone().oneshot(request).await.unwrap();
+                        assert_eq!(response.status(), 200);
+                    }
+                });
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn boxed<S>(service: S) -> App
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(service)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let (n, rounds) = (
+        setting("CORES_REQUESTS", 200_000usize),
+        setting("CORES_ROUNDS", 5usize),
+    );
+    let dir = common::scratch_dir();
+    let runtime = common::runtime();
+    let apps = runtime.block_on(hello_apps(dir.path(), CacheConfig::default()));
+    let only = std::env::var("CORES_CASES").unwrap_or_default();
+    let cases: Vec<_> = [
+        ("bare", boxed(apps.bare)),
+        ("floor_wrapped", boxed(apps.floor_wrapped)),
+        ("handwritten", boxed(apps.handwritten)),
+        ("guarded", boxed(apps.guarded)),
+        ("guarded_wrapped", boxed(apps.guarded_wrapped)),
+    ]
+    .into_iter()
+    .filter(|(name, _)| *name == "bare" || only.is_empty() || only.split(',').any(|o| o == *name))
+    .collect();
+    println!("| case | 1 thread ns/req | × bare | 2 threads ns/req | × bare |");
+    println!("|---|---|---|---|---|");
+    let mut times = vec![[Vec::new(), Vec::new()]; cases.len()];
+    for round in 0..rounds {
+        for i in 0..cases.len() {
+            let index = (i + round) % cases.len();
+            for (slot, threads) in [1, 2].into_iter().enumerate() {
+                run(&cases[index].1, &apps.token, threads, n / 20); // warm
+                times[index][slot].push(run(&cases[index].1, &apps.token, threads, n));
+            }
+        }
+    }
+    let one_bare = median(times[0][0].clone());
+    let two_bare = median(times[0][1].clone());
+    for ((name, _), [one, two]) in cases.iter().zip(times) {
+        let (one, two) = (median(one), median(two));
+        println!(
+            "| {name} | {one:.0} | {:.3} | {two:.0} | {:.3} |",
+            one / one_bare,
+            two / two_bare
+        );
+    }
+}
