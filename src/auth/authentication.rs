@@ -9,8 +9,7 @@ use std::{
     },
 };
 
-use arc_swap::ArcSwap;
-
+use super::registered::RegisteredSets;
 use crate::{
     rejection::{
         AuthRejection, InsufficientScope, InvalidRequest, InvalidToken, MissingCredentials,
@@ -41,7 +40,7 @@ pub(crate) struct Context {
     pub(crate) registry: Arc<ScopeRegistry>,
     /// The guards' scope sets found in `registry`, which never changes once built:
     /// a guard looks its scopes up on its first request only.
-    registered: ArcSwap<Box<[TypeId]>>,
+    registered: RegisteredSets,
     /// The refusals a request without a live token gets, rendered once.
     missing: MissingCredentials,
     invalid_token: InvalidToken,
@@ -59,7 +58,7 @@ impl Context {
             api_key: InvalidToken::api_key(realm.clone()),
             realm,
             registry,
-            registered: ArcSwap::from_pointee(Box::default()),
+            registered: RegisteredSets::default(),
         }
     }
 
@@ -101,7 +100,7 @@ impl Context {
             id: self.id,
             realm: self.realm.clone(),
             registry: self.registry.clone(),
-            registered: ArcSwap::new(self.registered.load_full()),
+            registered: self.registered.copy(),
             missing: self.missing.clone(),
             invalid_token: self.invalid_token.clone(),
             api_key: self.api_key.clone(),
@@ -197,18 +196,12 @@ impl Authentication {
         required: &[Scope],
     ) -> Result<(), AuthRejection> {
         let set = TypeId::of::<S>();
-        if self.context.registered.load().contains(&set) {
+        if self.context.registered.contains(set) {
             return Ok(());
         }
         match self.context.registry.check_registered(required) {
             Ok(()) => {
-                self.context.registered.rcu(|known| {
-                    let mut known = known.to_vec();
-                    if !known.contains(&set) {
-                        known.push(set);
-                    }
-                    known.into_boxed_slice()
-                });
+                self.context.registered.insert(set);
                 Ok(())
             }
             Err(unknown) => {

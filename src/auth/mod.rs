@@ -6,6 +6,7 @@ mod authentication;
 mod credentials;
 mod future;
 mod layer;
+mod registered;
 mod service;
 mod state;
 

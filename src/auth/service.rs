@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use tower::Service;
-use tracing::{field::Empty, level_filters::LevelFilter, Instrument, Level, Span};
+use tracing::{field::Empty, level_filters::LevelFilter, Instrument, Level};
 
 use super::{future::ResponseFuture, AuthLayer, AuthState};
 
@@ -59,12 +59,12 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // One span per request, around the handler too, so the app's own events
         // carry who asked. Its fields never hold a secret, a digest or a header.
-        // Entered and filled only when a subscriber wants it: a disabled span
-        // still costs a dispatcher look-up on every poll and record, and making
-        // one at all costs a callsite check (and `log`'s, with tracing's `log`
-        // feature on), so none is made while no subscriber takes `INFO`.
-        let span = if LevelFilter::current() >= Level::INFO {
-            tracing::info_span!(
+        // Made, entered and filled only when a subscriber wants it: a disabled
+        // span still costs a dispatcher look-up on every poll and record, and
+        // making or dropping one at all costs callsite and `log` checks (tracing's
+        // `log` feature), so none is made while no subscriber takes `INFO`.
+        if LevelFilter::current() >= Level::INFO {
+            let span = tracing::info_span!(
                 "scopegate",
                 credential = Empty,
                 outcome = Empty,
@@ -72,42 +72,39 @@ where
                 user_id = Empty,
                 token_id = Empty,
                 api_key_id = Empty,
-            )
-        } else {
-            Span::none()
-        };
-        // The credential is borrowed from the request, never copied.
-        if span.is_disabled() {
-            let credential = self.state.find_credential(request.headers(), request.uri());
-            match self.state.authenticate_now(credential) {
-                // Settled without an await: the inner service's own future, no box.
-                Ok(authentication) => {
-                    request.extensions_mut().insert(authentication);
-                    ResponseFuture::settled(self.inner.call(request))
-                }
-                Err(resume) => {
-                    let (mut inner, state) = self.take_ready();
-                    // The future borrows the head across the lookup; the body is only
-                    // moved, so it need not be `Sync`.
-                    let (mut head, body) = request.into_parts();
-                    ResponseFuture::pending(async move {
-                        let credential = state.find_credential(&head.headers, &head.uri);
-                        let authentication = state.authenticate_resumed(credential, resume).await;
-                        head.extensions.insert(authentication);
-                        inner.call(Request::from_parts(head, body)).await
-                    })
-                }
+            );
+            if !span.is_disabled() {
+                let (mut inner, state) = self.take_ready();
+                let (mut head, body) = request.into_parts();
+                let future = async move {
+                    let credential = state.find_credential(&head.headers, &head.uri);
+                    let authentication = state.authenticate(credential, true).await;
+                    head.extensions.insert(authentication);
+                    inner.call(Request::from_parts(head, body)).await
+                };
+                return ResponseFuture::pending(future.instrument(span));
             }
-        } else {
-            let (mut inner, state) = self.take_ready();
-            let (mut head, body) = request.into_parts();
-            let future = async move {
-                let credential = state.find_credential(&head.headers, &head.uri);
-                let authentication = state.authenticate(credential, true).await;
-                head.extensions.insert(authentication);
-                inner.call(Request::from_parts(head, body)).await
-            };
-            ResponseFuture::pending(future.instrument(span))
+        }
+        // The credential is borrowed from the request, never copied.
+        let credential = self.state.find_credential(request.headers(), request.uri());
+        match self.state.authenticate_now(credential) {
+            // Settled without an await: the inner service's own future, no box.
+            Ok(authentication) => {
+                request.extensions_mut().insert(authentication);
+                ResponseFuture::settled(self.inner.call(request))
+            }
+            Err(resume) => {
+                let (mut inner, state) = self.take_ready();
+                // The future borrows the head across the lookup; the body is only
+                // moved, so it need not be `Sync`.
+                let (mut head, body) = request.into_parts();
+                ResponseFuture::pending(async move {
+                    let credential = state.find_credential(&head.headers, &head.uri);
+                    let authentication = state.authenticate_resumed(credential, resume).await;
+                    head.extensions.insert(authentication);
+                    inner.call(Request::from_parts(head, body)).await
+                })
+            }
         }
     }
 }
