@@ -743,6 +743,31 @@ async fn a_guard_found_registered_in_one_state_is_still_checked_in_another() {
     }
 }
 
+/// Each state's refusals name its own realm, however many states take turns on
+/// one thread (each thread keeps copies of the states' contexts).
+#[tokio::test]
+async fn states_taking_turns_on_one_thread_each_answer_with_their_own_realm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let apps: Vec<Router> = (0..6)
+        .map(|i| {
+            let state = AuthState::builder(store.clone(), Users::default())
+                .with_registry(girder_scopes())
+                .with_realm(format!("realm-{i}"))
+                .build()
+                .unwrap();
+            common::app::routes(state)
+        })
+        .collect();
+    for _ in 0..2 {
+        for (i, app) in apps.iter().enumerate() {
+            let reply = send(app, get_with("/user", None)).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(reply.challenge(), format!("Bearer realm=\"realm-{i}\""));
+        }
+    }
+}
+
 #[tokio::test]
 async fn tokens_cannot_carry_scopes_no_registry_declares() {
     let app = TestApp::new();

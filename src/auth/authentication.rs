@@ -72,22 +72,26 @@ impl Context {
     /// cloned by every worker, its count's cache line would move between cores
     /// on each request (about 45 ns a move on the 2-core benchmark machine); a
     /// copy per thread keeps each count in its own core's cache. A thread keeps
-    /// the copy of the last state it served.
+    /// copies for the last few states it served (an app may nest routers with
+    /// states of their own), so a copy may outlive its state until then.
     pub(crate) fn local(context: &Arc<Context>) -> Arc<Context> {
+        /// States whose copies one thread keeps.
+        const KEPT: usize = 4;
         thread_local! {
-            static LOCAL: RefCell<Option<Arc<Context>>> = const { RefCell::new(None) };
+            static LOCAL: RefCell<Vec<Arc<Context>>> = const { RefCell::new(Vec::new()) };
         }
         LOCAL
             .try_with(|local| {
                 let mut local = local.try_borrow_mut().ok()?;
-                match &*local {
-                    Some(copy) if copy.id == context.id => Some(copy.clone()),
-                    _ => {
-                        let copy = Arc::new(context.copy());
-                        *local = Some(copy.clone());
-                        Some(copy)
-                    }
+                if let Some(copy) = local.iter().find(|copy| copy.id == context.id) {
+                    return Some(copy.clone());
                 }
+                if local.len() == KEPT {
+                    local.remove(0);
+                }
+                let copy = Arc::new(context.copy());
+                local.push(copy.clone());
+                Some(copy)
             })
             .ok()
             .flatten()
