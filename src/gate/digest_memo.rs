@@ -13,8 +13,10 @@
 //! attacker sees depends on the hash but whether a request authenticated, so
 //! the cryptanalysis that more rounds guard against (recovering the key from
 //! outputs) has nothing to work on, and a blind match is a 2^-128 guess. It is
-//! also what the standard library trusts its hash maps' keys to. Only secrets that authenticated are remembered, so made-up tokens cannot
-//! fill it.
+//! also what the standard library trusts its hash maps' keys to.
+//!
+//! Only secrets that authenticated are remembered, so made-up tokens cannot fill
+//! it.
 //!
 //! The memo is a fixed table of 64-byte slots in buckets of two, allocated once.
 //! A lookup reads one bucket and writes nothing, so two cores serving the same
