@@ -823,6 +823,37 @@ async fn asking_for_the_user_as_the_wrong_type_fails_loudly_naming_both_types() 
     assert!(message.contains("TestUser"), "{message}");
 }
 
+/// The test routes over a sled store in `dir` and `users`, and the secret of a
+/// session token for `user`.
+async fn routes_and_session(
+    dir: &std::path::Path,
+    users: impl scopegate::UserLoader,
+    user: &scopegate::UserId,
+) -> (Router, String) {
+    let state = AuthState::builder(SledStore::open(dir).unwrap(), users)
+        .with_registry(girder_scopes())
+        .build()
+        .unwrap();
+    let issued = state
+        .gate()
+        .create_token(NewToken::for_user(user.clone()))
+        .await
+        .unwrap();
+    (
+        common::app::routes(state),
+        issued.secret.expose().to_owned(),
+    )
+}
+
+/// `GET /user` with `secret` answers bob, `times` times over.
+async fn serves_bob(app: &Router, secret: &str, times: usize) {
+    for _ in 0..times {
+        let reply = send(app, get_with("/user", Some(secret))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        assert_eq!(reply.body["user"], "bob");
+    }
+}
+
 /// An app's loader that awaits something before answering (its database, say):
 /// never ready on its first poll, and counting its calls.
 #[derive(Clone, Default)]
@@ -890,23 +921,10 @@ async fn a_loader_that_answers_at_once_is_never_awaited_and_one_that_declines_is
     let users = SometimesNowUsers::default();
     users.now.store(true, SeqCst);
     let bob = users.inner.add("bob", false);
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), users.clone())
-        .with_registry(girder_scopes())
-        .build()
-        .unwrap();
-    let app = common::app::routes(state.clone());
-    let token = state
-        .gate()
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let secret = token.secret.expose();
+    let (app, session) = routes_and_session(dir.path(), users.clone(), &bob).await;
+    let secret = session.as_str();
     let awaited_before = users.awaited.load(SeqCst);
-    for _ in 0..3 {
-        let reply = send(&app, get_with("/user", Some(secret))).await;
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        assert_eq!(reply.body["user"], "bob");
-    }
+    serves_bob(&app, secret, 3).await;
     assert_eq!(users.awaited.load(SeqCst), awaited_before, "never awaited");
     assert!(users.asked_now.load(SeqCst) >= 3);
 
@@ -922,10 +940,7 @@ async fn a_loader_that_answers_at_once_is_never_awaited_and_one_that_declines_is
     assert_eq!(users.awaited.load(SeqCst), awaited_before, "never awaited");
 
     users.now.store(false, SeqCst);
-    for _ in 0..2 {
-        let reply = send(&app, get_with("/user", Some(secret))).await;
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    }
+    serves_bob(&app, secret, 2).await;
     assert_eq!(
         users.awaited.load(SeqCst),
         awaited_before + 2,
@@ -942,24 +957,11 @@ async fn a_user_loader_that_is_not_ready_at_once_authenticates_and_is_asked_once
     let dir = tempfile::tempdir().unwrap();
     let users = SlowUsers::default();
     let bob = users.inner.add("bob", false);
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), users.clone())
-        .with_registry(girder_scopes())
-        .build()
-        .unwrap();
-    let app = common::app::routes(state.clone());
-    let token = state
-        .gate()
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let secret = token.secret.expose();
+    let (app, session) = routes_and_session(dir.path(), users.clone(), &bob).await;
+    let secret = session.as_str();
     let asked_before = users.calls.load(std::sync::atomic::Ordering::SeqCst);
     // The first request reads the store; the next ones hit the cache.
-    for _ in 0..3 {
-        let reply = send(&app, get_with("/user", Some(secret))).await;
-        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        assert_eq!(reply.body["user"], "bob");
-    }
+    serves_bob(&app, secret, 3).await;
     let asked = users.calls.load(std::sync::atomic::Ordering::SeqCst) - asked_before;
     assert_eq!(asked, 3, "one load per request");
 
