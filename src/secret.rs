@@ -14,6 +14,10 @@ use crate::error::ConfigError;
 const BODY_LEN: usize = 43;
 /// CRC32 < 2^32 < 62^6, so six base62 characters always hold it.
 const CHECK_LEN: usize = 6;
+/// `_tok_` or `_key_`: the kind's tag between underscores.
+const KIND_LEN: usize = 5;
+/// What follows the kind: the body and its check.
+const TAIL_LEN: usize = BODY_LEN + CHECK_LEN;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Characters of the body shown in an API key's non-secret `start`.
 const START_LEN: usize = 4;
@@ -165,14 +169,41 @@ pub struct MalformedSecret;
 /// Mints, checks and digests secrets: the configured prefix and optional pepper.
 #[derive(Clone)]
 pub struct SecretCodec {
-    prefix: Arc<str>,
+    prefix: Prefix,
     pepper: Option<Arc<[u8]>>,
+}
+
+/// The configured prefix, and the same as the first 16 bytes of a secret hold
+/// it: a secret is longer than the longest prefix, so one masked compare of
+/// those bytes checks any prefix, with no call to `memcmp`.
+#[derive(Clone)]
+struct Prefix {
+    text: Arc<str>,
+    word: u128,
+    mask: u128,
+}
+
+impl Prefix {
+    /// `text` is 1 to `MAX_PREFIX_LEN` (16) bytes, as [`SecretCodec::new`] checks.
+    fn new(text: &str) -> Self {
+        let mut bytes = [0; MAX_PREFIX_LEN];
+        bytes[..text.len()].copy_from_slice(text.as_bytes());
+        Self {
+            text: Arc::from(text),
+            word: u128::from_le_bytes(bytes),
+            mask: u128::MAX >> (8 * (MAX_PREFIX_LEN - text.len())),
+        }
+    }
+
+    fn starts(&self, first: &[u8; MAX_PREFIX_LEN]) -> bool {
+        u128::from_le_bytes(*first) & self.mask == self.word
+    }
 }
 
 impl fmt::Debug for SecretCodec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretCodec")
-            .field("prefix", &self.prefix)
+            .field("prefix", &self.prefix.text)
             .field("pepper", &self.pepper.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -181,7 +212,7 @@ impl fmt::Debug for SecretCodec {
 impl Default for SecretCodec {
     fn default() -> Self {
         Self {
-            prefix: Arc::from("sg"),
+            prefix: Prefix::new("sg"),
             pepper: None,
         }
     }
@@ -200,7 +231,7 @@ impl SecretCodec {
             return Err(ConfigError::InvalidPrefix);
         }
         Ok(Self {
-            prefix: Arc::from(prefix),
+            prefix: Prefix::new(prefix),
             pepper: None,
         })
     }
@@ -221,12 +252,12 @@ impl SecretCodec {
 
     /// The configured prefix.
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.prefix.text
     }
 
     /// A fresh secret of `kind` from the thread-local CSPRNG, with its digest.
     pub fn generate(&self, kind: SecretKind) -> (Secret, SecretDigest) {
-        let mut secret = format!("{}_{}_", self.prefix, kind.tag());
+        let mut secret = format!("{}_{}_", self.prefix.text, kind.tag());
         secret.extend(
             rand::rng()
                 .sample_iter(Alphanumeric)
@@ -235,7 +266,7 @@ impl SecretCodec {
         );
         let check = encode_check(crc32fast::hash(secret.as_bytes()));
         secret.extend(check.iter().map(|&b| char::from(b)));
-        let digest = self.digest(&secret);
+        let digest = self.digest(secret.as_bytes());
         (Secret(secret), digest)
     }
 
@@ -246,58 +277,83 @@ impl SecretCodec {
         kind: SecretKind,
         candidate: &str,
     ) -> Result<SecretDigest, MalformedSecret> {
-        let rest = candidate
-            .strip_prefix(&*self.prefix)
-            .and_then(|r| r.strip_prefix('_'))
-            .and_then(|r| r.strip_prefix(kind.tag()))
-            .and_then(|r| r.strip_prefix('_'))
-            .ok_or(MalformedSecret)?;
-        // Branch-free, so the compiler can check many bytes at once.
-        let alphanumeric = rest
-            .bytes()
-            .fold(true, |ok, b| ok & b.is_ascii_alphanumeric());
-        if rest.len() != BODY_LEN + CHECK_LEN || !alphanumeric {
+        match self.check(candidate.as_bytes())? {
+            checked if checked == kind => Ok(self.digest(candidate.as_bytes())),
+            _ => Err(MalformedSecret),
+        }
+    }
+
+    /// The kind of secret `candidate` is, if its format and checksum are right:
+    /// what every credential must pass before anything hashes it or a store sees
+    /// it. No allocation, no hashing; one short compare for the prefix.
+    pub(crate) fn check(&self, bytes: &[u8]) -> Result<SecretKind, MalformedSecret> {
+        let kind_at = self.prefix.text.len();
+        if bytes.len() != kind_at + KIND_LEN + TAIL_LEN {
             return Err(MalformedSecret);
         }
-        let (signed, check) = candidate.split_at(candidate.len() - CHECK_LEN);
-        if encode_check(crc32fast::hash(signed.as_bytes())) != check.as_bytes() {
+        // Fixed sizes from here, so the compiler unrolls every check.
+        let (Some(first), Some((tag, tail))) = (
+            bytes.first_chunk(),
+            bytes[kind_at..].split_first_chunk::<KIND_LEN>(),
+        ) else {
+            return Err(MalformedSecret);
+        };
+        let kind = match tag {
+            b"_tok_" => SecretKind::Token,
+            b"_key_" => SecretKind::ApiKey,
+            _ => return Err(MalformedSecret),
+        };
+        let tail: &[u8; TAIL_LEN] = tail.try_into().map_err(|_| MalformedSecret)?;
+        if !self.prefix.starts(first) || !all_base62(tail) {
             return Err(MalformedSecret);
         }
-        Ok(self.digest(candidate))
+        let (signed, check) = bytes.split_at(bytes.len() - CHECK_LEN);
+        if decode_check(check) != u64::from(crc32fast::hash(signed)) {
+            return Err(MalformedSecret);
+        }
+        Ok(kind)
     }
 
     /// The kind `candidate` claims to be by its prefix alone (`sg_key_…`,
     /// `sg_tok_…`), without checking the rest: [`SecretCodec::parse`] decides.
     pub fn claimed_kind(&self, candidate: &str) -> Option<SecretKind> {
-        let rest = candidate
-            .strip_prefix(&*self.prefix)
-            .and_then(|r| r.strip_prefix('_'))?;
-        [SecretKind::Token, SecretKind::ApiKey]
-            .into_iter()
-            .find(|kind| rest.starts_with(kind.tag()) && rest[kind.tag().len()..].starts_with('_'))
+        self.claimed_kind_of(candidate.as_bytes())
     }
 
-    /// Whether `candidate` is as long as a secret of `kind` is: one compare, so a
-    /// string of another length is refused before anything hashes it.
-    pub(crate) fn has_length(&self, kind: SecretKind, candidate: &str) -> bool {
-        candidate.len() == self.prefix.len() + kind.tag().len() + 2 + BODY_LEN + CHECK_LEN
+    /// [`SecretCodec::claimed_kind`] of a credential's bytes.
+    pub(crate) fn claimed_kind_of(&self, candidate: &[u8]) -> Option<SecretKind> {
+        let rest = candidate.strip_prefix(self.prefix.text.as_bytes())?;
+        match rest.first_chunk::<KIND_LEN>()? {
+            b"_tok_" => Some(SecretKind::Token),
+            b"_key_" => Some(SecretKind::ApiKey),
+            _ => None,
+        }
     }
 
     /// The non-secret display form of a secret: prefix, kind and its first four body characters.
     pub(crate) fn start(&self, kind: SecretKind, secret: &Secret) -> String {
-        let head = self.prefix.len() + 1 + kind.tag().len() + 1;
+        let head = self.prefix.text.len() + 1 + kind.tag().len() + 1;
         secret.0[..head + START_LEN].to_owned()
     }
 
-    fn digest(&self, secret: &str) -> SecretDigest {
+    /// The body of a secret that passed [`SecretCodec::check`]: all that tells two
+    /// secrets of one kind apart, since the head is the codec's and the check
+    /// follows from the rest.
+    pub(crate) fn body<'a>(&self, checked: &'a [u8]) -> &'a [u8] {
+        let start = self.prefix.text.len() + KIND_LEN;
+        &checked[start..start + BODY_LEN]
+    }
+
+    /// The digest of a secret that passed [`SecretCodec::check`].
+    pub(crate) fn digest(&self, secret: &[u8]) -> SecretDigest {
         let bytes: [u8; 32] = match &self.pepper {
             Some(pepper) => {
                 let mut mac = Hmac::<Sha256>::new_from_slice(pepper)
                     .expect("HMAC accepts keys of any length");
-                mac.update(secret.as_bytes());
+                mac.update(secret);
                 mac.finalize().into_bytes().into()
             }
-            None => Sha256::digest(secret.as_bytes()).into(),
+            None => Sha256::digest(secret).into(),
         };
         SecretDigest(bytes)
     }
@@ -311,6 +367,38 @@ fn encode_check(mut crc: u32) -> [u8; CHECK_LEN] {
         crc /= 62;
     }
     out
+}
+
+/// What each byte is worth as a base62 digit; `NOT_BASE62` for any other byte.
+const BASE62_VALUE: [u8; 256] = {
+    let mut table = [NOT_BASE62; 256];
+    let mut i = 0;
+    while i < BASE62.len() {
+        table[BASE62[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_BASE62: u8 = 0xff;
+
+/// Whether every byte is an ASCII letter or digit. Branch-free, so the compiler
+/// checks sixteen bytes an instruction.
+fn all_base62<const N: usize>(bytes: &[u8; N]) -> bool {
+    bytes.iter().fold(true, |ok, &b| {
+        // Setting bit 5 folds upper-case letters onto lower-case ones, and moves
+        // nothing else into `a..=z`.
+        let digit = b.wrapping_sub(b'0') < 10;
+        let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+        ok & (digit | letter)
+    })
+}
+
+/// The number `CHECK_LEN` base62 digits spell (of [`all_base62`] bytes). It may
+/// exceed `u32::MAX`: a check no CRC-32 encodes to then matches none.
+fn decode_check(check: &[u8]) -> u64 {
+    check.iter().fold(0, |value, &b| {
+        value * 62 + u64::from(BASE62_VALUE[usize::from(b)])
+    })
 }
 
 #[cfg(test)]
@@ -329,17 +417,43 @@ mod tests {
     }
 
     #[test]
-    fn the_length_check_agrees_with_parse_for_every_prefix_and_kind() {
+    fn check_names_the_kind_of_every_generated_secret_under_either_prefix() {
         for codec in [SecretCodec::default(), SecretCodec::new("acme").unwrap()] {
             for kind in [SecretKind::Token, SecretKind::ApiKey] {
                 let (secret, _) = codec.generate(kind);
                 let s = secret.expose();
-                assert!(codec.has_length(kind, s));
-                assert!(!codec.has_length(kind, &s[1..]));
-                assert!(!codec.has_length(kind, &format!("{s}0")));
-                assert!(codec.parse(kind, &s[1..]).is_err());
+                assert_eq!(codec.check(s.as_bytes()), Ok(kind));
+                assert_eq!(codec.check(&s.as_bytes()[1..]), Err(MalformedSecret));
+                assert_eq!(
+                    codec.check(format!("{s}0").as_bytes()),
+                    Err(MalformedSecret)
+                );
+                assert_eq!(
+                    codec.check(format!("x{}", &s[1..]).as_bytes()),
+                    Err(MalformedSecret)
+                );
             }
         }
+    }
+
+    #[test]
+    fn only_letters_and_digits_are_base62() {
+        for b in 0..=u8::MAX {
+            assert_eq!(all_base62(&[b]), b.is_ascii_alphanumeric(), "byte {b}");
+            assert_eq!(
+                BASE62_VALUE[usize::from(b)] != NOT_BASE62,
+                b.is_ascii_alphanumeric()
+            );
+        }
+    }
+
+    #[test]
+    fn decoding_the_check_inverts_encoding_it() {
+        for crc in [0, 1, 61, 62, 0xdead_beef, u32::MAX] {
+            assert_eq!(decode_check(&encode_check(crc)), u64::from(crc));
+        }
+        // Six digits can spell more than a CRC-32: such a check matches nothing.
+        assert!(decode_check(b"zzzzzz") > u64::from(u32::MAX));
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl TokenSources {
         &'a self,
         headers: &'a HeaderMap,
         uri: &'a Uri,
-    ) -> Result<Option<&'a str>, Malformed> {
+    ) -> Result<Option<&'a [u8]>, Malformed> {
         let mut found = Found::default();
         found.add(bearer(headers)?)?;
         if let Some(name) = &self.header {
@@ -80,27 +80,25 @@ impl TokenSources {
 /// The credential found so far; any other must be the same.
 #[derive(Default)]
 struct Found<'a> {
-    first: Option<&'a str>,
+    first: Option<&'a [u8]>,
 }
 
 impl<'a> Found<'a> {
-    fn add(&mut self, value: Option<&'a str>) -> Result<(), Malformed> {
+    fn add(&mut self, value: Option<&'a [u8]>) -> Result<(), Malformed> {
         match (self.first, value) {
             (_, None) => Ok(()),
             (None, Some(value)) => {
                 self.first = Some(value);
                 Ok(())
             }
-            (Some(first), Some(other)) if bool::from(first.as_bytes().ct_eq(other.as_bytes())) => {
-                Ok(())
-            }
+            (Some(first), Some(other)) if bool::from(first.ct_eq(other)) => Ok(()),
             (Some(_), Some(_)) => Err(SEVERAL_CREDENTIALS),
         }
     }
 }
 
 /// The token of the `Authorization: Bearer` header; other schemes (`Basic`) are not ours.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Malformed> {
+fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, Malformed> {
     let Some(value) = single_value(headers, &header::AUTHORIZATION, SEVERAL_AUTHORIZATION)? else {
         return Ok(None);
     };
@@ -125,9 +123,10 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Malformed> {
 /// The scheme and its one space, compared without regard to case.
 const BEARER: &[u8] = b"bearer ";
 
-/// `bytes` as a str if they are one RFC 6750 `b64token`: at least one of
-/// `A-Z a-z 0-9 - . _ ~ + /`, then any number of `=`.
-fn b64token(bytes: &[u8]) -> Option<&str> {
+/// `bytes` if they are one RFC 6750 `b64token`: at least one of
+/// `A-Z a-z 0-9 - . _ ~ + /`, then any number of `=`. Such bytes are ASCII, so
+/// the credential stays bytes from here on: no pass to make it a `str`.
+fn b64token(bytes: &[u8]) -> Option<&[u8]> {
     let body_len = bytes.len() - bytes.iter().rev().take_while(|&&b| b == b'=').count();
     // Without an early exit: a branch-free pass over a short token is cheaper than
     // a test and branch per byte, and a bad byte costs the same.
@@ -136,8 +135,7 @@ fn b64token(bytes: &[u8]) -> Option<&str> {
             .iter()
             .fold(0, |refused, &b| refused | NOT_B64TOKEN[usize::from(b)])
             == 0;
-    // Every byte is ASCII now, so the conversion only confirms it.
-    valid.then(|| std::str::from_utf8(bytes).ok()).flatten()
+    valid.then_some(bytes)
 }
 
 /// 1 for each byte a `b64token`'s body may not hold, 0 for the rest
@@ -159,7 +157,7 @@ const NOT_B64TOKEN: [u8; 256] = {
 fn single_header<'a>(
     headers: &'a HeaderMap,
     name: &HeaderName,
-) -> Result<Option<&'a str>, Malformed> {
+) -> Result<Option<&'a [u8]>, Malformed> {
     let Some(value) = single_value(headers, name, SEVERAL_CREDENTIALS)? else {
         return Ok(None);
     };
@@ -184,7 +182,7 @@ fn single_value<'a>(
 }
 
 /// A token as sent: RFC 6750's `b64token` (`A-Z a-z 0-9 - . _ ~ + /`, then `=`s).
-fn token_value(value: &str) -> Result<&str, Malformed> {
+fn token_value(value: &str) -> Result<&[u8], Malformed> {
     b64token(value.as_bytes()).ok_or(MALFORMED_VALUE)
 }
 
@@ -239,7 +237,7 @@ mod tests {
         }
         let uri = uri.parse().unwrap();
         let found = sources.find(&map, &uri)?;
-        Ok(found.map(str::to_owned))
+        Ok(found.map(|token| String::from_utf8(token.to_vec()).unwrap()))
     }
 
     fn bearer_only(headers: &[(&str, &[u8])]) -> Result<Option<String>, Malformed> {

@@ -131,7 +131,7 @@ impl AuthState {
         &'a self,
         headers: &'a HeaderMap,
         uri: &'a Uri,
-    ) -> Result<Option<&'a str>, Malformed> {
+    ) -> Result<Option<&'a [u8]>, Malformed> {
         self.inner.sources.find(headers, uri)
     }
 
@@ -141,7 +141,7 @@ impl AuthState {
     /// outcome in it.
     pub(crate) async fn authenticate(
         &self,
-        credential: Result<Option<&str>, Malformed>,
+        credential: Result<Option<&[u8]>, Malformed>,
         traced: bool,
     ) -> Authentication {
         // What was found, never the secret. The span is fetched on each side of
@@ -167,7 +167,7 @@ impl AuthState {
     /// [`AuthState::authenticate_resumed`].
     pub(crate) fn authenticate_now(
         &self,
-        credential: Result<Option<&str>, Malformed>,
+        credential: Result<Option<&[u8]>, Malformed>,
     ) -> Result<Authentication, Resume> {
         let secret = match self.without_secret(credential, &untraced) {
             Ok(secret) => secret,
@@ -183,7 +183,7 @@ impl AuthState {
     /// was given, found again in the same request.
     pub(crate) async fn authenticate_resumed(
         &self,
-        credential: Result<Option<&str>, Malformed>,
+        credential: Result<Option<&[u8]>, Malformed>,
         resume: Resume,
     ) -> Authentication {
         match credential {
@@ -199,9 +199,9 @@ impl AuthState {
     /// The secret to look up, or the authentication of a request without one.
     fn without_secret<'a>(
         &self,
-        credential: Result<Option<&'a str>, Malformed>,
+        credential: Result<Option<&'a [u8]>, Malformed>,
         record: &dyn Fn(&str, &dyn tracing::Value),
-    ) -> Result<&'a str, Authentication> {
+    ) -> Result<&'a [u8], Authentication> {
         match credential {
             Err(message) => {
                 record("credential", &"malformed");

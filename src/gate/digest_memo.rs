@@ -5,7 +5,9 @@
 //! store and its cache, under the digest. What the memo holds is a keyed hash of
 //! each secret (SipHash-1-3, 128 bits, a key drawn from the OS CSPRNG at start),
 //! never the secret: 64 bits find the entry, the other 64 are compared in constant
-//! time.
+//! time. Only tokens are remembered, and only after their format and checksum
+//! passed, so the hash covers the body alone: a token's head is the gate's, and
+//! its check follows from the rest.
 //!
 //! Why 1-3 rounds are enough: to be taken for another token, a secret must hash
 //! as that token's secret does, under a key the attacker never learns, to a
@@ -57,17 +59,17 @@ impl DigestMemo {
         }
     }
 
-    /// The digest of `secret`, if it authenticated before.
-    pub(super) fn digest(&self, secret: &str) -> Option<SecretDigest> {
-        let hash = self.hasher.hash(secret.as_bytes());
+    /// The digest of the token whose body is `body`, if it authenticated before.
+    pub(super) fn digest(&self, body: &[u8]) -> Option<SecretDigest> {
+        let hash = self.hasher.hash(body);
         self.bucket(hash.h1)
             .iter()
             .find_map(|slot| slot.read(hash.h1, hash.h2))
     }
 
-    /// Remembers the digest of a secret that just authenticated.
-    pub(super) fn remember(&self, secret: &str, digest: SecretDigest) {
-        let hash = self.hasher.hash(secret.as_bytes());
+    /// Remembers the digest of a token that just authenticated, by its body.
+    pub(super) fn remember(&self, body: &[u8], digest: SecretDigest) {
+        let hash = self.hasher.hash(body);
         let bucket = self.bucket(hash.h1);
         // An empty slot if there is one; else the check's low bit picks which
         // entry makes way, so no pattern of use can pin one in place.
@@ -161,10 +163,10 @@ mod tests {
     fn only_the_remembered_secret_finds_its_digest() {
         let memo = DigestMemo::new(100);
         let digest = SecretDigest::from_bytes(std::array::from_fn(|i| i as u8));
-        assert_eq!(memo.digest("sg_tok_a"), None);
-        memo.remember("sg_tok_a", digest);
-        assert_eq!(memo.digest("sg_tok_a"), Some(digest));
-        assert_eq!(memo.digest("sg_tok_b"), None);
+        assert_eq!(memo.digest(b"sg_tok_a"), None);
+        memo.remember(b"sg_tok_a", digest);
+        assert_eq!(memo.digest(b"sg_tok_a"), Some(digest));
+        assert_eq!(memo.digest(b"sg_tok_b"), None);
     }
 
     #[test]
@@ -172,11 +174,11 @@ mod tests {
         // Four slots, forty secrets: most are displaced; none finds another's digest.
         let memo = DigestMemo::new(4);
         for n in 0..40u8 {
-            memo.remember(&format!("sg_tok_{n}"), digest_of(n));
+            memo.remember(format!("sg_tok_{n}").as_bytes(), digest_of(n));
         }
         let mut found = 0;
         for n in 0..40u8 {
-            if let Some(digest) = memo.digest(&format!("sg_tok_{n}")) {
+            if let Some(digest) = memo.digest(format!("sg_tok_{n}").as_bytes()) {
                 assert_eq!(digest, digest_of(n));
                 found += 1;
             }
@@ -186,7 +188,7 @@ mod tests {
             "{found} secrets remembered in 4 slots"
         );
         assert_eq!(
-            memo.digest("sg_tok_39"),
+            memo.digest(b"sg_tok_39"),
             Some(digest_of(39)),
             "the newest is kept"
         );
@@ -203,13 +205,13 @@ mod tests {
                 let memo = Arc::clone(&memo);
                 std::thread::spawn(move || {
                     for _ in 0..20_000 {
-                        memo.remember(&format!("sg_tok_{n}"), digest_of(n));
+                        memo.remember(format!("sg_tok_{n}").as_bytes(), digest_of(n));
                     }
                 })
             })
             .collect();
         let read = |n: u8| {
-            let found = memo.digest(&format!("sg_tok_{n}"));
+            let found = memo.digest(format!("sg_tok_{n}").as_bytes());
             assert!(found.is_none() || found == Some(digest_of(n)), "torn entry");
             found.is_some()
         };

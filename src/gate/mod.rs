@@ -142,8 +142,8 @@ impl ScopeGate {
 
     /// What kind of credential `secret` looks like, for the request's span.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by the HTTP parts
-    pub(crate) fn credential_kind(&self, secret: &str) -> &'static str {
-        match self.shared.codec.claimed_kind(secret) {
+    pub(crate) fn credential_kind(&self, secret: &[u8]) -> &'static str {
+        match self.shared.codec.claimed_kind_of(secret) {
             Some(SecretKind::ApiKey) => "api_key",
             Some(SecretKind::Token) => "token",
             None => "unrecognized",

@@ -59,7 +59,7 @@ pub(crate) struct Live {
 impl ScopeGate {
     /// [`ScopeGate::authenticate`] without a span of its own: the layer calls it
     /// inside the request's span.
-    pub(crate) async fn resolve(&self, secret: &str) -> Result<Principal, Error> {
+    pub(crate) async fn resolve(&self, secret: &[u8]) -> Result<Principal, Error> {
         match self.resolve_now(secret) {
             Resolving::Done(outcome) => outcome,
             Resolving::Pending(resume) => self.resume(secret, resume).await,
@@ -70,23 +70,19 @@ impl ScopeGate {
     /// and a token the store answers for synchronously
     /// ([`TokenStore::cached_token`](crate::TokenStore::cached_token)) whose user
     /// the loader returns on its first poll, are settled here.
-    pub(crate) fn resolve_now(&self, secret: &str) -> Resolving {
+    pub(crate) fn resolve_now(&self, secret: &[u8]) -> Resolving {
         let codec = &self.shared.codec;
-        // One parse, of the kind the prefix claims: a refusal costs one checksum.
-        let (digest, remembered) = match codec.claimed_kind(secret) {
-            // A token seen before skips the checksum and SHA-256.
-            Some(SecretKind::Token) if !codec.has_length(SecretKind::Token, secret) => {
-                return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed)))
-            }
-            Some(SecretKind::Token) => match self.shared.memo.digest(secret) {
-                Some(digest) => (digest, true),
-                None => match codec.parse(SecretKind::Token, secret) {
-                    Ok(digest) => (digest, false),
-                    Err(_) => return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed))),
-                },
-            },
-            Some(SecretKind::ApiKey) => return Resolving::Pending(Resume::ApiKey),
-            None => return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed))),
+        // Format and checksum first: a made-up string is refused before anything
+        // hashes it or the store sees it.
+        match codec.check(secret) {
+            Ok(SecretKind::Token) => {}
+            Ok(SecretKind::ApiKey) => return Resolving::Pending(Resume::ApiKey),
+            Err(_) => return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed))),
+        }
+        // A token seen before skips SHA-256.
+        let (digest, remembered) = match self.shared.memo.digest(codec.body(secret)) {
+            Some(digest) => (digest, true),
+            None => (codec.digest(secret), false),
         };
         match self.shared.store.cached_token(&digest) {
             Some(token) => match self.check_token(Some(token), digest, remembered, secret) {
@@ -98,7 +94,7 @@ impl ScopeGate {
     }
 
     /// Finishes what [`ScopeGate::resolve_now`] left pending, for the same `secret`.
-    pub(crate) async fn resume(&self, secret: &str, resume: Resume) -> Result<Principal, Error> {
+    pub(crate) async fn resume(&self, secret: &[u8], resume: Resume) -> Result<Principal, Error> {
         let (live, load) = match resume {
             Resume::ApiKey => return self.resolve_api_key(secret).await,
             Resume::Token { digest, remembered } => {
@@ -121,7 +117,7 @@ impl ScopeGate {
         token: Option<Arc<Token>>,
         digest: SecretDigest,
         remembered: bool,
-        secret: &str,
+        secret: &[u8],
     ) -> Checked {
         let Some(token) = token.filter(|token| token.digest == digest) else {
             return Checked::Done(Err(refuse(InvalidTokenReason::Unknown)));
@@ -158,7 +154,7 @@ impl ScopeGate {
         &self,
         live: Live,
         user: Result<Option<LoadedUser>, BoxError>,
-        secret: &str,
+        secret: &[u8],
     ) -> Result<Principal, Error> {
         let user = user
             .map_err(Error::UserLoader)?
@@ -166,7 +162,7 @@ impl ScopeGate {
         Ok(self.principal(live, Some(user), secret))
     }
 
-    fn principal(&self, live: Live, user: Option<LoadedUser>, secret: &str) -> Principal {
+    fn principal(&self, live: Live, user: Option<LoadedUser>, secret: &[u8]) -> Principal {
         self.note_use(
             Used::Token(&live.token.id),
             &live.digest,
@@ -174,18 +170,19 @@ impl ScopeGate {
             live.now,
         );
         if !live.remembered {
-            self.shared.memo.remember(secret, live.digest);
+            let body = self.shared.codec.body(secret);
+            self.shared.memo.remember(body, live.digest);
         }
         Principal::new(live.token, user)
     }
 
     /// An API key's principal, with direct key authentication on.
-    async fn resolve_api_key(&self, secret: &str) -> Result<Principal, Error> {
-        let digest = self
-            .shared
-            .codec
-            .parse(SecretKind::ApiKey, secret)
-            .map_err(|_| refuse(InvalidTokenReason::Malformed))?;
+    async fn resolve_api_key(&self, secret: &[u8]) -> Result<Principal, Error> {
+        let codec = &self.shared.codec;
+        let digest = match codec.check(secret) {
+            Ok(SecretKind::ApiKey) => codec.digest(secret),
+            _ => return Err(refuse(InvalidTokenReason::Malformed)),
+        };
         if !self.shared.direct_api_keys {
             return Err(refuse(InvalidTokenReason::ApiKey));
         }

@@ -129,9 +129,9 @@ impl ScopeGate {
         // callsite check, a record, and `log`'s checks (tracing's `log` feature).
         if LevelFilter::current() >= Level::INFO {
             let span = tracing::info_span!("authenticate");
-            self.resolve(secret).instrument(span).await
+            self.resolve(secret.as_bytes()).instrument(span).await
         } else {
-            self.resolve(secret).await
+            self.resolve(secret.as_bytes()).await
         }
     }
 
