@@ -15,7 +15,8 @@
 //!
 //! Every server gets the same request, `Authorization: Bearer <live token>`
 //! included. Rounds run the servers back to back in a rotating order; the table
-//! shows medians over rounds and the ratio to `bare` in the same run.
+//! shows medians over rounds, and the median (and range) of each round's ratio
+//! to that round's `bare` run.
 //!
 //! `cargo bench -p scopegate-benches --bench load` (installs `wrk` with apt if it is
 //! missing and we are root). `LOAD_SECONDS` (default 8) and `LOAD_ROUNDS`
@@ -194,7 +195,8 @@ fn main() {
     for (_, addr) in &servers {
         wrk(*addr, &bearer, 1, connections);
     }
-    let mut runs: Vec<Vec<Run>> = servers.iter().map(|_| Vec::new()).collect();
+    // Indexed by server, then by round.
+    let mut runs_by_round: Vec<Vec<Run>> = servers.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds as usize {
         for i in 0..servers.len() {
             let index = (i + round) % servers.len();
@@ -203,27 +205,34 @@ fn main() {
                 "round {round}: {:<12} {:>9.0} req/s {:>6.1} µs CPU/request",
                 servers[index].0, run.rps, run.cpu_us
             );
-            runs[index].push(run);
+            runs_by_round[index].push(run);
         }
     }
-    let bare_rps = servers
+    // Each round's ratio to that round's bare run, so a drift of the machine's
+    // speed between rounds cancels; the table shows their median and range.
+    let bare: Vec<f64> = servers
         .iter()
         .position(|(name, _)| *name == "bare")
-        .map_or(f64::NAN, |bare| {
-            median(runs[bare].iter().map(|r| r.rps).collect())
+        .map_or_else(Vec::new, |bare| {
+            runs_by_round[bare].iter().map(|r| r.rps).collect()
         });
     println!("\nGET /hello, wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, medians\n");
-    println!("| server | req/s | p50 ms | p99 ms | × bare | server CPU µs/req |");
+    println!("| server | req/s | p50 ms | p99 ms | × bare (rounds' range) | server CPU µs/req |");
     println!("|---|---|---|---|---|---|");
-    for ((name, _), runs) in servers.iter().zip(&runs) {
+    for ((name, _), runs) in servers.iter().zip(&runs_by_round) {
         let rps = median(runs.iter().map(|r| r.rps).collect());
         let p50 = median(runs.iter().map(|r| r.p50).collect());
         let p99 = median(runs.iter().map(|r| r.p99).collect());
         let cpu = median(runs.iter().map(|r| r.cpu_us).collect());
-        println!(
-            "| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {:.2} | {cpu:.1} |",
-            rps / bare_rps
-        );
+        let mut ratios: Vec<f64> = runs.iter().zip(&bare).map(|(r, b)| r.rps / b).collect();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = match (ratios.first(), ratios.last()) {
+            (Some(low), Some(high)) => {
+                format!("{:.2} ({low:.2}–{high:.2})", median(ratios.clone()))
+            }
+            _ => "—".to_owned(),
+        };
+        println!("| {name} | {rps:.0} | {p50:.3} | {p99:.3} | {ratio} | {cpu:.1} |");
     }
     drop(runtime);
 }
