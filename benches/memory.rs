@@ -1,12 +1,15 @@
 //! Memory and disk at scale: a million stored tokens, a hundred thousand cached.
 //!
 //! - bytes on disk per stored token (the sled directory after a clean close);
+//! - beside it, the bytes of the keys and values themselves, and the size of a
+//!   fresh database that sled's own export and import fill with them;
 //! - time to reopen the store, and the process's RSS after it;
 //! - heap per cached token: a gate with the cache authenticates every cached
 //!   token once, after a gate without a cache has done the same (so sled's page
 //!   cache is warm); then the cached gate is dropped, and what that frees is what
 //!   the token cache, its hot table and the digest memo kept. Beside it, the
-//!   same count for a bare moka cache of as many entries: moka's own share.
+//!   same count for a bare moka cache of as many entries, with and without a
+//!   per-entry expiry: moka's own share.
 //!
 //! `cargo bench -p scopegate-benches --bench memory` (`MEMORY_TOKENS`, default
 //! 1 000 000; `MEMORY_CACHED`, default 100 000). Needs about 2 GB of disk under
@@ -45,6 +48,25 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// The bytes of every key and value in the database at `dir`, and the size of a
+/// fresh database sled's own export and import fill with them: what the data
+/// is, and what sled needs to hold it written in one go.
+fn live_and_copied(dir: &Path) -> (u64, u64) {
+    let copy = tempfile::tempdir_in(dir.parent().unwrap()).unwrap();
+    let db = sled::open(dir).unwrap();
+    let live = db
+        .tree_names()
+        .into_iter()
+        .flat_map(|name| db.open_tree(name).unwrap().iter())
+        .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap())
+        .sum();
+    let fresh = sled::open(copy.path()).unwrap();
+    fresh.import(db.export());
+    fresh.flush().unwrap();
+    drop(fresh);
+    (live, dir_bytes(copy.path()))
+}
+
 fn gate(store: impl TokenStore, cached: Option<u64>) -> ScopeGate {
     let builder = match cached {
         Some(entries) => ScopeGate::builder(
@@ -57,9 +79,9 @@ fn gate(store: impl TokenStore, cached: Option<u64>) -> ScopeGate {
 }
 
 /// Heap a bare moka cache of `entries` keeps: 32-byte keys, a shared pointer
-/// each, a per-entry expiry as the token cache has. The floor for any cache that
-/// keeps its entries in moka.
-async fn moka_alone(entries: usize) -> i64 {
+/// each, and a per-entry expiry as the token cache has if `expiring`. The floor
+/// for any cache that keeps its entries in moka.
+async fn moka_alone(entries: usize, expiring: bool) -> i64 {
     struct Expiry;
     impl moka::Expiry<[u8; 32], Arc<()>> for Expiry {
         fn expire_after_create(&self, _: &[u8; 32], _: &Arc<()>, _: Instant) -> Option<Duration> {
@@ -67,10 +89,11 @@ async fn moka_alone(entries: usize) -> i64 {
         }
     }
     let before = live_heap(HEAP);
-    let cache = moka::future::Cache::builder()
-        .max_capacity(entries as u64)
-        .expire_after(Expiry)
-        .build();
+    let builder = moka::future::Cache::builder().max_capacity(entries as u64);
+    let cache = match expiring {
+        true => builder.expire_after(Expiry).build(),
+        false => builder.build(),
+    };
     let shared = Arc::new(());
     for i in 0..entries {
         let mut key = [0u8; 32];
@@ -148,8 +171,11 @@ fn main() {
         let holding = live_heap(HEAP);
         drop(hot);
         let held = holding - live_heap(HEAP);
-        (held, rss, moka_alone(cached).await)
+        let moka = (moka_alone(cached, true).await, moka_alone(cached, false).await);
+        (held, rss, moka)
     });
+    // Last, so sled's copies do not count in the RSS figures above.
+    let (live, copied) = live_and_copied(dir.path());
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!("\n{total} tokens stored, {cached} cached\n");
     println!("| measure | value |");
@@ -164,6 +190,14 @@ fn main() {
         mib(disk),
         disk / total as u64
     );
+    println!(
+        "| baseline: the keys and values sled holds | {} B per token |",
+        live / total as u64
+    );
+    println!(
+        "| baseline: sled's own export into a fresh database | {} B per token |",
+        copied / total as u64
+    );
     println!("| reopen the store | {:.2} s |", open_time.as_secs_f64());
     println!("| RSS after reopening | {:.0} MiB |", mib(rss_after_open));
     println!(
@@ -172,7 +206,11 @@ fn main() {
     );
     println!(
         "| baseline: a bare moka cache, 32-byte key and a pointer, per entry | {} B |",
-        moka_bytes / cached as i64
+        moka_bytes.0 / cached as i64
+    );
+    println!(
+        "| the same without a per-entry expiry | {} B |",
+        moka_bytes.1 / cached as i64
     );
     println!("| RSS at the end | {:.0} MiB |", mib(rss_end));
 }
