@@ -171,7 +171,10 @@ fn main() {
         let holding = live_heap(HEAP);
         drop(hot);
         let held = holding - live_heap(HEAP);
-        let moka = (moka_alone(cached, true).await, moka_alone(cached, false).await);
+        let moka = (
+            moka_alone(cached, true).await,
+            moka_alone(cached, false).await,
+        );
         (held, rss, moka)
     });
     // Last, so sled's copies do not count in the RSS figures above.

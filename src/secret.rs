@@ -417,12 +417,18 @@ mod tests {
     }
 
     #[test]
-    fn check_names_the_kind_of_every_generated_secret_under_either_prefix() {
-        for codec in [SecretCodec::default(), SecretCodec::new("acme").unwrap()] {
+    fn check_names_the_kind_of_every_generated_secret_and_refuses_other_prefixes() {
+        let longest = "abcdefghijklmnop";
+        assert_eq!(longest.len(), MAX_PREFIX_LEN);
+        for prefix in ["sg", "acme", longest] {
+            let codec = SecretCodec::new(prefix).unwrap();
+            // Another prefix of the same length: only the compare tells them apart.
+            let other = SecretCodec::new(&"z".repeat(prefix.len())).unwrap();
             for kind in [SecretKind::Token, SecretKind::ApiKey] {
                 let (secret, _) = codec.generate(kind);
                 let s = secret.expose();
                 assert_eq!(codec.check(s.as_bytes()), Ok(kind));
+                assert_eq!(other.check(s.as_bytes()), Err(MalformedSecret));
                 assert_eq!(codec.check(&s.as_bytes()[1..]), Err(MalformedSecret));
                 assert_eq!(
                     codec.check(format!("{s}0").as_bytes()),
