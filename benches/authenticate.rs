@@ -9,9 +9,12 @@
 //! - `purge/live_0` vs `purge/live_N`: purging the same number of expired tokens
 //!   with no other tokens stored (baseline) and with N live ones; equal times mean
 //!   the sweeper's cost follows what expired, not what is stored.
-//! - `http/no_layer` vs `http/public` and `http/guarded`: one request through an
-//!   axum `Router` without scopegate (baseline), through `AuthLayer` with no token,
-//!   and through `AuthLayer` plus a `RequireScope` guard with a cached token.
+//! - `http/no_layer` (baseline) vs the rest: one request through an axum
+//!   `Router` without scopegate, then through `AuthLayer` with no token
+//!   (`public`), with a cached token on a route that demands nothing (`layer`),
+//!   plus a `RequireScope` guard (`guarded`, and `guarded_wrapped` with the layer
+//!   wrapped around the router), and a bad-checksum token refused by the guard
+//!   (`malformed`, 401).
 //!
 //! `cargo bench -p scopegate-benches --bench authenticate`
 
@@ -20,17 +23,28 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    convert::Infallible,
+    time::{Duration, Instant},
+};
 
-use axum::{body::Body, http::Request, routing::get, Router};
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+    response::Response,
+    routing::get,
+    Router,
+};
 use chrono::{TimeDelta, Utc};
 use common::Users;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{
+    criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion,
+};
 use scopegate::{
     AuthState, CachingStore, ManualClock, NewToken, RequireScope, ScopeGate, SledStore, TokenStore,
 };
 use tokio::runtime::Runtime;
-use tower::ServiceExt;
+use tower::{Layer, Service, ServiceExt};
 
 fn gate(store: impl TokenStore, clock: ManualClock) -> ScopeGate {
     ScopeGate::builder(store, Users)
@@ -157,30 +171,70 @@ fn http(c: &mut Criterion) {
         )
         .unwrap();
     let bearer = format!("Bearer {}", token.secret.expose());
+    // The same token with its last check digit changed: a bad checksum.
+    let mut forged = bearer.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    let routes = || {
+        Router::new()
+            .route("/public", get(|| async { "data" }))
+            .route("/data", get(|_: RequireScope<DataRead>| async { "data" }))
+    };
     let bare: Router = Router::new().route("/data", get(|| async { "data" }));
-    let layered: Router = Router::new()
-        .route("/public", get(|| async { "data" }))
-        .route("/data", get(|_: RequireScope<DataRead>| async { "data" }))
-        .layer(state.layer());
-    let cases = [
-        ("no_layer", &bare, "/data", None),
-        ("public", &layered, "/public", None),
-        ("guarded", &layered, "/data", Some(bearer.as_str())),
-    ];
-    for (name, router, path, bearer) in cases {
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async {
-                let mut request = Request::builder().uri(path);
-                if let Some(bearer) = bearer {
-                    request = request.header("authorization", bearer);
-                }
-                let request = request.body(Body::empty()).unwrap();
-                let response = router.clone().oneshot(request).await.unwrap();
-                assert!(response.status().is_success());
-            })
-        });
-    }
+    let layered: Router = routes().layer(state.layer());
+    let wrapped = state.layer().layer(routes());
+    let ok = StatusCode::OK;
+    let bearer = Some(bearer.as_str());
+    request_case(&mut group, &rt, "no_layer", &bare, "/data", None, ok);
+    request_case(&mut group, &rt, "public", &layered, "/public", None, ok);
+    request_case(&mut group, &rt, "layer", &layered, "/public", bearer, ok);
+    request_case(&mut group, &rt, "guarded", &layered, "/data", bearer, ok);
+    request_case(
+        &mut group,
+        &rt,
+        "guarded_wrapped",
+        &wrapped,
+        "/data",
+        bearer,
+        ok,
+    );
+    let refused = StatusCode::UNAUTHORIZED;
+    let forged = Some(forged.as_str());
+    request_case(
+        &mut group,
+        &rt,
+        "malformed",
+        &layered,
+        "/data",
+        forged,
+        refused,
+    );
     group.finish();
+}
+
+/// One `oneshot` request to `path` through `service`, answered with `status`.
+fn request_case<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    service: &S,
+    path: &str,
+    bearer: Option<&str>,
+    status: StatusCode,
+) where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    group.bench_function(name, |b| {
+        b.to_async(rt).iter(|| async {
+            let mut request = Request::builder().uri(path);
+            if let Some(bearer) = bearer {
+                request = request.header("authorization", bearer);
+            }
+            let request = request.body(Body::empty()).unwrap();
+            let response = service.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), status);
+        })
+    });
 }
 
 criterion_group!(benches, authenticate, purge, http);
