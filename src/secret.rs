@@ -41,6 +41,15 @@ impl SecretKind {
             SecretKind::Token => "tok",
         }
     }
+
+    /// The kind whose tag, between its underscores, is `tag` (`_tok_`, `_key_`).
+    fn of_tag(tag: &[u8; KIND_LEN]) -> Option<Self> {
+        match tag {
+            b"_tok_" => Some(SecretKind::Token),
+            b"_key_" => Some(SecretKind::ApiKey),
+            _ => None,
+        }
+    }
 }
 
 /// A secret credential string. It exists only when a key or token is created;
@@ -298,11 +307,7 @@ impl SecretCodec {
         ) else {
             return Err(MalformedSecret);
         };
-        let kind = match tag {
-            b"_tok_" => SecretKind::Token,
-            b"_key_" => SecretKind::ApiKey,
-            _ => return Err(MalformedSecret),
-        };
+        let kind = SecretKind::of_tag(tag).ok_or(MalformedSecret)?;
         let tail: &[u8; TAIL_LEN] = tail.try_into().map_err(|_| MalformedSecret)?;
         if !self.prefix.starts(first) || !all_base62(tail) {
             return Err(MalformedSecret);
@@ -323,11 +328,7 @@ impl SecretCodec {
     /// [`SecretCodec::claimed_kind`] of a credential's bytes.
     pub(crate) fn claimed_kind_of(&self, candidate: &[u8]) -> Option<SecretKind> {
         let rest = candidate.strip_prefix(self.prefix.text.as_bytes())?;
-        match rest.first_chunk::<KIND_LEN>()? {
-            b"_tok_" => Some(SecretKind::Token),
-            b"_key_" => Some(SecretKind::ApiKey),
-            _ => None,
-        }
+        SecretKind::of_tag(rest.first_chunk()?)
     }
 
     /// The non-secret display form of a secret: prefix, kind and its first four body characters.

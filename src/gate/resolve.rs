@@ -29,7 +29,8 @@ pub(crate) enum Resolving {
 /// Where a lookup that needs an await stands. Owns all it holds, so it can move
 /// into a future.
 pub(crate) enum Resume {
-    /// An API key: looked up in the store.
+    /// A well-formed API key, with direct key authentication on: looked up in
+    /// the store.
     ApiKey,
     /// A token the store's synchronous fast path does not hold.
     Token {
@@ -76,6 +77,9 @@ impl ScopeGate {
         // hashes it or the store sees it.
         match codec.check(secret) {
             Ok(SecretKind::Token) => {}
+            Ok(SecretKind::ApiKey) if !self.shared.direct_api_keys => {
+                return Resolving::Done(Err(refuse(InvalidTokenReason::ApiKey)))
+            }
             Ok(SecretKind::ApiKey) => return Resolving::Pending(Resume::ApiKey),
             Err(_) => return Resolving::Done(Err(refuse(InvalidTokenReason::Malformed))),
         }
@@ -176,16 +180,10 @@ impl ScopeGate {
         Principal::new(live.token, user)
     }
 
-    /// An API key's principal, with direct key authentication on.
+    /// An API key's principal, with direct key authentication on. `secret`
+    /// passed [`ScopeGate::resolve_now`]'s check as a key.
     async fn resolve_api_key(&self, secret: &[u8]) -> Result<Principal, Error> {
-        let codec = &self.shared.codec;
-        let digest = match codec.check(secret) {
-            Ok(SecretKind::ApiKey) => codec.digest(secret),
-            _ => return Err(refuse(InvalidTokenReason::Malformed)),
-        };
-        if !self.shared.direct_api_keys {
-            return Err(refuse(InvalidTokenReason::ApiKey));
-        }
+        let digest = self.shared.codec.digest(secret);
         let now = self.now();
         let key = self
             .shared
