@@ -32,7 +32,7 @@ pub struct Authentication {
 
 /// What every refusal of one [`AuthState`](crate::AuthState) says: the realm of its
 /// challenges, and where it reads credentials from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Context {
     /// Unique to the state that made it, and shared by its per-thread copies.
     id: u64,
@@ -89,7 +89,7 @@ impl Context {
                 if local.len() == KEPT {
                     local.remove(0);
                 }
-                let copy = Arc::new(context.copy());
+                let copy = Arc::new(Context::clone(context));
                 local.push(copy.clone());
                 Some(copy)
             })
@@ -97,18 +97,6 @@ impl Context {
             .flatten()
             // While the thread is being torn down: the shared one.
             .unwrap_or_else(|| context.clone())
-    }
-
-    fn copy(&self) -> Self {
-        Self {
-            id: self.id,
-            realm: self.realm.clone(),
-            registry: self.registry.clone(),
-            registered: self.registered.copy(),
-            missing: self.missing.clone(),
-            invalid_token: self.invalid_token.clone(),
-            api_key: self.api_key.clone(),
-        }
     }
 }
 

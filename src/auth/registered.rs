@@ -32,6 +32,17 @@ impl Default for RegisteredSets {
     }
 }
 
+impl Clone for RegisteredSets {
+    /// A table holding what this one holds (the atomics themselves are not `Clone`).
+    fn clone(&self) -> Self {
+        let copy = Self::default();
+        for (to, from) in copy.slots.iter().zip(&self.slots) {
+            to.store(from.load(Acquire), Relaxed);
+        }
+        copy
+    }
+}
+
 impl RegisteredSets {
     /// Whether `set` was found registered.
     pub(crate) fn contains(&self, set: TypeId) -> bool {
@@ -56,15 +67,6 @@ impl RegisteredSets {
                 Err(_) => {}
             }
         }
-    }
-
-    /// A table holding what this one holds.
-    pub(crate) fn copy(&self) -> Self {
-        let copy = Self::default();
-        for (to, from) in copy.slots.iter().zip(&self.slots) {
-            to.store(from.load(Acquire), Relaxed);
-        }
-        copy
     }
 
     /// The slots to try for `print`, from its own.
@@ -115,7 +117,7 @@ mod tests {
         sets.insert(TypeId::of::<u8>());
         assert!(sets.contains(TypeId::of::<u8>()));
         assert!(!sets.contains(TypeId::of::<u16>()));
-        assert!(sets.copy().contains(TypeId::of::<u8>()));
+        assert!(sets.clone().contains(TypeId::of::<u8>()));
     }
 
     #[test]
