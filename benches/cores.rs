@@ -23,7 +23,11 @@ use std::{
 };
 
 use axum::{body::Body, http::Request, response::Response};
-use common::{hello::hello_apps, setting};
+use common::{
+    chosen,
+    hello::{hello_apps, hello_request},
+    median, setting,
+};
 use scopegate::CacheConfig;
 use tower::{util::BoxCloneSyncService, Service, ServiceExt};
 
@@ -43,10 +47,7 @@ fn run(app: &App, bearer: &str, threads: usize, n: usize) -> f64 {
                 barrier.wait();
                 runtime.block_on(async {
                     for _ in 0..n {
-                        let request = Request::get("/hello")
-                            .header("authorization", format!("Bearer {bearer}"))
-                            .body(Body::empty())
-                            .unwrap();
+                        let request = hello_request(Some(bearer));
                         let response = app.clone().oneshot(request).await.unwrap();
                         assert_eq!(response.status(), 200);
                     }
@@ -55,11 +56,6 @@ fn run(app: &App, bearer: &str, threads: usize, n: usize) -> f64 {
         }
     });
     start.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn boxed<S>(service: S) -> App
@@ -85,7 +81,6 @@ fn main() {
     let dir = common::scratch_dir();
     let runtime = common::runtime();
     let apps = runtime.block_on(hello_apps(dir.path(), CacheConfig::default()));
-    let only = std::env::var("CORES_CASES").unwrap_or_default();
     let cases: Vec<_> = [
         ("bare", boxed(apps.bare)),
         ("floor_wrapped", boxed(apps.floor_wrapped)),
@@ -94,7 +89,7 @@ fn main() {
         ("guarded_wrapped", boxed(apps.guarded_wrapped)),
     ]
     .into_iter()
-    .filter(|(name, _)| *name == "bare" || only.is_empty() || only.split(',').any(|o| o == *name))
+    .filter(|(name, _)| *name == "bare" || chosen("CORES_CASES", name))
     .collect();
     println!("| case | 1 thread ns/req | × bare | 2 threads ns/req | × bare |");
     println!("|---|---|---|---|---|");

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{runtime, scratch_dir, Users};
+use common::{median, runtime, scratch_dir, Users};
 use scopegate::{NewApiKey, ScopeGate, SledStore, TokenRequest, UserId};
 
 const WRITERS: usize = 32;
@@ -93,11 +93,6 @@ fn raw_sled_per_second(groups: usize) -> f64 {
         }
     });
     (groups * WRITERS) as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -29,17 +29,9 @@ use std::{
 };
 
 use axum::{body::Body, http::Request, response::Response};
-use common::hello::hello_apps;
+use common::hello::{hello_apps, hello_request};
 use scopegate::CacheConfig;
 use tower::{Service, ServiceExt};
-
-fn request(bearer: Option<&str>) -> Request<Body> {
-    let mut request = Request::builder().uri("/hello");
-    if let Some(bearer) = bearer {
-        request = request.header("authorization", format!("Bearer {bearer}"));
-    }
-    request.body(Body::empty()).unwrap()
-}
 
 /// Sends `n` requests; the only function callgrind counts.
 #[inline(never)]
@@ -48,7 +40,7 @@ where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
 {
     for _ in 0..n {
-        let response = router.clone().oneshot(request(bearer)).await.unwrap();
+        let response = router.clone().oneshot(hello_request(bearer)).await.unwrap();
         assert_eq!(response.status().as_u16(), expect);
     }
 }

@@ -31,7 +31,7 @@ mod common;
 use std::{convert::Infallible, net::SocketAddr, process::Command};
 
 use axum::{extract::Request, response::Response, ServiceExt};
-use common::{hello::hello_apps, setting};
+use common::{chosen, hello::hello_apps, median, setting};
 use scopegate::CacheConfig;
 use tower::Service;
 
@@ -149,11 +149,6 @@ fn ensure_wrk() {
     );
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench --list`
@@ -168,8 +163,7 @@ fn main() {
         let apps = hello_apps(dir.path(), CacheConfig::default()).await;
         let bearer = apps.token;
 
-        let only = std::env::var("LOAD_SERVERS").unwrap_or_default();
-        let chosen = |name: &str| only.is_empty() || only.split(',').any(|o| o == name);
+        let chosen = |name: &str| chosen("LOAD_SERVERS", name);
         let mut servers = Vec::new();
         for (name, router) in [
             ("bare", apps.bare),

@@ -7,6 +7,7 @@
 use std::{path::Path, sync::Arc};
 
 use axum::{
+    body::Body,
     extract::{Request, State},
     http::{header, StatusCode},
     middleware::{self, Next},
@@ -51,6 +52,15 @@ pub(crate) struct HelloApps {
     pub(crate) token: String,
     /// The state behind `layer` and `guarded`.
     pub(crate) state: AuthState,
+}
+
+/// `GET /hello`, with `Authorization: Bearer <bearer>` if given.
+pub(crate) fn hello_request(bearer: Option<&str>) -> Request {
+    let mut request = Request::builder().uri("/hello");
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", format!("Bearer {bearer}"));
+    }
+    request.body(Body::empty()).unwrap()
 }
 
 /// The constant identity the `floor` layers insert.

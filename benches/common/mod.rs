@@ -63,6 +63,21 @@ pub(crate) fn setting<T: FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// Whether the comma-separated list in environment variable `variable` names
+/// `name`; an unset or empty list names everything.
+#[allow(dead_code)]
+pub(crate) fn chosen(variable: &str, name: &str) -> bool {
+    let list = std::env::var(variable).unwrap_or_default();
+    list.is_empty() || list.split(',').any(|listed| listed == name)
+}
+
+/// The middle of `values` (the upper one of an even count).
+#[allow(dead_code)]
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Bytes live on the heap, as counted by the bench's instrumented allocator.
 #[allow(dead_code)]
 pub(crate) fn live_heap(heap: &StatsAlloc<System>) -> i64 {
