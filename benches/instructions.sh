@@ -11,7 +11,7 @@ bin=$(ls -t target/release/deps/instructions-* | grep -v '\.d$' | head -n 1)
 count() {
   local out
   out=$(mktemp)
-  valgrind --tool=callgrind --toggle-collect='*measured*' --callgrind-out-file="$out" \
+  valgrind --tool=callgrind --fair-sched=yes --toggle-collect='*measured*' --callgrind-out-file="$out" \
     "$bin" "$1" "$2" >/dev/null 2>&1
   # Both runs (10 warm-up requests and n) are counted: subtract a 10-request run.
   local total

@@ -4,6 +4,7 @@
 mod anonymous;
 mod authentication;
 mod credentials;
+mod extensions;
 mod future;
 mod layer;
 mod registered;

@@ -6,7 +6,7 @@ use http::Request;
 use tower::Service;
 use tracing::{field::Empty, level_filters::LevelFilter, Instrument, Level};
 
-use super::{future::ResponseFuture, AuthLayer, AuthState};
+use super::{extensions::attach, future::ResponseFuture, AuthLayer, AuthState};
 
 /// Middleware that authenticates requests; see [`AuthLayer`].
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ where
                 let future = async move {
                     let credential = state.find_credential(&head.headers, &head.uri);
                     let authentication = state.authenticate(credential, true).await;
-                    head.extensions.insert(authentication);
+                    attach(&mut head.extensions, authentication);
                     inner.call(Request::from_parts(head, body)).await
                 };
                 return ResponseFuture::pending(future.instrument(span));
@@ -90,7 +90,7 @@ where
         match self.state.authenticate_now(credential) {
             // Settled without an await: the inner service's own future, no box.
             Ok(authentication) => {
-                request.extensions_mut().insert(authentication);
+                attach(request.extensions_mut(), authentication);
                 ResponseFuture::settled(self.inner.call(request))
             }
             Err(resume) => {
@@ -101,7 +101,7 @@ where
                 ResponseFuture::pending(async move {
                     let credential = state.find_credential(&head.headers, &head.uri);
                     let authentication = state.authenticate_resumed(credential, resume).await;
-                    head.extensions.insert(authentication);
+                    attach(&mut head.extensions, authentication);
                     inner.call(Request::from_parts(head, body)).await
                 })
             }
