@@ -172,9 +172,7 @@ impl<L: UserLoader> DynUserLoader for L {
 
     fn load_active_now(&self, id: &UserId) -> Option<Result<Option<LoadedUser>, BoxError>> {
         let user = self.load_user_now(id)?;
-        // A copy of the id, not a clone: a clone would write the count of the
-        // token's id, which every core serving the token shares.
-        Some(user.map(|user| user.and_then(|user| active(UserId::from(id.as_str()), user))))
+        Some(user.map(|user| user.and_then(|user| active(id.clone(), user))))
     }
 }
 
