@@ -35,8 +35,8 @@ static ROOMY: LazyLock<Extensions> = LazyLock::new(|| {
     #[derive(Clone, Copy)]
     struct Room<const N: u8>;
     let mut roomy = Extensions::new();
-    // A fourth entry grows the table from four buckets to eight; removing
-    // entries never shrinks it.
+    // A fourth entry grows the table from four buckets to eight; clearing it
+    // keeps the eight.
     roomy.insert(Room::<0>);
     roomy.insert(Room::<1>);
     roomy.insert(Room::<2>);
