@@ -21,7 +21,16 @@ pub enum Credential {
 /// HTTP layer attaches to requests. Cheap to clone: one `Arc`, made per request,
 /// so the guards' clones touch no count that other requests share.
 #[derive(Clone)]
-pub struct Principal(Arc<Held>);
+pub struct Principal(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A user's token, kept in the user's own allocation
+    /// ([`LoadedUser::credential`]): one allocation per request, not two.
+    UserToken(LoadedUser),
+    /// An anonymous token, or an API key and its owner.
+    Held(Arc<Held>),
+}
 
 #[derive(Debug)]
 struct Held {
@@ -34,38 +43,52 @@ struct Held {
 impl fmt::Debug for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Principal")
-            .field("credential", &self.0.credential)
-            .field("key_scopes", &self.0.key_scopes)
-            .field("user", &self.0.user)
+            .field("credential", self.credential())
+            .field("scopes", self.scopes())
+            .field("user", &self.user())
             .finish()
     }
 }
 
 impl Principal {
-    pub(crate) fn new(token: Arc<Token>, user: Option<LoadedUser>) -> Self {
-        Self(Arc::new(Held {
+    /// An anonymous token's principal.
+    pub(crate) fn anonymous(token: Arc<Token>) -> Self {
+        Self(Repr::Held(Arc::new(Held {
             credential: Credential::Token(token),
             key_scopes: Scopes::new(),
-            user,
-        }))
+            user: None,
+        })))
+    }
+
+    /// The principal of the token `user` was loaded for
+    /// ([`UserLoadFor::Token`](crate::user::UserLoadFor::Token)), or `None` if
+    /// it was loaded for no token.
+    pub(crate) fn of_user_token(user: LoadedUser) -> Option<Self> {
+        matches!(user.credential(), Some(Credential::Token(_)))
+            .then_some(Self(Repr::UserToken(user)))
     }
 
     pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
-        Self(Arc::new(Held {
+        Self(Repr::Held(Arc::new(Held {
             key_scopes: key.token_scopes().into(),
             credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
-        }))
+        })))
     }
 
     /// The credential (its digest included, never its secret).
     pub fn credential(&self) -> &Credential {
-        &self.0.credential
+        match &self.0 {
+            Repr::UserToken(user) => user
+                .credential()
+                .expect("a user token's principal is only made for a user loaded for a token"),
+            Repr::Held(held) => &held.credential,
+        }
     }
 
     /// The token record, or `None` for a request authenticated with an API key.
     pub fn token(&self) -> Option<&Token> {
-        match &self.0.credential {
+        match self.credential() {
             Credential::Token(token) => Some(token),
             Credential::ApiKey(_) => None,
         }
@@ -78,7 +101,7 @@ impl Principal {
 
     /// The API key the request was sent with, or `None` for a token.
     pub fn api_key(&self) -> Option<&ApiKey> {
-        match &self.0.credential {
+        match self.credential() {
             Credential::ApiKey(key) => Some(key),
             Credential::Token(_) => None,
         }
@@ -86,7 +109,7 @@ impl Principal {
 
     /// The key behind the request: the one sent, or the one the token was minted from.
     pub fn api_key_id(&self) -> Option<&ApiKeyId> {
-        match &self.0.credential {
+        match self.credential() {
             Credential::Token(token) => token.api_key_id.as_ref(),
             Credential::ApiKey(key) => Some(&key.id),
         }
@@ -95,15 +118,19 @@ impl Principal {
     /// The scopes the credential grants: a token's, or a key's (`core.user_auth`
     /// for a full-access key).
     pub fn scopes(&self) -> &Scopes {
-        match &self.0.credential {
-            Credential::Token(token) => &token.scopes,
-            Credential::ApiKey(_) => &self.0.key_scopes,
+        match (&self.0, self.credential()) {
+            (_, Credential::Token(token)) => &token.scopes,
+            (Repr::Held(held), Credential::ApiKey(_)) => &held.key_scopes,
+            // A user token's principal holds a token (`of_user_token`).
+            (Repr::UserToken(_), Credential::ApiKey(_)) => {
+                unreachable!("a user token's principal holds a token")
+            }
         }
     }
 
     /// When the credential expires; `None` for a key that never does.
     pub fn expires(&self) -> Option<DateTime<Utc>> {
-        match &self.0.credential {
+        match self.credential() {
             Credential::Token(token) => Some(token.expires),
             Credential::ApiKey(key) => key.expires,
         }
@@ -111,23 +138,26 @@ impl Principal {
 
     /// The user, or `None` for an anonymous token.
     pub fn user(&self) -> Option<&LoadedUser> {
-        self.0.user.as_ref()
+        match &self.0 {
+            Repr::UserToken(user) => Some(user),
+            Repr::Held(held) => held.user.as_ref(),
+        }
     }
 
     /// The user's id, or `None` for an anonymous token.
     pub fn user_id(&self) -> Option<&UserId> {
-        self.0.user.as_ref().map(LoadedUser::id)
+        self.user().map(LoadedUser::id)
     }
 
     /// Whether the user is an admin (never for anonymous tokens).
     pub fn is_admin(&self) -> bool {
-        self.0.user.as_ref().is_some_and(LoadedUser::is_admin)
+        self.user().is_some_and(LoadedUser::is_admin)
     }
 
     /// Whether this is a user's full session (`core.user_auth`): a session token,
     /// or a full-access key.
     pub fn is_full_session(&self) -> bool {
-        self.0.user.is_some() && self.scopes().contains(&Scope::USER_AUTH)
+        self.user().is_some() && self.scopes().contains(&Scope::USER_AUTH)
     }
 
     /// Strict check: the credential carries all of `required` itself.

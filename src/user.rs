@@ -2,7 +2,7 @@
 
 use std::{any::Any, fmt, future::Future, pin::Pin, sync::Arc};
 
-use crate::UserId;
+use crate::{Credential, Token, UserId};
 
 /// A boxed error from the app's code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -103,6 +103,9 @@ struct Loaded<U: ?Sized> {
     admin: bool,
     /// The loader's user type, to name it when asked for another.
     type_name: &'static str,
+    /// The token the user was loaded for, if a request's token: its
+    /// [`Principal`](crate::Principal) is then this allocation, not one of its own.
+    credential: Option<Credential>,
     value: U,
 }
 
@@ -136,6 +139,11 @@ impl LoadedUser {
     pub fn try_get<U: 'static>(&self) -> Option<&U> {
         self.inner.value.downcast_ref()
     }
+
+    /// The credential the user was loaded for, if any (see [`UserLoadFor`]).
+    pub(crate) fn credential(&self) -> Option<&Credential> {
+        self.inner.credential.as_ref()
+    }
 }
 
 impl fmt::Debug for LoadedUser {
@@ -152,38 +160,77 @@ impl fmt::Debug for LoadedUser {
 pub(crate) type UserLoad =
     Pin<Box<dyn Future<Output = Result<Option<LoadedUser>, BoxError>> + Send + 'static>>;
 
+/// What a user is loaded for: the user alone, or a request's token, which then
+/// shares the user's allocation.
+pub(crate) enum UserLoadFor {
+    /// The user alone: key management, a key's owner.
+    User(UserId),
+    /// A live token's user; the token holds the id.
+    Token(Arc<Token>),
+}
+
+impl UserLoadFor {
+    /// The id to load; `None` for an anonymous token.
+    fn id(&self) -> Option<&UserId> {
+        match self {
+            Self::User(id) => Some(id),
+            Self::Token(token) => token.user_id.as_ref(),
+        }
+    }
+
+    /// `user`, loaded, if active; with the token it was loaded for.
+    fn user<U: AuthUser>(self, user: U) -> Option<LoadedUser> {
+        let (id, credential) = match self {
+            Self::User(id) => (id, None),
+            Self::Token(token) => (token.user_id.clone()?, Some(Credential::Token(token))),
+        };
+        user.is_active().then(|| LoadedUser {
+            inner: Arc::new(Loaded {
+                id,
+                admin: user.is_admin(),
+                type_name: std::any::type_name::<U>(),
+                credential,
+                value: user,
+            }),
+        })
+    }
+}
+
 /// [`UserLoader`] without its associated type, so the gate needs no type parameter.
 pub(crate) trait DynUserLoader: Send + Sync + 'static {
-    /// The active user with `id`; `None` for unknown and inactive users alike.
-    fn load_active(self: Arc<Self>, id: UserId) -> UserLoad;
+    /// The active user loaded `for_`; `None` for unknown and inactive users alike
+    /// (and for an anonymous token, which has none).
+    fn load_active(self: Arc<Self>, for_: UserLoadFor) -> UserLoad;
 
     /// [`DynUserLoader::load_active`]'s answer if the loader gives it without
-    /// waiting ([`UserLoader::load_user_now`]).
-    fn load_active_now(&self, id: &UserId) -> Option<Result<Option<LoadedUser>, BoxError>>;
+    /// waiting ([`UserLoader::load_user_now`]); else `for_` back, to load.
+    fn load_active_now(
+        &self,
+        for_: UserLoadFor,
+    ) -> Result<Result<Option<LoadedUser>, BoxError>, UserLoadFor>;
 }
 
 impl<L: UserLoader> DynUserLoader for L {
-    fn load_active(self: Arc<Self>, id: UserId) -> UserLoad {
+    fn load_active(self: Arc<Self>, for_: UserLoadFor) -> UserLoad {
         Box::pin(async move {
-            let user = self.load_user(&id).await?;
-            Ok(user.and_then(|user| active(id, user)))
+            let Some(id) = for_.id() else {
+                return Ok(None);
+            };
+            let user = self.load_user(id).await?;
+            Ok(user.and_then(|user| for_.user(user)))
         })
     }
 
-    fn load_active_now(&self, id: &UserId) -> Option<Result<Option<LoadedUser>, BoxError>> {
-        let user = self.load_user_now(id)?;
-        Some(user.map(|user| user.and_then(|user| active(id.clone(), user))))
+    fn load_active_now(
+        &self,
+        for_: UserLoadFor,
+    ) -> Result<Result<Option<LoadedUser>, BoxError>, UserLoadFor> {
+        let Some(id) = for_.id() else {
+            return Ok(Ok(None));
+        };
+        match self.load_user_now(id) {
+            Some(user) => Ok(user.map(|user| user.and_then(|user| for_.user(user)))),
+            None => Err(for_),
+        }
     }
-}
-
-/// `user`, loaded, if active.
-fn active<U: AuthUser>(id: UserId, user: U) -> Option<LoadedUser> {
-    user.is_active().then(|| LoadedUser {
-        inner: Arc::new(Loaded {
-            id,
-            admin: user.is_admin(),
-            type_name: std::any::type_name::<U>(),
-            value: user,
-        }),
-    })
 }

@@ -24,7 +24,7 @@ use crate::{
     error::ConfigError,
     secret::{SecretCodec, SecretKind},
     store::{StoreHealth, TokenStore},
-    user::{DynUserLoader, LoadedUser, UserLoad},
+    user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor},
     Error, ScopeRegistry, UserId, UserLoader,
 };
 
@@ -163,16 +163,20 @@ impl ScopeGate {
 
     /// The active user `id`; `None` for unknown and inactive users alike.
     pub async fn load_active_user(&self, id: &UserId) -> Result<Option<LoadedUser>, Error> {
-        let user = match self.shared.users.load_active_now(id) {
-            Some(user) => user,
-            None => self.user_load(id).await,
+        let user = match self
+            .shared
+            .users
+            .load_active_now(UserLoadFor::User(id.clone()))
+        {
+            Ok(user) => user,
+            Err(for_) => self.user_load(for_).await,
         };
         user.map_err(Error::UserLoader)
     }
 
-    /// The loader's erased load of user `id`, not yet polled.
-    pub(crate) fn user_load(&self, id: &UserId) -> UserLoad {
-        Arc::clone(&self.shared.users).load_active(id.clone())
+    /// The loader's erased load of the user `for_`, not yet polled.
+    pub(crate) fn user_load(&self, for_: UserLoadFor) -> UserLoad {
+        Arc::clone(&self.shared.users).load_active(for_)
     }
 }
 

@@ -14,7 +14,7 @@ use super::{last_use::Used, tokens::refuse, ScopeGate};
 use crate::{
     error::InvalidTokenReason,
     secret::{SecretDigest, SecretKind},
-    user::{BoxError, LoadedUser, UserLoad},
+    user::{BoxError, LoadedUser, UserLoad, UserLoadFor},
     Error, Principal, Token,
 };
 
@@ -48,9 +48,8 @@ enum Checked {
     Loading(Live, UserLoad),
 }
 
-/// A token found live: what is left is its user.
+/// A token found live: what is left is its user, who holds the token once loaded.
 pub(crate) struct Live {
-    token: Arc<Token>,
     digest: SecretDigest,
     /// The digest memo already knows the secret.
     remembered: bool,
@@ -132,18 +131,22 @@ impl ScopeGate {
             return Checked::Done(Err(refuse(InvalidTokenReason::Expired)));
         }
         let live = Live {
-            token,
             digest,
             remembered,
             now,
         };
-        let Some(id) = &live.token.user_id else {
-            return Checked::Done(Ok(self.principal(live, None, secret)));
-        };
-        if let Some(user) = self.shared.users.load_active_now(id) {
-            return Checked::Done(self.admit(live, user, secret));
+        if token.user_id.is_none() {
+            return Checked::Done(Ok(self.principal(
+                live,
+                Principal::anonymous(token),
+                secret,
+            )));
         }
-        let mut load = self.user_load(id);
+        let for_ = match self.shared.users.load_active_now(UserLoadFor::Token(token)) {
+            Ok(user) => return Checked::Done(self.admit(live, user, secret)),
+            Err(for_) => for_,
+        };
+        let mut load = self.user_load(for_);
         // A loader that answers from memory is done on its first poll. One that is
         // not keeps its future, already boxed, and is polled again with the task's
         // waker by `resume`: it is never started twice.
@@ -160,24 +163,27 @@ impl ScopeGate {
         user: Result<Option<LoadedUser>, BoxError>,
         secret: &[u8],
     ) -> Result<Principal, Error> {
-        let user = user
+        let principal = user
             .map_err(Error::UserLoader)?
+            .and_then(Principal::of_user_token)
             .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
-        Ok(self.principal(live, Some(user), secret))
+        Ok(self.principal(live, principal, secret))
     }
 
-    fn principal(&self, live: Live, user: Option<LoadedUser>, secret: &[u8]) -> Principal {
-        self.note_use(
-            Used::Token(&live.token.id),
-            &live.digest,
-            live.token.last_use,
-            live.now,
-        );
+    fn principal(&self, live: Live, principal: Principal, secret: &[u8]) -> Principal {
+        if let Some(token) = principal.token() {
+            self.note_use(
+                Used::Token(&token.id),
+                &live.digest,
+                token.last_use,
+                live.now,
+            );
+        }
         if !live.remembered {
             let body = self.shared.codec.body(secret);
             self.shared.memo.remember(body, live.digest);
         }
-        Principal::new(live.token, user)
+        principal
     }
 
     /// An API key's principal, with direct key authentication on. `secret`
