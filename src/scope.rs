@@ -245,7 +245,7 @@ impl ScopeRegistry {
     }
 
     /// A registry of the built-ins plus the scopes the markers of `S` declare (see
-    /// [`scopes!`](crate::scopes)): the one place the app's scopes are written.
+    /// [`scopes!`](crate::scopes!)): the one place the app's scopes are written.
     ///
     /// ```
     /// scopegate::scopes! {

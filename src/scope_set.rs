@@ -3,7 +3,7 @@
 use crate::{Scope, ScopeError, ScopeRegistry};
 
 /// Scopes known at compile time, for the guards (`RequireScope` and the others,
-/// feature `axum`). Declare one marker type per scope with [`scopes!`](crate::scopes);
+/// feature `axum`). Declare one marker type per scope with [`scopes!`](crate::scopes!);
 /// a tuple of markers is the union of their scopes; `()` is no scope (the guards
 /// then ask for a full session).
 pub trait ScopeSet: Send + Sync + 'static {

@@ -198,39 +198,39 @@ impl UserLoadFor {
 
 /// [`UserLoader`] without its associated type, so the gate needs no type parameter.
 pub(crate) trait DynUserLoader: Send + Sync + 'static {
-    /// The active user loaded `for_`; `None` for unknown and inactive users alike
+    /// The active user loaded `wanted`; `None` for unknown and inactive users alike
     /// (and for an anonymous token, which has none).
-    fn load_active(self: Arc<Self>, for_: UserLoadFor) -> UserLoad;
+    fn load_active(self: Arc<Self>, wanted: UserLoadFor) -> UserLoad;
 
     /// [`DynUserLoader::load_active`]'s answer if the loader gives it without
-    /// waiting ([`UserLoader::load_user_now`]); else `for_` back, to load.
+    /// waiting ([`UserLoader::load_user_now`]); else `wanted` back, to load.
     fn load_active_now(
         &self,
-        for_: UserLoadFor,
+        wanted: UserLoadFor,
     ) -> Result<Result<Option<LoadedUser>, BoxError>, UserLoadFor>;
 }
 
 impl<L: UserLoader> DynUserLoader for L {
-    fn load_active(self: Arc<Self>, for_: UserLoadFor) -> UserLoad {
+    fn load_active(self: Arc<Self>, wanted: UserLoadFor) -> UserLoad {
         Box::pin(async move {
-            let Some(id) = for_.id() else {
+            let Some(id) = wanted.id() else {
                 return Ok(None);
             };
             let user = self.load_user(id).await?;
-            Ok(user.and_then(|user| for_.user(user)))
+            Ok(user.and_then(|user| wanted.user(user)))
         })
     }
 
     fn load_active_now(
         &self,
-        for_: UserLoadFor,
+        wanted: UserLoadFor,
     ) -> Result<Result<Option<LoadedUser>, BoxError>, UserLoadFor> {
-        let Some(id) = for_.id() else {
+        let Some(id) = wanted.id() else {
             return Ok(Ok(None));
         };
         match self.load_user_now(id) {
-            Some(user) => Ok(user.map(|user| user.and_then(|user| for_.user(user)))),
-            None => Err(for_),
+            Some(user) => Ok(user.map(|user| user.and_then(|user| wanted.user(user)))),
+            None => Err(wanted),
         }
     }
 }

@@ -113,7 +113,7 @@ impl<S: Clone> AuthService<S> {
     /// The inner service to call from a future, and the state. `self.inner` was
     /// driven to readiness by `poll_ready`, and a clone may not be: take the ready
     /// one and leave the clone behind. See
-    /// https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+    /// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>
     fn take_ready(&mut self) -> (S, AuthState) {
         let clone = self.inner.clone();
         (

@@ -169,14 +169,14 @@ impl ScopeGate {
             .load_active_now(UserLoadFor::User(id.clone()))
         {
             Ok(user) => user,
-            Err(for_) => self.user_load(for_).await,
+            Err(wanted) => self.user_load(wanted).await,
         };
         user.map_err(Error::UserLoader)
     }
 
-    /// The loader's erased load of the user `for_`, not yet polled.
-    pub(crate) fn user_load(&self, for_: UserLoadFor) -> UserLoad {
-        Arc::clone(&self.shared.users).load_active(for_)
+    /// The loader's erased load of the user `wanted`, not yet polled.
+    pub(crate) fn user_load(&self, wanted: UserLoadFor) -> UserLoad {
+        Arc::clone(&self.shared.users).load_active(wanted)
     }
 }
 
@@ -258,7 +258,7 @@ impl ScopeGateBuilder {
 
     /// Lifetime of tokens when nothing shorter is asked for, and the cap of
     /// exchanges from keys without a `token_duration`: from
-    /// [`MIN_LIFETIME`](crate::MIN_LIFETIME) to [`MAX_LIFETIME`](crate::MAX_LIFETIME)
+    /// [`MIN_LIFETIME`] to [`MAX_LIFETIME`]
     /// (default [`DEFAULT_TOKEN_LIFETIME`]).
     pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.settings.token_lifetime_days = limits::as_days(lifetime);

@@ -142,11 +142,11 @@ impl ScopeGate {
                 secret,
             )));
         }
-        let for_ = match self.shared.users.load_active_now(UserLoadFor::Token(token)) {
+        let wanted = match self.shared.users.load_active_now(UserLoadFor::Token(token)) {
             Ok(user) => return Checked::Done(self.admit(live, user, secret)),
-            Err(for_) => for_,
+            Err(wanted) => wanted,
         };
-        let mut load = self.user_load(for_);
+        let mut load = self.user_load(wanted);
         // A loader that answers from memory is done on its first poll. One that is
         // not keeps its future, already boxed, and is polled again with the task's
         // waker by `resume`: it is never started twice.

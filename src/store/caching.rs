@@ -106,7 +106,7 @@ struct Cached {
     fetched: Instant,
 }
 
-/// A cached key, with the epochs of its [tags](tags) read before the load it
+/// A cached key, with the epochs of its [tags] read before the load it
 /// came from. A key changes by id or by owner, never by the digest it was found
 /// under, so its tags are what a revocation bumps.
 #[derive(Clone)]
