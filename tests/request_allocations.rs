@@ -12,13 +12,13 @@
 //! is counted over several short windows and the fewest allocations taken:
 //! another thread only ever adds.
 
+mod common;
+
 use std::alloc::System;
 
 use axum::{body::Body, http::Request, routing::get, Router};
-use scopegate::{
-    AuthState, AuthUser, BoxError, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore,
-    UserId, UserLoader,
-};
+use common::Users;
+use scopegate::{AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{Layer, Service, ServiceExt};
 
@@ -27,29 +27,6 @@ static HEAP: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 scopegate::scopes! {
     struct DataRead = "core.data.read";
-}
-
-struct Member;
-
-impl AuthUser for Member {
-    fn is_admin(&self) -> bool {
-        false
-    }
-}
-
-/// Every id is an active member, answered at once and without allocating.
-struct Members;
-
-impl UserLoader for Members {
-    type User = Member;
-
-    async fn load_user(&self, _: &UserId) -> Result<Option<Member>, BoxError> {
-        Ok(Some(Member))
-    }
-
-    fn load_user_now(&self, _: &UserId) -> Option<Result<Option<Member>, BoxError>> {
-        Some(Ok(Some(Member)))
-    }
 }
 
 async fn hello() -> &'static str {
@@ -88,14 +65,17 @@ where
 #[tokio::test(flavor = "current_thread")]
 async fn a_cached_token_costs_two_allocations_through_the_wrapped_layer() {
     let dir = tempfile::tempdir().unwrap();
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Members)
+    // The tests' loader answers at once from its table, without allocating.
+    let users = Users::default();
+    let member = users.add("member", false);
+    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), users)
         .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
         .with_cache(CacheConfig::default())
         .build()
         .unwrap();
     let issued = state
         .gate()
-        .create_token(NewToken::for_user("member".into()))
+        .create_token(NewToken::for_user(member))
         .await
         .unwrap();
     let bearer = issued.secret.expose().to_owned();
