@@ -1044,6 +1044,27 @@ macro_rules! conformance_tests {
             }
 
             #[tokio::test]
+            async fn credentials_created_within_one_millisecond_are_listed_oldest_first() {
+                let f = fixture().await;
+                let bob = f.user("bob");
+                // To the start of the next millisecond, then a microsecond apart.
+                let into_ms = i64::from(f.clock.now().timestamp_subsec_nanos()) % 1_000_000;
+                f.clock.advance(TimeDelta::nanoseconds(1_000_000 - into_ms));
+                let (mut keys, mut tokens) = (Vec::new(), Vec::new());
+                for i in 0..8 {
+                    keys.push(f.key(&bob, NewApiKey::new(format!("k{i}"))).await.key.id);
+                    let token = f.gate.create_token(NewToken::for_user(bob.clone()));
+                    tokens.push(token.await.unwrap().token.id);
+                    f.clock.advance(TimeDelta::microseconds(1));
+                }
+                let page = Page::new(50, 0);
+                let listed = f.gate.api_keys_of_user(&bob, page).await.unwrap();
+                assert_eq!(listed.into_iter().map(|k| k.id).collect::<Vec<_>>(), keys);
+                let listed = f.gate.tokens_of_user(&bob, page).await.unwrap();
+                assert_eq!(listed.into_iter().map(|t| t.id).collect::<Vec<_>>(), tokens);
+            }
+
+            #[tokio::test]
             async fn records_survive_reopening_the_database() {
                 let f = fixture().await;
                 let bob = f.user("bob");

@@ -6,6 +6,7 @@ mod group_commit;
 mod layout;
 mod records;
 mod recovery;
+mod upgrade;
 
 use std::{fmt, path::Path, sync::Arc};
 

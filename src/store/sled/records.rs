@@ -18,7 +18,7 @@ use std::{
 use chrono::{DateTime, Utc};
 use sled::{Batch, Db, Tree};
 
-use super::{backend, encoding::Stored, group_commit::GroupCommit, layout, SledConfig};
+use super::{backend, encoding::Stored, group_commit::GroupCommit, layout, upgrade, SledConfig};
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
@@ -42,14 +42,14 @@ pub(super) struct Inner {
     commits: GroupCommit,
 }
 
-fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
+pub(super) fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
     let raw: [u8; 32] = bytes
         .try_into()
         .map_err(|_| StoreError::from_kind(StoreErrorKind::Corrupt))?;
     Ok(SecretDigest::from_bytes(raw))
 }
 
-fn key_id_of(bytes: &[u8]) -> Result<ApiKeyId, StoreError> {
+pub(super) fn key_id_of(bytes: &[u8]) -> Result<ApiKeyId, StoreError> {
     std::str::from_utf8(bytes)
         .map(ApiKeyId::from)
         .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
@@ -207,6 +207,7 @@ impl Inner {
         inner.sync()?;
         // The directory entries of files sled just created.
         sync_dir(path)?;
+        upgrade::user_indexes(&inner)?;
         Ok(inner)
     }
 
@@ -229,7 +230,7 @@ impl Inner {
     /// Runs a write: `stage` reads under the write lock and returns its answer with
     /// the batch to apply (`None`: nothing to change). Returns once the batch, and
     /// everything applied before it, is on stable storage.
-    fn write<T>(
+    pub(super) fn write<T>(
         &self,
         stage: impl FnOnce(&Self) -> Result<(T, Option<Batch>), StoreError>,
     ) -> Result<T, StoreError> {
@@ -260,6 +261,19 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, ()> {
         // The guard protects no data, only ordering: a poisoned lock is still usable.
         self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The first `limit` entries under `prefix`, in key order.
+    pub(super) fn entries_under(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        self.tree
+            .scan_prefix(prefix)
+            .take(limit)
+            .map(|entry| entry.map_err(backend))
+            .collect()
     }
 
     fn get<T: Stored>(&self, key: Vec<u8>) -> Result<Option<T>, StoreError> {
@@ -316,7 +330,7 @@ impl Inner {
         self.api_key(id)
     }
 
-    fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+    pub(super) fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
         self.get(layout::api_key(id))
     }
 

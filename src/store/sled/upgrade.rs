@@ -1,0 +1,166 @@
+//! Upgrades of a database written by an earlier scopegate, run when it opens.
+
+use sled::Batch;
+
+use super::{
+    layout,
+    records::{digest_of, key_id_of, Inner},
+};
+use crate::store::StoreError;
+
+/// Index entries moved per atomic batch: bounds one step's memory. A crash
+/// between batches loses nothing; the next open moves the rest.
+const BATCH: usize = 1024;
+
+/// Moves the per-user indexes of a database written before they held the exact
+/// creation time. Those held milliseconds, so credentials created in one
+/// millisecond were listed in id order instead of oldest first.
+pub(super) fn user_indexes(db: &Inner) -> Result<(), StoreError> {
+    move_entries(db, &layout::legacy_tokens_by_user(), |db, digest| {
+        let token = db.token(&digest_of(digest)?)?;
+        Ok(token.and_then(|t| {
+            let user = t.user_id.as_ref()?;
+            Some(layout::token_by_user(user, t.created, &t.id))
+        }))
+    })?;
+    move_entries(db, &layout::legacy_keys_by_user(), |db, id| {
+        let key = db.api_key(&key_id_of(id)?)?;
+        Ok(key.map(|k| layout::key_by_user(&k.user_id, k.created, &k.id)))
+    })
+}
+
+/// Replaces every entry under `legacy` by one under the key `current` gives
+/// for its value, with the same value; drops an entry whose record is gone.
+fn move_entries(
+    db: &Inner,
+    legacy: &[u8],
+    current: impl Fn(&Inner, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<(), StoreError> {
+    loop {
+        let moved = db.write(|db| {
+            let entries = db.entries_under(legacy, BATCH)?;
+            let mut batch = Batch::default();
+            for (old, value) in &entries {
+                if let Some(new) = current(db, value)? {
+                    batch.insert(new, value);
+                }
+                batch.remove(old);
+            }
+            Ok((entries.len(), (!entries.is_empty()).then_some(batch)))
+        })?;
+        if moved < BATCH {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, TimeDelta, Utc};
+
+    use super::*;
+    use crate::{
+        secret::SecretDigest, store::Page, ApiKey, ApiKeyId, SledConfig, Token, TokenId, UserId,
+    };
+
+    /// An index key as databases before the exact index held it: family,
+    /// length-prefixed user, milliseconds with the sign bit flipped, id.
+    fn legacy(family: u8, user: &UserId, created: DateTime<Utc>, id: &str) -> Vec<u8> {
+        let mut k = vec![family];
+        k.extend_from_slice(&(user.as_str().len() as u32).to_be_bytes());
+        k.extend_from_slice(user.as_str().as_bytes());
+        k.extend_from_slice(&((created.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes());
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    fn key(id: &str, user: &UserId, created: DateTime<Utc>, n: u8) -> ApiKey {
+        ApiKey {
+            id: ApiKeyId::from(id),
+            user_id: user.clone(),
+            name: id.into(),
+            scope: None,
+            token_duration: None,
+            active: true,
+            created,
+            last_use: None,
+            expires: None,
+            digest: SecretDigest::from_bytes([n; 32]),
+            start: String::new(),
+            retired: None,
+        }
+    }
+
+    fn token(id: &str, user: &UserId, created: DateTime<Utc>, n: u8) -> Token {
+        let digest = SecretDigest::from_bytes([n | 0x80; 32]);
+        let mut token = Token::new(
+            TokenId::from(id),
+            digest,
+            created,
+            created + TimeDelta::days(1),
+        );
+        token.user_id = Some(user.clone());
+        token
+    }
+
+    #[test]
+    fn an_earlier_database_lists_credentials_of_one_millisecond_oldest_first_once_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = UserId::from("bob");
+        let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        // Created a microsecond apart, ids in descending order: id order is the
+        // reverse of creation order.
+        let ids = ["e", "d", "c", "b", "a"];
+        let at = |i: usize| start + TimeDelta::microseconds(i as i64);
+        {
+            let db = Inner::open(dir.path(), &SledConfig::default()).unwrap();
+            for (i, id) in ids.iter().enumerate() {
+                db.insert_api_key(&key(id, &bob, at(i), i as u8)).unwrap();
+                db.insert_token(&token(id, &bob, at(i), i as u8)).unwrap();
+            }
+            // Rewrite both indexes as the earlier layout wrote them.
+            db.write(|db| {
+                let mut batch = Batch::default();
+                let families = [
+                    (layout::keys_of_user(&bob), b'o'),
+                    (layout::tokens_of_user(&bob), b'u'),
+                ];
+                for (prefix, family) in families {
+                    let entries = db.entries_under(&prefix, usize::MAX)?;
+                    assert_eq!(entries.len(), ids.len());
+                    for ((current, value), (i, id)) in entries.iter().zip(ids.iter().enumerate()) {
+                        batch.remove(current);
+                        batch.insert(legacy(family, &bob, at(i), id), value);
+                    }
+                }
+                Ok(((), Some(batch)))
+            })
+            .unwrap();
+        }
+        let db = Inner::open(dir.path(), &SledConfig::default()).unwrap();
+        for legacy in [
+            layout::legacy_keys_by_user(),
+            layout::legacy_tokens_by_user(),
+        ] {
+            assert!(db.entries_under(&legacy, 1).unwrap().is_empty());
+        }
+        let oldest_first: Vec<&str> = ids.to_vec();
+        let keys = db.api_keys_of_user(&bob, Page::default()).unwrap();
+        assert_eq!(
+            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            oldest_first
+        );
+        let tokens = db.tokens_of_user(&bob, Page::default()).unwrap();
+        assert_eq!(
+            tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            oldest_first
+        );
+        // The moved entries are the ones a delete removes.
+        db.delete_api_key(&ApiKeyId::from("c")).unwrap().unwrap();
+        let keys = db.api_keys_of_user(&bob, Page::default()).unwrap();
+        assert_eq!(
+            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            ["e", "d", "b", "a"]
+        );
+    }
+}
