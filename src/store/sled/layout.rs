@@ -13,10 +13,10 @@ use crate::{secret::SecretDigest, ApiKeyId, TokenId, UserId};
 const TOKEN: u8 = b't';
 /// `i` + token id → digest.
 const TOKEN_ID: u8 = b'i';
-/// `U` + user + created (exact) + token id → digest.
+/// `U` + user + created (microseconds) + token id → digest.
 const TOKEN_BY_USER: u8 = b'U';
-/// In databases written before the exact index: `u` + user + created (milliseconds) + token id → digest. Moved to
-/// `U` on open ([`super::upgrade`]).
+/// Written before the microsecond index: `u` + user + created (milliseconds) +
+/// token id → digest. Moved to `U` on open ([`super::upgrade`]).
 const LEGACY_TOKEN_BY_USER: u8 = b'u';
 /// `g` + key id + token id → digest.
 const TOKEN_BY_KEY: u8 = b'g';
@@ -24,10 +24,10 @@ const TOKEN_BY_KEY: u8 = b'g';
 const KEY: u8 = b'k';
 /// `d` + digest → key id (current and retired secrets).
 const KEY_DIGEST: u8 = b'd';
-/// `O` + user + created (exact) + key id → key id.
+/// `O` + user + created (microseconds) + key id → key id.
 const KEY_BY_USER: u8 = b'O';
-/// In databases written before the exact index: `o` + user + created (milliseconds) + key id → key id. Moved to
-/// `O` on open ([`super::upgrade`]).
+/// Written before the microsecond index: `o` + user + created (milliseconds) +
+/// key id → key id. Moved to `O` on open ([`super::upgrade`]).
 const LEGACY_KEY_BY_USER: u8 = b'o';
 /// `x` + time + kind + id → token digest, or empty for keys.
 const EXPIRY: u8 = b'x';
@@ -59,14 +59,12 @@ pub(super) fn time(t: DateTime<Utc>) -> [u8; 8] {
     ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// `t` exactly: seconds as [`time`] orders milliseconds, then nanoseconds. The
-/// per-user indexes list oldest first, and two credentials can be created in one
-/// millisecond; PostgreSQL orders them by the microsecond, and so must sled.
-fn instant(t: DateTime<Utc>) -> [u8; 12] {
-    let mut out = [0; 12];
-    out[..8].copy_from_slice(&((t.timestamp() as u64) ^ (1 << 63)).to_be_bytes());
-    out[8..].copy_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
-    out
+/// `t` to the microsecond, ordered as [`time`] orders milliseconds. The per-user
+/// indexes list oldest first, and two credentials can be created in one
+/// millisecond; PostgreSQL keeps and orders times to the microsecond, and so
+/// must sled.
+fn micros(t: DateTime<Utc>) -> [u8; 8] {
+    ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 pub(super) fn token(digest: &SecretDigest) -> Vec<u8> {
@@ -93,7 +91,7 @@ pub(super) fn tokens_of_user(user: &UserId) -> Vec<u8> {
 
 pub(super) fn token_by_user(user: &UserId, created: DateTime<Utc>, id: &TokenId) -> Vec<u8> {
     let mut k = tokens_of_user(user);
-    k.extend_from_slice(&instant(created));
+    k.extend_from_slice(&micros(created));
     k.extend_from_slice(id.as_str().as_bytes());
     k
 }
@@ -122,17 +120,17 @@ pub(super) fn keys_of_user(user: &UserId) -> Vec<u8> {
 
 pub(super) fn key_by_user(user: &UserId, created: DateTime<Utc>, id: &ApiKeyId) -> Vec<u8> {
     let mut k = keys_of_user(user);
-    k.extend_from_slice(&instant(created));
+    k.extend_from_slice(&micros(created));
     k.extend_from_slice(id.as_str().as_bytes());
     k
 }
 
-/// Every per-user token index entry in a database written before the exact index.
+/// Every per-user token index entry written before the microsecond index.
 pub(super) fn legacy_tokens_by_user() -> Vec<u8> {
     vec![LEGACY_TOKEN_BY_USER]
 }
 
-/// Every per-user key index entry in a database written before the exact index.
+/// Every per-user key index entry written before the microsecond index.
 pub(super) fn legacy_keys_by_user() -> Vec<u8> {
     vec![LEGACY_KEY_BY_USER]
 }
@@ -173,19 +171,18 @@ mod tests {
     }
 
     #[test]
-    fn instant_keys_sort_like_times_within_one_millisecond_and_across_the_epoch() {
+    fn microsecond_keys_sort_like_times_within_one_millisecond_and_across_the_epoch() {
         let epoch = DateTime::<Utc>::UNIX_EPOCH;
         let times = [
             epoch - TimeDelta::days(1),
             epoch - TimeDelta::microseconds(1),
             epoch,
-            epoch + TimeDelta::nanoseconds(1),
             epoch + TimeDelta::microseconds(1),
             epoch + TimeDelta::microseconds(2),
             epoch + TimeDelta::days(1),
         ];
         for pair in times.windows(2) {
-            assert!(instant(pair[0]) < instant(pair[1]), "{pair:?}");
+            assert!(micros(pair[0]) < micros(pair[1]), "{pair:?}");
         }
     }
 

@@ -12,18 +12,22 @@ use crate::store::StoreError;
 /// between batches loses nothing; the next open moves the rest.
 const BATCH: usize = 1024;
 
-/// Moves the per-user indexes of a database written before they held the exact
-/// creation time. Those held milliseconds, so credentials created in one
-/// millisecond were listed in id order instead of oldest first.
+/// Moves the per-user indexes of a database written before they held the
+/// creation time to the microsecond. Those held milliseconds, so credentials
+/// created in one millisecond were listed in id order instead of oldest first.
 pub(super) fn user_indexes(db: &Inner) -> Result<(), StoreError> {
-    move_entries(db, &layout::legacy_tokens_by_user(), |db, digest| {
+    user_indexes_in_batches_of(db, BATCH)
+}
+
+fn user_indexes_in_batches_of(db: &Inner, batch: usize) -> Result<(), StoreError> {
+    move_entries(db, &layout::legacy_tokens_by_user(), batch, |db, digest| {
         let token = db.token(&digest_of(digest)?)?;
         Ok(token.and_then(|t| {
             let user = t.user_id.as_ref()?;
             Some(layout::token_by_user(user, t.created, &t.id))
         }))
     })?;
-    move_entries(db, &layout::legacy_keys_by_user(), |db, id| {
+    move_entries(db, &layout::legacy_keys_by_user(), batch, |db, id| {
         let key = db.api_key(&key_id_of(id)?)?;
         Ok(key.map(|k| layout::key_by_user(&k.user_id, k.created, &k.id)))
     })
@@ -31,14 +35,16 @@ pub(super) fn user_indexes(db: &Inner) -> Result<(), StoreError> {
 
 /// Replaces every entry under `legacy` by one under the key `current` gives
 /// for its value, with the same value; drops an entry whose record is gone.
+/// Moves `size` entries per atomic, durable batch.
 fn move_entries(
     db: &Inner,
     legacy: &[u8],
+    size: usize,
     current: impl Fn(&Inner, &[u8]) -> Result<Option<Vec<u8>>, StoreError>,
 ) -> Result<(), StoreError> {
     loop {
         let moved = db.write(|db| {
-            let entries = db.entries_under(legacy, BATCH)?;
+            let entries = db.entries_under(legacy, size)?;
             let mut batch = Batch::default();
             for (old, value) in &entries {
                 if let Some(new) = current(db, value)? {
@@ -48,7 +54,7 @@ fn move_entries(
             }
             Ok((entries.len(), (!entries.is_empty()).then_some(batch)))
         })?;
-        if moved < BATCH {
+        if moved < size {
             return Ok(());
         }
     }
@@ -63,7 +69,7 @@ mod tests {
         secret::SecretDigest, store::Page, ApiKey, ApiKeyId, SledConfig, Token, TokenId, UserId,
     };
 
-    /// An index key as databases before the exact index held it: family,
+    /// An index key as databases before the microsecond index held it: family,
     /// length-prefixed user, milliseconds with the sign bit flipped, id.
     fn legacy(family: u8, user: &UserId, created: DateTime<Utc>, id: &str) -> Vec<u8> {
         let mut k = vec![family];
@@ -103,64 +109,83 @@ mod tests {
         token
     }
 
-    #[test]
-    fn an_earlier_database_lists_credentials_of_one_millisecond_oldest_first_once_reopened() {
-        let dir = tempfile::tempdir().unwrap();
-        let bob = UserId::from("bob");
+    /// Keys and tokens of `bob` created a microsecond apart, ids in descending
+    /// order (id order is the reverse of creation order), indexed as a database
+    /// before the microsecond index held them.
+    const IDS: [&str; 5] = ["e", "d", "c", "b", "a"];
+
+    fn earlier_database(dir: &std::path::Path, bob: &UserId) -> Inner {
         let start = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
-        // Created a microsecond apart, ids in descending order: id order is the
-        // reverse of creation order.
-        let ids = ["e", "d", "c", "b", "a"];
         let at = |i: usize| start + TimeDelta::microseconds(i as i64);
-        {
-            let db = Inner::open(dir.path(), &SledConfig::default()).unwrap();
-            for (i, id) in ids.iter().enumerate() {
-                db.insert_api_key(&key(id, &bob, at(i), i as u8)).unwrap();
-                db.insert_token(&token(id, &bob, at(i), i as u8)).unwrap();
-            }
-            // Rewrite both indexes as the earlier layout wrote them.
-            db.write(|db| {
-                let mut batch = Batch::default();
-                let families = [
-                    (layout::keys_of_user(&bob), b'o'),
-                    (layout::tokens_of_user(&bob), b'u'),
-                ];
-                for (prefix, family) in families {
-                    let entries = db.entries_under(&prefix, usize::MAX)?;
-                    assert_eq!(entries.len(), ids.len());
-                    for ((current, value), (i, id)) in entries.iter().zip(ids.iter().enumerate()) {
-                        batch.remove(current);
-                        batch.insert(legacy(family, &bob, at(i), id), value);
-                    }
-                }
-                Ok(((), Some(batch)))
-            })
-            .unwrap();
+        let db = Inner::open(dir, &SledConfig::default()).unwrap();
+        for (i, id) in IDS.iter().enumerate() {
+            db.insert_api_key(&key(id, bob, at(i), i as u8)).unwrap();
+            db.insert_token(&token(id, bob, at(i), i as u8)).unwrap();
         }
-        let db = Inner::open(dir.path(), &SledConfig::default()).unwrap();
+        db.write(|db| {
+            let mut batch = Batch::default();
+            let families = [
+                (layout::keys_of_user(bob), b'o'),
+                (layout::tokens_of_user(bob), b'u'),
+            ];
+            for (prefix, family) in families {
+                let entries = db.entries_under(&prefix, usize::MAX)?;
+                assert_eq!(entries.len(), IDS.len());
+                for ((current, value), (i, id)) in entries.iter().zip(IDS.iter().enumerate()) {
+                    batch.remove(current);
+                    batch.insert(legacy(family, bob, at(i), id), value);
+                }
+            }
+            Ok(((), Some(batch)))
+        })
+        .unwrap();
+        db
+    }
+
+    /// Every entry moved, and both lists oldest first.
+    fn assert_upgraded(db: &Inner, bob: &UserId) {
         for legacy in [
             layout::legacy_keys_by_user(),
             layout::legacy_tokens_by_user(),
         ] {
             assert!(db.entries_under(&legacy, 1).unwrap().is_empty());
         }
-        let oldest_first: Vec<&str> = ids.to_vec();
-        let keys = db.api_keys_of_user(&bob, Page::default()).unwrap();
-        assert_eq!(
-            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
-            oldest_first
-        );
-        let tokens = db.tokens_of_user(&bob, Page::default()).unwrap();
-        assert_eq!(
-            tokens.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-            oldest_first
-        );
+        let keys = db.api_keys_of_user(bob, Page::default()).unwrap();
+        let keys: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(keys, IDS);
+        let tokens = db.tokens_of_user(bob, Page::default()).unwrap();
+        let tokens: Vec<_> = tokens.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(tokens, IDS);
+    }
+
+    #[test]
+    fn an_earlier_database_lists_credentials_of_one_millisecond_oldest_first_once_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = UserId::from("bob");
+        drop(earlier_database(dir.path(), &bob));
+        let db = Inner::open(dir.path(), &SledConfig::default()).unwrap();
+        assert_upgraded(&db, &bob);
         // The moved entries are the ones a delete removes.
         db.delete_api_key(&ApiKeyId::from("c")).unwrap().unwrap();
         let keys = db.api_keys_of_user(&bob, Page::default()).unwrap();
-        assert_eq!(
-            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
-            ["e", "d", "b", "a"]
-        );
+        let keys: Vec<_> = keys.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(keys, ["e", "d", "b", "a"]);
+    }
+
+    #[test]
+    fn entries_move_in_several_batches_and_a_record_gone_drops_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob = UserId::from("bob");
+        let db = earlier_database(dir.path(), &bob);
+        // A legacy entry whose key record is gone, as a purge race could leave.
+        let orphan = legacy(b'o', &bob, DateTime::UNIX_EPOCH, "gone");
+        db.write(|_| {
+            let mut batch = Batch::default();
+            batch.insert(orphan, &b"gone"[..]);
+            Ok(((), Some(batch)))
+        })
+        .unwrap();
+        user_indexes_in_batches_of(&db, 2).unwrap();
+        assert_upgraded(&db, &bob);
     }
 }
