@@ -51,6 +51,28 @@ impl TokenSources {
         Arc::new(Context::new(realm.into(), missing.into(), registry))
     }
 
+    /// [`TokenSources::find`], except that a lone `Authorization: Bearer` token
+    /// is not checked against RFC 6750's `b64token` syntax. Every secret the gate's
+    /// format check passes is a `b64token`, so only a credential the gate refuses
+    /// as malformed needs [`is_b64token`] (and, if that fails, `find`'s message).
+    pub(crate) fn find_unchecked<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        uri: &'a Uri,
+    ) -> Result<Option<&'a [u8]>, Malformed> {
+        if self.header.is_some() || self.cookie.is_some() || self.query.is_some() {
+            return self.find(headers, uri);
+        }
+        let Some(value) = single_value(headers, &header::AUTHORIZATION, SEVERAL_AUTHORIZATION)?
+        else {
+            return Ok(None);
+        };
+        match bearer_token(value.as_bytes()) {
+            Some(token) => Ok(Some(token)),
+            None => bearer_by_general_rules(value),
+        }
+    }
+
     /// The credential of the request, borrowed from it: `None` if there is none;
     /// an error if it is malformed or the request carries several different ones.
     pub(crate) fn find<'a>(
@@ -103,13 +125,23 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, Malformed> {
         return Ok(None);
     };
     // The common case, `Bearer <b64token>`, in one pass over the bytes.
-    let bytes = value.as_bytes();
-    if bytes.len() > BEARER.len() && bytes[..BEARER.len()].eq_ignore_ascii_case(BEARER) {
-        if let Some(token) = b64token(&bytes[BEARER.len()..]) {
-            return Ok(Some(token));
-        }
+    if let Some(token) = bearer_token(value.as_bytes()).and_then(b64token) {
+        return Ok(Some(token));
     }
-    // Anything else by the general rules, which name what is wrong.
+    bearer_by_general_rules(value)
+}
+
+/// What follows `Bearer ` (the scheme in any case, one space), if anything does.
+fn bearer_token(bytes: &[u8]) -> Option<&[u8]> {
+    let head = bytes.get(..BEARER.len())?;
+    let token = &bytes[BEARER.len()..];
+    (head.eq_ignore_ascii_case(BEARER) && !token.is_empty()).then_some(token)
+}
+
+/// An `Authorization` value by the general rules, which name what is wrong: the
+/// token of a `Bearer` value, `None` for another scheme.
+#[cold]
+fn bearer_by_general_rules(value: &HeaderValue) -> Result<Option<&[u8]>, Malformed> {
     let value_str = value.to_str().map_err(|_| NOT_ASCII)?;
     let scheme_end = value_str.find([' ', '\t']).unwrap_or(value_str.len());
     let (scheme, rest) = value_str.split_at(scheme_end);
@@ -122,6 +154,11 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, Malformed> {
 
 /// The scheme and its one space, compared without regard to case.
 const BEARER: &[u8] = b"bearer ";
+
+/// Whether `bytes` are one RFC 6750 `b64token`.
+pub(crate) fn is_b64token(bytes: &[u8]) -> bool {
+    b64token(bytes).is_some()
+}
 
 /// `bytes` if they are one RFC 6750 `b64token`: at least one of
 /// `A-Z a-z 0-9 - . _ ~ + /`, then any number of `=`. Such bytes are ASCII, so
@@ -314,6 +351,61 @@ mod tests {
                     Err(message) => assert!(!allowed(b), "byte {b:#04x} refused: {message}"),
                     Ok(None) => panic!("byte {b:#04x}: a bearer header read as no credential"),
                 }
+            }
+        }
+    }
+
+    /// What the layer's fast path makes of `value`: `find_unchecked`, then, as the
+    /// layer does for a token the gate refuses, `find` for one that is not a
+    /// `b64token`.
+    fn fast_path(sources: &TokenSources, value: &[u8]) -> Result<Option<Vec<u8>>, Malformed> {
+        let mut map = HeaderMap::new();
+        map.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(value).unwrap(),
+        );
+        let uri = Uri::from_static("/");
+        match sources.find_unchecked(&map, &uri)? {
+            Some(token) if !is_b64token(token) => {
+                sources.find(&map, &uri).map(|t| t.map(<[u8]>::to_vec))
+            }
+            other => Ok(other.map(<[u8]>::to_vec)),
+        }
+    }
+
+    #[test]
+    fn the_fast_path_finds_and_refuses_every_value_as_find_does() {
+        let mut values: Vec<Vec<u8>> = [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer  abc",
+            b"Bearer\tabc",
+            b"Bearer a b",
+            b"Bearer ab==",
+            b"Bearer =",
+            b"Bearer a=b",
+            b"Bearer \xff\xfe",
+            b"bearer abc",
+            b"Basic YWxpY2U6cHc=",
+            b"Bearerabc",
+        ]
+        .iter()
+        .map(|v| v.to_vec())
+        .collect();
+        for b in 0..=255u8 {
+            let mut value = b"bEARER ab".to_vec();
+            value.push(b);
+            value.extend_from_slice(b"cd==");
+            values.push(value);
+        }
+        for sources in [TokenSources::default(), all_sources()] {
+            for value in &values {
+                if HeaderValue::from_bytes(value).is_err() {
+                    continue;
+                }
+                let expected = find(&sources, &[("authorization", value)], "/")
+                    .map(|t| t.map(String::into_bytes));
+                assert_eq!(fast_path(&sources, value), expected, "{value:?}");
             }
         }
     }

@@ -86,8 +86,10 @@ where
             }
         }
         // The credential is borrowed from the request, never copied.
-        let credential = self.state.find_credential(request.headers(), request.uri());
-        match self.state.authenticate_now(credential) {
+        match self
+            .state
+            .authenticate_now(request.headers(), request.uri())
+        {
             // Settled without an await: the inner service's own future, no box.
             Ok(authentication) => {
                 attach(request.extensions_mut(), authentication);

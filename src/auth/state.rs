@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, Uri};
 
 use super::{
     authentication::{Authentication, Context, Refusal},
-    credentials::{Malformed, TokenSources},
+    credentials::{is_b64token, Malformed, TokenSources},
     AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
@@ -165,17 +165,40 @@ impl AuthState {
     /// [`AuthState::authenticate`] as far as it goes without awaiting, untraced:
     /// the authentication, or what is left for
     /// [`AuthState::authenticate_resumed`].
+    /// The request's credential is found with
+    /// [`TokenSources::find_unchecked`](super::credentials::TokenSources::find_unchecked).
     pub(crate) fn authenticate_now(
         &self,
-        credential: Result<Option<&[u8]>, Malformed>,
+        headers: &HeaderMap,
+        uri: &Uri,
     ) -> Result<Authentication, Resume> {
+        let credential = self.inner.sources.find_unchecked(headers, uri);
         let secret = match self.without_secret(credential, &untraced) {
             Ok(secret) => secret,
             Err(settled) => return Ok(settled),
         };
         match self.inner.gate.resolve_now(secret) {
+            Resolving::Done(Err(Error::InvalidToken(InvalidTokenReason::Malformed)))
+                if !is_b64token(secret) =>
+            {
+                // Not even RFC 6750's token syntax: `find` names what is wrong.
+                Ok(self.malformed_header(headers, uri))
+            }
             Resolving::Done(outcome) => Ok(self.settle(outcome, &untraced)),
             Resolving::Pending(resume) => Err(resume),
+        }
+    }
+
+    /// The refusal of a request whose credential breaks RFC 6750's syntax.
+    #[cold]
+    fn malformed_header(&self, headers: &HeaderMap, uri: &Uri) -> Authentication {
+        match self.without_secret(self.find_credential(headers, uri), &untraced) {
+            Err(settled) => settled,
+            // Not reached: `find` refuses every credential that is not a `b64token`.
+            Ok(_) => self.settle(
+                Err(Error::InvalidToken(InvalidTokenReason::Malformed)),
+                &untraced,
+            ),
         }
     }
 
