@@ -6,6 +6,7 @@
 use std::{
     sync::Arc,
     task::{Context, Poll, Waker},
+    time::Instant,
 };
 
 use chrono::{DateTime, Utc};
@@ -87,8 +88,10 @@ impl ScopeGate {
             Some(digest) => (digest, true),
             None => (codec.digest(secret), false),
         };
-        match self.shared.store.cached_token(&digest) {
-            Some(token) => match self.check_token(Some(token), digest, remembered, secret) {
+        // One read of the clock serves the cache's lifetimes and the gate's time.
+        let at = Instant::now();
+        match self.shared.store.cached_token(&digest, at) {
+            Some(token) => match self.check_token(Some(token), digest, remembered, secret, at) {
                 Checked::Done(outcome) => Resolving::Done(outcome),
                 Checked::Loading(live, load) => Resolving::Pending(Resume::User { live, load }),
             },
@@ -102,7 +105,7 @@ impl ScopeGate {
             Resume::ApiKey => return self.resolve_api_key(secret).await,
             Resume::Token { digest, remembered } => {
                 let token = self.shared.store.shared_token_by_digest(&digest).await?;
-                match self.check_token(token, digest, remembered, secret) {
+                match self.check_token(token, digest, remembered, secret, Instant::now()) {
                     Checked::Done(outcome) => return outcome,
                     Checked::Loading(live, load) => (live, load),
                 }
@@ -113,20 +116,21 @@ impl ScopeGate {
         self.admit(live, user, secret)
     }
 
-    /// The token, if it is the one for `digest` and live; its user loaded if that
-    /// finishes on the first poll.
+    /// The token, if it is the one for `digest` and live at `at` (the monotonic
+    /// time just read); its user loaded if that finishes on the first poll.
     fn check_token(
         &self,
         token: Option<Arc<Token>>,
         digest: SecretDigest,
         remembered: bool,
         secret: &[u8],
+        at: Instant,
     ) -> Checked {
         let Some(token) = token.filter(|token| token.digest == digest) else {
             return Checked::Done(Err(refuse(InvalidTokenReason::Unknown)));
         };
         // Untruncated: only compared here; `note_use` truncates what it writes.
-        let now = self.shared.clock.now();
+        let now = self.shared.clock.now_at(at);
         if token.is_expired_at(now) {
             return Checked::Done(Err(refuse(InvalidTokenReason::Expired)));
         }

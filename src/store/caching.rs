@@ -257,9 +257,9 @@ impl Shared {
     }
 
     /// The token in the hot table, when the cache may serve from memory.
-    fn hot_token(&self, digest: &SecretDigest) -> Option<Arc<Token>> {
+    fn hot_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
         match self.feed_live.is_live() {
-            true => self.hot.get(digest, &self.epochs),
+            true => self.hot.get(digest, &self.epochs, now),
             false => None,
         }
     }
@@ -574,8 +574,8 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         .await
     }
 
-    fn cached_token(&self, digest: &SecretDigest) -> Option<Arc<Token>> {
-        self.shared.hot_token(digest)
+    fn cached_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
+        self.shared.hot_token(digest, now)
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {

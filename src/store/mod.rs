@@ -118,10 +118,16 @@ pub trait TokenStore: Send + Sync + 'static {
     /// once: a cache's fast path, tried before
     /// [`shared_token_by_digest`](TokenStore::shared_token_by_digest). `None`
     /// means "ask `shared_token_by_digest`", never "no such token". A store must
-    /// not answer a token revoked (or changed) since it was written. The default
+    /// not answer a token revoked (or changed) since it was written. `now` is the
+    /// monotonic time the caller has just read, for a cache to judge its
+    /// entries' lifetimes by without reading the clock again. The default
     /// answers `None`.
-    fn cached_token(&self, digest: &SecretDigest) -> Option<std::sync::Arc<Token>> {
-        let _ = digest;
+    fn cached_token(
+        &self,
+        digest: &SecretDigest,
+        now: std::time::Instant,
+    ) -> Option<std::sync::Arc<Token>> {
+        let _ = (digest, now);
         None
     }
 

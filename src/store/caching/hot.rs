@@ -63,17 +63,18 @@ impl HotTokens {
 
     /// The token under `digest`, if its slot holds it, no revocation came after
     /// its load, and moka would still hold it.
+    /// `now`: the monotonic time, read by the caller.
     pub(super) fn get(
         &self,
         digest: &SecretDigest,
         epochs: &RevocationEpochs,
+        now: Instant,
     ) -> Option<Arc<Token>> {
         let guard = self.slot(digest)?.load();
         let hot = guard.as_ref()?;
         // Constant-time, as every digest comparison (`SecretDigest::eq`).
-        let usable = hot.digest == *digest
-            && hot.cached.loaded_at == epochs.of(digest)
-            && Instant::now() < hot.until;
+        let usable =
+            hot.digest == *digest && hot.cached.loaded_at == epochs.of(digest) && now < hot.until;
         usable.then(|| Arc::clone(&hot.cached.token))
     }
 
@@ -140,9 +141,9 @@ mod tests {
         let hot = HotTokens::for_capacity(16);
         let digest = SecretDigest::from_bytes([7; 32]);
         hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
-        assert!(hot.get(&digest, &epochs).is_some());
+        assert!(hot.get(&digest, &epochs, Instant::now()).is_some());
         epochs.revoke(&digest);
-        assert!(hot.get(&digest, &epochs).is_none());
+        assert!(hot.get(&digest, &epochs, Instant::now()).is_none());
     }
 
     #[test]
@@ -150,8 +151,13 @@ mod tests {
         let epochs = RevocationEpochs::default();
         let hot = HotTokens::for_capacity(16);
         let digest = SecretDigest::from_bytes([7; 32]);
-        hot.put(&digest, &cached(digest, &epochs), Duration::ZERO);
-        assert!(hot.get(&digest, &epochs).is_none());
+        let entry = cached(digest, &epochs);
+        hot.put(&digest, &entry, Duration::from_secs(60));
+        let at = |secs| entry.fetched + Duration::from_secs(secs);
+        assert!(hot.get(&digest, &epochs, at(59)).is_some());
+        assert!(hot.get(&digest, &epochs, at(60)).is_none());
+        hot.put(&digest, &entry, Duration::ZERO);
+        assert!(hot.get(&digest, &epochs, entry.fetched).is_none());
     }
 
     #[test]
@@ -163,10 +169,13 @@ mod tests {
             SecretDigest::from_bytes([2; 32]),
         );
         hot.put(&a, &cached(a, &epochs), Duration::from_secs(60));
-        assert!(hot.get(&b, &epochs).is_none());
+        assert!(hot.get(&b, &epochs, Instant::now()).is_none());
         hot.put(&b, &cached(b, &epochs), Duration::from_secs(60));
-        assert_eq!(hot.get(&b, &epochs).unwrap().digest, b);
-        assert!(hot.get(&a, &epochs).is_none(), "b displaced a");
+        assert_eq!(hot.get(&b, &epochs, Instant::now()).unwrap().digest, b);
+        assert!(
+            hot.get(&a, &epochs, Instant::now()).is_none(),
+            "b displaced a"
+        );
     }
 
     #[test]
@@ -175,7 +184,7 @@ mod tests {
         let hot = HotTokens::for_capacity(0);
         let digest = SecretDigest::from_bytes([7; 32]);
         hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
-        assert!(hot.get(&digest, &epochs).is_none());
+        assert!(hot.get(&digest, &epochs, Instant::now()).is_none());
     }
 
     #[test]
@@ -185,9 +194,9 @@ mod tests {
         let digest = SecretDigest::from_bytes([7; 32]);
         hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
         hot.forget(&digest);
-        assert!(hot.get(&digest, &epochs).is_none());
+        assert!(hot.get(&digest, &epochs, Instant::now()).is_none());
         hot.put(&digest, &cached(digest, &epochs), Duration::from_secs(60));
         hot.clear();
-        assert!(hot.get(&digest, &epochs).is_none());
+        assert!(hot.get(&digest, &epochs, Instant::now()).is_none());
     }
 }
