@@ -39,8 +39,9 @@ impl Clock for SystemClock {
     /// The system time read at most a second ago on this thread, moved on
     /// by the monotonic time since: one clock read per request instead of two (a
     /// read costs about 30 ns on the benchmark machine). Both clocks run at the
-    /// same rate (NTP slews them alike); a step of the system clock is seen
-    /// within that second.
+    /// same rate (NTP slews them alike); a step of the system clock, or a
+    /// suspend (which the monotonic clock does not count), is seen within that
+    /// second.
     fn now_at(&self, at: Instant) -> DateTime<Utc> {
         thread_local! {
             static ANCHOR: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };

@@ -165,6 +165,7 @@ impl AuthState {
     /// [`AuthState::authenticate`] as far as it goes without awaiting, untraced:
     /// the authentication, or what is left for
     /// [`AuthState::authenticate_resumed`].
+    ///
     /// The request's credential is found with
     /// [`TokenSources::find_unchecked`](super::credentials::TokenSources::find_unchecked).
     pub(crate) fn authenticate_now(

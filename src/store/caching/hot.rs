@@ -62,8 +62,8 @@ impl HotTokens {
     }
 
     /// The token under `digest`, if its slot holds it, no revocation came after
-    /// its load, and moka would still hold it.
-    /// `now`: the monotonic time, read by the caller.
+    /// its load, and moka would still hold it at `now` (the monotonic time, read
+    /// by the caller).
     pub(super) fn get(
         &self,
         digest: &SecretDigest,
