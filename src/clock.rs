@@ -60,7 +60,10 @@ impl Clock for SystemClock {
         }
         match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(since_epoch) => {
-                let _ = ANCHOR.try_with(|anchor| anchor.set(Some((at, since_epoch))));
+                // Paired with a monotonic reading taken right after it, not with
+                // `at`: the thread may have been descheduled since `at` was read.
+                let read_at = Instant::now();
+                let _ = ANCHOR.try_with(|anchor| anchor.set(Some((read_at, since_epoch))));
                 from_epoch(since_epoch)
             }
             Err(_) => Utc::now(),
@@ -155,7 +158,8 @@ mod tests {
             let before = Utc::now();
             let now = SystemClock.now_at(Instant::now());
             let after = Utc::now();
-            let slack = TimeDelta::milliseconds(1);
+            // A deschedule between the anchor's two readings would shift it.
+            let slack = TimeDelta::milliseconds(5);
             assert!(
                 before - slack <= now && now <= after + slack,
                 "{before} {now} {after}"
