@@ -55,8 +55,13 @@ fn sized(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `n` with its sign bit flipped: as big-endian bytes, byte order is `n`'s order.
+fn ordered(n: i64) -> u64 {
+    (n as u64) ^ (1 << 63)
+}
+
 pub(super) fn time(t: DateTime<Utc>) -> [u8; 8] {
-    ((t.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
+    ordered(t.timestamp_millis()).to_be_bytes()
 }
 
 /// `t` to the microsecond, ordered as [`time`] orders milliseconds. The per-user
@@ -64,7 +69,7 @@ pub(super) fn time(t: DateTime<Utc>) -> [u8; 8] {
 /// millisecond; PostgreSQL keeps and orders times to the microsecond, and so
 /// must sled.
 fn micros(t: DateTime<Utc>) -> [u8; 8] {
-    ((t.timestamp_micros() as u64) ^ (1 << 63)).to_be_bytes()
+    ordered(t.timestamp_micros()).to_be_bytes()
 }
 
 pub(super) fn token(digest: &SecretDigest) -> Vec<u8> {
@@ -145,7 +150,7 @@ pub(super) fn expiry(at: DateTime<Utc>, what: u8, id: &str) -> Vec<u8> {
 
 /// The expiry-index range of everything due at or before `now`.
 pub(super) fn expired_until(now: DateTime<Utc>) -> std::ops::Range<Vec<u8>> {
-    let end = ((now.timestamp_millis() as u64 ^ (1 << 63)) + 1).to_be_bytes();
+    let end = (ordered(now.timestamp_millis()) + 1).to_be_bytes();
     vec![EXPIRY]..key(EXPIRY, &[&end])
 }
 
