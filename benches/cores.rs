@@ -10,7 +10,9 @@
 //! `cargo bench -p scopegate-benches --bench cores`. `CORES_REQUESTS` (default
 //! 200000) per thread and round, `CORES_ROUNDS` (default 5); medians of rounds,
 //! the cases run back to back in a rotating order. `CORES_CASES=guarded` runs
-//! only those cases (and bare).
+//! only those cases (and bare). `CORES_TOKENS=per_thread` gives the second
+//! thread a token of its own (another user's): against the default, one token
+//! for both, it shows what sharing the token's state between cores costs.
 
 #![allow(missing_docs)]
 
@@ -33,12 +35,14 @@ use tower::{util::BoxCloneSyncService, Service, ServiceExt};
 
 type App = BoxCloneSyncService<Request<Body>, Response, Infallible>;
 
-/// Nanoseconds per request, for `threads` threads sending `n` requests each.
-fn run(app: &App, bearer: &str, threads: usize, n: usize) -> f64 {
+/// Nanoseconds per request, for `threads` threads sending `n` requests each,
+/// thread `i` with `bearers[i % bearers.len()]`.
+fn run(app: &App, bearers: &[&str], threads: usize, n: usize) -> f64 {
     let barrier = Arc::new(Barrier::new(threads));
     let start = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..threads {
+        for thread in 0..threads {
+            let bearer = bearers[thread % bearers.len()];
             let (app, barrier) = (app.clone(), barrier.clone());
             scope.spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -91,6 +95,12 @@ fn main() {
     .into_iter()
     .filter(|(name, _)| *name == "bare" || chosen("CORES_CASES", name))
     .collect();
+    // One token for both threads (the case this bench is for), or with
+    // `CORES_TOKENS=per_thread` one each: what sharing the token costs.
+    let bearers = match std::env::var("CORES_TOKENS").as_deref() {
+        Ok("per_thread") => vec![apps.token.as_str(), apps.other_token.as_str()],
+        _ => vec![apps.token.as_str()],
+    };
     println!("| case | 1 thread ns/req | × bare | 2 threads ns/req | × bare |");
     println!("|---|---|---|---|---|");
     let mut times = vec![[Vec::new(), Vec::new()]; cases.len()];
@@ -98,8 +108,8 @@ fn main() {
         for i in 0..cases.len() {
             let index = (i + round) % cases.len();
             for (slot, threads) in [1, 2].into_iter().enumerate() {
-                run(&cases[index].1, &apps.token, threads, n / 20); // warm
-                times[index][slot].push(run(&cases[index].1, &apps.token, threads, n));
+                run(&cases[index].1, &bearers, threads, n / 20); // warm
+                times[index][slot].push(run(&cases[index].1, &bearers, threads, n));
             }
         }
     }

@@ -99,20 +99,36 @@ pub struct LoadedUser {
 /// The user and what the gate reads of it, in one allocation: `value` is last so
 /// an `Arc<Loaded<L::User>>` coerces to the erased form.
 struct Loaded<U: ?Sized> {
-    id: UserId,
+    loaded_for: LoadedFor,
     admin: bool,
     /// The loader's user type, to name it when asked for another.
     type_name: &'static str,
-    /// The token the user was loaded for, if a request's token: its
-    /// [`Principal`](crate::Principal) is then this allocation, not one of its own.
-    credential: Option<Credential>,
     value: U,
+}
+
+/// What a user was loaded for, which holds the user's id.
+enum LoadedFor {
+    /// The user alone, by id.
+    User(UserId),
+    /// A request's credential: its [`Principal`](crate::Principal) is then this
+    /// allocation, not one of its own. The id is read from the credential, not
+    /// cloned from it: the id's count is shared by every core serving the
+    /// credential, and a clone per request would move its cache line between
+    /// them.
+    Credential(Credential),
 }
 
 impl LoadedUser {
     /// The user's id.
     pub fn id(&self) -> &UserId {
-        &self.inner.id
+        match &self.inner.loaded_for {
+            LoadedFor::User(id) => id,
+            LoadedFor::Credential(Credential::ApiKey(key)) => &key.user_id,
+            LoadedFor::Credential(Credential::Token(token)) => token
+                .user_id
+                .as_ref()
+                .expect("a user is loaded only for a token with a user id (UserLoadFor::user)"),
+        }
     }
 
     /// Whether the user is an admin.
@@ -142,14 +158,17 @@ impl LoadedUser {
 
     /// The credential the user was loaded for, if any (see [`UserLoadFor`]).
     pub(crate) fn credential(&self) -> Option<&Credential> {
-        self.inner.credential.as_ref()
+        match &self.inner.loaded_for {
+            LoadedFor::User(_) => None,
+            LoadedFor::Credential(credential) => Some(credential),
+        }
     }
 }
 
 impl fmt::Debug for LoadedUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadedUser")
-            .field("id", &self.inner.id)
+            .field("id", self.id())
             .field("admin", &self.inner.admin)
             .finish_non_exhaustive()
     }
@@ -180,16 +199,18 @@ impl UserLoadFor {
 
     /// `user`, loaded, if active; with the token it was loaded for.
     fn user<U: AuthUser>(self, user: U) -> Option<LoadedUser> {
-        let (id, credential) = match self {
-            Self::User(id) => (id, None),
-            Self::Token(token) => (token.user_id.clone()?, Some(Credential::Token(token))),
+        let loaded_for = match self {
+            Self::User(id) => LoadedFor::User(id),
+            Self::Token(token) if token.user_id.is_some() => {
+                LoadedFor::Credential(Credential::Token(token))
+            }
+            Self::Token(_) => return None,
         };
         user.is_active().then(|| LoadedUser {
             inner: Arc::new(Loaded {
-                id,
+                loaded_for,
                 admin: user.is_admin(),
                 type_name: std::any::type_name::<U>(),
-                credential,
                 value: user,
             }),
         })

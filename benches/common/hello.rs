@@ -50,6 +50,9 @@ pub(crate) struct HelloApps {
     /// `guarded`, with scopegate's layer wrapped around the whole router.
     pub(crate) guarded_wrapped: AuthService<Router>,
     pub(crate) token: String,
+    /// Another live full-session token, of another user: for a second thread
+    /// that must not share the first token's counts.
+    pub(crate) other_token: String,
     /// The state behind `layer` and `guarded`.
     pub(crate) state: AuthState,
 }
@@ -77,21 +80,28 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
         .with_cache(cache)
         .build()
         .unwrap();
-    let issued = state
-        .gate()
-        .create_token(NewToken::for_user("bench".into()))
-        .await
-        .unwrap();
+    let mut secrets = Vec::new();
+    for user in ["bench", "bench-2"] {
+        let issued = state
+            .gate()
+            .create_token(NewToken::for_user(user.into()))
+            .await
+            .unwrap();
+        secrets.push(issued.secret.expose().to_owned());
+    }
     // `with_state(())` turns each handler into its final service once, as
     // `axum::serve` does; a router driven by `oneshot` without it rebuilds its
     // route (and every layer's service) per request.
-    let bearer = issued.secret.expose().to_owned();
     let tree = sled::open(dir.join("handwritten"))
         .unwrap()
         .open_tree("t")
         .unwrap();
-    let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
-    tree.insert(digest, "bench").unwrap();
+    for secret in &secrets {
+        let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        tree.insert(digest, "bench").unwrap();
+    }
+    let other_token = secrets.pop().unwrap();
+    let bearer = secrets.pop().unwrap();
     let handwritten = Handwritten {
         cache: moka::future::Cache::new(100_000),
         tree,
@@ -125,6 +135,7 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
                 .with_state(()),
         ),
         token: bearer,
+        other_token,
         state,
     }
 }

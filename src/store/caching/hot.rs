@@ -13,8 +13,15 @@
 //! A slot never outlives what it was copied from: it keeps the load's epoch, so
 //! a revocation makes it stale at once, and the instant moka's entry would have
 //! expired.
+//!
+//! A hit hands out each thread's own copy of the slot's token ([`own_copy`]),
+//! not a clone of the slot's `Arc`: that `Arc`'s count is shared by every core
+//! serving the token, and a write per request moved its cache line between
+//! them (about 0.15× a bare request on two cores, `benches/cores.rs` with
+//! `CORES_TOKENS=per_thread` against one shared token).
 
 use std::{
+    cell::RefCell,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -75,7 +82,7 @@ impl HotTokens {
         // Constant-time, as every digest comparison (`SecretDigest::eq`).
         let usable =
             hot.digest == *digest && hot.cached.loaded_at == epochs.of(digest) && now < hot.until;
-        usable.then(|| Arc::clone(&hot.cached.token))
+        usable.then(|| own_copy(hot, digest))
     }
 
     /// Keeps `cached`, just answered by moka, for at most `lifetime` (what is left
@@ -108,6 +115,47 @@ impl HotTokens {
             slot.store(None);
         }
     }
+}
+
+/// Copies of tokens one thread keeps.
+const OWN_COPIES: usize = 64;
+
+/// A thread's copy of the token in `hot`, a slot's value. Holding `hot` keeps
+/// its allocation alive, so no later value can take its address: a copy is
+/// used only while its slot still holds that very value, which `get` has just
+/// checked is usable.
+struct OwnCopy {
+    hot: Arc<Hot>,
+    token: Arc<Token>,
+}
+
+thread_local! {
+    static OWN: RefCell<[Option<OwnCopy>; OWN_COPIES]> =
+        const { RefCell::new([const { None }; OWN_COPIES]) };
+}
+
+/// The token of `hot` (the value of `digest`'s slot), as this thread's own
+/// copy: made on the thread's first hit on this value, then shared only by the
+/// thread's requests, so its count stays in this core's cache.
+fn own_copy(hot: &Arc<Hot>, digest: &SecretDigest) -> Arc<Token> {
+    let index = (digest.words()[2] as usize) % OWN_COPIES;
+    OWN.try_with(|own| {
+        let mut own = own.try_borrow_mut().ok()?;
+        let entry = &mut own[index];
+        if let Some(copy) = entry.as_ref().filter(|copy| Arc::ptr_eq(&copy.hot, hot)) {
+            return Some(Arc::clone(&copy.token));
+        }
+        let token = Arc::new(Token::clone(&hot.cached.token));
+        *entry = Some(OwnCopy {
+            hot: Arc::clone(hot),
+            token: Arc::clone(&token),
+        });
+        Some(token)
+    })
+    .ok()
+    .flatten()
+    // While the thread is being torn down: the slot's own.
+    .unwrap_or_else(|| Arc::clone(&hot.cached.token))
 }
 
 #[cfg(test)]
@@ -175,6 +223,47 @@ mod tests {
         assert!(
             hot.get(&a, &epochs, Instant::now()).is_none(),
             "b displaced a"
+        );
+    }
+
+    #[test]
+    fn each_thread_gets_its_own_copy_of_a_slots_token() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(16);
+        let digest = SecretDigest::from_bytes([7; 32]);
+        let entry = cached(digest, &epochs);
+        hot.put(&digest, &entry, Duration::from_secs(60));
+        let first = hot.get(&digest, &epochs, Instant::now()).unwrap();
+        let again = hot.get(&digest, &epochs, Instant::now()).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one copy per thread");
+        assert!(!Arc::ptr_eq(&first, &entry.token), "not the slot's own");
+        assert_eq!(*first, *entry.token);
+        let elsewhere = std::thread::scope(|scope| {
+            scope
+                .spawn(|| hot.get(&digest, &epochs, Instant::now()).unwrap())
+                .join()
+                .unwrap()
+        });
+        assert!(!Arc::ptr_eq(&first, &elsewhere), "another thread's copy");
+        assert_eq!(*elsewhere, *entry.token);
+    }
+
+    #[test]
+    fn a_slot_given_a_new_load_hands_out_the_new_token_not_an_old_copy() {
+        let epochs = RevocationEpochs::default();
+        let hot = HotTokens::for_capacity(16);
+        let digest = SecretDigest::from_bytes([7; 32]);
+        let before = cached(digest, &epochs);
+        hot.put(&digest, &before, Duration::from_secs(60));
+        assert_eq!(
+            hot.get(&digest, &epochs, Instant::now()).unwrap().id,
+            before.token.id
+        );
+        let after = cached(digest, &epochs);
+        hot.put(&digest, &after, Duration::from_secs(60));
+        assert_eq!(
+            hot.get(&digest, &epochs, Instant::now()).unwrap().id,
+            after.token.id
         );
     }
 
