@@ -14,11 +14,11 @@
 //! a revocation makes it stale at once, and the instant moka's entry would have
 //! expired.
 //!
-//! A hit hands out each thread's own copy of the slot's token ([`own_copy`]),
-//! not a clone of the slot's `Arc`: that `Arc`'s count is shared by every core
-//! serving the token, and a write per request moved its cache line between
-//! them (about 0.15× a bare request on two cores, `benches/cores.rs` with
-//! `CORES_TOKENS=per_thread` against one shared token).
+//! A token a thread serves again is handed out as the thread's own copy
+//! ([`own_copy`]), not as a clone of the slot's `Arc`: that `Arc`'s count is
+//! shared by every core serving the token, and a write per request moved its
+//! cache line between them (about 0.15× a bare request on two cores,
+//! `benches/cores.rs` with `CORES_TOKENS=per_thread` against one shared token).
 
 use std::{
     cell::RefCell,
@@ -117,44 +117,60 @@ impl HotTokens {
     }
 }
 
-/// Copies of tokens one thread keeps.
+/// Entries of a thread's table of own copies.
 const OWN_COPIES: usize = 64;
 
-/// A thread's copy of the token in `hot`, a slot's value. Holding `hot` keeps
-/// its allocation alive, so no later value can take its address: a copy is
-/// used only while its slot still holds that very value, which `get` has just
-/// checked is usable.
-struct OwnCopy {
-    hot: Arc<Hot>,
-    token: Arc<Token>,
+/// What a thread keeps of one slot value (`Hot`) it served.
+enum Own {
+    /// Served once, from the slot's own `Arc`: the value's address, only to
+    /// tell a second hit. Not held, so the address may be reused by another
+    /// value; that only makes the next hit copy a little early.
+    Seen(*const Hot),
+    /// Served again: the thread's copy of its token. Holding `hot` keeps the
+    /// value's allocation alive, so no other value can take its address: the
+    /// copy is used only while its slot still holds that very value, which
+    /// `get` has just checked is usable.
+    Copied { hot: Arc<Hot>, token: Arc<Token> },
 }
 
 thread_local! {
-    static OWN: RefCell<[Option<OwnCopy>; OWN_COPIES]> =
+    static OWN: RefCell<[Option<Own>; OWN_COPIES]> =
         const { RefCell::new([const { None }; OWN_COPIES]) };
 }
 
-/// The token of `hot` (the value of `digest`'s slot), as this thread's own
-/// copy: made on the thread's first hit on this value, then shared only by the
-/// thread's requests, so its count stays in this core's cache.
+/// The token of `hot` (the value of `digest`'s slot). From a thread's second
+/// hit on the value on, the thread's own copy: shared only by that thread's
+/// requests, its count stays in its core's cache. A first hit, or a token that
+/// a thread serves only now and then (one of many clients), gets the slot's own
+/// `Arc`, as copying it would cost more than it saves.
 fn own_copy(hot: &Arc<Hot>, digest: &SecretDigest) -> Arc<Token> {
+    // Another word of the digest than the slot's index, which is the same for
+    // every token this slot holds.
     let index = (digest.words()[2] as usize) % OWN_COPIES;
+    let address = Arc::as_ptr(hot);
     OWN.try_with(|own| {
         let mut own = own.try_borrow_mut().ok()?;
         let entry = &mut own[index];
-        if let Some(copy) = entry.as_ref().filter(|copy| Arc::ptr_eq(&copy.hot, hot)) {
-            return Some(Arc::clone(&copy.token));
+        match entry {
+            Some(Own::Copied { hot: kept, token }) if Arc::ptr_eq(kept, hot) => {
+                Some(Arc::clone(token))
+            }
+            Some(Own::Seen(seen)) if *seen == address => {
+                let token = Arc::new(Token::clone(&hot.cached.token));
+                *entry = Some(Own::Copied {
+                    hot: Arc::clone(hot),
+                    token: Arc::clone(&token),
+                });
+                Some(token)
+            }
+            _ => {
+                *entry = Some(Own::Seen(address));
+                None
+            }
         }
-        let token = Arc::new(Token::clone(&hot.cached.token));
-        *entry = Some(OwnCopy {
-            hot: Arc::clone(hot),
-            token: Arc::clone(&token),
-        });
-        Some(token)
     })
     .ok()
     .flatten()
-    // While the thread is being torn down: the slot's own.
     .unwrap_or_else(|| Arc::clone(&hot.cached.token))
 }
 
@@ -233,18 +249,26 @@ mod tests {
         let digest = SecretDigest::from_bytes([7; 32]);
         let entry = cached(digest, &epochs);
         hot.put(&digest, &entry, Duration::from_secs(60));
-        let first = hot.get(&digest, &epochs, Instant::now()).unwrap();
-        let again = hot.get(&digest, &epochs, Instant::now()).unwrap();
-        assert!(Arc::ptr_eq(&first, &again), "one copy per thread");
-        assert!(!Arc::ptr_eq(&first, &entry.token), "not the slot's own");
-        assert_eq!(*first, *entry.token);
+        let get = || hot.get(&digest, &epochs, Instant::now()).unwrap();
+        let first = get();
+        assert!(
+            Arc::ptr_eq(&first, &entry.token),
+            "a first hit: the slot's own"
+        );
+        let (second, third) = (get(), get());
+        assert!(Arc::ptr_eq(&second, &third), "one copy per thread");
+        assert!(!Arc::ptr_eq(&second, &entry.token), "not the slot's own");
+        assert_eq!(*second, *entry.token);
         let elsewhere = std::thread::scope(|scope| {
             scope
-                .spawn(|| hot.get(&digest, &epochs, Instant::now()).unwrap())
+                .spawn(|| {
+                    get();
+                    get()
+                })
                 .join()
                 .unwrap()
         });
-        assert!(!Arc::ptr_eq(&first, &elsewhere), "another thread's copy");
+        assert!(!Arc::ptr_eq(&second, &elsewhere), "another thread's copy");
         assert_eq!(*elsewhere, *entry.token);
     }
 
@@ -255,16 +279,16 @@ mod tests {
         let digest = SecretDigest::from_bytes([7; 32]);
         let before = cached(digest, &epochs);
         hot.put(&digest, &before, Duration::from_secs(60));
-        assert_eq!(
-            hot.get(&digest, &epochs, Instant::now()).unwrap().id,
-            before.token.id
-        );
+        for _ in 0..3 {
+            let token = hot.get(&digest, &epochs, Instant::now()).unwrap();
+            assert_eq!(token.id, before.token.id);
+        }
         let after = cached(digest, &epochs);
         hot.put(&digest, &after, Duration::from_secs(60));
-        assert_eq!(
-            hot.get(&digest, &epochs, Instant::now()).unwrap().id,
-            after.token.id
-        );
+        for _ in 0..3 {
+            let token = hot.get(&digest, &epochs, Instant::now()).unwrap();
+            assert_eq!(token.id, after.token.id);
+        }
     }
 
     #[test]
