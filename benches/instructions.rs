@@ -12,7 +12,8 @@
 //! (SHA-256 of the bearer, a moka hit), `layer` (scopegate's layer, cached live
 //! token, handler demanding nothing), `guarded` (plus `RequireScope`), `malformed`
 //! (a token with a bad checksum), `miss` (a live token the cache does not hold:
-//! a store read each time), and `refusal` and `refusal_short`: no HTTP, only the
+//! a store read each time), `many` (the wrapped guarded route, each request
+//! with the next of 256 cached tokens), and `refusal` and `refusal_short`: no HTTP, only the
 //! gate refusing the malformed token or one a character short
 //! (`ScopeGate::authenticate`, polled once), what the layer does with one before
 //! the route answers. `BENCHMARKS.md` has the figures and the script that
@@ -42,6 +43,20 @@ where
     for _ in 0..n {
         let response = router.clone().oneshot(hello_request(bearer)).await.unwrap();
         assert_eq!(response.status().as_u16(), expect);
+    }
+}
+
+/// Sends `n` requests, each with the next of `bearers` in turn; callgrind
+/// counts this too.
+#[inline(never)]
+async fn measured_in_turn<S>(router: &S, bearers: &[String], n: usize)
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone,
+{
+    for bearer in bearers.iter().cycle().take(n) {
+        let request = hello_request(Some(bearer));
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
     }
 }
 
@@ -103,6 +118,23 @@ fn main() {
             "guarded" | "miss" => run(&apps.guarded, live, n, 200).await,
             "guarded_wrapped" => run(&apps.guarded_wrapped, live, n, 200).await,
             "malformed" => run(&apps.guarded, malformed, n, 401).await,
+            "many" => {
+                // Each request another cached token, none repeating within
+                // 256 requests: a server of many clients.
+                let mut bearers = Vec::new();
+                for i in 0..256 {
+                    let issued = apps
+                        .state
+                        .gate()
+                        .create_token(scopegate::NewToken::for_user(format!("user-{i}").into()))
+                        .await
+                        .unwrap();
+                    bearers.push(issued.secret.expose().to_owned());
+                }
+                // Twice round, so every token is cached and seen before the count.
+                measured_in_turn(&apps.guarded_wrapped, &bearers, 512).await;
+                measured_in_turn(&apps.guarded_wrapped, &bearers, n).await;
+            }
             "refusal" | "refusal_short" => {
                 let secret = match case {
                     "refusal" => malformed.unwrap(),

@@ -21,7 +21,7 @@ count() {
 }
 printf '| case | instructions/request | added over bare |\n|---|---|---|\n'
 bare=""
-for case in ${CASES:-bare floor floor_wrapped handwritten layer guarded guarded_wrapped malformed miss}; do
+for case in ${CASES:-bare floor floor_wrapped handwritten layer guarded guarded_wrapped many malformed miss}; do
   big=$(count "$case" "$n")
   small=$(count "$case" 0)
   per=$(( (big - small) / n ))
