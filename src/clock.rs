@@ -30,10 +30,7 @@ impl Clock for SystemClock {
     /// `Utc::now()`, with this thread's last date kept: turning a day number into
     /// a date is most of what `Utc::now()` costs, and every request asks.
     fn now(&self) -> DateTime<Utc> {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(since_epoch) => from_epoch(since_epoch),
-            Err(_) => Utc::now(), // before 1970
-        }
+        system_since_epoch().map_or_else(Utc::now, from_epoch)
     }
 
     /// The system time read at most a second ago on this thread, moved on
@@ -58,17 +55,21 @@ impl Clock for SystemClock {
         if let Some(since_epoch) = anchored {
             return from_epoch(since_epoch);
         }
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(since_epoch) => {
-                // Paired with a monotonic reading taken right after it, not with
-                // `at`: the thread may have been descheduled since `at` was read.
-                let read_at = Instant::now();
-                let _ = ANCHOR.try_with(|anchor| anchor.set(Some((read_at, since_epoch))));
-                from_epoch(since_epoch)
-            }
-            Err(_) => Utc::now(),
-        }
+        let Some(since_epoch) = system_since_epoch() else {
+            return Utc::now();
+        };
+        // Paired with a monotonic reading taken right after it, not with `at`:
+        // the thread may have been descheduled since `at` was read.
+        let read_at = Instant::now();
+        let _ = ANCHOR.try_with(|anchor| anchor.set(Some((read_at, since_epoch))));
+        from_epoch(since_epoch)
     }
+}
+
+/// The system clock's time since 1970; `None` before 1970, which `Utc::now()`
+/// then answers.
+fn system_since_epoch() -> Option<Duration> {
+    SystemTime::now().duration_since(UNIX_EPOCH).ok()
 }
 
 /// How long a thread's reading of the system clock serves [`SystemClock::now_at`].
