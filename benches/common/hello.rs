@@ -100,8 +100,7 @@ pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
         let digest: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
         tree.insert(digest, "bench").unwrap();
     }
-    let other_token = secrets.pop().unwrap();
-    let bearer = secrets.pop().unwrap();
+    let [bearer, other_token]: [String; 2] = secrets.try_into().unwrap();
     let handwritten = Handwritten {
         cache: moka::future::Cache::new(100_000),
         tree,
