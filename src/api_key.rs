@@ -48,6 +48,19 @@ pub struct RetiredSecret {
 }
 
 impl ApiKey {
+    /// Whether `self` grants what `other` does: the same record, `last_use`
+    /// aside (it changes without changing a grant).
+    pub(crate) fn grants_as(&self, other: &ApiKey) -> bool {
+        self.id == other.id
+            && self.user_id == other.user_id
+            && self.scope == other.scope
+            && self.token_duration == other.token_duration
+            && self.active == other.active
+            && self.expires == other.expires
+            && self.digest == other.digest
+            && self.retired == other.retired
+    }
+
     /// Whether the key has expired at `now`.
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| e <= now)

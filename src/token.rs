@@ -33,6 +33,17 @@ pub struct Token {
 }
 
 impl Token {
+    /// Whether `self` grants what `other` does: the same token, owner, scopes
+    /// and expiry (`last_use` aside, which changes without changing a grant).
+    pub(crate) fn grants_as(&self, other: &Token) -> bool {
+        self.id == other.id
+            && self.digest == other.digest
+            && self.user_id == other.user_id
+            && self.scopes == other.scopes
+            && self.expires == other.expires
+            && self.api_key_id == other.api_key_id
+    }
+
     /// A token with no owner, no scopes and no key: set the public fields to fill
     /// it in (a store decoding its records, a test).
     pub fn new(

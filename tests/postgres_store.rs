@@ -14,6 +14,8 @@ mod cached {
     conformance_tests!(crate::common::pg::CachedPgBackend);
 }
 
+crate::cancellation_tests!(crate::common::pg::PgReal);
+
 mod schema {
     use std::time::Duration;
 

@@ -57,6 +57,17 @@ pub(crate) struct Live {
     now: DateTime<Utc>,
 }
 
+/// How often a token may be judged again because it changed while its user was
+/// loading, before the request is refused.
+const CHANGED_WHILE_LOADING: usize = 3;
+
+/// The principal of a user token, once its user has loaded.
+fn user_principal(user: Result<Option<LoadedUser>, BoxError>) -> Result<Principal, Error> {
+    user.map_err(Error::UserLoader)?
+        .and_then(Principal::of_user_token)
+        .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))
+}
+
 impl ScopeGate {
     /// [`ScopeGate::authenticate`] without a span of its own: the layer calls it
     /// inside the request's span.
@@ -101,19 +112,60 @@ impl ScopeGate {
 
     /// Finishes what [`ScopeGate::resolve_now`] left pending, for the same `secret`.
     pub(crate) async fn resume(&self, secret: &[u8], resume: Resume) -> Result<Principal, Error> {
-        let (live, load) = match resume {
-            Resume::ApiKey => return self.resolve_api_key(secret).await,
-            Resume::Token { digest, remembered } => {
-                let token = self.shared.store.shared_token_by_digest(&digest).await?;
-                match self.check_token(token, digest, remembered, secret, Instant::now()) {
-                    Checked::Done(outcome) => return outcome,
-                    Checked::Loading(live, load) => (live, load),
+        let mut resume = resume;
+        for _ in 0..CHANGED_WHILE_LOADING {
+            let (live, load) = match resume {
+                Resume::ApiKey => return self.resolve_api_key(secret).await,
+                Resume::Token { digest, remembered } => {
+                    let token = self.shared.store.shared_token_by_digest(&digest).await?;
+                    match self.check_token(token, digest, remembered, secret, Instant::now()) {
+                        Checked::Done(outcome) => return outcome,
+                        Checked::Loading(live, load) => (live, load),
+                    }
+                }
+                Resume::User { live, load } => (live, load),
+            };
+            let principal = user_principal(load.await)?;
+            // The token was read before the user load's await: a revocation may
+            // have been acknowledged since. Acceptance is here, so check it here.
+            match self.still_granted(&live.digest, &principal).await? {
+                true => return Ok(self.principal(live, principal, secret)),
+                false => {
+                    resume = Resume::Token {
+                        digest: live.digest,
+                        remembered: live.remembered,
+                    }
                 }
             }
-            Resume::User { live, load } => (live, load),
+        }
+        Err(refuse(InvalidTokenReason::Unknown))
+    }
+
+    /// Whether the token `principal` was built from still grants what it did,
+    /// after an await: asked of the store's synchronous path first (a cache
+    /// answers from memory, and answers nothing for a token with a revocation
+    /// settled or in flight), then of the store. `false`: it changed (its scopes
+    /// grew, its expiry was capped) and must be judged again; an error: it is
+    /// gone.
+    async fn still_granted(
+        &self,
+        digest: &SecretDigest,
+        principal: &Principal,
+    ) -> Result<bool, Error> {
+        let Some(token) = principal.token() else {
+            return Ok(true);
         };
-        let user = load.await;
-        self.admit(live, user, secret)
+        let store = &self.shared.store;
+        if let Some(current) = store.cached_token(digest, Instant::now()) {
+            if current.grants_as(token) {
+                return Ok(true);
+            }
+        }
+        match store.shared_token_by_digest(digest).await? {
+            Some(current) if current.grants_as(token) => Ok(true),
+            Some(current) if current.id == token.id => Ok(false),
+            _ => Err(refuse(InvalidTokenReason::Unknown)),
+        }
     }
 
     /// The token, if it is the one for `digest` and live at `at` (the monotonic
@@ -160,18 +212,14 @@ impl ScopeGate {
         }
     }
 
-    /// The principal for a live token, once its user has loaded.
+    /// The principal for a live token whose user loaded without an await.
     fn admit(
         &self,
         live: Live,
         user: Result<Option<LoadedUser>, BoxError>,
         secret: &[u8],
     ) -> Result<Principal, Error> {
-        let principal = user
-            .map_err(Error::UserLoader)?
-            .and_then(Principal::of_user_token)
-            .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
-        Ok(self.principal(live, principal, secret))
+        Ok(self.principal(live, user_principal(user)?, secret))
     }
 
     fn principal(&self, live: Live, principal: Principal, secret: &[u8]) -> Principal {
@@ -208,10 +256,25 @@ impl ScopeGate {
         if key.is_expired_at(now) {
             return Err(refuse(InvalidTokenReason::Expired));
         }
-        let owner = self
-            .load_active_user(&key.user_id)
-            .await?
-            .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
+        let owner = match self
+            .shared
+            .users
+            .load_active_now(UserLoadFor::User(key.user_id.clone()))
+        {
+            Ok(owner) => owner,
+            Err(wanted) => {
+                let owner = self.user_load(wanted).await;
+                // The key was read before that await: a revocation may have been
+                // acknowledged since. Acceptance is here, so check it here.
+                let current = self.shared.store.api_key_by_digest(&digest).await?;
+                if !current.is_some_and(|current| current.grants_as(&key)) {
+                    return Err(refuse(InvalidTokenReason::Unknown));
+                }
+                owner
+            }
+        }
+        .map_err(Error::UserLoader)?
+        .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
         self.note_use(Used::ApiKey(&key.id), &digest, key.last_use, now);
         Ok(Principal::from_api_key(key, owner))
     }

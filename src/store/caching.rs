@@ -3,10 +3,12 @@
 mod epochs;
 mod feed;
 mod hot;
+mod serving;
 mod tags;
+mod writes;
 
 use std::{
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -16,8 +18,9 @@ use moka::Expiry;
 
 use self::{
     epochs::{Epoch, RevocationEpochs},
-    feed::FeedState,
     hot::HotTokens,
+    serving::Serving,
+    writes::Effect,
 };
 pub use self::{
     feed::{InvalidationFeed, InvalidationSink},
@@ -217,11 +220,19 @@ const RACED_LOADS: usize = 3;
 /// );
 /// # let _ = store; Ok(()) }
 /// ```
-#[derive(Clone)]
 pub struct CachingStore<S> {
-    inner: S,
-    unknown: moka::sync::Cache<SecretDigest, ()>,
+    /// Shared with the task of a write in flight (see `writes`).
+    inner: Arc<S>,
     shared: Arc<Shared>,
+}
+
+impl<S> Clone for CachingStore<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 /// What the cache shares with its invalidation feed.
@@ -230,38 +241,41 @@ struct Shared {
     /// hash spreads them (see `fast_hash`).
     tokens: moka::future::Cache<SecretDigest, Cached, UniformKeys>,
     keys: moka::future::Cache<SecretDigest, CachedKey, UniformKeys>,
+    unknown: moka::sync::Cache<SecretDigest, ()>,
     /// Copies of tokens moka answered for, for the next request to read at once.
     hot: HotTokens,
     /// How long moka keeps an entry: the hot table keeps its copy no longer.
     lifetime: Lifetime,
     epochs: RevocationEpochs,
-    feed_live: FeedState,
+    serving: Serving,
 }
 
 impl Shared {
-    /// Makes cached copies of `digests` stale at once; moka drops them lazily.
+    /// Makes cached copies of `digests` (tokens, or keys' [tags](api_key_tag))
+    /// stale at once; moka drops them lazily.
     fn forget(&self, digests: &[SecretDigest]) {
         for digest in digests {
             self.epochs.revoke(digest);
+            self.hot.forget(digest);
         }
     }
 
-    /// The cached token, unless a revocation of its digest came after its load;
-    /// a fresh one is also put in the hot table.
+    /// The cached token, unless a revocation of its digest came after its load
+    /// or one is in flight; a fresh one is also put in the hot table.
     fn fresh(&self, digest: &SecretDigest, cached: Cached) -> Option<Arc<Token>> {
         if cached.loaded_at != self.epochs.of(digest) {
             return None;
         }
         self.hot.put(digest, &cached, self.lifetime.of(&cached));
-        Some(cached.token)
+        // Asked after the epoch: see `serving` for why the order matters.
+        self.serving.serves_memory().then_some(cached.token)
     }
 
     /// The token in the hot table, when the cache may serve from memory.
     fn hot_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
-        match self.feed_live.is_live() {
-            true => self.hot.get(digest, &self.epochs, now),
-            false => None,
-        }
+        let token = self.hot.get(digest, &self.epochs, now)?;
+        // Asked after the epoch: see `serving` for why the order matters.
+        self.serving.serves_memory().then_some(token)
     }
 
     /// Makes every cached token and key stale.
@@ -278,7 +292,7 @@ impl<S> std::fmt::Debug for CachingStore<S> {
         f.debug_struct("CachingStore")
             .field("cached_tokens", &self.shared.tokens.entry_count())
             .field("cached_api_keys", &self.shared.keys.entry_count())
-            .field("unknown_digests", &self.unknown.entry_count())
+            .field("unknown_digests", &self.shared.unknown.entry_count())
             .finish_non_exhaustive()
     }
 }
@@ -308,15 +322,15 @@ impl<S: TokenStore> CachingStore<S> {
             .build();
         let feed = inner.invalidation_feed();
         let cache = Self {
-            inner,
-            unknown,
+            inner: Arc::new(inner),
             shared: Arc::new(Shared {
                 tokens,
                 keys,
+                unknown,
                 hot: HotTokens::for_capacity(config.max_capacity),
                 lifetime: Lifetime(config.ttl),
                 epochs: RevocationEpochs::default(),
-                feed_live: FeedState::without_feed(),
+                serving: Serving::without_feed(),
             }),
         };
         match feed {
@@ -337,7 +351,7 @@ impl<S: TokenStore> CachingStore<S> {
     }
 
     fn subscribe(self, feed: Box<dyn InvalidationFeed>) -> Self {
-        self.shared.feed_live.store(false, Ordering::SeqCst);
+        self.shared.serving.set_feed_connected(false);
         self.shared.forget_all();
         if tokio::runtime::Handle::try_current().is_ok() {
             feed.start(InvalidationSink::new(&self.shared));
@@ -355,7 +369,7 @@ impl<S: TokenStore> CachingStore<S> {
     /// Whether lookups are served from memory: `false` while an invalidation feed
     /// is disconnected.
     pub fn is_serving_from_cache(&self) -> bool {
-        self.shared.feed_live.is_live()
+        self.shared.serving.feed_connected()
     }
 
     /// The wrapped store.
@@ -363,43 +377,15 @@ impl<S: TokenStore> CachingStore<S> {
         &self.inner
     }
 
-    /// Unwraps the store.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-
     /// How full the cache is, after running moka's pending maintenance.
     pub async fn stats(&self) -> CacheStats {
         self.shared.tokens.run_pending_tasks().await;
         self.shared.keys.run_pending_tasks().await;
-        self.unknown.run_pending_tasks();
+        self.shared.unknown.run_pending_tasks();
         CacheStats {
             tokens: self.shared.tokens.entry_count(),
             api_keys: self.shared.keys.entry_count(),
-            unknown: self.unknown.entry_count(),
-        }
-    }
-
-    /// Drops tokens that were deleted or changed; a load that raced this cannot
-    /// bring them back.
-    async fn forget(&self, digests: &[SecretDigest]) {
-        for digest in digests {
-            self.shared.epochs.revoke(digest);
-            self.shared.hot.forget(digest);
-            self.shared.tokens.invalidate(digest).await;
-        }
-    }
-
-    /// After a revoking write: drops what it removed, or, if it failed (it may
-    /// have half-happened, and the digests are unknown), everything.
-    async fn settle_revocation<T>(
-        &self,
-        outcome: &Result<T, StoreError>,
-        removed: impl FnOnce(&T) -> &[SecretDigest],
-    ) {
-        match outcome {
-            Ok(value) => self.forget(removed(value)).await,
-            Err(_) => self.shared.forget_all(),
+            unknown: self.shared.unknown.entry_count(),
         }
     }
 
@@ -446,14 +432,15 @@ impl<S: TokenStore> CachingStore<S> {
         C: std::future::Future<Output = Option<Result<Option<T>, StoreError>>>,
         D: std::future::Future<Output = Result<Option<T>, StoreError>>,
     {
-        if self.unknown.contains_key(digest) {
+        if self.shared.unknown.contains_key(digest) {
             return Ok(None);
         }
-        if !self.shared.feed_live.is_live() {
-            // The feed may have missed a revocation: only the store knows.
-            return direct().await;
-        }
         for _ in 0..RACED_LOADS {
+            if !self.shared.serving.serves_memory() {
+                // The feed may have missed a revocation, or one of ours is
+                // between its commit and its settling: only the store knows.
+                return direct().await;
+            }
             if let Some(found) = cached().await {
                 return found;
             }
@@ -470,7 +457,7 @@ impl<S: TokenStore> CachingStore<S> {
     ) -> Option<Result<Option<T>, StoreError>> {
         match miss {
             Miss::Unknown => {
-                self.unknown.insert(*digest, ());
+                self.shared.unknown.insert(*digest, ());
                 Some(Ok(None))
             }
             Miss::Store(err) => Some(Err(err.clone())),
@@ -508,7 +495,11 @@ impl<S: TokenStore> CachingStore<S> {
             }
         };
         match shared.keys.try_get_with(*digest, load).await {
-            Ok(cached) if cached.loaded_at == cached.tags.map(|tag| shared.epochs.of(&tag)) => {
+            // The serving state is asked after the epochs: see `serving`.
+            Ok(cached)
+                if cached.loaded_at == cached.tags.map(|tag| shared.epochs.of(&tag))
+                    && shared.serving.serves_memory() =>
+            {
                 Some(Ok(Some(ApiKey::clone(&cached.key))))
             }
             Ok(_) => {
@@ -523,10 +514,13 @@ impl<S: TokenStore> CachingStore<S> {
 #[async_trait]
 impl<S: TokenStore> TokenStore for CachingStore<S> {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
-        self.inner.insert_token(token).await?;
-        self.unknown.invalidate(&token.digest);
-        self.shared.tokens.invalidate(&token.digest).await;
-        Ok(())
+        let token = token.clone();
+        let digest = token.digest;
+        self.write(
+            move |inner| Box::pin(async move { inner.insert_token(&token).await }),
+            Effect::Adds(digest),
+        )
+        .await
     }
 
     async fn mint_token(
@@ -534,10 +528,13 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         token: &Token,
         key_digest: &SecretDigest,
     ) -> Result<bool, StoreError> {
-        let minted = self.inner.mint_token(token, key_digest).await?;
-        self.unknown.invalidate(&token.digest);
-        self.shared.tokens.invalidate(&token.digest).await;
-        Ok(minted)
+        let (token, key_digest) = (token.clone(), *key_digest);
+        let digest = token.digest;
+        self.write(
+            move |inner| Box::pin(async move { inner.mint_token(&token, &key_digest).await }),
+            Effect::Adds(digest),
+        )
+        .await
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
@@ -552,16 +549,14 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         // The hot table was asked already (`cached_token`, which callers try
         // first). Next a fresh moka entry answers before anything else is asked
         // (a digest in the cache is not in the cache of unknown ones).
-        if self.shared.feed_live.is_live() {
-            if let Some(token) = self
-                .shared
-                .tokens
-                .get(digest)
-                .await
-                .and_then(|c| self.shared.fresh(digest, c))
-            {
-                return Ok(Some(token));
-            }
+        if let Some(token) = self
+            .shared
+            .tokens
+            .get(digest)
+            .await
+            .and_then(|c| self.shared.fresh(digest, c))
+        {
+            return Ok(Some(token));
         }
         // Boxed apart, so the hit path's own future (which the trait boxes) stays
         // small: a large allocation and copy per request cost more than this one
@@ -607,26 +602,25 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         id: &TokenId,
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
-        let token = self.inner.add_token_scopes(id, scopes).await?;
-        if let Some(token) = &token {
-            self.shared.epochs.revoke(&token.digest);
-            self.shared.tokens.invalidate(&token.digest).await;
-        }
-        Ok(token)
+        let (id, scopes) = (id.clone(), scopes.to_vec());
+        self.write(
+            move |inner| Box::pin(async move { inner.add_token_scopes(&id, &scopes).await }),
+            Effect::revokes(|token: &Option<Token>| token.iter().map(|t| t.digest).collect()),
+        )
+        .await
     }
 
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        let deleted = self.inner.delete_token(id).await;
-        self.settle_revocation(&deleted, |token| {
-            token
-                .as_ref()
-                .map_or(&[][..], |t| std::slice::from_ref(&t.digest))
-        })
-        .await;
-        deleted
+        let id = id.clone();
+        self.write(
+            move |inner| Box::pin(async move { inner.delete_token(&id).await }),
+            Effect::revokes(|token: &Option<Token>| token.iter().map(|t| t.digest).collect()),
+        )
+        .await
     }
 
     async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // Not a revocation: the cache keeps its copies (see the trait).
         self.inner.touch_token(id, at).await
     }
 
@@ -635,9 +629,13 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.inner.insert_api_key(key).await?;
-        self.unknown.invalidate(&key.digest);
-        Ok(())
+        let key = key.clone();
+        let digest = key.digest;
+        self.write(
+            move |inner| Box::pin(async move { inner.insert_api_key(&key).await }),
+            Effect::Adds(digest),
+        )
+        .await
     }
 
     async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
@@ -663,24 +661,29 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         if let KeyChange::Rotate { digest, .. } = change {
-            self.unknown.invalidate(digest);
+            // The new secret must not stay "unknown" once the rotation lands.
+            self.shared.unknown.invalidate(digest);
         }
-        let modified = self.inner.modify_api_key(id, change).await;
-        self.settle_revocation(&modified, |m| m.as_ref().map_or(&[][..], |(_, d)| d))
-            .await;
-        self.shared.epochs.revoke(&api_key_tag(id));
-        modified
+        let (id, change) = (id.clone(), change.clone());
+        let tag = api_key_tag(&id);
+        self.write(
+            move |inner| Box::pin(async move { inner.modify_api_key(&id, &change).await }),
+            Effect::revokes(move |modified| with_tags(modified, [tag])),
+        )
+        .await
     }
 
     async fn delete_api_key(
         &self,
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        let deleted = self.inner.delete_api_key(id).await;
-        self.settle_revocation(&deleted, |d| d.as_ref().map_or(&[][..], |(_, d)| d))
-            .await;
-        self.shared.epochs.revoke(&api_key_tag(id));
-        deleted
+        let id = id.clone();
+        let tag = api_key_tag(&id);
+        self.write(
+            move |inner| Box::pin(async move { inner.delete_api_key(&id).await }),
+            Effect::revokes(move |deleted| with_tags(deleted, [tag])),
+        )
+        .await
     }
 
     async fn revoke_user(
@@ -688,23 +691,41 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         user: &UserId,
         keys: KeyDisposal,
     ) -> Result<Vec<SecretDigest>, StoreError> {
-        let revoked = self.inner.revoke_user(user, keys).await;
-        self.settle_revocation(&revoked, Vec::as_slice).await;
-        self.shared.epochs.revoke(&user_tag(user));
-        revoked
+        let user = user.clone();
+        let tag = user_tag(&user);
+        self.write(
+            move |inner| Box::pin(async move { inner.revoke_user(&user, keys).await }),
+            Effect::revokes(move |revoked: &Vec<SecretDigest>| {
+                revoked.iter().copied().chain([tag]).collect()
+            }),
+        )
+        .await
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
         // Tokens of an expired key may not have expired themselves: forget them for good.
-        let purged = self.inner.purge_expired(now, limit).await;
-        self.settle_revocation(&purged, |p| &p.tokens).await;
-        for id in purged.iter().flat_map(|p| &p.changed_keys) {
-            self.shared.epochs.revoke(&api_key_tag(id));
-        }
-        purged
+        self.write(
+            move |inner| Box::pin(async move { inner.purge_expired(now, limit).await }),
+            Effect::revokes(|purged: &Purged| {
+                let tags = purged.changed_keys.iter().map(api_key_tag);
+                purged.tokens.iter().copied().chain(tags).collect()
+            }),
+        )
+        .await
     }
 
     async fn health(&self) -> StoreHealth {
         self.inner.health().await
     }
+}
+
+/// The digests a key change removed, and `tags`: what the cache must forget.
+fn with_tags(
+    changed: &Option<(ApiKey, Vec<SecretDigest>)>,
+    tags: [SecretDigest; 1],
+) -> Vec<SecretDigest> {
+    let removed = changed
+        .iter()
+        .flat_map(|(_, digests)| digests.iter().copied());
+    removed.chain(tags).collect()
 }

@@ -2,7 +2,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod app;
+pub mod cancellation;
 pub mod instrumented;
+pub mod parking;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pg_server;

@@ -97,3 +97,15 @@ pub async fn dump(schema: &str) -> Vec<u8> {
     pool.close().await;
     out
 }
+
+/// `PgStore`, as the cancellation harness's real backend: each case in a schema
+/// of its own.
+pub struct PgReal;
+
+impl super::cancellation::Real for PgReal {
+    type Store = PgStore;
+
+    async fn open(place: PathBuf) -> PgStore {
+        open(&schema_of(&place)).await
+    }
+}

@@ -1,10 +1,7 @@
 //! Invalidation feeds: how a [`CachingStore`](super::CachingStore) learns of
 //! revocations made by other processes sharing its backend.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Weak,
-};
+use std::sync::{Arc, Weak};
 
 use super::Shared;
 use crate::secret::SecretDigest;
@@ -60,7 +57,7 @@ impl InvalidationSink {
     /// cache and send every lookup to the store until [`connected`](Self::connected).
     pub fn disconnected(&self) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.feed_live.store(false, Ordering::SeqCst);
+            shared.serving.set_feed_connected(false);
             shared.forget_all();
         }
     }
@@ -72,31 +69,12 @@ impl InvalidationSink {
             // Entries loaded before this point were loaded in bypass mode, which
             // caches nothing; forget anything else for good measure.
             shared.forget_all();
-            shared.feed_live.store(true, Ordering::SeqCst);
+            shared.serving.set_feed_connected(true);
         }
     }
 
     /// Whether the cache is gone, so the feed can stop.
     pub fn is_closed(&self) -> bool {
         self.shared.strong_count() == 0
-    }
-}
-
-/// Whether the cache may serve from memory: always without a feed; with one, only
-/// while it is connected.
-#[derive(Debug)]
-pub(super) struct FeedState(AtomicBool);
-
-impl FeedState {
-    pub(super) fn without_feed() -> Self {
-        Self(AtomicBool::new(true))
-    }
-
-    pub(super) fn store(&self, live: bool, order: Ordering) {
-        self.0.store(live, order);
-    }
-
-    pub(super) fn is_live(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
     }
 }

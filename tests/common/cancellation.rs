@@ -1,0 +1,350 @@
+//! The cancellation harness: every revoking operation, its caller's future
+//! dropped at each store call's park points in turn (see [`Parking`]), on a store
+//! with and without the cache. After each drop, and after a retry, no credential
+//! the real store no longer grants may authenticate, on any thread.
+//!
+//! `cancellation_tests!(Real)` expands to one test per operation and layering.
+
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+
+use chrono::{TimeDelta, Utc};
+use scopegate::{
+    ApiKeyUpdate, CacheConfig, CachingStore, Error, IssuedApiKey, IssuedToken, ManualClock,
+    NewApiKey, NewToken, ScopeGate, Secret, TokenRequest, TokenStore,
+};
+use tempfile::TempDir;
+
+use super::{
+    girder_scopes,
+    parking::{Parking, Parks, Run},
+    Users,
+};
+
+/// A real backend the harness parks calls to.
+pub trait Real: 'static {
+    type Store: TokenStore + Clone;
+
+    /// Opens the store whose data lives at `place`.
+    fn open(place: PathBuf) -> impl Future<Output = Self::Store> + Send;
+}
+
+/// An operation that revokes (or cuts short) credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    RevokeToken,
+    RevokeLogin,
+    Deactivate,
+    DeleteKey,
+    RotateWithoutGrace,
+    NarrowScope,
+    CapExpiry,
+    RevokeUser,
+}
+
+/// One fresh store, gate and set of warm credentials.
+pub struct Case {
+    pub gate: ScopeGate,
+    pub parks: Parks,
+    clock: ManualClock,
+    real: Arc<dyn TokenStore>,
+    key: IssuedApiKey,
+    minted: IssuedToken,
+    login: IssuedToken,
+    _dir: TempDir,
+}
+
+/// A credential and whether it is a key.
+struct Credential<'a> {
+    name: &'static str,
+    secret: &'a Secret,
+    digest: scopegate::secret::SecretDigest,
+    key: bool,
+}
+
+impl Case {
+    /// A store of `R` (behind the cache if `cached`), a user with a key, a token
+    /// minted from it and a login token, each authenticated from several threads
+    /// so every cache layer holds them.
+    pub async fn new<R: Real>(cached: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let real = R::open(dir.path().to_owned()).await;
+        let (parking, parks) = Parking::new(real.clone());
+        let users = Users::default();
+        let clock = ManualClock::new(Utc::now());
+        let builder = if cached {
+            let cache = CachingStore::with_config(parking, CacheConfig::default());
+            wait_until_serving(&cache).await;
+            ScopeGate::builder(cache, users.clone())
+        } else {
+            ScopeGate::builder(parking, users.clone())
+        };
+        // Without last_use: its background writes would reach the park points.
+        let gate = builder
+            .with_registry(girder_scopes())
+            .with_clock(clock.clone())
+            .with_direct_api_keys()
+            .without_last_use()
+            .build()
+            .unwrap();
+        let bob = users.add("bob", false);
+        let key = gate
+            .create_api_key(
+                &bob,
+                NewApiKey::new("k").scope(["core.data.read", "core.data.write"]),
+            )
+            .await
+            .unwrap();
+        let minted = gate
+            .exchange_api_key(key.secret.expose(), TokenRequest::default())
+            .await
+            .unwrap();
+        let login = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+        let case = Self {
+            gate,
+            parks,
+            clock,
+            real: Arc::new(real),
+            key,
+            minted,
+            login,
+            _dir: dir,
+        };
+        for credential in case.credentials() {
+            for _ in 0..3 {
+                let outcome = case.everywhere(credential.secret).await;
+                assert!(outcome.iter().all(Result::is_ok), "{}", credential.name);
+            }
+        }
+        case
+    }
+
+    fn credentials(&self) -> [Credential<'_>; 3] {
+        [
+            Credential {
+                name: "token minted from the key",
+                secret: &self.minted.secret,
+                digest: self.minted.token.digest,
+                key: false,
+            },
+            Credential {
+                name: "login token",
+                secret: &self.login.secret,
+                digest: self.login.token.digest,
+                key: false,
+            },
+            Credential {
+                name: "key",
+                secret: &self.key.secret,
+                digest: self.key.key.digest,
+                key: true,
+            },
+        ]
+    }
+
+    /// Authenticates `secret` here and on two spawned tasks (other threads of a
+    /// multi-threaded runtime).
+    async fn everywhere(&self, secret: &Secret) -> Vec<Result<(), Error>> {
+        let spawned: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, secret) = (self.gate.clone(), secret.clone());
+                tokio::spawn(async move { gate.authenticate(secret.expose()).await.map(|_| ()) })
+            })
+            .collect();
+        let mut outcomes = vec![self.gate.authenticate(secret.expose()).await.map(|_| ())];
+        for task in spawned {
+            outcomes.push(task.await.unwrap());
+        }
+        outcomes
+    }
+
+    /// Whether the real store still grants `credential` now.
+    async fn store_grants(&self, credential: &Credential<'_>) -> bool {
+        let now = self.clock.now();
+        if credential.key {
+            let key = self.real.api_key_by_digest(&credential.digest).await;
+            key.expect("the real store answers").is_some_and(|k| {
+                k.active && !k.is_expired_at(now) && k.accepts(&credential.digest, now)
+            })
+        } else {
+            let token = self.real.token_by_digest(&credential.digest).await;
+            token
+                .expect("the real store answers")
+                .is_some_and(|t| !t.is_expired_at(now))
+        }
+    }
+
+    /// No credential the real store no longer grants authenticates, on any thread.
+    /// Returns the names of those it still grants.
+    async fn assert_nothing_dropped_is_accepted(&self, when: &str) -> Vec<&'static str> {
+        let mut granted = Vec::new();
+        for credential in self.credentials() {
+            if self.store_grants(&credential).await {
+                granted.push(credential.name);
+                continue;
+            }
+            for outcome in self.everywhere(credential.secret).await {
+                assert!(
+                    matches!(outcome, Err(Error::InvalidToken(_))),
+                    "{when}: the store dropped the {}, yet it authenticated: {outcome:?}",
+                    credential.name
+                );
+            }
+        }
+        granted
+    }
+
+    /// Runs `op` to its end.
+    async fn run(&self, op: Op) -> Result<(), Error> {
+        let gate = &self.gate;
+        let key = &self.key.key.id;
+        let update = |edit: fn(&mut ApiKeyUpdate)| {
+            let mut update = ApiKeyUpdate::default();
+            edit(&mut update);
+            update
+        };
+        match op {
+            Op::RevokeToken => gate.revoke_token(&self.minted.token.id).await.map(drop),
+            Op::RevokeLogin => gate.revoke_token(&self.login.token.id).await.map(drop),
+            Op::Deactivate => {
+                let change = update(|u| u.active = Some(false));
+                gate.update_api_key(key, change).await.map(drop)
+            }
+            Op::DeleteKey => gate.delete_api_key(key).await.map(drop),
+            Op::RotateWithoutGrace => gate.rotate_api_key(key, Duration::ZERO).await.map(drop),
+            Op::NarrowScope => {
+                let change = update(|u| u.scope = Some(Some(vec!["core.data.read".into()])));
+                gate.update_api_key(key, change).await.map(drop)
+            }
+            Op::CapExpiry => {
+                let change = update(|u| u.expires_in_days = Some(Some(1.0 / 86_400.0)));
+                gate.update_api_key(key, change).await.map(drop)
+            }
+            Op::RevokeUser => gate
+                .revoke_user(&self.login.token.user_id.clone().unwrap())
+                .await
+                .map(drop),
+        }
+    }
+
+    /// What `op` must have stopped once it has run to its end.
+    fn stopped_by(op: Op) -> &'static [&'static str] {
+        const MINTED: &str = "token minted from the key";
+        match op {
+            Op::RevokeToken | Op::NarrowScope => &[MINTED],
+            Op::RevokeLogin => &["login token"],
+            Op::Deactivate | Op::DeleteKey | Op::RotateWithoutGrace | Op::CapExpiry => {
+                &[MINTED, "key"]
+            }
+            Op::RevokeUser => &[MINTED, "login token", "key"],
+        }
+    }
+
+    /// Lets a capped expiry pass, so it shows.
+    fn after(&self, op: Op) {
+        if op == Op::CapExpiry {
+            self.clock.advance(TimeDelta::seconds(2));
+        }
+    }
+}
+
+/// Waits (bounded) until a cache with an invalidation feed serves from memory.
+async fn wait_until_serving<S: TokenStore>(cache: &CachingStore<S>) {
+    for _ in 0..500 {
+        if cache.is_serving_from_cache() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the invalidation feed did not connect within 5 s");
+}
+
+/// Drops `op`'s caller at each park point in turn, each time on a fresh case:
+/// after the drop, and after a retry to the end, nothing the store dropped is
+/// accepted, and the retry leaves what `op` stops stopped. Returns the number of
+/// points swept.
+pub async fn sweep<R: Real>(cached: bool, op: Op) -> usize {
+    for point in 0..64 {
+        let case = Case::new::<R>(cached).await;
+        let parked = format!("{op:?} parked at point {point}");
+        let while_parked = || async {
+            case.assert_nothing_dropped_is_accepted(&parked).await;
+        };
+        let run = case.parks.drop_at(point, case.run(op), while_parked).await;
+        case.after(op);
+        let when = format!("{op:?} dropped at park point {point}");
+        case.assert_nothing_dropped_is_accepted(&when).await;
+        if let Run::Finished(outcome) = run {
+            outcome.unwrap_or_else(|err| panic!("{op:?} undisturbed: {err:?}"));
+            let granted = case.assert_nothing_dropped_is_accepted("after").await;
+            let stopped = Case::stopped_by(op);
+            assert!(
+                granted.iter().all(|name| !stopped.contains(name)),
+                "{op:?} ran to its end, yet the store still grants {granted:?}"
+            );
+            return point;
+        }
+        // A retry, as a client whose request was cut off sends: whatever it
+        // answers (done, not found, unchanged), what `op` stops is stopped.
+        let retried = case.run(op).await;
+        case.after(op);
+        let when = format!("{op:?} retried after a drop at point {point} ({retried:?})");
+        let granted = case.assert_nothing_dropped_is_accepted(&when).await;
+        let stopped = Case::stopped_by(op);
+        assert!(
+            granted.iter().all(|name| !stopped.contains(name)),
+            "{when}: the store still grants {granted:?}"
+        );
+    }
+    panic!("{op:?} never finished within 64 park points");
+}
+
+/// Expands to the cancellation tests for the real backend `$real`, with and
+/// without the cache.
+#[macro_export]
+macro_rules! cancellation_tests {
+    ($real:ty) => {
+        $crate::cancellation_tests!(@sweeps $real;
+            a_token_revocation_holds_however_its_caller_is_dropped: RevokeToken,
+            a_login_revocation_holds_however_its_caller_is_dropped: RevokeLogin,
+            a_deactivation_holds_however_its_caller_is_dropped: Deactivate,
+            a_key_deletion_holds_however_its_caller_is_dropped: DeleteKey,
+            a_rotation_without_grace_holds_however_its_caller_is_dropped: RotateWithoutGrace,
+            a_scope_narrowing_holds_however_its_caller_is_dropped: NarrowScope,
+            an_expiry_cap_holds_however_its_caller_is_dropped: CapExpiry,
+            a_user_revocation_holds_however_its_caller_is_dropped: RevokeUser
+        );
+    };
+    (@sweeps $real:ty; $($name:ident: $op:ident),*) => {
+        mod cancellation {
+            mod uncached {
+                use $crate::common::cancellation::{sweep, Op};
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        assert!(sweep::<$real>(false, Op::$op).await > 0);
+                    }
+                )*
+            }
+            mod cached {
+                use $crate::common::cancellation::{sweep, Op};
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        assert!(sweep::<$real>(true, Op::$op).await > 0);
+                    }
+                )*
+            }
+        }
+    };
+}
+
+/// The sled store, as the harness's real backend.
+pub struct SledReal;
+
+impl Real for SledReal {
+    type Store = scopegate::SledStore;
+
+    async fn open(place: PathBuf) -> Self::Store {
+        scopegate::SledStore::open(place).unwrap()
+    }
+}
