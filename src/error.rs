@@ -105,6 +105,11 @@ pub enum ConfigError {
     /// at least one.
     #[error("anonymous sessions need a lifetime from 1 s to 3650 days and max_live of at least 1")]
     InvalidAnonymousSessions,
+    /// A cache lifetime ([`CacheConfig`](crate::CacheConfig)'s TTLs) or the
+    /// `last_use` interval must be at most
+    /// [`MAX_CACHE_LIFETIME`](crate::MAX_CACHE_LIFETIME).
+    #[error("cache lifetimes and the last_use interval must be at most 100 years")]
+    InvalidCacheLifetime,
     /// A token header, cookie or query parameter name that is not a valid name.
     #[error("invalid name for a token source: {0:?}")]
     InvalidSourceName(String),

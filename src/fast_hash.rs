@@ -1,17 +1,23 @@
-//! A cheap keyed hasher for maps whose keys are already uniform and secret-free:
-//! SHA-256 digests of secrets the server made (the token and key caches, the
-//! `last_use` throttle), and for the scope registry, whose keys the app fixes.
+//! A cheap keyed hasher for maps whose keys are uniform and secret-free: SHA-256
+//! digests (the token and key caches, the `last_use` throttle), and for the
+//! scope registry, whose keys the app fixes.
 //!
 //! The default `RandomState` (SipHash-1-3) costs about 270 instructions per
 //! 32-byte key, on every cache lookup of every request. These keys need no such
-//! care: an attacker cannot choose them (they are digests of secrets the server
-//! generated), so what a table needs is only a spread of their bits, salted per
+//! care, so what a table needs is only a spread of their bits, salted per
 //! process. Each 64-bit word is folded in with one 128-bit multiply by a random
 //! odd key.
 //!
-//! Use it only for maps filled with such keys; a map a caller can insert into
-//! (the cache of unknown digests) keeps SipHash. Lookups of caller-chosen keys
-//! are fine: they cannot change how a fixed table is laid out.
+//! What callers can put in such a map: the caches keep entries only for digests
+//! of secrets the server made, but moka's map of loads in flight also holds,
+//! for the length of a store read, the digest of whatever secret a request
+//! presented. A caller chooses the secret, not its digest: fixing `k` bits of a
+//! digest costs about 2^k SHA-256 runs, and even fixed bits say nothing about
+//! where the per-map key sends them. So no caller can aim entries at one bucket.
+//!
+//! Use it only for keys that are digests or fixed by the app; a map a caller
+//! fills with keys of its own choosing (the cache of unknown digests, whose
+//! entries outlive a read) keeps SipHash.
 
 use std::hash::{BuildHasher, Hasher};
 

@@ -53,7 +53,7 @@ pub use crate::{
     secret::Secret,
     store::{
         error_chain, CacheConfig, CacheStats, CachingStore, Page, StoreError, StoreErrorKind,
-        StoreHealth, TokenStore,
+        StoreHealth, TokenStore, MAX_CACHE_LIFETIME,
     },
     sweeper::Sweeper,
     token::{has_scope, IssuedToken, MissingScopes, Token},

@@ -7,6 +7,7 @@ use rand::{distr::Alphanumeric, Rng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use crate::error::ConfigError;
 
@@ -53,9 +54,26 @@ impl SecretKind {
 }
 
 /// A secret credential string. It exists only when a key or token is created;
-/// `Debug` and `Display` print `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
+/// `Debug` and `Display` print `[redacted]`, equality is constant-time in its
+/// bytes, and its memory is zeroed when it is dropped.
+#[derive(Clone)]
 pub struct Secret(String);
+
+impl PartialEq for Secret {
+    /// Constant-time in the bytes (a length mismatch answers at once: lengths
+    /// follow from the public format).
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Secret {
     /// The secret itself, to hand to its owner exactly once.
@@ -118,7 +136,8 @@ impl SecretDigest {
 
     /// Parses [`SecretDigest::to_hex`] output.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        if hex.len() != 64 || !hex.is_ascii() {
+        // Digits only: `from_str_radix` alone would take a sign (`+f`).
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -554,6 +573,44 @@ mod tests {
         let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
         assert_eq!(SecretDigest::from_hex(&digest.to_hex()), Some(digest));
         assert_eq!(SecretDigest::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn digest_hex_with_a_sign_is_refused() {
+        let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
+        let hex = digest.to_hex();
+        for sign in ["+f", "+0", "-0"] {
+            let signed = format!("{sign}{}", &hex[2..]);
+            assert_eq!(SecretDigest::from_hex(&signed), None, "{signed}");
+        }
+    }
+
+    #[test]
+    fn digests_differing_in_any_one_byte_are_unequal() {
+        let bytes: [u8; 32] = std::array::from_fn(|i| i as u8 * 7);
+        let digest = SecretDigest::from_bytes(bytes);
+        assert_eq!(digest, SecretDigest::from_bytes(bytes));
+        for position in 0..32 {
+            for flip in [0x01, 0x80] {
+                let mut other = bytes;
+                other[position] ^= flip;
+                assert_ne!(digest, SecretDigest::from_bytes(other), "byte {position}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_differing_in_any_one_byte_are_unequal() {
+        let (secret, _) = SecretCodec::default().generate(SecretKind::Token);
+        assert_eq!(secret, secret.clone());
+        let text = secret.expose();
+        for position in 0..text.len() {
+            let mut other = text.as_bytes().to_vec();
+            other[position] = if other[position] == b'A' { b'B' } else { b'A' };
+            let other = Secret(String::from_utf8(other).unwrap());
+            assert_ne!(secret, other, "byte {position}");
+        }
+        assert_ne!(secret, Secret(text[..text.len() - 1].to_owned()));
     }
 
     #[test]

@@ -302,3 +302,50 @@ async fn a_token_served_from_memory_shows_a_scope_change_and_a_revocation_at_onc
         Err(Error::InvalidToken(_))
     ));
 }
+
+#[tokio::test]
+async fn lifetimes_moka_would_refuse_are_a_config_error_not_a_panic() {
+    use scopegate::{AuthState, ConfigError, MAX_CACHE_LIFETIME};
+    let too_long = MAX_CACHE_LIFETIME + Duration::from_secs(1);
+    for config in [
+        CacheConfig::default().with_ttl(Duration::MAX),
+        CacheConfig::default().with_ttl(too_long),
+        CacheConfig::default().with_negative_ttl(Duration::MAX),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let built = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users::default())
+            .with_cache(config)
+            .build();
+        assert_eq!(built.err(), Some(ConfigError::InvalidCacheLifetime));
+        // Built directly, the cache cannot fail: it caps them and works.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CachingStore::with_config(SledStore::open(dir.path()).unwrap(), config);
+        let gate = ScopeGate::builder(cache, Users::default()).build().unwrap();
+        let anonymous = gate.create_token(NewToken::anonymous()).await.unwrap();
+        gate.authenticate(anonymous.secret.expose()).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let built = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users::default())
+        .with_last_use_interval(Duration::MAX)
+        .build();
+    assert_eq!(built.err(), Some(ConfigError::InvalidCacheLifetime));
+    let dir = tempfile::tempdir().unwrap();
+    let at_the_limit = CacheConfig::default().with_ttl(MAX_CACHE_LIFETIME);
+    let built = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users::default())
+        .with_cache(at_the_limit)
+        .with_last_use_interval(MAX_CACHE_LIFETIME)
+        .build();
+    assert!(built.is_ok());
+}
+
+#[tokio::test]
+async fn a_capacity_beyond_the_hot_tables_largest_still_caches() {
+    let (gate, probe, users, _dir) =
+        cached_gate(CacheConfig::default().with_max_capacity(u64::MAX));
+    let bob = users.add("bob", false);
+    let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    for _ in 0..3 {
+        gate.authenticate(token.secret.expose()).await.unwrap();
+    }
+    assert_eq!(probe.digest_reads(), 1, "one store read, then the cache");
+}

@@ -450,7 +450,10 @@ impl<T: TokenStore> AuthStateBuilder<T> {
             .map(|sessions| sessions.validate().map(AnonymousLimiter::new))
             .transpose()?;
         let store: Arc<dyn TokenStore> = match self.cache {
-            Some(config) => Arc::new(CachingStore::with_config(self.store, config)),
+            Some(config) => {
+                config.validate()?;
+                Arc::new(CachingStore::with_config(self.store, config))
+            }
             None => Arc::new(self.store),
         };
         let gate = ScopeGate::builder_shared(store, self.users)

@@ -109,7 +109,9 @@ impl Slot {
     /// and was not rewritten while being read.
     fn read(&self, locator: u64, check: u64) -> Option<SecretDigest> {
         let before = self.sequence.load(Acquire);
-        if before % 2 == 1 || self.locator.load(Relaxed) != locator {
+        // A never-written slot (0) holds no secret's digest, whatever a hash
+        // of all zeros would say; an odd one is being written.
+        if before == 0 || before % 2 == 1 || self.locator.load(Relaxed) != locator {
             return None;
         }
         let stored_check = self.check.load(Relaxed);
@@ -157,6 +159,12 @@ mod tests {
 
     fn digest_of(n: u8) -> SecretDigest {
         SecretDigest::from_bytes([n; 32])
+    }
+
+    #[test]
+    fn a_never_written_slot_answers_nothing_even_for_an_all_zero_hash() {
+        // A body hashing to locator 0 and check 0 would match a fresh slot's zeros.
+        assert_eq!(Slot::default().read(0, 0), None);
     }
 
     #[test]

@@ -283,7 +283,8 @@ impl ScopeGateBuilder {
 
     /// How often a credential's `last_use` is written: at most once per
     /// `interval` per credential and process, in the background, never once per
-    /// request (default [`DEFAULT_LAST_USE_INTERVAL`]; at least one second).
+    /// request (default [`DEFAULT_LAST_USE_INTERVAL`]; at least one second, at
+    /// most [`MAX_CACHE_LIFETIME`](crate::MAX_CACHE_LIFETIME)).
     /// Listings show it, so it may lag by up to `interval`.
     pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
         self.settings.last_use_interval = Some(interval);
@@ -322,6 +323,12 @@ impl ScopeGateBuilder {
         }
         if limits::days(settings.token_lifetime_days).is_none() {
             return Err(ConfigError::InvalidLifetime);
+        }
+        if settings
+            .last_use_interval
+            .is_some_and(|interval| interval > crate::store::MAX_CACHE_LIFETIME)
+        {
+            return Err(ConfigError::InvalidCacheLifetime);
         }
         Ok(ScopeGate {
             shared: Arc::new(Shared {

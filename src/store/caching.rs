@@ -28,9 +28,15 @@ pub use self::{
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::{
-    fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token,
-    TokenId, UserId,
+    error::ConfigError, fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, KeyChange,
+    Scope, Token, TokenId, UserId,
 };
+
+/// The longest a cache keeps anything (100 years): TTLs and intervals above it
+/// are refused when a gate or state is built ([`ConfigError::InvalidCacheLifetime`]),
+/// and capped by [`CachingStore::with_config`], which cannot fail. moka refuses
+/// lifetimes of a thousand years or more.
+pub const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Sizes and lifetimes of the cache of tokens and API keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +61,14 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
+    /// Whether every lifetime is at most [`MAX_CACHE_LIFETIME`].
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self.ttl.max(self.negative_ttl) <= MAX_CACHE_LIFETIME {
+            true => Ok(()),
+            false => Err(ConfigError::InvalidCacheLifetime),
+        }
+    }
+
     /// How many live tokens to keep, and how many API keys.
     #[must_use]
     pub fn with_max_capacity(mut self, entries: u64) -> Self {
@@ -70,15 +84,17 @@ impl CacheConfig {
         self
     }
 
-    /// The longest a token or key stays cached (never past its own expiry). Bounds how long
-    /// another process's revocation can go unseen when the backend is shared.
+    /// The longest a token or key stays cached (never past its own expiry), at
+    /// most [`MAX_CACHE_LIFETIME`]. Bounds how long another process's revocation
+    /// can go unseen when the backend is shared.
     #[must_use]
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
     }
 
-    /// How long "no such token" is remembered, to spare the store repeated misses.
+    /// How long "no such token" is remembered, to spare the store repeated
+    /// misses; at most [`MAX_CACHE_LIFETIME`].
     #[must_use]
     pub fn with_negative_ttl(mut self, ttl: Duration) -> Self {
         self.negative_ttl = ttl;
@@ -237,8 +253,8 @@ impl<S> Clone for CachingStore<S> {
 
 /// What the cache shares with its invalidation feed.
 struct Shared {
-    /// Filled only with digests of secrets the server made, so a cheap keyed
-    /// hash spreads them (see `fast_hash`).
+    /// Keyed by SHA-256 digests, so a cheap keyed hash spreads them, even the
+    /// presented ones moka holds while their load is in flight (see `fast_hash`).
     tokens: moka::future::Cache<SecretDigest, Cached, UniformKeys>,
     keys: moka::future::Cache<SecretDigest, CachedKey, UniformKeys>,
     unknown: moka::sync::Cache<SecretDigest, ()>,
@@ -303,10 +319,16 @@ impl<S: TokenStore> CachingStore<S> {
         Self::with_config(inner, CacheConfig::default())
     }
 
-    /// Caches `inner` with `config`. If `inner` is shared with other processes (it
+    /// Caches `inner` with `config`, its lifetimes capped at
+    /// [`MAX_CACHE_LIFETIME`]. If `inner` is shared with other processes (it
     /// has an [`invalidation feed`](TokenStore::invalidation_feed)), the cache
     /// subscribes to it: call this within a Tokio runtime then.
     pub fn with_config(inner: S, config: CacheConfig) -> Self {
+        let config = CacheConfig {
+            ttl: config.ttl.min(MAX_CACHE_LIFETIME),
+            negative_ttl: config.negative_ttl.min(MAX_CACHE_LIFETIME),
+            ..config
+        };
         let tokens = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
             .expire_after(Lifetime(config.ttl))

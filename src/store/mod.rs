@@ -23,7 +23,7 @@ pub use self::sled::{SledConfig, SledStore, DEFAULT_SLED_CACHE_BYTES};
 pub use self::{
     caching::{
         api_key_tag, user_tag, CacheConfig, CacheStats, CachingStore, InvalidationFeed,
-        InvalidationSink,
+        InvalidationSink, MAX_CACHE_LIFETIME,
     },
     copy::{copy_records, CopyReport},
     error::{error_chain, StoreError, StoreErrorKind},

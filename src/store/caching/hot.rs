@@ -51,7 +51,10 @@ impl HotTokens {
     pub(super) fn for_capacity(capacity: u64) -> Self {
         let slots = match usize::try_from(capacity) {
             Ok(0) => 0,
-            Ok(n) => n.next_power_of_two().min(MAX_SLOTS),
+            // Past the largest power of two, `next_power_of_two` would wrap to 0.
+            Ok(n) => n
+                .checked_next_power_of_two()
+                .map_or(MAX_SLOTS, |n| n.min(MAX_SLOTS)),
             Err(_) => MAX_SLOTS,
         };
         Self {
@@ -288,6 +291,13 @@ mod tests {
         for _ in 0..3 {
             let token = hot.get(&digest, &epochs, Instant::now()).unwrap();
             assert_eq!(token.id, after.token.id);
+        }
+    }
+
+    #[test]
+    fn a_capacity_beyond_the_largest_table_gets_the_largest_table() {
+        for capacity in [u64::MAX, (1 << 63) + 1, 1 << 40] {
+            assert_eq!(HotTokens::for_capacity(capacity).slots.len(), MAX_SLOTS);
         }
     }
 
