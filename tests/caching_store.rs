@@ -349,3 +349,50 @@ async fn a_capacity_beyond_the_hot_tables_largest_still_caches() {
     }
     assert_eq!(probe.digest_reads(), 1, "one store read, then the cache");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_caches_over_clones_of_one_sled_store_see_each_others_revocations() {
+    use scopegate::{ApiKeyUpdate, AuthState};
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let a = ScopeGate::builder(CachingStore::new(sled.clone()), users.clone())
+        .build()
+        .unwrap();
+    // AuthState caches its store by default: a second cache over the same database.
+    let state = AuthState::builder(sled.clone(), users.clone())
+        .build()
+        .unwrap();
+    let b = state.gate().clone();
+    let login = a
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let key = b.create_api_key(&bob, NewApiKey::new("k")).await.unwrap();
+    let minted = b
+        .exchange_api_key(key.secret.expose(), TokenRequest::default())
+        .await
+        .unwrap();
+    for gate in [&a, &b] {
+        for secret in [&login.secret, &minted.secret] {
+            for _ in 0..3 {
+                gate.authenticate(secret.expose()).await.unwrap();
+            }
+        }
+    }
+    a.revoke_token(&login.token.id).await.unwrap();
+    let refused = b.authenticate(login.secret.expose()).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidToken(_))),
+        "{refused:?}"
+    );
+    let mut off = ApiKeyUpdate::default();
+    off.active = Some(false);
+    b.update_api_key(&key.key.id, off).await.unwrap();
+    let refused = a.authenticate(minted.secret.expose()).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidToken(_))),
+        "{refused:?}"
+    );
+}

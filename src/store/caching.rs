@@ -375,7 +375,7 @@ impl<S: TokenStore> CachingStore<S> {
     fn subscribe(self, feed: Box<dyn InvalidationFeed>) -> Self {
         self.shared.serving.set_feed_connected(false);
         self.shared.forget_all();
-        if tokio::runtime::Handle::try_current().is_ok() {
+        if !feed.needs_runtime() || tokio::runtime::Handle::try_current().is_ok() {
             feed.start(InvalidationSink::new(&self.shared));
         } else {
             // Without its feed the cache could serve what another process revoked:

@@ -41,6 +41,17 @@ pub enum Op {
     RevokeUser,
 }
 
+/// What stands between the gate and the parked backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layering {
+    /// Nothing: the gate reads the store.
+    Uncached,
+    /// A cache subscribed to the backend's invalidation feed.
+    Cached,
+    /// A cache that never hears of the backend's feed: it settles alone.
+    CachedWithoutFeed,
+}
+
 /// One fresh store, gate and set of warm credentials.
 pub struct Case {
     pub gate: ScopeGate,
@@ -62,21 +73,24 @@ struct Credential<'a> {
 }
 
 impl Case {
-    /// A store of `R` (behind the cache if `cached`), a user with a key, a token
+    /// A store of `R` (behind a cache, as `layering` says), a user with a key, a token
     /// minted from it and a login token, each authenticated from several threads
     /// so every cache layer holds them.
-    pub async fn new<R: Real>(cached: bool) -> Self {
+    pub async fn new<R: Real>(layering: Layering) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let real = R::open(dir.path().to_owned()).await;
         let (parking, parks) = Parking::new(real.clone());
         let users = Users::default();
         let clock = ManualClock::new(Utc::now());
-        let builder = if cached {
+        let cached = |parking| async {
             let cache = CachingStore::with_config(parking, CacheConfig::default());
             wait_until_serving(&cache).await;
             ScopeGate::builder(cache, users.clone())
-        } else {
-            ScopeGate::builder(parking, users.clone())
+        };
+        let builder = match layering {
+            Layering::Uncached => ScopeGate::builder(parking, users.clone()),
+            Layering::Cached => cached(parking).await,
+            Layering::CachedWithoutFeed => cached(parking.without_feed()).await,
         };
         // Without last_use: its background writes would reach the park points.
         let gate = builder
@@ -239,6 +253,28 @@ impl Case {
         }
     }
 
+    /// A cache whose write was cut off serves from memory again once the write
+    /// is settled: a fresh token's second lookup reaches no store.
+    async fn assert_the_cache_serves_again(&self, layering: Layering) {
+        if layering == Layering::Uncached {
+            return;
+        }
+        let owner = self.login.token.user_id.clone().unwrap();
+        let fresh = self
+            .gate
+            .create_token(NewToken::for_user(owner))
+            .await
+            .unwrap();
+        self.gate.authenticate(fresh.secret.expose()).await.unwrap();
+        let calls = self.parks.calls();
+        self.gate.authenticate(fresh.secret.expose()).await.unwrap();
+        assert_eq!(
+            self.parks.calls(),
+            calls,
+            "the cache stopped serving from memory"
+        );
+    }
+
     /// Lets a capped expiry pass, so it shows.
     fn after(&self, op: Op) {
         if op == Op::CapExpiry {
@@ -262,9 +298,9 @@ async fn wait_until_serving<S: TokenStore>(cache: &CachingStore<S>) {
 /// after the drop, and after a retry to the end, nothing the store dropped is
 /// accepted, and the retry leaves what `op` stops stopped. Returns the number of
 /// points swept.
-pub async fn sweep<R: Real>(cached: bool, op: Op) -> usize {
+pub async fn sweep<R: Real>(layering: Layering, op: Op) -> usize {
     for point in 0..64 {
-        let case = Case::new::<R>(cached).await;
+        let case = Case::new::<R>(layering).await;
         let parked = format!("{op:?} parked at point {point}");
         let while_parked = || async {
             case.assert_nothing_dropped_is_accepted(&parked).await;
@@ -294,6 +330,7 @@ pub async fn sweep<R: Real>(cached: bool, op: Op) -> usize {
             granted.iter().all(|name| !stopped.contains(name)),
             "{when}: the store still grants {granted:?}"
         );
+        case.assert_the_cache_serves_again(layering).await;
     }
     panic!("{op:?} never finished within 64 park points");
 }
@@ -316,24 +353,22 @@ macro_rules! cancellation_tests {
     };
     (@sweeps $real:ty; $($name:ident: $op:ident),*) => {
         mod cancellation {
-            mod uncached {
-                use $crate::common::cancellation::{sweep, Op};
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        assert!(sweep::<$real>(false, Op::$op).await > 0);
-                    }
-                )*
-            }
-            mod cached {
-                use $crate::common::cancellation::{sweep, Op};
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        assert!(sweep::<$real>(true, Op::$op).await > 0);
-                    }
-                )*
-            }
+            $crate::cancellation_tests!(@layering $real, uncached, Uncached; $($name: $op),*);
+            $crate::cancellation_tests!(@layering $real, cached, Cached; $($name: $op),*);
+            $crate::cancellation_tests!(
+                @layering $real, cached_without_feed, CachedWithoutFeed; $($name: $op),*
+            );
+        }
+    };
+    (@layering $real:ty, $module:ident, $layering:ident; $($name:ident: $op:ident),*) => {
+        mod $module {
+            use $crate::common::cancellation::{sweep, Layering, Op};
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    assert!(sweep::<$real>(Layering::$layering, Op::$op).await > 0);
+                }
+            )*
         }
     };
 }

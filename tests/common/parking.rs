@@ -28,6 +28,8 @@ pub struct Parks {
     reached: Arc<AtomicUsize>,
     /// Calls to the real backend under way (armed or not).
     in_call: Arc<AtomicUsize>,
+    /// Calls to the real backend so far.
+    calls: Arc<AtomicUsize>,
     /// Points with an index below this pass.
     released: watch::Sender<usize>,
 }
@@ -38,6 +40,7 @@ impl Default for Parks {
             armed: Arc::default(),
             reached: Arc::default(),
             in_call: Arc::default(),
+            calls: Arc::default(),
             released: watch::Sender::new(usize::MAX),
         }
     }
@@ -93,6 +96,11 @@ impl Parks {
         panic!("park point {point} was never reached, nor did the operation finish");
     }
 
+    /// Calls to the real backend so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
     /// Waits (bounded) until no call is under way in the real backend.
     pub async fn wait_idle(&self) {
         for _ in 0..5_000 {
@@ -116,6 +124,7 @@ impl Parks {
 
     /// Parks, calls the backend, parks again; counted as under way throughout.
     async fn around<T>(&self, call: impl Future<Output = T>) -> T {
+        self.calls.fetch_add(1, Ordering::SeqCst);
         self.in_call.fetch_add(1, Ordering::SeqCst);
         let _done = Decrement(&self.in_call);
         self.park().await;
@@ -137,6 +146,7 @@ impl Drop for Decrement<'_> {
 pub struct Parking<S> {
     inner: S,
     parks: Parks,
+    feed: bool,
 }
 
 impl<S> Parking<S> {
@@ -145,8 +155,16 @@ impl<S> Parking<S> {
         let store = Self {
             inner,
             parks: parks.clone(),
+            feed: true,
         };
         (store, parks)
+    }
+
+    /// Hides the backend's invalidation feed, as a store without one would have:
+    /// a cache in front then settles its own writes alone.
+    pub fn without_feed(mut self) -> Self {
+        self.feed = false;
+        self
     }
 }
 
@@ -235,6 +253,6 @@ impl<S: TokenStore> TokenStore for Parking<S> {
             .await
     }
     fn invalidation_feed(&self) -> Option<Box<dyn InvalidationFeed>> {
-        self.inner.invalidation_feed()
+        self.inner.invalidation_feed().filter(|_| self.feed)
     }
 }

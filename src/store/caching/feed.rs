@@ -19,9 +19,17 @@ use crate::secret::SecretDigest;
 /// [`TokenStore::invalidation_feed`](crate::TokenStore::invalidation_feed), and
 /// [`CachingStore`](super::CachingStore) subscribes to it on its own.
 pub trait InvalidationFeed: Send + 'static {
-    /// Starts delivering to `sink`. Called once, from within a Tokio runtime; the
-    /// feed should stop when [`InvalidationSink::is_closed`] turns true.
+    /// Starts delivering to `sink`. Called once, from within a Tokio runtime
+    /// unless [`needs_runtime`](Self::needs_runtime) says otherwise; the feed
+    /// should stop when [`InvalidationSink::is_closed`] turns true.
     fn start(self: Box<Self>, sink: InvalidationSink);
+
+    /// Whether [`start`](Self::start) needs a Tokio runtime (the default: most
+    /// feeds spawn a task). Without one, a cache does not start such a feed and
+    /// sends every lookup to the store instead.
+    fn needs_runtime(&self) -> bool {
+        true
+    }
 }
 
 /// The cache's end of an [`InvalidationFeed`]. Holds the cache weakly: once every
@@ -70,6 +78,28 @@ impl InvalidationSink {
             // caches nothing; forget anything else for good measure.
             shared.forget_all();
             shared.serving.set_feed_connected(true);
+        }
+    }
+
+    /// A revoking write of this process is about to reach the shared store: the
+    /// cache asks the store until [`end_write`](Self::end_write).
+    pub(crate) fn begin_write(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.serving.begin_write();
+        }
+    }
+
+    /// The write [`begin_write`](Self::begin_write) announced is settled.
+    pub(crate) fn end_write(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.serving.end_write();
+        }
+    }
+
+    /// A revoking write failed and may have half-happened: forget everything.
+    pub(crate) fn forget_everything(&self) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.forget_all();
         }
     }
 

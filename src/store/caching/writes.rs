@@ -6,9 +6,10 @@
 //! parked on. A store write whose caller is dropped may still commit (sled's runs
 //! on the blocking pool; a PostgreSQL `COMMIT` may already be on the wire), and
 //! if the settling after it never ran, the cache would go on serving a credential
-//! the store dropped. So the write and its settling run in a task of their own,
-//! which the caller awaits but does not own: dropping the caller drops only the
-//! wait. Any retry then finds the store changed *and* the cache settled.
+//! the store dropped. So the write and its settling form one future that runs to
+//! its end: in the caller's task while the caller waits, and, if the caller is
+//! dropped first, in a task the runtime is handed at the drop
+//! ([`RunsToItsEnd`]). Dropping the caller drops only the wait.
 //!
 //! A revoking write also marks itself in flight ([`Serving::begin_write`]) before
 //! it reaches the store and clears the mark only after its epochs are bumped:
@@ -20,12 +21,17 @@
 //!
 //! [`Serving::begin_write`]: super::serving::Serving::begin_write
 
-use std::{future::Future, pin::Pin, sync::Arc};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
 
 use super::{CachingStore, Shared};
 use crate::{
     secret::SecretDigest,
-    store::{StoreError, StoreErrorKind, TokenStore},
+    store::{StoreError, TokenStore},
 };
 
 /// A store write, owning its arguments, ready to run in the unit's task.
@@ -54,7 +60,7 @@ impl<T> Effect<T> {
 
 impl<S: TokenStore> CachingStore<S> {
     /// Runs `write` on the store and settles its `effect` on the cache, as one
-    /// unit: in a task of its own when a Tokio runtime is there to run it.
+    /// unit that runs to its end however the caller ends.
     pub(super) async fn write<T: Send + 'static>(
         &self,
         write: impl FnOnce(Arc<S>) -> StoreWrite<T>,
@@ -65,14 +71,37 @@ impl<S: TokenStore> CachingStore<S> {
             write(Arc::clone(&self.inner)),
             effect,
         );
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime.spawn(unit).await.unwrap_or_else(|failed| {
-                // The unit's guard has already made the cache stop serving.
-                Err(StoreError::new(StoreErrorKind::Backend, failed))
-            }),
-            // Nothing could run it on its own: no caller could be dropped either
-            // without the whole thread going away.
-            Err(_) => unit.await,
+        RunsToItsEnd(Some(Box::pin(unit))).await
+    }
+}
+
+/// A future that, dropped before its end, is handed to the runtime to finish:
+/// the caller may stop waiting, the work does not stop. While the caller waits,
+/// it runs in the caller's task (no task of its own to allocate).
+struct RunsToItsEnd<T: Send + 'static>(Option<StoreWrite<T>>);
+
+impl<T: Send + 'static> Future for RunsToItsEnd<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(unit) = self.0.as_mut() else {
+            return Poll::Pending; // polled after its end: never
+        };
+        let outcome = ready!(unit.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl<T: Send + 'static> Drop for RunsToItsEnd<T> {
+    fn drop(&mut self) {
+        if let Some(unit) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(unit)),
+                // Nothing can finish it: dropping it drops its in-flight mark,
+                // which stops the cache serving from memory (see `InFlight`).
+                Err(_) => drop(unit),
+            }
         }
     }
 }

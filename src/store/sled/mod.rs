@@ -4,6 +4,7 @@ mod config;
 mod encoding;
 mod group_commit;
 mod layout;
+mod local_caches;
 mod records;
 mod recovery;
 mod upgrade;
@@ -14,8 +15,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::config::{SledConfig, DEFAULT_SLED_CACHE_BYTES};
-use self::{records::Inner, recovery::Lifeline};
-use super::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind, StoreHealth, TokenStore};
+use self::{local_caches::LocalCaches, records::Inner, recovery::Lifeline};
+use super::{
+    api_key_tag, user_tag, InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreErrorKind,
+    StoreHealth, TokenStore,
+};
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
 /// Tokens and API keys in an embedded sled database, for one process.
@@ -46,6 +50,8 @@ use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, Tok
 #[derive(Clone)]
 pub struct SledStore {
     lifeline: Arc<Lifeline>,
+    /// The caches over this database in this process (see `local_caches`).
+    caches: Arc<LocalCaches>,
 }
 
 impl fmt::Debug for SledStore {
@@ -66,6 +72,7 @@ impl SledStore {
     pub fn open_with(path: impl AsRef<Path>, config: SledConfig) -> Result<Self, StoreError> {
         Ok(Self {
             lifeline: Arc::new(Lifeline::open(path.as_ref(), config)?),
+            caches: Arc::default(),
         })
     }
 
@@ -82,6 +89,22 @@ impl SledStore {
 
     /// A lookup of the request path: on the calling task while the database is
     /// open (see [`SledConfig::with_reads_on_blocking_threads`]), else as `run`.
+    /// [`SledStore::run`] for a write that revokes or changes credentials: every
+    /// cache over this database forgets what `touched` reads from its result.
+    async fn revoke<T, F>(
+        &self,
+        op: F,
+        touched: impl FnOnce(&T) -> Vec<SecretDigest> + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    {
+        let caches = Arc::clone(&self.caches);
+        self.run(move |db| caches.revoking(|| op(db), touched))
+            .await
+    }
+
     async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -95,6 +118,22 @@ impl SledStore {
             Err(op) => self.run(op).await,
         }
     }
+}
+
+/// The digest of a deleted or changed token, if there was one.
+fn token_digest(token: &Option<Token>) -> Vec<SecretDigest> {
+    token.iter().map(|token| token.digest).collect()
+}
+
+/// What a key change touched: its tokens, and the key's tag.
+fn key_change(
+    changed: &Option<(ApiKey, Vec<SecretDigest>)>,
+    tag: SecretDigest,
+) -> Vec<SecretDigest> {
+    let removed = changed
+        .iter()
+        .flat_map(|(_, digests)| digests.iter().copied());
+    removed.chain([tag]).collect()
 }
 
 pub(super) fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -158,12 +197,14 @@ impl TokenStore for SledStore {
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
         let (id, scopes) = (id.clone(), scopes.to_vec());
-        self.run(move |db| db.add_token_scopes(&id, &scopes)).await
+        self.revoke(move |db| db.add_token_scopes(&id, &scopes), token_digest)
+            .await
     }
 
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         let id = id.clone();
-        self.run(move |db| db.delete_token(&id)).await
+        self.revoke(move |db| db.delete_token(&id), token_digest)
+            .await
     }
 
     async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -202,7 +243,12 @@ impl TokenStore for SledStore {
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let (id, change) = (id.clone(), change.clone());
-        self.run(move |db| db.modify_api_key(&id, &change)).await
+        let tag = api_key_tag(&id);
+        self.revoke(
+            move |db| db.modify_api_key(&id, &change),
+            move |changed| key_change(changed, tag),
+        )
+        .await
     }
 
     async fn delete_api_key(
@@ -210,7 +256,12 @@ impl TokenStore for SledStore {
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let id = id.clone();
-        self.run(move |db| db.delete_api_key(&id)).await
+        let tag = api_key_tag(&id);
+        self.revoke(
+            move |db| db.delete_api_key(&id),
+            move |deleted| key_change(deleted, tag),
+        )
+        .await
     }
 
     async fn revoke_user(
@@ -219,11 +270,29 @@ impl TokenStore for SledStore {
         keys: KeyDisposal,
     ) -> Result<Vec<SecretDigest>, StoreError> {
         let user = user.clone();
-        self.run(move |db| db.revoke_user(&user, keys)).await
+        let tag = user_tag(&user);
+        self.revoke(
+            move |db| db.revoke_user(&user, keys),
+            move |revoked| revoked.iter().copied().chain([tag]).collect(),
+        )
+        .await
     }
 
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
-        self.run(move |db| db.purge_expired(now, limit)).await
+        self.revoke(
+            move |db| db.purge_expired(now, limit),
+            |purged| {
+                let tags = purged.changed_keys.iter().map(api_key_tag);
+                purged.tokens.iter().copied().chain(tags).collect()
+            },
+        )
+        .await
+    }
+
+    /// The in-process feed every clone shares: caches over clones of one store
+    /// see each other's revocations at once.
+    fn invalidation_feed(&self) -> Option<Box<dyn InvalidationFeed>> {
+        Some(self.caches.feed())
     }
 
     async fn health(&self) -> StoreHealth {
