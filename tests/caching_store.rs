@@ -387,8 +387,10 @@ async fn two_caches_over_clones_of_one_sled_store_see_each_others_revocations() 
         matches!(refused, Err(Error::InvalidToken(_))),
         "{refused:?}"
     );
-    let mut off = ApiKeyUpdate::default();
-    off.active = Some(false);
+    let off = ApiKeyUpdate {
+        active: Some(false),
+        ..ApiKeyUpdate::default()
+    };
     b.update_api_key(&key.key.id, off).await.unwrap();
     let refused = a.authenticate(minted.secret.expose()).await;
     assert!(

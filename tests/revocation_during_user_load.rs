@@ -119,8 +119,10 @@ async fn a_key_deactivated_while_its_owner_loads_is_refused(store: impl TokenSto
         gate.authenticate(secret).await.unwrap();
     }
     let revoke = async {
-        let mut off = ApiKeyUpdate::default();
-        off.active = Some(false);
+        let off = ApiKeyUpdate {
+            active: Some(false),
+            ..ApiKeyUpdate::default()
+        };
         gate.update_api_key(&key.key.id, off).await.unwrap();
     };
     let outcome = authenticate_across(&gate, &users, secret, revoke).await;
