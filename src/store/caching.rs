@@ -62,6 +62,7 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Whether every lifetime is at most [`MAX_CACHE_LIFETIME`].
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // AuthStateBuilder's check
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         match self.ttl.max(self.negative_ttl) <= MAX_CACHE_LIFETIME {
             true => Ok(()),
