@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{secret::SecretDigest, ApiKeyId, Scope, Secret, UserId};
+use crate::{secret::SecretDigest, ApiKeyId, Scope, Secret, Token, UserId};
 
 /// A stored API key. The secret itself is never kept: only its [`SecretDigest`] and a
 /// non-secret `start` to recognise it by.
@@ -75,6 +75,26 @@ impl ApiKey {
             .as_ref()
             .is_some_and(|r| r.digest == *digest && now < r.valid_until);
         current | retired
+    }
+
+    /// Whether `token`, minted from this key with the secret whose digest is
+    /// `key_digest`, is legitimate against the key as it is now: the key is
+    /// active, unexpired at the token's creation and accepts the secret; the
+    /// token is its owner's, carries no scope the key does not grant, and ends
+    /// no later than the key. A store checks this atomically with the insert,
+    /// so a mint racing a deactivation, rotation, scope narrowing or expiry cap
+    /// stores nothing the change would have revoked.
+    pub fn may_mint(&self, token: &Token, key_digest: &SecretDigest) -> bool {
+        let within_scope = self
+            .scope
+            .as_ref()
+            .is_none_or(|granted| token.scopes.iter().all(|s| granted.contains(s)));
+        self.active
+            && !self.is_expired_at(token.created)
+            && self.accepts(key_digest, token.created)
+            && token.user_id.as_ref() == Some(&self.user_id)
+            && within_scope
+            && self.expires.is_none_or(|end| token.expires <= end)
     }
 
     /// The scopes a token minted from this key carries by default.

@@ -872,6 +872,66 @@ macro_rules! conformance_tests {
                 );
             }
 
+            /// The exchange read the key with {read, write} and no expiry; a
+            /// narrowing, then an expiry cap, committed before its mint: the mint
+            /// stores nothing either change would have revoked.
+            #[tokio::test]
+            async fn a_mint_after_a_scope_narrowing_or_expiry_cap_stores_nothing_wider() {
+                let f = fixture().await;
+                let bob = f.user("bob");
+                let key = f
+                    .key(
+                        &bob,
+                        NewApiKey::new("k").scope(["core.data.read", "core.data.write"]),
+                    )
+                    .await;
+                let minted = |name: &str, scopes: &[Scope], expires_in: TimeDelta| {
+                    let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
+                    let created = f.clock.now();
+                    let mut token = scopegate::Token::new(
+                        scopegate::TokenId::from(name),
+                        digest,
+                        created,
+                        created + expires_in,
+                    );
+                    token.user_id = Some(bob.clone());
+                    token.scopes = scopes.iter().cloned().collect();
+                    token.api_key_id = Some(key.key.id.clone());
+                    token
+                };
+                let store = f.gate.store();
+                let read_write = minted("read-write", &[DATA_READ, DATA_WRITE], TimeDelta::days(1));
+                assert!(store
+                    .mint_token(&read_write, &key.key.digest)
+                    .await
+                    .unwrap());
+
+                let narrow = ApiKeyUpdate {
+                    scope: Some(Some(vec!["core.data.read".into()])),
+                    ..ApiKeyUpdate::default()
+                };
+                f.gate.update_api_key(&key.key.id, narrow).await.unwrap();
+                let stale = minted("stale-scope", &[DATA_READ, DATA_WRITE], TimeDelta::days(1));
+                assert!(!store.mint_token(&stale, &key.key.digest).await.unwrap());
+                assert_eq!(store.token_by_digest(&stale.digest).await.unwrap(), None);
+                let read = minted("read", &[DATA_READ], TimeDelta::days(1));
+                assert!(store.mint_token(&read, &key.key.digest).await.unwrap());
+
+                let cap = ApiKeyUpdate {
+                    expires_in_days: Some(Some(0.5)),
+                    ..ApiKeyUpdate::default()
+                };
+                f.gate.update_api_key(&key.key.id, cap).await.unwrap();
+                let outliving = minted("outliving", &[DATA_READ], TimeDelta::days(1));
+                assert!(!store.mint_token(&outliving, &key.key.digest).await.unwrap());
+                assert_eq!(
+                    store.token_by_digest(&outliving.digest).await.unwrap(),
+                    None
+                );
+                let within = minted("within", &[DATA_READ], TimeDelta::hours(6));
+                assert!(store.mint_token(&within, &key.key.digest).await.unwrap());
+            }
+
             #[tokio::test]
             async fn failing_store_fails_closed_and_loses_nothing() {
                 let f = fixture().await;

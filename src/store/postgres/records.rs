@@ -269,7 +269,7 @@ impl TokenStore for PgStore {
         // One statement: the UPDATE takes the key's row lock and, after any
         // concurrent change commits, re-checks the key's conditions on its latest
         // version (READ COMMITTED); the token is inserted only if they hold. The
-        // conditions are `ApiKey::is_expired_at` and `ApiKey::accepts`. It runs in
+        // conditions are `ApiKey::may_mint`'s. It runs in
         // an explicit transaction so that a call abandoned at its time limit (the
         // statement still waiting for a lock on the server) can never commit later.
         let s = self.schema();
@@ -278,6 +278,8 @@ impl TokenStore for PgStore {
                WHERE id = $7 AND active AND user_id = $3 \
                AND (expires IS NULL OR expires > $5) \
                AND (digest = $9 OR (retired_digest = $9 AND retired_until > $5)) \
+               AND (scope IS NULL OR $4 <@ scope) \
+               AND (expires IS NULL OR $6 <= expires) \
                RETURNING id) \
              INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key RETURNING digest"

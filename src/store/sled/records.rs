@@ -440,12 +440,7 @@ impl Inner {
             let Some(mut key) = db.api_key(key_id)? else {
                 return Ok((false, None));
             };
-            let owner_matches = token.user_id.as_ref() == Some(&key.user_id);
-            if !key.active
-                || key.is_expired_at(token.created)
-                || !key.accepts(key_digest, token.created)
-                || !owner_matches
-            {
+            if !key.may_mint(token, key_digest) {
                 return Ok((false, None));
             }
             db.ensure_new(token)?;
