@@ -196,3 +196,51 @@ async fn a_request_sent_with_an_api_key_is_traced_as_one_by_its_id_never_its_sec
     assert!(!log.contains("token_id="), "no token was involved: {log}");
     assert_absent(&log, secret);
 }
+
+/// An app that logs what it handles with `{:?}` prints no secret: every public
+/// type that carries one redacts it.
+#[tokio::test]
+async fn every_public_type_carrying_a_secret_redacts_it_in_debug() {
+    use scopegate::{AuthState, AuthTokenResponse, ScopeGate, SledStore, TokenRequest};
+    let app = TestApp::new();
+    let gate = &app.fixture.gate;
+    let bob = app.fixture.user("bob");
+    let key = gate
+        .create_api_key(&bob, NewApiKey::new("k"))
+        .await
+        .unwrap();
+    let token = gate
+        .exchange_api_key(key.secret.expose(), TokenRequest::default())
+        .await
+        .unwrap();
+    let (key_secret, token_secret) = (key.secret.expose(), token.secret.expose());
+    let pepper = "a pepper of at least sixteen bytes";
+    let dir = tempfile::tempdir().unwrap();
+    let peppered = AuthState::builder(
+        SledStore::open(dir.path()).unwrap(),
+        common::Users::default(),
+    )
+    .with_pepper(pepper)
+    .build()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let peppered_gate = ScopeGate::builder(
+        SledStore::open(dir.path()).unwrap(),
+        common::Users::default(),
+    )
+    .with_pepper(pepper);
+    let printed = [
+        format!("{key:?}"),
+        format!("{:?}", key.secret),
+        format!("{token:?}"),
+        format!("{:?}", token.secret),
+        format!("{:?}", AuthTokenResponse::new(bob.clone(), token.clone())),
+        format!("{peppered:?}"),
+        format!("{peppered_gate:?}"),
+    ];
+    for debug in &printed {
+        for secret in [key_secret, token_secret, pepper] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+}

@@ -9,11 +9,25 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use http::{header, HeaderValue, StatusCode};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::{
-    ApiKey, ApiKeyId, IssuedApiKey, IssuedToken, Scope, ScopeInfo, Scopes, Token, TokenId, UserId,
+    ApiKey, ApiKeyId, IssuedApiKey, IssuedToken, Scope, ScopeInfo, Scopes, Secret, Token, TokenId,
+    UserId,
 };
+
+/// Writes a secret into a document. The documents hold it as a [`Secret`], so
+/// their `Debug` (an app logging a response) prints `[redacted]`.
+fn expose<S: Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose())
+}
+
+fn expose_some<S: Serializer>(secret: &Option<Secret>, serializer: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => expose(secret, serializer),
+        None => serializer.serialize_none(),
+    }
+}
 
 /// An API key, as owners and admins see it.
 #[derive(Debug, Serialize)]
@@ -33,8 +47,11 @@ pub(super) struct ApiKeyDocument {
     /// Until when the secret replaced by the last rotation still works.
     previous_secret_valid_until: Option<DateTime<Utc>>,
     /// The secret: only when the key is created or rotated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_some"
+    )]
+    key: Option<Secret>,
 }
 
 impl From<ApiKey> for ApiKeyDocument {
@@ -60,7 +77,7 @@ impl ApiKeyDocument {
     /// The key with its secret, shown this once.
     pub(super) fn issued(issued: IssuedApiKey) -> Self {
         Self {
-            key: Some(issued.secret.expose().to_owned()),
+            key: Some(issued.secret),
             ..issued.key.into()
         }
     }
@@ -96,7 +113,8 @@ impl From<Token> for TokenDocument {
 /// A new token with its secret, shown this once.
 #[derive(Debug, Serialize)]
 pub(super) struct IssuedTokenDocument {
-    token: String,
+    #[serde(serialize_with = "expose")]
+    token: Secret,
     id: TokenId,
     expires: DateTime<Utc>,
     scope: Scopes,
@@ -105,7 +123,7 @@ pub(super) struct IssuedTokenDocument {
 impl From<IssuedToken> for IssuedTokenDocument {
     fn from(issued: IssuedToken) -> Self {
         Self {
-            token: issued.secret.expose().to_owned(),
+            token: issued.secret,
             id: issued.token.id,
             expires: issued.token.expires,
             scope: issued.token.scopes,
@@ -184,4 +202,52 @@ pub(super) fn with_secret(status: StatusCode, body: impl Serialize) -> Response 
 /// `{"message": …}` for deletions and revocations.
 pub(super) fn message(text: String) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "message": text }))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::secret::{SecretCodec, SecretKind};
+
+    fn issued_token() -> IssuedToken {
+        let (secret, digest) = SecretCodec::default().generate(SecretKind::Token);
+        let now = Utc::now();
+        let token = Token::new(TokenId::from("t"), digest, now, now + TimeDelta::days(1));
+        IssuedToken { secret, token }
+    }
+
+    #[test]
+    fn documents_with_a_secret_redact_it_in_debug_and_carry_it_in_json() {
+        let issued = issued_token();
+        let secret = issued.secret.expose().to_owned();
+        let response = AuthTokenResponse::new(UserId::from("bob"), issued);
+        assert!(!format!("{response:?}").contains(&secret), "{response:?}");
+        assert!(serde_json::to_string(&response).unwrap().contains(&secret));
+    }
+
+    #[test]
+    fn a_new_keys_document_redacts_its_secret_in_debug_and_carries_it_in_json() {
+        let codec = SecretCodec::default();
+        let (secret, digest) = codec.generate(SecretKind::ApiKey);
+        let key = ApiKey {
+            id: ApiKeyId::from("k"),
+            user_id: UserId::from("bob"),
+            name: "k".into(),
+            scope: None,
+            token_duration: None,
+            active: true,
+            created: Utc::now(),
+            last_use: None,
+            expires: None,
+            digest,
+            start: codec.start(SecretKind::ApiKey, &secret),
+            retired: None,
+        };
+        let exposed = secret.expose().to_owned();
+        let document = ApiKeyDocument::issued(IssuedApiKey { secret, key });
+        assert!(!format!("{document:?}").contains(&exposed), "{document:?}");
+        assert!(serde_json::to_string(&document).unwrap().contains(&exposed));
+    }
 }
