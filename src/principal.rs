@@ -68,9 +68,11 @@ impl Principal {
             .then_some(Self(Repr::UserToken(user)))
     }
 
-    pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser) -> Self {
+    /// A key's principal, holding `scopes`: the key's, less what its owner may
+    /// no longer hold.
+    pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser, scopes: Scopes) -> Self {
         Self(Repr::Held(Arc::new(Held {
-            key_scopes: key.token_scopes().into(),
+            key_scopes: scopes,
             credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
         })))

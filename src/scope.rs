@@ -291,6 +291,11 @@ impl ScopeRegistry {
         }
     }
 
+    /// Whether `scope` is registered as one only admins may hold.
+    pub(crate) fn is_admin_only(&self, scope: &Scope) -> bool {
+        self.get(scope.as_str()).is_some_and(|info| info.admin_only)
+    }
+
     /// The description of `id`, if registered.
     pub fn get(&self, id: &str) -> Option<&ScopeInfo> {
         self.index.get(id).map(|&i| &self.scopes[i])

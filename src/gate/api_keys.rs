@@ -256,6 +256,11 @@ impl ScopeGate {
             None => key.token_scopes(),
             Some(requested) => self.narrow(&key, requested, owner.is_admin())?,
         };
+        // An owner demoted since the key was made keeps none of its admin-only scopes.
+        let scopes = self.held_by(scopes, owner.is_admin());
+        if scopes.is_empty() {
+            return Err(Error::InvalidGrant);
+        }
         let cap = key
             .token_duration
             .unwrap_or(self.shared.token_lifetime_days);
@@ -284,6 +289,20 @@ impl ScopeGate {
             secret: token_secret,
             token,
         })
+    }
+
+    /// `scopes` less the admin-only ones, unless their holder is an admin: a key
+    /// keeps the scopes it was given, and its owner may have lost the right to
+    /// them since.
+    pub(super) fn held_by(&self, scopes: BTreeSet<Scope>, is_admin: bool) -> BTreeSet<Scope> {
+        if is_admin {
+            return scopes;
+        }
+        let registry = &self.shared.registry;
+        scopes
+            .into_iter()
+            .filter(|scope| !registry.is_admin_only(scope))
+            .collect()
     }
 
     /// The scopes of a token narrowed from `key`: a scoped key allows any subset of

@@ -276,7 +276,8 @@ impl ScopeGate {
         .map_err(Error::UserLoader)?
         .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
         self.note_use(Used::ApiKey(&key.id), &digest, key.last_use, now);
-        Ok(Principal::from_api_key(key, owner))
+        let scopes = self.held_by(key.token_scopes(), owner.is_admin());
+        Ok(Principal::from_api_key(key, owner, scopes.into()))
     }
 
     /// Records a credential's use, throttled.

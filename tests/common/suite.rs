@@ -304,6 +304,53 @@ macro_rules! conformance_tests {
             }
 
             #[tokio::test]
+            async fn a_demoted_admins_key_keeps_none_of_its_admin_only_scopes() {
+                let f = fixture().await;
+                let alice = f.admin("alice");
+                let both = f
+                    .key(
+                        &alice,
+                        NewApiKey::new("both").scope(["core.data.read", "core.setting.read"]),
+                    )
+                    .await;
+                let admin_only = f
+                    .key(&alice, NewApiKey::new("admin").scope(["core.setting.read"]))
+                    .await;
+                let direct = f.gate.authenticate(both.secret.expose()).await.unwrap();
+                assert!(direct.has_scope(&[SETTING_READ]), "still an admin");
+                f.users.add("alice", false);
+
+                let t = f
+                    .gate
+                    .exchange_api_key(both.secret.expose(), request(None, None))
+                    .await
+                    .unwrap();
+                assert_eq!(t.token.scopes.iter().collect::<Vec<_>>(), [&DATA_READ]);
+                let p = f.gate.authenticate(t.secret.expose()).await.unwrap();
+                assert!(!p.has_scope(&[SETTING_READ]));
+                let asked = f
+                    .gate
+                    .exchange_api_key(
+                        both.secret.expose(),
+                        request(None, Some(&["core.setting.read"])),
+                    )
+                    .await;
+                assert!(matches!(asked, Err(Error::InvalidGrant)), "{asked:?}");
+                let nothing_left = f
+                    .gate
+                    .exchange_api_key(admin_only.secret.expose(), request(None, None))
+                    .await;
+                assert!(
+                    matches!(nothing_left, Err(Error::InvalidGrant)),
+                    "{nothing_left:?}"
+                );
+
+                let direct = f.gate.authenticate(both.secret.expose()).await.unwrap();
+                assert!(direct.has_scope(&[DATA_READ]));
+                assert!(!direct.has_scope(&[SETTING_READ]), "demoted: {direct:?}");
+            }
+
+            #[tokio::test]
             async fn unregistered_scope_is_rejected_with_girders_message() {
                 let f = fixture().await;
                 let bob = f.user("bob");
