@@ -39,6 +39,12 @@ pub enum Op {
     NarrowScope,
     CapExpiry,
     RevokeUser,
+    AddScopes,
+    // Writes that revoke nothing: a dropped one may lose its answer, never leave
+    // memory disagreeing with the store.
+    Exchange,
+    CreateKey,
+    RotateWithGrace,
 }
 
 /// What stands between the gate and the parked backend.
@@ -157,51 +163,81 @@ impl Case {
 
     /// Authenticates `secret` here and on two spawned tasks (other threads of a
     /// multi-threaded runtime).
-    async fn everywhere(&self, secret: &Secret) -> Vec<Result<(), Error>> {
+    /// The scopes each authentication held, sorted by name.
+    async fn everywhere(&self, secret: &Secret) -> Vec<Result<Vec<String>, Error>> {
+        let held = |principal: scopegate::Principal| {
+            let mut names: Vec<String> = principal
+                .scopes()
+                .iter()
+                .map(|s| s.as_str().to_owned())
+                .collect();
+            names.sort();
+            names
+        };
         let spawned: Vec<_> = (0..2)
             .map(|_| {
                 let (gate, secret) = (self.gate.clone(), secret.clone());
-                tokio::spawn(async move { gate.authenticate(secret.expose()).await.map(|_| ()) })
+                tokio::spawn(async move { gate.authenticate(secret.expose()).await.map(held) })
             })
             .collect();
-        let mut outcomes = vec![self.gate.authenticate(secret.expose()).await.map(|_| ())];
+        let mut outcomes = vec![self.gate.authenticate(secret.expose()).await.map(held)];
         for task in spawned {
             outcomes.push(task.await.unwrap());
         }
         outcomes
     }
 
-    /// Whether the real store still grants `credential` now.
-    async fn store_grants(&self, credential: &Credential<'_>) -> bool {
+    /// The scopes the real store grants `credential` now; `None` if it grants
+    /// nothing.
+    async fn store_grants(&self, credential: &Credential<'_>) -> Option<Vec<String>> {
         let now = self.clock.now();
+        let names = |scopes: Vec<&scopegate::Scope>| {
+            let mut names: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+            names.sort();
+            names
+        };
         if credential.key {
             let key = self.real.api_key_by_digest(&credential.digest).await;
-            key.expect("the real store answers").is_some_and(|k| {
+            let key = key.expect("the real store answers").filter(|k| {
                 k.active && !k.is_expired_at(now) && k.accepts(&credential.digest, now)
-            })
+            })?;
+            Some(names(key.token_scopes().iter().collect()))
         } else {
             let token = self.real.token_by_digest(&credential.digest).await;
-            token
+            let token = token
                 .expect("the real store answers")
-                .is_some_and(|t| !t.is_expired_at(now))
+                .filter(|t| !t.is_expired_at(now))?;
+            Some(names(token.scopes.iter().collect()))
         }
     }
 
-    /// No credential the real store no longer grants authenticates, on any thread.
-    /// Returns the names of those it still grants.
+    /// Memory agrees with the store, on every thread: a credential the store no
+    /// longer grants is refused, one it grants is accepted with the scopes it
+    /// grants. Returns the names of those it grants.
     async fn assert_nothing_dropped_is_accepted(&self, when: &str) -> Vec<&'static str> {
         let mut granted = Vec::new();
         for credential in self.credentials() {
-            if self.store_grants(&credential).await {
-                granted.push(credential.name);
-                continue;
-            }
+            let stored = self.store_grants(&credential).await;
             for outcome in self.everywhere(credential.secret).await {
-                assert!(
-                    matches!(outcome, Err(Error::InvalidToken(_))),
-                    "{when}: the store dropped the {}, yet it authenticated: {outcome:?}",
-                    credential.name
-                );
+                match (&stored, outcome) {
+                    (None, Err(Error::InvalidToken(_))) => {}
+                    (Some(scopes), Ok(held)) => assert_eq!(
+                        &held, scopes,
+                        "{when}: the {} holds other scopes than the store grants",
+                        credential.name
+                    ),
+                    (None, outcome) => panic!(
+                        "{when}: the store dropped the {}, yet it authenticated: {outcome:?}",
+                        credential.name
+                    ),
+                    (Some(_), outcome) => panic!(
+                        "{when}: the store grants the {}, yet it was refused: {outcome:?}",
+                        credential.name
+                    ),
+                }
+            }
+            if stored.is_some() {
+                granted.push(credential.name);
             }
         }
         granted
@@ -233,11 +269,30 @@ impl Case {
                 let change = update(|u| u.expires_in_days = Some(Some(1.0 / 86_400.0)));
                 gate.update_api_key(key, change).await.map(drop)
             }
-            Op::RevokeUser => gate
-                .revoke_user(&self.login.token.user_id.clone().unwrap())
+            Op::RevokeUser => gate.revoke_user(&self.owner()).await.map(drop),
+            Op::AddScopes => {
+                let more = [scopegate::Scope::from_static("core.data.read")];
+                gate.add_token_scopes(&self.login.token.id, &more)
+                    .await
+                    .map(drop)
+            }
+            Op::Exchange => gate
+                .exchange_api_key(self.key.secret.expose(), TokenRequest::default())
+                .await
+                .map(drop),
+            Op::CreateKey => gate
+                .create_api_key(&self.owner(), NewApiKey::new("another"))
+                .await
+                .map(drop),
+            Op::RotateWithGrace => gate
+                .rotate_api_key(key, Duration::from_secs(3600))
                 .await
                 .map(drop),
         }
+    }
+
+    fn owner(&self) -> scopegate::UserId {
+        self.login.token.user_id.clone().unwrap()
     }
 
     /// What `op` must have stopped once it has run to its end.
@@ -250,6 +305,7 @@ impl Case {
                 &[MINTED, "key"]
             }
             Op::RevokeUser => &[MINTED, "login token", "key"],
+            Op::AddScopes | Op::Exchange | Op::CreateKey | Op::RotateWithGrace => &[],
         }
     }
 
@@ -348,7 +404,12 @@ macro_rules! cancellation_tests {
             a_rotation_without_grace_holds_however_its_caller_is_dropped: RotateWithoutGrace,
             a_scope_narrowing_holds_however_its_caller_is_dropped: NarrowScope,
             an_expiry_cap_holds_however_its_caller_is_dropped: CapExpiry,
-            a_user_revocation_holds_however_its_caller_is_dropped: RevokeUser
+            a_user_revocation_holds_however_its_caller_is_dropped: RevokeUser,
+            an_added_scope_holds_however_its_caller_is_dropped: AddScopes,
+            an_exchange_leaves_nothing_half_done_however_its_caller_is_dropped: Exchange,
+            a_key_creation_leaves_nothing_half_done_however_its_caller_is_dropped: CreateKey,
+            a_rotation_with_grace_leaves_nothing_half_done_however_its_caller_is_dropped:
+                RotateWithGrace
         );
     };
     (@sweeps $real:ty; $($name:ident: $op:ident),*) => {
