@@ -120,3 +120,93 @@ async fn uses_of_keys_and_tokens_show_as_last_use_in_their_listings() {
     // The session's own uses (the listings above) are recorded too.
     assert!(first_last_use(&app, "/token", &session).await.is_string());
 }
+
+/// A full-access key sent directly authenticates as its owner, but may not create,
+/// change, rotate or delete keys: a leaked key could otherwise mint itself a
+/// sibling that outlives its own deletion. The owner's login session may.
+#[tokio::test]
+async fn a_key_sent_directly_cannot_manage_keys_by_default() {
+    let app = TestApp::with_direct_api_keys();
+    let bob = app.fixture.user("bob");
+    let full = app.fixture.key(&bob, NewApiKey::new("full")).await;
+    let key = full.secret.expose();
+    let id = full.key.id.as_str();
+    let attempts = [
+        request(
+            Method::POST,
+            "/api_key",
+            Some(key),
+            Some(serde_json::json!({"name": "sibling"})),
+        ),
+        request(
+            Method::PUT,
+            &format!("/api_key/{id}"),
+            Some(key),
+            Some(serde_json::json!({"scope": null})),
+        ),
+        request(
+            Method::POST,
+            &format!("/api_key/{id}/rotate"),
+            Some(key),
+            Some(serde_json::json!({})),
+        ),
+        request(Method::DELETE, &format!("/api_key/{id}"), Some(key), None),
+    ];
+    for attempt in attempts {
+        let what = format!("{} {}", attempt.method(), attempt.uri());
+        let reply = app.send(attempt).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
+        assert_eq!(reply.error(), "insufficient_scope", "{what}");
+    }
+    let keys = app
+        .fixture
+        .gate
+        .api_keys_of_user(&bob, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "nothing was created");
+    assert_eq!(keys[0].digest, full.key.digest, "nothing was rotated");
+    // Listing is not managing; the owner's session manages.
+    assert_eq!(
+        app.send(get_with("/api_key", Some(key))).await.status,
+        StatusCode::OK
+    );
+    let session = app.session(&bob).await;
+    let reply = app
+        .send(request(
+            Method::POST,
+            "/api_key",
+            Some(&session),
+            Some(serde_json::json!({"name": "second"})),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_gate_built_with_keys_managing_keys_lets_a_key_sent_directly_manage_keys() {
+    use scopegate::{ScopeGate, SledStore};
+    for opted_in in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let users = common::Users::default();
+        let bob = users.add("bob", false);
+        let mut builder =
+            ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users).with_direct_api_keys();
+        if opted_in {
+            builder = builder.with_keys_managing_keys();
+        }
+        let gate = builder.build().unwrap();
+        let key = gate
+            .create_api_key(&bob, NewApiKey::new("full"))
+            .await
+            .unwrap();
+        let as_key = gate.authenticate(key.secret.expose()).await.unwrap();
+        assert_eq!(gate.may_manage_keys(&as_key), opted_in);
+        let session = gate
+            .create_token(scopegate::NewToken::for_user(bob))
+            .await
+            .unwrap();
+        let as_session = gate.authenticate(session.secret.expose()).await.unwrap();
+        assert!(gate.may_manage_keys(&as_session));
+    }
+}

@@ -415,6 +415,13 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
+    /// Lets an API key sent directly manage API keys (off by default). See
+    /// [`ScopeGateBuilder::with_keys_managing_keys`](crate::ScopeGateBuilder::with_keys_managing_keys).
+    pub fn with_keys_managing_keys(mut self) -> Self {
+        self.gate.keys_manage_keys = true;
+        self
+    }
+
     /// How often a credential's `last_use` is written. See
     /// [`ScopeGateBuilder::with_last_use_interval`](crate::ScopeGateBuilder::with_last_use_interval).
     pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {

@@ -25,7 +25,7 @@ use crate::{
     secret::{SecretCodec, SecretKind},
     store::{StoreHealth, TokenStore},
     user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor},
-    Error, ScopeRegistry, UserId, UserLoader,
+    Credential, Error, Principal, ScopeRegistry, UserId, UserLoader,
 };
 
 /// Secrets whose digests are remembered (see [`DigestMemo`]): 64 bytes each, 4 MiB
@@ -85,6 +85,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     token_lifetime_days: f64,
     direct_api_keys: bool,
+    keys_manage_keys: bool,
     last_use: Option<LastUse>,
     memo: DigestMemo,
 }
@@ -115,6 +116,14 @@ impl ScopeGate {
             users,
             settings: GateSettings::default(),
         }
+    }
+
+    /// Whether `principal` may create, change, rotate or delete API keys: any
+    /// credential but an API key sent directly, unless the gate was built
+    /// [`with_keys_managing_keys`](ScopeGateBuilder::with_keys_managing_keys).
+    /// The router's key routes ask this; an app's own key routes should too.
+    pub fn may_manage_keys(&self, principal: &Principal) -> bool {
+        self.shared.keys_manage_keys || !matches!(principal.credential(), Credential::ApiKey(_))
     }
 
     /// The scopes this gate knows.
@@ -197,6 +206,7 @@ pub(crate) struct GateSettings {
     pub(crate) token_lifetime_days: f64,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) direct_api_keys: bool,
+    pub(crate) keys_manage_keys: bool,
     pub(crate) last_use_interval: Option<std::time::Duration>,
 }
 
@@ -209,6 +219,7 @@ impl Default for GateSettings {
             token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
             clock: Arc::new(SystemClock),
             direct_api_keys: false,
+            keys_manage_keys: false,
             last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
         }
     }
@@ -221,6 +232,7 @@ impl fmt::Debug for GateSettings {
             .field("prefix", &self.prefix)
             .field("token_lifetime_days", &self.token_lifetime_days)
             .field("direct_api_keys", &self.direct_api_keys)
+            .field("keys_manage_keys", &self.keys_manage_keys)
             .field("last_use_interval", &self.last_use_interval)
             .finish_non_exhaustive()
     }
@@ -278,6 +290,15 @@ impl ScopeGateBuilder {
     /// (without grace) or deleting a key stops it at once, on every replica.
     pub fn with_direct_api_keys(mut self) -> Self {
         self.settings.direct_api_keys = true;
+        self
+    }
+
+    /// Lets an API key sent directly create, change, rotate and delete API keys
+    /// (off by default), as a login session can. Off, a key that leaked cannot
+    /// mint itself a sibling that outlives its own deletion, nor take over its
+    /// owner's other keys: see [`ScopeGate::may_manage_keys`].
+    pub fn with_keys_managing_keys(mut self) -> Self {
+        self.settings.keys_manage_keys = true;
         self
     }
 
@@ -339,6 +360,7 @@ impl ScopeGateBuilder {
                 clock: settings.clock,
                 token_lifetime_days: settings.token_lifetime_days,
                 direct_api_keys: settings.direct_api_keys,
+                keys_manage_keys: settings.keys_manage_keys,
                 last_use: settings.last_use_interval.map(LastUse::new),
                 memo: DigestMemo::new(MEMO_CAPACITY),
             }),

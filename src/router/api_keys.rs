@@ -14,7 +14,7 @@ use super::{
     documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
     error::ApiError,
     input::{query_has, IdPath, JsonBody, PageQuery, QueryParams},
-    owner_or_admin,
+    key_manager, owner_or_admin,
 };
 use crate::{
     rejection::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser, Error,
@@ -27,6 +27,7 @@ pub(super) async fn create(
     user: CurrentUser,
     JsonBody(new): JsonBody<NewApiKey>,
 ) -> Result<Response, ApiError> {
+    key_manager(&auth, &user)?;
     let issued = auth.gate().create_api_key(user.id(), new).await?;
     Ok(with_secret(
         StatusCode::CREATED,
@@ -62,6 +63,7 @@ async fn managed_key(
     user: &CurrentUser,
     id: &ApiKeyId,
 ) -> Result<ApiKey, ApiError> {
+    key_manager(auth, user)?;
     let key = auth
         .gate()
         .api_key(id)

@@ -128,6 +128,16 @@ where
 
 /// Lets `user` act on records of `owner` if they are theirs or `user` is an admin;
 /// anyone else gets a 403 with `message`.
+/// Refuses a credential that may not manage API keys ([`ScopeGate::may_manage_keys`](crate::ScopeGate::may_manage_keys)).
+fn key_manager(auth: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
+    if auth.gate().may_manage_keys(user.principal()) {
+        return Ok(());
+    }
+    let message = "An API key sent as a credential cannot manage API keys: sign in to do so.";
+    let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
+    Err(ApiError::Auth(rejection.into()))
+}
+
 fn owner_or_admin(
     auth: &AuthState,
     user: &CurrentUser,
