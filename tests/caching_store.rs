@@ -56,7 +56,7 @@ async fn unknown_tokens_are_negatively_cached_for_a_short_time() {
     }
     assert_eq!(probe.digest_reads(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(gate.authenticate(stranger.expose()).await.is_err());
+    assert!(common::refused(gate.authenticate(stranger.expose()).await));
     assert_eq!(probe.digest_reads(), 2, "the negative entry must expire");
 }
 
@@ -130,7 +130,9 @@ async fn revoked_tokens_are_never_served_from_the_cache_under_concurrent_reads()
         }
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         while readers.join_next().await.is_some() {}
-        assert!(gate.authenticate(token.secret.expose()).await.is_err());
+        assert!(common::refused(
+            gate.authenticate(token.secret.expose()).await
+        ));
     }
 }
 
@@ -207,7 +209,11 @@ async fn a_revocation_that_failed_before_the_store_sends_the_next_lookup_to_the_
     let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
     gate.authenticate(token.secret.expose()).await.unwrap();
     probe.set_failing(true);
-    assert!(gate.revoke_token(&token.token.id).await.is_err());
+    let failed = gate.revoke_token(&token.token.id).await;
+    assert!(
+        matches!(&failed, Err(Error::Store(e)) if e.kind() == scopegate::StoreErrorKind::Backend),
+        "{failed:?}"
+    );
     probe.set_failing(false);
     let reads = probe.digest_reads();
     // Not revoked (the store said so), but asked again rather than trusted.
@@ -234,7 +240,7 @@ async fn a_flood_of_unknown_tokens_does_not_evict_live_ones() {
     let codec = SecretCodec::default();
     for _ in 0..20_000 {
         let (bogus, _) = codec.generate(SecretKind::Token);
-        assert!(gate.authenticate(bogus.expose()).await.is_err());
+        assert!(common::refused(gate.authenticate(bogus.expose()).await));
     }
     let before = probe.digest_reads();
     for token in &live {
@@ -260,7 +266,7 @@ async fn unknown_digests_are_remembered_within_their_own_capacity() {
     let codec = SecretCodec::default();
     for _ in 0..5_000 {
         let (bogus, _) = codec.generate(SecretKind::Token);
-        assert!(gate.authenticate(bogus.expose()).await.is_err());
+        assert!(common::refused(gate.authenticate(bogus.expose()).await));
     }
     let stats = store.stats().await;
     assert!(stats.unknown <= 100, "{stats:?}");

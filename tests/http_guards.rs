@@ -786,12 +786,15 @@ async fn tokens_cannot_carry_scopes_no_registry_declares() {
         .create_token(NewToken::for_user(bob).scopes([DATA_READ]))
         .await
         .unwrap();
-    assert!(app
+    let refused = app
         .fixture
         .gate
         .add_token_scopes(&issued.token.id, &[typo])
-        .await
-        .is_err());
+        .await;
+    assert!(
+        matches!(refused, Err(scopegate::Error::InvalidRequest(_))),
+        "{refused:?}"
+    );
     let token = app
         .fixture
         .gate

@@ -100,6 +100,12 @@ impl Users {
     }
 }
 
+/// Whether an authentication was refused as an invalid token (401), not failed
+/// for another reason: a store outage must not pass for a revocation.
+pub fn refused(outcome: Result<scopegate::Principal, scopegate::Error>) -> bool {
+    matches!(outcome, Err(scopegate::Error::InvalidToken(_)))
+}
+
 /// Girder's scope catalogue, as the quickstart registers it.
 pub fn girder_scopes() -> ScopeRegistry {
     let mut r = ScopeRegistry::new();

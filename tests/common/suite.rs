@@ -702,6 +702,48 @@ macro_rules! conformance_tests {
                     .unwrap();
             }
 
+            /// The grace ends at `valid_until` exactly: a microsecond before, the
+            /// old secret works; at it, it does not. A second rotation inside a
+            /// grace keeps only the secret it replaced.
+            #[tokio::test]
+            async fn a_rotated_out_secret_works_until_its_exact_valid_until_and_no_later() {
+                let f = fixture().await;
+                let bob = f.user("bob");
+                let k0 = f.key(&bob, NewApiKey::new("k")).await;
+                let exchange = |secret: &scopegate::Secret| {
+                    let secret = secret.expose().to_owned();
+                    let gate = f.gate.clone();
+                    async move { gate.exchange_api_key(&secret, request(None, None)).await }
+                };
+                let grace = Duration::from_secs(3600);
+                let k1 = f.gate.rotate_api_key(&k0.key.id, grace).await.unwrap();
+                let until = k1.key.retired.as_ref().unwrap().valid_until;
+                let micros = chrono::SubsecRound::trunc_subsecs(f.clock.now(), 6);
+                assert_eq!(until, micros + TimeDelta::hours(1));
+
+                f.clock.advance(until - f.clock.now() - TimeDelta::microseconds(1));
+                exchange(&k0.secret).await.unwrap();
+                f.gate.authenticate(k0.secret.expose()).await.unwrap();
+                f.clock.advance(TimeDelta::microseconds(1));
+                assert_eq!(f.clock.now(), until);
+                assert!(matches!(exchange(&k0.secret).await, Err(Error::InvalidGrant)));
+                assert_invalid_token(
+                    f.gate.authenticate(k0.secret.expose()).await,
+                    InvalidTokenReason::Unknown,
+                );
+                exchange(&k1.secret).await.unwrap();
+
+                // Inside k1's grace, rotate again: k1 is kept, k0 never comes back.
+                let k2 = f.gate.rotate_api_key(&k0.key.id, grace).await.unwrap();
+                f.clock.advance(TimeDelta::minutes(30));
+                exchange(&k1.secret).await.unwrap();
+                let k3 = f.gate.rotate_api_key(&k0.key.id, grace).await.unwrap();
+                assert!(matches!(exchange(&k1.secret).await, Err(Error::InvalidGrant)));
+                assert!(matches!(exchange(&k0.secret).await, Err(Error::InvalidGrant)));
+                exchange(&k2.secret).await.unwrap();
+                exchange(&k3.secret).await.unwrap();
+            }
+
             #[tokio::test]
             async fn rotation_without_grace_stops_the_old_secret_and_its_tokens_at_once() {
                 let f = fixture().await;
@@ -847,11 +889,11 @@ macro_rules! conformance_tests {
                     f.gate.authenticate(t.secret.expose()).await,
                     InvalidTokenReason::UserUnavailable,
                 );
-                assert!(f
-                    .gate
-                    .create_api_key(&bob, NewApiKey::new("k2"))
-                    .await
-                    .is_err());
+                let refused = f.gate.create_api_key(&bob, NewApiKey::new("k2")).await;
+                assert!(
+                    matches!(refused, Err(Error::InvalidRequest(_))),
+                    "{refused:?}"
+                );
             }
 
             #[tokio::test]
@@ -1094,7 +1136,11 @@ macro_rules! conformance_tests {
                     name: Some("x".into()),
                     ..Default::default()
                 };
-                assert!(f.gate.update_api_key(&key.key.id, bad).await.is_err());
+                let refused = f.gate.update_api_key(&key.key.id, bad).await;
+                assert!(
+                    matches!(refused, Err(Error::InvalidRequest(_))),
+                    "{refused:?}"
+                );
                 assert_eq!(
                     f.gate.api_key(&key.key.id).await.unwrap().unwrap().name,
                     "new"
