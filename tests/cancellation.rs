@@ -5,3 +5,88 @@
 mod common;
 
 cancellation_tests!(crate::common::cancellation::SledReal);
+
+mod forced_races {
+    //! A lookup whose store read came before a revocation, and whose cache insert
+    //! comes after it, is forced into that order by parking the read.
+
+    use scopegate::{ApiKeyUpdate, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SledStore};
+
+    use crate::common::{girder_scopes, parking::Parking, refused, Users};
+
+    /// A gate over a cache over a parked sled store (its feed hidden, so the cache
+    /// alone must get the order right).
+    fn gate() -> (ScopeGate, crate::common::parking::Parks, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (parking, parks) = Parking::new(SledStore::open(dir.path()).unwrap());
+        let users = Users::default();
+        users.add("bob", false);
+        let gate = ScopeGate::builder(CachingStore::new(parking.without_feed()), users)
+            .with_registry(girder_scopes())
+            .with_direct_api_keys()
+            .without_last_use()
+            .build()
+            .unwrap();
+        (gate, parks, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_read_before_its_revocation_is_never_served_after_it() {
+        let (gate, parks, _dir) = gate();
+        let token = gate
+            .create_token(NewToken::for_user("bob".into()))
+            .await
+            .unwrap();
+        let secret = token.secret.expose();
+        // Point 1: the lookup's store read has returned the live token; its
+        // cache insert has not happened yet.
+        let lookup = gate.authenticate(secret);
+        let revoke = || async {
+            gate.revoke_token(&token.token.id).await.unwrap();
+        };
+        let outcome = parks.pause_at(1, lookup, revoke).await;
+        assert!(
+            refused(outcome),
+            "accepted after its revocation was acknowledged"
+        );
+        for _ in 0..3 {
+            assert!(
+                refused(gate.authenticate(secret).await),
+                "served from the cache"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_read_before_its_deactivation_is_never_served_after_it() {
+        let (gate, parks, _dir) = gate();
+        let off = ApiKeyUpdate {
+            active: Some(false),
+            ..ApiKeyUpdate::default()
+        };
+        // A key load reads the key twice around its tags' epochs: point 1 is
+        // after the first read, point 3 after the second.
+        for point in [1, 3] {
+            let key = gate
+                .create_api_key(&"bob".into(), NewApiKey::new("k"))
+                .await
+                .unwrap();
+            let secret = key.secret.expose();
+            let lookup = gate.authenticate(secret);
+            let deactivate = || async {
+                gate.update_api_key(&key.key.id, off.clone()).await.unwrap();
+            };
+            let outcome = parks.pause_at(point, lookup, deactivate).await;
+            assert!(
+                matches!(outcome, Err(Error::InvalidToken(_))),
+                "point {point}: accepted after the deactivation was acknowledged: {outcome:?}"
+            );
+            for _ in 0..3 {
+                assert!(
+                    refused(gate.authenticate(secret).await),
+                    "point {point}: cached"
+                );
+            }
+        }
+    }
+}

@@ -86,6 +86,30 @@ impl Parks {
         run
     }
 
+    /// Runs `op`, letting its first `point` park points pass; once it is parked
+    /// at the next, runs `meanwhile` (calls no longer park), then lets `op` go on
+    /// to its end: forces `meanwhile` between two steps of `op`.
+    pub async fn pause_at<T, C: Future<Output = ()>>(
+        &self,
+        point: usize,
+        op: impl Future<Output = T>,
+        meanwhile: impl FnOnce() -> C,
+    ) -> T {
+        self.reached.store(0, Ordering::SeqCst);
+        self.released.send_replace(point);
+        self.armed.store(true, Ordering::SeqCst);
+        let mut op = std::pin::pin!(op);
+        tokio::select! {
+            biased;
+            _ = &mut op => panic!("the operation finished before park point {point}"),
+            () = self.reached_beyond(point) => {}
+        }
+        self.armed.store(false, Ordering::SeqCst);
+        meanwhile().await;
+        self.released.send_replace(usize::MAX);
+        op.await
+    }
+
     async fn reached_beyond(&self, point: usize) {
         for _ in 0..10_000 {
             if self.reached.load(Ordering::SeqCst) > point {

@@ -721,12 +721,16 @@ macro_rules! conformance_tests {
                 let micros = chrono::SubsecRound::trunc_subsecs(f.clock.now(), 6);
                 assert_eq!(until, micros + TimeDelta::hours(1));
 
-                f.clock.advance(until - f.clock.now() - TimeDelta::microseconds(1));
+                f.clock
+                    .advance(until - f.clock.now() - TimeDelta::microseconds(1));
                 exchange(&k0.secret).await.unwrap();
                 f.gate.authenticate(k0.secret.expose()).await.unwrap();
                 f.clock.advance(TimeDelta::microseconds(1));
                 assert_eq!(f.clock.now(), until);
-                assert!(matches!(exchange(&k0.secret).await, Err(Error::InvalidGrant)));
+                assert!(matches!(
+                    exchange(&k0.secret).await,
+                    Err(Error::InvalidGrant)
+                ));
                 assert_invalid_token(
                     f.gate.authenticate(k0.secret.expose()).await,
                     InvalidTokenReason::Unknown,
@@ -738,8 +742,14 @@ macro_rules! conformance_tests {
                 f.clock.advance(TimeDelta::minutes(30));
                 exchange(&k1.secret).await.unwrap();
                 let k3 = f.gate.rotate_api_key(&k0.key.id, grace).await.unwrap();
-                assert!(matches!(exchange(&k1.secret).await, Err(Error::InvalidGrant)));
-                assert!(matches!(exchange(&k0.secret).await, Err(Error::InvalidGrant)));
+                assert!(matches!(
+                    exchange(&k1.secret).await,
+                    Err(Error::InvalidGrant)
+                ));
+                assert!(matches!(
+                    exchange(&k0.secret).await,
+                    Err(Error::InvalidGrant)
+                ));
                 exchange(&k2.secret).await.unwrap();
                 exchange(&k3.secret).await.unwrap();
             }
