@@ -5,7 +5,10 @@
 mod common;
 
 use std::{
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -133,14 +136,17 @@ where
     F: FnOnce(ScopeGate, scopegate::ApiKeyId) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    race_exchange_of(NewApiKey::new("k"), change, |_| false).await;
+    race_exchange_of(NewApiKey::new("k"), change, true, |_| false).await;
 }
 
 /// [`race_exchange_against`] for a key made from `new`: a minted token may still
 /// authenticate after the change only with a principal `may_survive` accepts.
+/// `refusing`: the change makes every later exchange refused, and each minter
+/// must have met that refusal; otherwise each ran 20 exchanges past the change.
 async fn race_exchange_of<F, Fut>(
     new: NewApiKey,
     change: F,
+    refusing: bool,
     may_survive: impl Fn(&scopegate::Principal) -> bool,
 ) where
     F: FnOnce(ScopeGate, scopegate::ApiKeyId) -> Fut,
@@ -150,33 +156,57 @@ async fn race_exchange_of<F, Fut>(
     let bob = users.add("bob", false);
     let key = b.gate.create_api_key(&bob, new).await.unwrap();
     let secret = Arc::new(key.secret.clone());
+    let started = Arc::new(AtomicUsize::new(0));
+    let changed = Arc::new(AtomicBool::new(false));
     let mut minters = tokio::task::JoinSet::new();
     for _ in 0..2 {
         let (gate, secret) = (a.gate.clone(), secret.clone());
+        let (started, changed) = (started.clone(), changed.clone());
         minters.spawn(async move {
             let mut minted = Vec::new();
-            for _ in 0..30 {
+            // Until refused, or 20 mints past the change: every minter straddles it.
+            let mut after_change = 0;
+            for _ in 0..10_000 {
                 match gate
                     .exchange_api_key(secret.expose(), TokenRequest::default())
                     .await
                 {
                     Ok(token) => {
+                        if minted.is_empty() {
+                            started.fetch_add(1, Ordering::SeqCst);
+                        }
                         // Cache it on this replica as it is minted.
                         let _ = gate.authenticate(token.secret.expose()).await;
                         minted.push(token);
                     }
-                    Err(Error::InvalidGrant) => break,
+                    Err(Error::InvalidGrant) => return (minted, true),
                     Err(other) => panic!("{other:?}"),
                 }
+                if changed.load(Ordering::SeqCst) {
+                    after_change += 1;
+                    if after_change == 20 {
+                        return (minted, false);
+                    }
+                }
             }
-            minted
+            panic!("a minter neither was refused nor saw the change");
         });
     }
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..5_000 {
+        if started.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 2, "both minters minted");
     change(b.gate.clone(), key.key.id.clone()).await;
+    changed.store(true, Ordering::SeqCst);
     let mut minted = Vec::new();
     while let Some(batch) = minters.join_next().await {
-        minted.extend(batch.unwrap());
+        let (batch, refused) = batch.unwrap();
+        // A mint that read the key before a narrowing is refused too, rightly.
+        assert!(refused || !refusing, "a minter was never refused");
+        minted.extend(batch);
     }
     tokio::time::sleep(BOUND).await;
     for token in &minted {
@@ -201,7 +231,7 @@ async fn no_token_minted_on_one_replica_keeps_a_scope_narrowed_away_on_the_other
         };
         gate.update_api_key(&id, narrow).await.unwrap();
     };
-    race_exchange_of(new, narrow, |p| !p.scopes().contains(&write)).await;
+    race_exchange_of(new, narrow, false, |p| !p.scopes().contains(&write)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

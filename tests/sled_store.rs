@@ -4,7 +4,10 @@ mod common;
 
 conformance_tests!(crate::common::SledBackend);
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
+};
 
 use common::{girder_scopes, Users};
 use scopegate::{ApiKeyUpdate, Error, NewApiKey, Page, ScopeGate, SledStore, TokenRequest};
@@ -24,25 +27,38 @@ async fn no_token_minted_concurrently_with_deactivation_survives_it() {
             .await
             .unwrap();
         let secret = Arc::new(key.secret.clone());
+        let started = Arc::new(AtomicUsize::new(0));
         let mut minters = tokio::task::JoinSet::new();
         for _ in 0..2 {
-            let (gate, secret) = (gate.clone(), secret.clone());
+            let (gate, secret, started) = (gate.clone(), secret.clone(), started.clone());
             minters.spawn(async move {
                 let mut minted = Vec::new();
-                for _ in 0..20 {
+                // Until refused: every minter straddles the deactivation.
+                for _ in 0..10_000 {
                     match gate
                         .exchange_api_key(secret.expose(), TokenRequest::default())
                         .await
                     {
-                        Ok(token) => minted.push(token),
-                        Err(Error::InvalidGrant) => break,
+                        Ok(token) => {
+                            if minted.is_empty() {
+                                started.fetch_add(1, Ordering::SeqCst);
+                            }
+                            minted.push(token);
+                        }
+                        Err(Error::InvalidGrant) => return minted,
                         Err(other) => panic!("{other:?}"),
                     }
                 }
-                minted
+                panic!("a minter was never refused");
             });
         }
-        tokio::task::yield_now().await;
+        for _ in 0..5_000 {
+            if started.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 2, "both minters minted");
         let off = ApiKeyUpdate {
             active: Some(false),
             ..Default::default()
