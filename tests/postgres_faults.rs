@@ -24,11 +24,7 @@ const TIMEOUT: Duration = Duration::from_millis(500);
 fn server() -> Option<PgServer> {
     let server = PgServer::start();
     if server.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but PostgreSQL's server binaries are missing"
-        );
-        eprintln!("SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql");
+        common::skip("no PostgreSQL server binaries under /usr/lib/postgresql");
     }
     server
 }

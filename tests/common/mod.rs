@@ -100,6 +100,18 @@ impl Users {
     }
 }
 
+/// A test that cannot run here: fails under CI (which must run it), and otherwise
+/// says so on the terminal. Straight to the process's stderr: the harness hides
+/// what a passing test prints with `eprintln!`, so a local run would skip in
+/// silence.
+pub fn skip(why: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}; CI must run it");
+    }
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {why} ***\n");
+}
+
 /// Whether an authentication was refused as an invalid token (401), not failed
 /// for another reason: a store outage must not pass for a revocation.
 pub fn refused(outcome: Result<scopegate::Principal, scopegate::Error>) -> bool {
