@@ -2,10 +2,13 @@
 //! `fdatasync`ed (or `fsync`ed) to sled's log before it returns.
 //!
 //! The check runs this test binary again as a child under `strace`, which records
-//! the sync calls on sled's log file and the child's "acknowledged" lines in one
-//! ordered trace. Between two acknowledgements there must be a sync. sled 0.34 on its
-//! own only issues `sync_file_range` per write and an `fsync` every 500 ms, so
-//! without scopegate's own sync most gaps have none.
+//! the writes to sled's log file, the syncs of it and the child's "acknowledged"
+//! lines in one ordered trace. Between two acknowledgements the log must be
+//! written (the operation's own record) and synced *after* that write: a sync
+//! issued before the write, or sled's own background `fsync` (every 500 ms),
+//! does not make the operation durable. sled 0.34 on its own only issues
+//! `sync_file_range` per write, so without scopegate's own sync most gaps have
+//! none.
 //!
 //! strace must be installed (`.ci/run` installs it); without it the test says so
 //! loudly, and under `CI` it fails rather than pass without running.
@@ -77,6 +80,9 @@ fn strace_available() -> bool {
 /// What the trace shows, in order: syncs of sled's log and acknowledgements.
 #[derive(Debug, PartialEq)]
 enum Event {
+    /// A write to the log returned.
+    Write,
+    /// A sync of the log returned 0.
     Sync,
     Ack(String),
 }
@@ -90,6 +96,7 @@ fn events(trace: &str, log: &Path) -> Vec<Event> {
     let log = format!("\"{}\"", log.display());
     let mut is_log: HashMap<String, bool> = HashMap::new();
     let mut unfinished: HashMap<String, String> = HashMap::new();
+    let mut unfinished_writes: HashMap<String, String> = HashMap::new();
     // Per pid: whether the open it has in flight is of the log.
     let mut opening: HashMap<String, bool> = HashMap::new();
     let mut events = Vec::new();
@@ -109,6 +116,21 @@ fn events(trace: &str, log: &Path) -> Vec<Event> {
             let of_log = opening.remove(pid).unwrap_or(false);
             if let Some((_, fd)) = rest.rsplit_once(" = ") {
                 is_log.insert(fd.trim().to_owned(), of_log);
+            }
+            None
+        } else if let Some(rest) = call.strip_prefix("pwrite64(") {
+            let fd: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if rest.contains("<unfinished ...>") {
+                unfinished_writes.insert(pid.to_owned(), fd);
+            } else if wrote_bytes(rest) && is_log.get(&fd).copied().unwrap_or(false) {
+                events.push(Event::Write);
+            }
+            None
+        } else if call.starts_with("<... pwrite64 resumed>") {
+            let fd = unfinished_writes.remove(pid);
+            let of_log = fd.is_some_and(|fd| is_log.get(&fd).copied().unwrap_or(false));
+            if of_log && wrote_bytes(call) {
+                events.push(Event::Write);
             }
             None
         } else if let Some(rest) = call
@@ -142,6 +164,13 @@ fn events(trace: &str, log: &Path) -> Vec<Event> {
     events
 }
 
+/// Whether a traced write returned a positive byte count.
+fn wrote_bytes(call: &str) -> bool {
+    call.rsplit_once(" = ")
+        .and_then(|(_, result)| result.trim().parse::<i64>().ok())
+        .is_some_and(|n| n > 0)
+}
+
 /// Whether a traced call returned 0: strace pads the result, `fsync(7)      = 0`.
 fn returned_zero(call: &str) -> bool {
     call.rsplit_once(')')
@@ -162,7 +191,7 @@ fn every_acknowledged_write_is_synced_before_it_returns() {
             "-f",
             "-qq",
             "-e",
-            "trace=openat,fdatasync,fsync,write",
+            "trace=openat,pwrite64,fdatasync,fsync,write",
             "-o",
         ])
         .arg(&trace)
@@ -186,13 +215,23 @@ fn every_acknowledged_write_is_synced_before_it_returns() {
     let events = events(&trace, &data.join("db"));
     let acks = events.iter().filter(|e| matches!(e, Event::Ack(_))).count();
     assert_eq!(acks, 28, "every write was acknowledged: {events:?}");
-    let mut synced = false;
+    // Since the previous acknowledgement: whether the log was written, and
+    // whether it was synced after its last write.
+    let (mut written, mut synced) = (false, false);
     for event in &events {
         match event {
-            Event::Sync => synced = true,
+            Event::Write => (written, synced) = (true, false),
+            Event::Sync => synced = written,
             Event::Ack(what) => {
-                assert!(synced, "{what:?} was acknowledged with no sync of sled's log since the previous acknowledgement");
-                synced = false;
+                assert!(
+                    written,
+                    "{what:?} was acknowledged without a write to sled's log"
+                );
+                assert!(
+                    synced,
+                    "{what:?} was acknowledged with no sync of sled's log after its write"
+                );
+                (written, synced) = (false, false);
             }
         }
     }
@@ -205,11 +244,16 @@ fn the_trace_reader_sees_syncs_of_the_log_only() {
 12 openat(AT_FDCWD, \"/d/conf\", O_RDONLY|O_CLOEXEC) = 8
 12 openat(AT_FDCWD, \"/d\", O_RDONLY|O_DIRECTORY) = 9
 12 openat(AT_FDCWD, \"/d/db\", O_RDONLY|O_CLOEXEC <unfinished ...>
+13 pwrite64(7, \"abc\", 3, 0) = 3
+13 pwrite64(8, \"abc\", 3, 0) = 3
 13 fsync(7)                          = 0
 12 <... openat resumed>)             = 9
 12 write(1, \"ACKNOWLEDGED zero\n\", 18) = 18
 13 fdatasync(9)                     = 0
 13 fdatasync(8)                     = 0
+13 pwrite64(9, \"abc\", 3, 3 <unfinished ...>
+13 <... pwrite64 resumed>)           = 3
+13 pwrite64(9, \"\", 0, 6)           = 0
 13 fdatasync(7 <unfinished ...>
 12 write(1, \"ACKNOWLEDGED one\\n\", 17) = 17
 13 <... fdatasync resumed>)          = 0
@@ -220,9 +264,11 @@ fn the_trace_reader_sees_syncs_of_the_log_only() {
     assert_eq!(
         events(trace, Path::new("/d/db")),
         vec![
+            Event::Write,
             Event::Sync,
             Event::Ack("zero".to_owned()),
             Event::Sync,
+            Event::Write,
             Event::Ack("one".to_owned()),
             Event::Sync,
             Event::Sync,
