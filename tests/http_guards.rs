@@ -383,7 +383,7 @@ async fn rejections_put_their_code_and_themselves_in_the_response_extensions() {
 }
 
 /// An app reading tokens from `Girder-Token`, a `token` cookie and a `token` query parameter.
-fn app_with_all_sources(fixture_dir: &std::path::Path, users: Users) -> Router {
+fn app_with_all_sources(fixture_dir: &std::path::Path, users: Users) -> (Router, AuthState) {
     let state = AuthState::builder(SledStore::open(fixture_dir).unwrap(), users)
         .with_registry(girder_scopes())
         .with_realm("files")
@@ -393,7 +393,7 @@ fn app_with_all_sources(fixture_dir: &std::path::Path, users: Users) -> Router {
         .with_anonymous_sessions(scopegate::AnonymousSessions::default())
         .build()
         .unwrap();
-    common::app::routes(state)
+    (common::app::routes(state.clone()), state)
 }
 
 #[tokio::test]
@@ -401,31 +401,48 @@ async fn configured_sources_are_read_and_two_different_credentials_are_refused()
     let dir = tempfile::tempdir().unwrap();
     let users = Users::default();
     let bob = users.add("bob", false);
-    let router = app_with_all_sources(dir.path(), users);
-    // The state's gate is reachable through a session token made by the router itself.
-    let session = send(&router, get_with("/token/session", None)).await;
-    let anonymous = session.body["token"].as_str().unwrap().to_owned();
-    let header = Request::builder()
-        .uri("/public")
-        .header("Girder-Token", &anonymous);
-    let cookie = Request::builder()
-        .uri("/public")
-        .header("Cookie", format!("a=b; token={anonymous}"));
-    let query = Request::builder().uri(format!("/public?token={anonymous}"));
-    for builder in [header, cookie, query] {
-        let reply = send(&router, builder.body(Body::empty()).unwrap()).await;
-        assert_eq!(reply.status, StatusCode::OK);
+    let (router, state) = app_with_all_sources(dir.path(), users);
+    let session = state
+        .gate()
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let token = session.secret.expose();
+    let (unknown, _) =
+        scopegate::secret::SecretCodec::default().generate(scopegate::secret::SecretKind::Token);
+    // `/user` needs a user's session: each source must carry it there, and a
+    // made-up token in each source is read (and refused), not ignored.
+    for (secret, status) in [
+        (token, StatusCode::OK),
+        (unknown.expose(), StatusCode::UNAUTHORIZED),
+    ] {
+        let header = Request::builder()
+            .uri("/user")
+            .header("Girder-Token", secret);
+        let cookie = Request::builder()
+            .uri("/user")
+            .header("Cookie", format!("a=b; token={secret}"));
+        let query = Request::builder().uri(format!("/user?token={secret}"));
+        for (source, builder) in [("header", header), ("cookie", cookie), ("query", query)] {
+            let reply = send(&router, builder.body(Body::empty()).unwrap()).await;
+            assert_eq!(reply.status, status, "{source}: {:?}", reply.body);
+            if status == StatusCode::OK {
+                assert_eq!(reply.body["user"], "bob", "{source}");
+            } else {
+                assert_eq!(reply.error(), "invalid_token", "{source}");
+            }
+        }
     }
     let both = Request::builder()
-        .uri("/public")
-        .header("Girder-Token", &anonymous)
-        .header(header::AUTHORIZATION, format!("Bearer {anonymous}"))
+        .uri("/user")
+        .header("Girder-Token", token)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&router, both).await.status, StatusCode::OK);
     let different = Request::builder()
         .uri("/user?token=sg_tok_other")
-        .header(header::AUTHORIZATION, format!("Bearer {anonymous}"))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
     let reply = send(&router, different).await;
@@ -434,7 +451,6 @@ async fn configured_sources_are_read_and_two_different_credentials_are_refused()
         reply.challenge(),
         "Bearer realm=\"files\", error=\"invalid_request\""
     );
-    let _ = bob;
 }
 
 #[tokio::test]
@@ -607,7 +623,7 @@ async fn an_optional_guard_is_none_without_a_credential_and_refuses_a_bad_one() 
 #[tokio::test]
 async fn the_401_without_credentials_names_every_configured_source() {
     let dir = tempfile::tempdir().unwrap();
-    let router = app_with_all_sources(dir.path(), Users::default());
+    let (router, _) = app_with_all_sources(dir.path(), Users::default());
     let reply = send(&router, get_with("/user", None)).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(

@@ -97,7 +97,10 @@ async fn database_down_is_503_never_access_and_the_app_recovers_without_restart(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    eprintln!("last 200 after {last_ok:?}, first 503 after {:?}", started.elapsed());
+    eprintln!(
+        "last 200 after {last_ok:?}, first 503 after {:?}",
+        started.elapsed()
+    );
     for token in [&cached, &revoked] {
         let reply = send(&app, get_with("/user", Some(token.secret.expose()))).await;
         assert_eq!(
