@@ -404,3 +404,87 @@ async fn two_caches_over_clones_of_one_sled_store_see_each_others_revocations() 
         "{refused:?}"
     );
 }
+
+/// A feed the test drives by hand, as a shared backend's would report its
+/// connection: the cache's own rules, without a database to unplug.
+#[derive(Clone, Default)]
+struct HandFeed(Arc<std::sync::Mutex<Option<scopegate::store::InvalidationSink>>>);
+
+impl scopegate::store::InvalidationFeed for HandFeed {
+    fn start(self: Box<Self>, sink: scopegate::store::InvalidationSink) {
+        *self.0.lock().unwrap() = Some(sink);
+    }
+}
+
+impl HandFeed {
+    fn sink(&self) -> scopegate::store::InvalidationSink {
+        self.0
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the cache started its feed")
+    }
+}
+
+/// While the feed is down, the cache neither serves nor fills: a token looked up
+/// meanwhile and then revoked where the feed would have told (another replica)
+/// is refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_its_feed_is_down_the_cache_serves_nothing_it_might_have_missed() {
+    use common::parking::Parking;
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    // The other replica: writes this cache hears of only through its feed.
+    let elsewhere = sled.clone();
+    let (parking, parks) = Parking::new(sled);
+    let feed = HandFeed::default();
+    let cache = CachingStore::new(parking.without_feed()).with_invalidation_feed(feed.clone());
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let gate = ScopeGate::builder(cache.clone(), users).build().unwrap();
+    let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    let secret = token.secret.expose();
+
+    assert!(
+        !cache.is_serving_from_cache(),
+        "down until the feed says otherwise"
+    );
+    feed.sink().connected();
+    assert!(cache.is_serving_from_cache());
+    gate.authenticate(secret).await.unwrap();
+    let calls = parks.calls();
+    gate.authenticate(secret).await.unwrap();
+    assert_eq!(
+        parks.calls(),
+        calls,
+        "served from memory while the feed is up"
+    );
+
+    feed.sink().disconnected();
+    assert!(!cache.is_serving_from_cache());
+    for _ in 0..3 {
+        let calls = parks.calls();
+        gate.authenticate(secret).await.unwrap();
+        assert!(
+            parks.calls() > calls,
+            "the store answers while the feed is down"
+        );
+    }
+    elsewhere.delete_token(&token.token.id).await.unwrap();
+    assert!(
+        common::refused(gate.authenticate(secret).await),
+        "served what it missed"
+    );
+
+    // Back up: the cache starts empty and serves again.
+    feed.sink().connected();
+    assert!(common::refused(gate.authenticate(secret).await));
+    let other = gate
+        .create_token(NewToken::for_user("bob".into()))
+        .await
+        .unwrap();
+    gate.authenticate(other.secret.expose()).await.unwrap();
+    let calls = parks.calls();
+    gate.authenticate(other.secret.expose()).await.unwrap();
+    assert_eq!(parks.calls(), calls, "serving from memory again");
+}
