@@ -373,6 +373,7 @@ pub async fn sweep<R: Real>(layering: Layering, op: Op) -> usize {
                 granted.iter().all(|name| !stopped.contains(name)),
                 "{op:?} ran to its end, yet the store still grants {granted:?}"
             );
+            eprintln!("{op:?} ({layering:?}): dropped at each of {point} park points");
             return point;
         }
         // A retry, as a client whose request was cut off sends: whatever it
