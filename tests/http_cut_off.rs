@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use common::{app::routes, girder_scopes, Users};
 use scopegate::{
-    AuthState, CachingStore, IssuedToken, NewApiKey, NewToken, ScopeGate, SledStore, TokenRequest,
-    TokenStore,
+    AuthState, CachingStore, IssuedToken, NewApiKey, NewToken, ScopeGate, SledStore, TokenStore,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -123,14 +122,7 @@ impl Round {
             .create_token(NewToken::for_user(bob.clone()))
             .await
             .unwrap();
-        let key = gate
-            .create_api_key(&bob, NewApiKey::new("k"))
-            .await
-            .unwrap();
-        let minted = gate
-            .exchange_api_key(key.secret.expose(), TokenRequest::default())
-            .await
-            .unwrap();
+        let (key, minted) = common::key_and_token(gate, &bob, NewApiKey::new("k")).await;
         Self {
             session,
             key_id: key.key.id.as_str().to_owned(),

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 
+pub(crate) use self::tags::{touched_by_key_change, touched_token};
 use self::{
     epochs::{Epoch, RevocationEpochs},
     hot::HotTokens,
@@ -280,19 +281,21 @@ impl Shared {
     /// The cached token, unless a revocation of its digest came after its load
     /// or one is in flight; a fresh one is also put in the hot table.
     fn fresh(&self, digest: &SecretDigest, cached: Cached) -> Option<Arc<Token>> {
-        if cached.loaded_at != self.epochs.of(digest) {
+        // Asked before the epoch: see `serving` for why the order matters.
+        if !self.serving.serves_memory() || cached.loaded_at != self.epochs.of(digest) {
             return None;
         }
         self.hot.put(digest, &cached, self.lifetime.of(&cached));
-        // Asked after the epoch: see `serving` for why the order matters.
-        self.serving.serves_memory().then_some(cached.token)
+        Some(cached.token)
     }
 
     /// The token in the hot table, when the cache may serve from memory.
     fn hot_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
-        let token = self.hot.get(digest, &self.epochs, now)?;
-        // Asked after the epoch: see `serving` for why the order matters.
-        self.serving.serves_memory().then_some(token)
+        // Asked before the epoch (in `get`): see `serving` for why the order matters.
+        match self.serving.serves_memory() {
+            true => self.hot.get(digest, &self.epochs, now),
+            false => None,
+        }
     }
 
     /// Makes every cached token and key stale.
@@ -518,10 +521,10 @@ impl<S: TokenStore> CachingStore<S> {
             }
         };
         match shared.keys.try_get_with(*digest, load).await {
-            // The serving state is asked after the epochs: see `serving`.
+            // The serving state is asked before the epochs: see `serving`.
             Ok(cached)
-                if cached.loaded_at == cached.tags.map(|tag| shared.epochs.of(&tag))
-                    && shared.serving.serves_memory() =>
+                if shared.serving.serves_memory()
+                    && cached.loaded_at == cached.tags.map(|tag| shared.epochs.of(&tag)) =>
             {
                 Some(Ok(Some(ApiKey::clone(&cached.key))))
             }
@@ -628,7 +631,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         let (id, scopes) = (id.clone(), scopes.to_vec());
         self.write(
             move |inner| Box::pin(async move { inner.add_token_scopes(&id, &scopes).await }),
-            Effect::revokes(|token: &Option<Token>| token.iter().map(|t| t.digest).collect()),
+            Effect::revokes(touched_token),
         )
         .await
     }
@@ -637,7 +640,7 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         let id = id.clone();
         self.write(
             move |inner| Box::pin(async move { inner.delete_token(&id).await }),
-            Effect::revokes(|token: &Option<Token>| token.iter().map(|t| t.digest).collect()),
+            Effect::revokes(touched_token),
         )
         .await
     }
@@ -688,10 +691,10 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
             self.shared.unknown.invalidate(digest);
         }
         let (id, change) = (id.clone(), change.clone());
-        let tag = api_key_tag(&id);
+        let changed = id.clone();
         self.write(
             move |inner| Box::pin(async move { inner.modify_api_key(&id, &change).await }),
-            Effect::revokes(move |modified| with_tags(modified, [tag])),
+            Effect::revokes(move |modified| touched_by_key_change(modified, &changed)),
         )
         .await
     }
@@ -700,11 +703,10 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        let id = id.clone();
-        let tag = api_key_tag(&id);
+        let (id, deleted) = (id.clone(), id.clone());
         self.write(
             move |inner| Box::pin(async move { inner.delete_api_key(&id).await }),
-            Effect::revokes(move |deleted| with_tags(deleted, [tag])),
+            Effect::revokes(move |removed| touched_by_key_change(removed, &deleted)),
         )
         .await
     }
@@ -740,15 +742,4 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     async fn health(&self) -> StoreHealth {
         self.inner.health().await
     }
-}
-
-/// The digests a key change removed, and `tags`: what the cache must forget.
-fn with_tags(
-    changed: &Option<(ApiKey, Vec<SecretDigest>)>,
-    tags: [SecretDigest; 1],
-) -> Vec<SecretDigest> {
-    let removed = changed
-        .iter()
-        .flat_map(|(_, digests)| digests.iter().copied());
-    removed.chain(tags).collect()
 }

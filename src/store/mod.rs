@@ -16,6 +16,8 @@ mod sled;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+#[cfg(feature = "sled")]
+use self::caching::{touched_by_key_change, touched_token};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 #[cfg(feature = "sled")]

@@ -15,7 +15,7 @@ use scopegate::{
 use tempfile::TempDir;
 
 use super::{
-    girder_scopes,
+    girder_scopes, key_and_token,
     parking::{Parking, Parks, Run},
     Users,
 };
@@ -107,17 +107,8 @@ impl Case {
             .build()
             .unwrap();
         let bob = users.add("bob", false);
-        let key = gate
-            .create_api_key(
-                &bob,
-                NewApiKey::new("k").scope(["core.data.read", "core.data.write"]),
-            )
-            .await
-            .unwrap();
-        let minted = gate
-            .exchange_api_key(key.secret.expose(), TokenRequest::default())
-            .await
-            .unwrap();
+        let both = NewApiKey::new("k").scope(["core.data.read", "core.data.write"]);
+        let (key, minted) = key_and_token(&gate, &bob, both).await;
         let login = gate.create_token(NewToken::for_user(bob)).await.unwrap();
         let case = Self {
             gate,

@@ -118,6 +118,20 @@ pub fn refused(outcome: Result<scopegate::Principal, scopegate::Error>) -> bool 
     matches!(outcome, Err(scopegate::Error::InvalidToken(_)))
 }
 
+/// A key of `owner` made from `new`, and a token exchanged from it.
+pub async fn key_and_token(
+    gate: &ScopeGate,
+    owner: &UserId,
+    new: NewApiKey,
+) -> (IssuedApiKey, scopegate::IssuedToken) {
+    let key = gate.create_api_key(owner, new).await.unwrap();
+    let token = gate
+        .exchange_api_key(key.secret.expose(), scopegate::TokenRequest::default())
+        .await
+        .unwrap();
+    (key, token)
+}
+
 /// Girder's scope catalogue, as the quickstart registers it.
 pub fn girder_scopes() -> ScopeRegistry {
     let mut r = ScopeRegistry::new();

@@ -8,10 +8,14 @@
 //!   flight, lookups ask the store instead.
 //!
 //! Both live in one word (bit 0: feed down; the rest: writes in flight), so the
-//! hot path's question costs one load. A lookup asks it *after* checking an
-//! entry's epoch: a revocation announces itself here before its store write and
-//! bumps the epoch only after it, so an entry that passes both was current at the
-//! moment of the second check.
+//! hot path's question costs one load. A lookup asks it *before* checking an
+//! entry's epoch. A revocation announces itself here before its store write,
+//! bumps the epoch after its commit, and only then clears its mark. So if the
+//! word reads clear, any revocation either began later (its commit comes after
+//! this read: the lookup is ordered before it) or had ended, and then its bump
+//! shows in the epoch read next. Asked the other way round, a lookup delayed
+//! between its two reads could see the old epoch, then the word already clear
+//! again, and serve a credential whose revocation was acknowledged meanwhile.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -10,7 +10,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::{secret::SecretDigest, ApiKeyId, UserId};
+use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Token, UserId};
 
 fn tag(domain: &[u8], id: &str) -> SecretDigest {
     let mut hash = Sha256::new();
@@ -27,6 +27,23 @@ pub fn api_key_tag(id: &ApiKeyId) -> SecretDigest {
 /// The tag a store publishes when every credential of `user` is revoked.
 pub fn user_tag(user: &UserId) -> SecretDigest {
     tag(b"scopegate invalidate user\0", user.as_str())
+}
+
+/// What a cache must forget after a token was deleted or changed: its digest.
+pub(crate) fn touched_token(token: &Option<Token>) -> Vec<SecretDigest> {
+    token.iter().map(|token| token.digest).collect()
+}
+
+/// What a cache must forget after key `id` was changed or deleted: the tokens
+/// the write removed or changed, and the key's tag.
+pub(crate) fn touched_by_key_change(
+    changed: &Option<(ApiKey, Vec<SecretDigest>)>,
+    id: &ApiKeyId,
+) -> Vec<SecretDigest> {
+    let removed = changed
+        .iter()
+        .flat_map(|(_, digests)| digests.iter().copied());
+    removed.chain([api_key_tag(id)]).collect()
 }
 
 #[cfg(test)]

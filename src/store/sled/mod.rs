@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 pub use self::config::{SledConfig, DEFAULT_SLED_CACHE_BYTES};
 use self::{local_caches::LocalCaches, records::Inner, recovery::Lifeline};
 use super::{
-    api_key_tag, user_tag, InvalidationFeed, KeyDisposal, Page, Purged, StoreError, StoreErrorKind,
-    StoreHealth, TokenStore,
+    api_key_tag, touched_by_key_change, touched_token, user_tag, InvalidationFeed, KeyDisposal,
+    Page, Purged, StoreError, StoreErrorKind, StoreHealth, TokenStore,
 };
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
 
@@ -120,22 +120,6 @@ impl SledStore {
     }
 }
 
-/// The digest of a deleted or changed token, if there was one.
-fn token_digest(token: &Option<Token>) -> Vec<SecretDigest> {
-    token.iter().map(|token| token.digest).collect()
-}
-
-/// What a key change touched: its tokens, and the key's tag.
-fn key_change(
-    changed: &Option<(ApiKey, Vec<SecretDigest>)>,
-    tag: SecretDigest,
-) -> Vec<SecretDigest> {
-    let removed = changed
-        .iter()
-        .flat_map(|(_, digests)| digests.iter().copied());
-    removed.chain([tag]).collect()
-}
-
 pub(super) fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::new(StoreErrorKind::Backend, err)
 }
@@ -197,13 +181,13 @@ impl TokenStore for SledStore {
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
         let (id, scopes) = (id.clone(), scopes.to_vec());
-        self.revoke(move |db| db.add_token_scopes(&id, &scopes), token_digest)
+        self.revoke(move |db| db.add_token_scopes(&id, &scopes), touched_token)
             .await
     }
 
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         let id = id.clone();
-        self.revoke(move |db| db.delete_token(&id), token_digest)
+        self.revoke(move |db| db.delete_token(&id), touched_token)
             .await
     }
 
@@ -243,10 +227,10 @@ impl TokenStore for SledStore {
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let (id, change) = (id.clone(), change.clone());
-        let tag = api_key_tag(&id);
+        let changed = id.clone();
         self.revoke(
             move |db| db.modify_api_key(&id, &change),
-            move |changed| key_change(changed, tag),
+            move |modified| touched_by_key_change(modified, &changed),
         )
         .await
     }
@@ -256,10 +240,10 @@ impl TokenStore for SledStore {
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         let id = id.clone();
-        let tag = api_key_tag(&id);
+        let deleted = id.clone();
         self.revoke(
             move |db| db.delete_api_key(&id),
-            move |deleted| key_change(deleted, tag),
+            move |removed| touched_by_key_change(removed, &deleted),
         )
         .await
     }
