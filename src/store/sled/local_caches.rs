@@ -34,10 +34,7 @@ impl LocalCaches {
         op: impl FnOnce() -> Result<T, E>,
         touched: impl FnOnce(&T) -> Vec<SecretDigest>,
     ) -> Result<T, E> {
-        let begun = self.live_sinks();
-        for sink in &begun {
-            sink.begin_write();
-        }
+        let in_flight = InFlight::begin(self.live_sinks());
         let outcome = op();
         let touched = outcome.as_ref().ok().map(touched);
         // A cache that subscribed meanwhile hears of the write too.
@@ -47,9 +44,7 @@ impl LocalCaches {
                 None => sink.forget_everything(),
             }
         }
-        for sink in &begun {
-            sink.end_write();
-        }
+        in_flight.settled();
         outcome
     }
 
@@ -73,5 +68,41 @@ impl InvalidationFeed for LocalFeed {
 
     fn needs_runtime(&self) -> bool {
         false
+    }
+}
+
+/// The caches a revoking write marked in flight; it clears the marks once it
+/// has settled them. If the write panics instead, the marks are cleared after
+/// every cache forgets everything: the write ran on this thread, so nothing of
+/// it can land later.
+struct InFlight {
+    sinks: Vec<InvalidationSink>,
+    settled: bool,
+}
+
+impl InFlight {
+    fn begin(sinks: Vec<InvalidationSink>) -> Self {
+        for sink in &sinks {
+            sink.begin_write();
+        }
+        Self {
+            sinks,
+            settled: false,
+        }
+    }
+
+    fn settled(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for sink in &self.sinks {
+            if !self.settled {
+                sink.forget_everything();
+            }
+            sink.end_write();
+        }
     }
 }
