@@ -95,7 +95,10 @@ pub struct Purged {
 /// - after a failed write the store never serves state its disk does not hold
 ///   (it answers errors until it has reloaded from disk);
 /// - reads return records as stored, expired or not: the gate judges expiry;
-/// - a write that removes or shortens tokens returns their digests.
+/// - a write that removes or shortens tokens returns their digests;
+/// - every `.await` is a cancellation point: a write whose future is dropped at any
+///   of them has happened entirely or not at all (a cache in front settles it
+///   either way: see `CachingStore`).
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Stores a token not minted from a key. A second token with the same id or
