@@ -488,3 +488,12 @@ async fn while_its_feed_is_down_the_cache_serves_nothing_it_might_have_missed() 
     gate.authenticate(other.secret.expose()).await.unwrap();
     assert_eq!(parks.calls(), calls, "serving from memory again");
 }
+
+/// sled's in-process feed needs no runtime: a cache built in a plain `fn main`,
+/// before any runtime exists, serves from memory like one built inside.
+#[test]
+fn a_cache_over_sled_built_outside_a_runtime_still_serves_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CachingStore::new(SledStore::open(dir.path()).unwrap());
+    assert!(cache.is_serving_from_cache());
+}
