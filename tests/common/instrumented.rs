@@ -21,6 +21,7 @@ pub struct Probe {
     touches: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
     failing_after_writes: Arc<AtomicBool>,
+    panicking_after_writes: Arc<AtomicBool>,
 }
 
 impl Probe {
@@ -37,6 +38,13 @@ impl Probe {
     /// From now on, every call fails (or succeeds again).
     pub fn set_failing(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// From now on, every write is applied by the real store, then panics (a
+    /// store bug): its caller never learns what happened.
+    pub fn set_panicking_after_writes(&self, panicking: bool) {
+        self.panicking_after_writes
+            .store(panicking, Ordering::SeqCst);
     }
 
     /// From now on, every write is applied by the real store, then reported as failed.
@@ -72,6 +80,9 @@ impl<S> Instrumented<S> {
 
     /// The answer of a write the real store has applied.
     fn written<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        if self.probe.panicking_after_writes.load(Ordering::SeqCst) {
+            panic!("the store panicked after its write");
+        }
         if self.probe.failing_after_writes.load(Ordering::SeqCst) {
             Err(StoreError::from_kind(StoreErrorKind::Backend))
         } else {
