@@ -6,7 +6,7 @@ mod common;
 
 use std::{
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -14,7 +14,7 @@ use std::{
 
 use common::{girder_scopes, TestUser};
 use scopegate::{
-    ApiKeyUpdate, BoxError, CachingStore, Error, InvalidTokenReason, NewApiKey, NewToken,
+    ApiKeyUpdate, BoxError, CachingStore, Error, InvalidTokenReason, NewApiKey, NewToken, Scope,
     ScopeGate, SledStore, TokenStore, UserId, UserLoader,
 };
 use tokio::sync::Notify;
@@ -25,12 +25,14 @@ struct HeldUsers {
     held: Arc<AtomicBool>,
     parked: Arc<Notify>,
     release: Arc<Notify>,
+    loads: Arc<AtomicUsize>,
 }
 
 impl UserLoader for HeldUsers {
     type User = TestUser;
 
     async fn load_user(&self, _: &UserId) -> Result<Option<TestUser>, BoxError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
         if self.held.load(Ordering::SeqCst) {
             let released = self.release.notified();
             self.parked.notify_one();
@@ -75,6 +77,107 @@ async fn authenticate_across(
         .await
         .expect("the request finishes once its user loads")
         .unwrap()
+}
+
+/// Authenticates `secret` with every user load held: once the first is parked,
+/// runs `meanwhile`, then releases each load as it parks until the request
+/// ends. The answer, and how many user loads it took.
+async fn authenticate_held(
+    gate: &ScopeGate,
+    users: &HeldUsers,
+    secret: &str,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> (Result<scopegate::Principal, Error>, usize) {
+    users.held.store(true, Ordering::SeqCst);
+    let before = users.loads.load(Ordering::SeqCst);
+    let parked = users.parked.notified();
+    let request = {
+        let (gate, secret) = (gate.clone(), secret.to_owned());
+        tokio::spawn(async move { gate.authenticate(&secret).await })
+    };
+    tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .expect("the user load parks");
+    meanwhile.await;
+    for _ in 0..5_000 {
+        users.release.notify_waiters();
+        if request.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    users.held.store(false, Ordering::SeqCst);
+    let outcome = request.await.unwrap();
+    (outcome, users.loads.load(Ordering::SeqCst) - before)
+}
+
+const DATA_READ: Scope = Scope::from_static("core.data.read");
+const DATA_WRITE: Scope = Scope::from_static("core.data.write");
+
+/// A token untouched while its user loads is accepted on that one load; one
+/// whose scopes grew, or whose expiry was capped, meanwhile is judged again and
+/// accepted as it is now.
+async fn a_token_changed_while_its_user_loads_is_judged_again(store: impl TokenStore) {
+    let users = HeldUsers::default();
+    let gate = gate(store, &users);
+    let bob = UserId::from("bob");
+
+    let untouched = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let (outcome, loads) =
+        authenticate_held(&gate, &users, untouched.secret.expose(), async {}).await;
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(loads, 1, "an untouched token is accepted on its first load");
+
+    let reader = NewToken::for_user(bob.clone()).scopes([DATA_READ]);
+    let grown = gate.create_token(reader).await.unwrap();
+    let grow = async {
+        gate.add_token_scopes(&grown.token.id, &[DATA_WRITE])
+            .await
+            .unwrap();
+    };
+    let (outcome, loads) = authenticate_held(&gate, &users, grown.secret.expose(), grow).await;
+    let principal = outcome.unwrap();
+    assert!(
+        principal.has_scope(&[DATA_READ, DATA_WRITE]),
+        "{principal:?}"
+    );
+    assert_eq!(loads, 2, "judged again once");
+
+    let (key, minted) = common::key_and_token(&gate, &bob, NewApiKey::new("k")).await;
+    let cap = async {
+        let cap = ApiKeyUpdate {
+            expires_in_days: Some(Some(0.5)),
+            ..ApiKeyUpdate::default()
+        };
+        gate.update_api_key(&key.key.id, cap).await.unwrap();
+    };
+    let (outcome, loads) = authenticate_held(&gate, &users, minted.secret.expose(), cap).await;
+    let principal = outcome.unwrap();
+    let capped = gate.api_key(&key.key.id).await.unwrap().unwrap().expires;
+    assert!(capped.is_some_and(|end| end < minted.token.expires));
+    assert_eq!(
+        principal.expires(),
+        capped,
+        "accepted with its capped expiry"
+    );
+    assert_eq!(loads, 2, "judged again once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_changed_while_its_user_loads_is_judged_again_by_the_cached_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = CachingStore::new(SledStore::open(dir.path()).unwrap());
+    a_token_changed_while_its_user_loads_is_judged_again(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_changed_while_its_user_loads_is_judged_again_by_the_plain_store() {
+    let dir = tempfile::tempdir().unwrap();
+    a_token_changed_while_its_user_loads_is_judged_again(SledStore::open(dir.path()).unwrap())
+        .await;
 }
 
 async fn a_token_revoked_while_its_user_loads_is_refused(store: impl TokenStore) {
