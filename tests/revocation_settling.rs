@@ -4,12 +4,7 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
-use common::{parking::Parking, refused, Instrumented, Users};
+use common::{captured::Captured, parking::Parking, refused, Instrumented, Users};
 use scopegate::{CachingStore, NewToken, ScopeGate, SledStore};
 
 /// A revocation through the cache, and through sled's in-process feed, makes
@@ -41,38 +36,12 @@ async fn a_revocation_forgets_only_what_it_revoked() {
     assert_eq!(parks.calls(), calls, "the other token was forgotten too");
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// The store applies the revocation, then panics: nothing will settle the
 /// cache, so the cache stops serving from memory for good, and logs why.
 #[tokio::test(flavor = "current_thread")]
 async fn a_revoking_write_abandoned_midway_leaves_the_cache_asking_the_store() {
-    let log = Captured::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
     // The runtime has one thread: the spawned revocation logs through this too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = Captured::start();
 
     let dir = tempfile::tempdir().unwrap();
     // Instrumented hides sled's feed: the cache settles its writes alone.

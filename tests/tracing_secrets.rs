@@ -4,52 +4,16 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use axum::http::{header, Method, Request, StatusCode};
-use common::app::{get_with, request, TestApp};
+use common::{
+    app::{get_with, request, TestApp},
+    captured::Captured,
+};
 use scopegate::{
     secret::{SecretCodec, SecretKind},
     NewApiKey,
 };
 use serde_json::json;
-use tracing_subscriber::fmt::format::FmtSpan;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Captures everything at TRACE on this thread until the guard is dropped.
-    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_span_events(FmtSpan::CLOSE)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 /// Neither `secret`, nor its last 20 characters, nor its digest's short form
 /// (what a digest's `Debug` prints) is in `log`.

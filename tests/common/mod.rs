@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod cancellation;
+pub mod captured;
 pub mod instrumented;
 pub mod parking;
 #[cfg(feature = "postgres")]
