@@ -179,6 +179,25 @@ pub trait Backend: 'static {
     }
 }
 
+/// Opens the sled store at `place` again, waiting (bounded) while the store
+/// just dropped there still holds its lock: sled releases it from its own
+/// background threads, a moment after the last handle is dropped.
+pub async fn reopen_sled(place: &Path) -> SledStore {
+    for _ in 0..100 {
+        match SledStore::open(place) {
+            Ok(store) => return store,
+            Err(err) if scopegate::error_chain(&err).contains("could not acquire lock") => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    panic!(
+        "sled's lock on {} was not released within 2 s",
+        place.display()
+    );
+}
+
 /// The sled store.
 pub struct SledBackend;
 
@@ -186,7 +205,7 @@ impl Backend for SledBackend {
     type Store = SledStore;
 
     async fn open(place: PathBuf) -> SledStore {
-        SledStore::open(place).unwrap()
+        reopen_sled(&place).await
     }
 }
 
@@ -197,7 +216,7 @@ impl Backend for CachedSledBackend {
     type Store = CachingStore<SledStore>;
 
     async fn open(place: PathBuf) -> Self::Store {
-        CachingStore::new(SledStore::open(place).unwrap())
+        CachingStore::new(reopen_sled(&place).await)
     }
 }
 
