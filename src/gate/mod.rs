@@ -172,15 +172,25 @@ impl ScopeGate {
 
     /// The active user `id`; `None` for unknown and inactive users alike.
     pub async fn load_active_user(&self, id: &UserId) -> Result<Option<LoadedUser>, Error> {
-        let user = match self
+        self.load_active_user_telling(id).await.0
+    }
+
+    /// [`ScopeGate::load_active_user`], and whether the load awaited (the loader
+    /// could not answer from memory): a credential read before it must then be
+    /// judged again.
+    pub(crate) async fn load_active_user_telling(
+        &self,
+        id: &UserId,
+    ) -> (Result<Option<LoadedUser>, Error>, bool) {
+        let (user, awaited) = match self
             .shared
             .users
             .load_active_now(UserLoadFor::User(id.clone()))
         {
-            Ok(user) => user,
-            Err(wanted) => self.user_load(wanted).await,
+            Ok(user) => (user, false),
+            Err(wanted) => (self.user_load(wanted).await, true),
         };
-        user.map_err(Error::UserLoader)
+        (user.map_err(Error::UserLoader), awaited)
     }
 
     /// The loader's erased load of the user `wanted`, not yet polled.

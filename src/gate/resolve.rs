@@ -256,25 +256,16 @@ impl ScopeGate {
         if key.is_expired_at(now) {
             return Err(refuse(InvalidTokenReason::Expired));
         }
-        let owner = match self
-            .shared
-            .users
-            .load_active_now(UserLoadFor::User(key.user_id.clone()))
-        {
-            Ok(owner) => owner,
-            Err(wanted) => {
-                let owner = self.user_load(wanted).await;
-                // The key was read before that await: a revocation may have been
-                // acknowledged since. Acceptance is here, so check it here.
-                let current = self.shared.store.api_key_by_digest(&digest).await?;
-                if !current.is_some_and(|current| current.grants_as(&key)) {
-                    return Err(refuse(InvalidTokenReason::Unknown));
-                }
-                owner
+        let (owner, awaited) = self.load_active_user_telling(&key.user_id).await;
+        if awaited {
+            // The key was read before that await: a revocation may have been
+            // acknowledged since. Acceptance is here, so check it here.
+            let current = self.shared.store.api_key_by_digest(&digest).await?;
+            if !current.is_some_and(|current| current.grants_as(&key)) {
+                return Err(refuse(InvalidTokenReason::Unknown));
             }
         }
-        .map_err(Error::UserLoader)?
-        .ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
+        let owner = owner?.ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
         self.note_use(Used::ApiKey(&key.id), &digest, key.last_use, now);
         let scopes = self.held_by(key.token_scopes(), owner.is_admin());
         Ok(Principal::from_api_key(key, owner, scopes.into()))

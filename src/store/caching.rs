@@ -239,7 +239,7 @@ const RACED_LOADS: usize = 3;
 /// # let _ = store; Ok(()) }
 /// ```
 pub struct CachingStore<S> {
-    /// Shared with the task of a write in flight (see `writes`).
+    /// Shared with a write that runs on after its caller was dropped (see `writes`).
     inner: Arc<S>,
     shared: Arc<Shared>,
 }
