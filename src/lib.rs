@@ -72,7 +72,7 @@ pub use crate::{
     },
     extract::{
         guard, CurrentUser, Guarded, RequireAdmin, RequireAnyScope, RequireScope,
-        RequireScopeStrict,
+        RequireScopeStrict, RouteGuard,
     },
     rejection::AuthRejection,
 };

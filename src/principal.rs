@@ -38,6 +38,9 @@ struct Held {
     /// A key's scopes ([`ApiKey::token_scopes`]); empty for a token, which holds its own.
     key_scopes: Scopes,
     user: Option<LoadedUser>,
+    /// An API key sent with the secret its last rotation retired (in its grace
+    /// period): it authenticates, and never manages keys.
+    retired_secret: bool,
 }
 
 impl fmt::Debug for Principal {
@@ -57,6 +60,7 @@ impl Principal {
             credential: Credential::Token(token),
             key_scopes: Scopes::new(),
             user: None,
+            retired_secret: false,
         })))
     }
 
@@ -69,13 +73,29 @@ impl Principal {
     }
 
     /// A key's principal, holding `scopes`: the key's, less what its owner may
-    /// no longer hold.
-    pub(crate) fn from_api_key(key: ApiKey, user: LoadedUser, scopes: Scopes) -> Self {
+    /// no longer hold. `retired_secret`: the key was sent with the secret its
+    /// last rotation retired.
+    pub(crate) fn from_api_key(
+        key: ApiKey,
+        user: LoadedUser,
+        scopes: Scopes,
+        retired_secret: bool,
+    ) -> Self {
         Self(Repr::Held(Arc::new(Held {
             key_scopes: scopes,
             credential: Credential::ApiKey(Arc::new(key)),
             user: Some(user),
+            retired_secret,
         })))
+    }
+
+    /// Whether this is an API key sent with the secret its last rotation retired,
+    /// still accepted during its grace period.
+    pub fn is_retired_secret(&self) -> bool {
+        match &self.0 {
+            Repr::Held(held) => held.retired_secret,
+            Repr::UserToken(_) => false,
+        }
     }
 
     /// The credential (its digest included, never its secret).
@@ -157,9 +177,17 @@ impl Principal {
     }
 
     /// Whether this is a user's full session (`core.user_auth`): a session token,
-    /// or a full-access key.
+    /// a token minted from a full-access key, or a full-access key sent directly.
     pub fn is_full_session(&self) -> bool {
         self.user().is_some() && self.scopes().contains(&Scope::USER_AUTH)
+    }
+
+    /// Whether this is a login session: a user's full session whose token the
+    /// app issued itself ([`NewToken::for_user`](crate::NewToken::for_user)),
+    /// not one an API key minted nor a key sent directly. Only a login session
+    /// creates API keys ([`ScopeGate::may_create_keys`](crate::ScopeGate::may_create_keys)).
+    pub fn is_login_session(&self) -> bool {
+        self.is_full_session() && self.token().is_some_and(|token| token.api_key_id.is_none())
     }
 
     /// Strict check: the credential carries all of `required` itself.

@@ -166,7 +166,7 @@ async fn an_anonymous_session_token_is_not_a_user() {
 }
 
 #[tokio::test]
-async fn a_route_layer_guard_protects_a_whole_router_and_lets_current_user_through() {
+async fn a_route_layer_guard_protects_a_whole_router_and_never_widens_current_user() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let reader = app.scoped(&bob, &[DATA_READ]).await;
@@ -177,9 +177,13 @@ async fn a_route_layer_guard_protects_a_whole_router_and_lets_current_user_throu
         app.send(get_with("/guarded/whoami", None)).await.status,
         StatusCode::UNAUTHORIZED
     );
-    // A scoped token the route's guard accepted may read the current user.
+    // A scoped token the route's guard accepted is still no full session.
     let writer = app.scoped(&bob, &[DATA_WRITE]).await;
     let reply = app.send(get_with("/guarded/whoami", Some(&writer))).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.challenge().contains("scope=\"core.user_auth\""));
+    let session = app.session(&bob).await;
+    let reply = app.send(get_with("/guarded/whoami", Some(&session))).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, json!({ "user": "bob" }));
 }

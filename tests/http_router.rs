@@ -177,7 +177,7 @@ async fn only_admins_list_other_users_keys() {
 }
 
 #[tokio::test]
-async fn only_the_owner_or_an_admin_may_update_rotate_or_delete_a_key() {
+async fn only_the_owner_or_an_admin_may_update_rotate_or_delete_a_key_others_get_404() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let carol = app.fixture.user("carol");
@@ -205,8 +205,8 @@ async fn only_the_owner_or_an_admin_may_update_rotate_or_delete_a_key() {
                 body.clone(),
             ))
             .await;
-        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {uri}");
-        assert_eq!(reply.error(), "insufficient_scope");
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(reply.error(), "not_found");
     }
     // Nothing changed: bob's key still works under its name.
     let listed = app.send(get_with("/api_key", Some(&bob_session))).await;
@@ -448,7 +448,9 @@ async fn users_list_and_revoke_their_own_tokens_only() {
             None,
         ))
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // Someone else's token is answered as if it did not exist.
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert_eq!(reply.error(), "not_found");
     assert_eq!(
         app.send(get_with("/data", Some(&bob_other))).await.status,
         StatusCode::OK

@@ -214,3 +214,87 @@ async fn the_scopegate_router_is_served_at_the_root() {
     assert_eq!(status, StatusCode::OK);
     assert!(session["token"].as_str().unwrap().starts_with("sg_tok_"));
 }
+
+/// Status, headers (`date` aside) and body bytes: all a caller observes.
+async fn observe(app: &Quickstart, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let mut headers: Vec<String> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != header::DATE)
+        .map(|(name, value)| format!("{name}: {value:?}"))
+        .collect();
+    headers.sort();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, headers.join("\n"), bytes.to_vec())
+}
+
+#[tokio::test]
+async fn another_users_key_and_token_ids_answer_exactly_as_made_up_ones() {
+    let app = quickstart();
+    let (_, alice) = login(&app, "alice", "alice-pass").await;
+    let alice_token_id = alice["auth_token"]["id"].as_str().unwrap().to_owned();
+    let alice = bearer(&alice["auth_token"]["token"]);
+    let (_, bob) = login(&app, "bob", "bob-pass").await;
+    let bob = bearer(&bob["auth_token"]["token"]);
+    let (status, key) = call(
+        &app,
+        req(
+            Method::POST,
+            "/api_key",
+            alice.clone(),
+            Some(json!({ "name": "alice's" })),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key_id = key["id"].as_str().unwrap();
+    let routes = |key: &str, token: &str| {
+        [
+            (
+                Method::PUT,
+                format!("/api_key/{key}"),
+                Some(json!({ "active": false })),
+            ),
+            (
+                Method::POST,
+                format!("/api_key/{key}/rotate"),
+                Some(json!({})),
+            ),
+            (Method::DELETE, format!("/api_key/{key}"), None),
+            (Method::DELETE, format!("/token/{token}"), None),
+        ]
+    };
+    let made_up = routes("AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB");
+    for ((method, uri, body), (_, made_up_uri, made_up_body)) in
+        routes(key_id, &alice_token_id).into_iter().zip(made_up)
+    {
+        let theirs = observe(&app, req(method.clone(), &uri, bob.clone(), body)).await;
+        let unknown = observe(
+            &app,
+            req(method.clone(), &made_up_uri, bob.clone(), made_up_body),
+        )
+        .await;
+        assert_eq!(theirs.0, StatusCode::NOT_FOUND, "{method} {uri}");
+        assert_eq!(theirs, unknown, "{method} {uri}");
+    }
+    // Alice's key and session are untouched.
+    let (status, _) = call(
+        &app,
+        req(
+            Method::POST,
+            "/api_key/token",
+            None,
+            Some(json!({ "key": key["key"] })),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        call(&app, req(Method::GET, "/me", alice, None)).await.0,
+        StatusCode::OK
+    );
+}

@@ -9,7 +9,7 @@ use std::{
     },
 };
 
-use super::registered::RegisteredSets;
+use super::{credentials::TokenSources, registered::RegisteredSets};
 use crate::{
     rejection::{
         AuthRejection, InsufficientScope, InvalidRequest, InvalidToken, MissingCredentials,
@@ -45,11 +45,18 @@ pub(crate) struct Context {
     missing: MissingCredentials,
     invalid_token: InvalidToken,
     api_key: InvalidToken,
+    /// Where the state reads credentials from.
+    pub(crate) sources: TokenSources,
 }
 
 impl Context {
     /// `missing`: the message of a request without credentials.
-    pub(crate) fn new(realm: Arc<str>, missing: Arc<str>, registry: Arc<ScopeRegistry>) -> Self {
+    pub(crate) fn new(
+        realm: Arc<str>,
+        missing: Arc<str>,
+        registry: Arc<ScopeRegistry>,
+        sources: TokenSources,
+    ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             id: NEXT_ID.fetch_add(1, Relaxed),
@@ -59,6 +66,7 @@ impl Context {
             realm,
             registry,
             registered: RegisteredSets::default(),
+            sources,
         }
     }
 
@@ -157,6 +165,12 @@ impl Authentication {
             Outcome::Refused(refusal) => Some(self.refusal(refusal)),
             _ => None,
         }
+    }
+
+    /// Where the layer that made this reads credentials from.
+    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    pub(crate) fn sources(&self) -> &TokenSources {
+        &self.context.sources
     }
 
     /// The realm of the `WWW-Authenticate` challenges.

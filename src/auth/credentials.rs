@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderName, HeaderValue, Uri};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use subtle::ConstantTimeEq;
 
 use super::authentication::Context;
@@ -27,6 +27,9 @@ const SEVERAL_AUTHORIZATION: Malformed = "Send one Authorization header, not sev
 const SEVERAL_CREDENTIALS: Malformed =
     "Send one credential per request, not several different ones.";
 const MALFORMED_VALUE: Malformed = "Malformed token: empty, or a character a token cannot hold.";
+const QUERY_ON_UNSAFE_METHOD: Malformed =
+    "A token in the URL is accepted on GET and HEAD requests \
+     only: URLs are logged. Send it in the Authorization header.";
 
 impl TokenSources {
     /// The realm and the "no credentials" message of a state reading from these
@@ -48,7 +51,27 @@ impl TokenSources {
             false => format!("{} or {last}", places.join(", ")),
         };
         let missing = format!("Authentication required: send a token in {list}.");
-        Arc::new(Context::new(realm.into(), missing.into(), registry))
+        Arc::new(Context::new(
+            realm.into(),
+            missing.into(),
+            registry,
+            self.clone(),
+        ))
+    }
+
+    /// Whether the request has a token in the query parameter, if one is read.
+    pub(crate) fn in_query(&self, uri: &Uri) -> bool {
+        self.query
+            .as_ref()
+            .is_some_and(|name| query_values(uri, name).next().is_some())
+    }
+
+    /// Whether the request has the token cookie, if one is read: a browser may
+    /// have attached it to a request another site made.
+    pub(crate) fn in_cookie(&self, headers: &HeaderMap) -> bool {
+        self.cookie
+            .as_ref()
+            .is_some_and(|name| cookies(headers, name).next().is_some())
     }
 
     /// [`TokenSources::find`], except that a lone `Authorization: Bearer` token
@@ -57,19 +80,24 @@ impl TokenSources {
     /// as malformed needs [`is_b64token`] (and, if that fails, `find`'s message).
     pub(crate) fn find_unchecked<'a>(
         &'a self,
+        method: &Method,
         headers: &'a HeaderMap,
         uri: &'a Uri,
     ) -> Result<Option<&'a [u8]>, Malformed> {
         if self.header.is_some() || self.cookie.is_some() || self.query.is_some() {
-            return self.find(headers, uri);
+            return self.find(method, headers, uri);
         }
         bearer(headers, Syntax::LeftToTheGate)
     }
 
     /// The credential of the request, borrowed from it: `None` if there is none;
-    /// an error if it is malformed or the request carries several different ones.
+    /// an error if it is malformed, if the request carries several different
+    /// ones, or if a token in the query comes with a method that may change
+    /// state (a form's `POST` would otherwise carry it into access logs and
+    /// `Referer` headers on the very routes that change things).
     pub(crate) fn find<'a>(
         &'a self,
+        method: &Method,
         headers: &'a HeaderMap,
         uri: &'a Uri,
     ) -> Result<Option<&'a [u8]>, Malformed> {
@@ -85,6 +113,9 @@ impl TokenSources {
         }
         if let Some(name) = &self.query {
             for value in query_values(uri, name) {
+                if !matches!(*method, Method::GET | Method::HEAD) {
+                    return Err(QUERY_ON_UNSAFE_METHOD);
+                }
                 found.add(Some(token_value(value)?))?;
             }
         }
@@ -279,7 +310,7 @@ mod tests {
             );
         }
         let uri = uri.parse().unwrap();
-        let found = sources.find(&map, &uri)?;
+        let found = sources.find(&Method::GET, &map, &uri)?;
         Ok(found.map(|token| String::from_utf8(token.to_vec()).unwrap()))
     }
 
@@ -371,10 +402,10 @@ mod tests {
             HeaderValue::from_bytes(value).unwrap(),
         );
         let uri = Uri::from_static("/");
-        match sources.find_unchecked(&map, &uri)? {
-            Some(token) if !is_b64token(token) => {
-                sources.find(&map, &uri).map(|t| t.map(<[u8]>::to_vec))
-            }
+        match sources.find_unchecked(&Method::GET, &map, &uri)? {
+            Some(token) if !is_b64token(token) => sources
+                .find(&Method::GET, &map, &uri)
+                .map(|t| t.map(<[u8]>::to_vec)),
             other => Ok(other.map(<[u8]>::to_vec)),
         }
     }

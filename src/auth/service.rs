@@ -77,7 +77,7 @@ where
                 let (mut inner, state) = self.take_ready();
                 let (mut head, body) = request.into_parts();
                 let future = async move {
-                    let credential = state.find_credential(&head.headers, &head.uri);
+                    let credential = state.find_credential(&head.method, &head.headers, &head.uri);
                     let authentication = state.authenticate(credential, true).await;
                     attach(&mut head.extensions, authentication);
                     inner.call(Request::from_parts(head, body)).await
@@ -88,7 +88,7 @@ where
         // The credential is borrowed from the request, never copied.
         match self
             .state
-            .authenticate_now(request.headers(), request.uri())
+            .authenticate_now(request.method(), request.headers(), request.uri())
         {
             // Settled without an await: the inner service's own future, no box.
             Ok(authentication) => {
@@ -101,7 +101,7 @@ where
                 // moved, so it need not be `Sync`.
                 let (mut head, body) = request.into_parts();
                 ResponseFuture::pending(async move {
-                    let credential = state.find_credential(&head.headers, &head.uri);
+                    let credential = state.find_credential(&head.method, &head.headers, &head.uri);
                     let authentication = state.authenticate_resumed(credential, resume).await;
                     attach(&mut head.extensions, authentication);
                     inner.call(Request::from_parts(head, body)).await

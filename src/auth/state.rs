@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc};
 
 use axum::extract::FromRef;
-use http::{HeaderMap, HeaderName, Uri};
+use http::{HeaderMap, HeaderName, Method, Uri};
 
 use super::{
     authentication::{Authentication, Context, Refusal},
@@ -129,10 +129,11 @@ impl AuthState {
     /// The request's credential, borrowed from its headers or URI.
     pub(crate) fn find_credential<'a>(
         &'a self,
+        method: &Method,
         headers: &'a HeaderMap,
         uri: &'a Uri,
     ) -> Result<Option<&'a [u8]>, Malformed> {
-        self.inner.sources.find(headers, uri)
+        self.inner.sources.find(method, headers, uri)
     }
 
     /// Resolves what [`AuthState::find_credential`] found. A store or loader failure
@@ -170,10 +171,11 @@ impl AuthState {
     /// [`TokenSources::find_unchecked`](super::credentials::TokenSources::find_unchecked).
     pub(crate) fn authenticate_now(
         &self,
+        method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Authentication, Resume> {
-        let credential = self.inner.sources.find_unchecked(headers, uri);
+        let credential = self.inner.sources.find_unchecked(method, headers, uri);
         let secret = match self.without_secret(credential, &untraced) {
             Ok(secret) => secret,
             Err(settled) => return Ok(settled),
@@ -183,7 +185,7 @@ impl AuthState {
                 if !is_b64token(secret) =>
             {
                 // Not even RFC 6750's token syntax: `find` names what is wrong.
-                Ok(self.malformed_header(headers, uri))
+                Ok(self.malformed_header(method, headers, uri))
             }
             Resolving::Done(outcome) => Ok(self.settle(outcome, &untraced)),
             Resolving::Pending(resume) => Err(resume),
@@ -192,8 +194,9 @@ impl AuthState {
 
     /// The refusal of a request whose credential breaks RFC 6750's syntax.
     #[cold]
-    fn malformed_header(&self, headers: &HeaderMap, uri: &Uri) -> Authentication {
-        match self.without_secret(self.find_credential(headers, uri), &untraced) {
+    fn malformed_header(&self, method: &Method, headers: &HeaderMap, uri: &Uri) -> Authentication {
+        let credential = self.find_credential(method, headers, uri);
+        match self.without_secret(credential, &untraced) {
             Err(settled) => settled,
             // Not reached: `find` refuses every credential that is not a `b64token`.
             Ok(_) => self.settle(
@@ -415,10 +418,18 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
-    /// Lets an API key sent directly manage API keys (off by default). See
+    /// Lets a full-access API key sent directly manage API keys (off by default). See
     /// [`ScopeGateBuilder::with_keys_managing_keys`](crate::ScopeGateBuilder::with_keys_managing_keys).
     pub fn with_keys_managing_keys(mut self) -> Self {
         self.gate.keys_manage_keys = true;
+        self
+    }
+
+    /// Hands administrators the new secret of another user's key they rotate
+    /// (off by default). See
+    /// [`ScopeGateBuilder::with_rotated_secrets_for_admins`](crate::ScopeGateBuilder::with_rotated_secrets_for_admins).
+    pub fn with_rotated_secrets_for_admins(mut self) -> Self {
+        self.gate.rotated_secrets_for_admins = true;
         self
     }
 

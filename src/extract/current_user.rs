@@ -3,16 +3,16 @@
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-use super::{authentication, RouteGuardPassed};
+use super::authentication;
 use crate::{rejection::AuthRejection, LoadedUser, Principal, UserId};
 
 /// The user of the request.
 ///
-/// Needs a user's full session (`core.user_auth`), or a scoped user token that the
-/// route's [`guard`](crate::guard) layer let through. Anonymous tokens and other
-/// scoped tokens get 403 `insufficient_scope`, whatever other extractors the
-/// handler takes and in whatever order: a handler guarded by an extractor gets the
-/// user from the guard itself (`RequireScope::user`, through its [`Principal`]).
+/// Needs a user's full session (`core.user_auth`): nothing else makes one, not a
+/// route's [`guard`](crate::guard) layer nor another extractor. Anonymous tokens
+/// and scoped tokens get 403 `insufficient_scope`: a handler guarded by a scope
+/// gets the user from the guard itself (`RequireScope::user`, through its
+/// [`Principal`]).
 ///
 /// As `Option<CurrentUser>`: `None` without a credential or without such a token;
 /// a refused credential is still an error.
@@ -64,9 +64,8 @@ impl CurrentUser {
         self.principal
     }
 
-    fn accepts(parts: &Parts, principal: &Principal) -> bool {
-        principal.user().is_some()
-            && (principal.is_full_session() || parts.extensions.get::<RouteGuardPassed>().is_some())
+    fn accepts(principal: &Principal) -> bool {
+        principal.is_full_session()
     }
 }
 
@@ -76,7 +75,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let auth = authentication(parts)?;
         let principal = auth.require()?;
-        if !Self::accepts(parts, principal) {
+        if !Self::accepts(principal) {
             return Err(auth.needs_full_session());
         }
         Ok(Self {
@@ -94,7 +93,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
     ) -> Result<Option<Self>, Self::Rejection> {
         let principal = authentication(parts)?.optional()?;
         Ok(principal
-            .filter(|principal| Self::accepts(parts, principal))
+            .filter(|principal| Self::accepts(principal))
             .map(|principal| Self {
                 principal: principal.clone(),
             }))

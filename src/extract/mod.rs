@@ -36,12 +36,18 @@ pub use self::{
 use crate::Principal;
 use crate::{
     rejection::{AuthRejection, MissingAuthLayer},
-    Authentication,
+    Authentication, ScopeSet,
 };
 
-/// Guards every route of a router with extractor `E`, as a route layer: the
-/// route's requirement, declared on the route. A user token it lets through is
-/// then accepted by [`CurrentUser`] in those routes' handlers, whatever its scopes.
+/// Guards every route of a router with `G`, as a route layer: the route's
+/// requirement, declared on the route. The guard only refuses; it widens
+/// nothing: [`CurrentUser`] in those routes still needs a full session, and a
+/// handler gets the user of a scoped token from the guard's own extractor.
+///
+/// `G` is one of the guards that refuse some live credential: [`RequireScope`],
+/// [`RequireAnyScope`], [`RequireAdmin`], [`RequireScopeStrict`] with at least
+/// one scope, and [`CurrentUser`]. Anything else, which would let every
+/// credential through, does not compile:
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -51,34 +57,82 @@ use crate::{
 ///     .route("/admin/users", get(|| async { "…" }))
 ///     .route_layer(guard::<RequireAdmin>());
 /// ```
-pub fn guard<E>() -> FromExtractorLayer<Guarded<E>, ()> {
-    from_extractor::<Guarded<E>>()
+///
+/// ```compile_fail
+/// # use scopegate::{guard, RequireScope};
+/// // `Option<_>` lets a request without a credential through.
+/// let _ = guard::<Option<RequireScope>>();
+/// ```
+///
+/// ```compile_fail
+/// # use scopegate::{guard, Authentication};
+/// let _ = guard::<Authentication>();
+/// ```
+///
+/// # Panics
+/// For [`RequireScopeStrict`] over no scope (`()`), which lets every live
+/// credential through, anonymous ones included: when the router is built, as
+/// axum's own routing mistakes do.
+pub fn guard<G: RouteGuard>() -> FromExtractorLayer<Guarded<G>, ()> {
+    assert!(
+        G::refuses_live_credentials(),
+        "scopegate::guard::<{}>() would let every live credential through: \
+         name the scopes it requires",
+        std::any::type_name::<G>()
+    );
+    from_extractor::<Guarded<G>>()
 }
 
-/// The extractor behind [`guard`]: runs `E`, and records that the route's guard
-/// let the request through.
-#[derive(Debug)]
-pub struct Guarded<E>(PhantomData<fn() -> E>);
-
-impl<E, S> FromRequestParts<S> for Guarded<E>
-where
-    E: FromRequestParts<S>,
-    S: Send + Sync,
-{
-    type Rejection = E::Rejection;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        E::from_request_parts(parts, state).await?;
-        parts.extensions.insert(RouteGuardPassed);
-        Ok(Self(PhantomData))
+/// The extractors [`guard`] takes: those that refuse some live credential.
+/// Sealed: implemented for scopegate's guards only.
+pub trait RouteGuard: sealed::Sealed {
+    /// Whether this guard refuses some live credential (not so for
+    /// `RequireScopeStrict<()>`).
+    #[doc(hidden)]
+    fn refuses_live_credentials() -> bool {
+        true
     }
 }
 
-/// Marks a request the route's [`guard`] layer let through, for [`CurrentUser`]. Only
-/// the layer sets it: it runs before every extractor, so no handler's extractor
-/// order can change what [`CurrentUser`] sees.
-#[derive(Debug, Clone, Copy)]
-struct RouteGuardPassed;
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for CurrentUser {}
+impl RouteGuard for CurrentUser {}
+
+macro_rules! route_guards {
+    ($($guard:ident),*) => {$(
+        impl<S: ScopeSet> sealed::Sealed for $guard<S> {}
+        impl<S: ScopeSet> RouteGuard for $guard<S> {}
+    )*};
+}
+route_guards!(RequireScope, RequireAnyScope, RequireAdmin);
+
+impl<S: ScopeSet> sealed::Sealed for RequireScopeStrict<S> {}
+impl<S: ScopeSet> RouteGuard for RequireScopeStrict<S> {
+    fn refuses_live_credentials() -> bool {
+        S::with_scopes(|scopes| !scopes.is_empty())
+    }
+}
+
+/// The extractor behind [`guard`]: runs `G`, and nothing else, so it does not
+/// matter where it stands among a handler's extractors.
+#[derive(Debug)]
+pub struct Guarded<G>(PhantomData<fn() -> G>);
+
+impl<G, S> FromRequestParts<S> for Guarded<G>
+where
+    G: RouteGuard + FromRequestParts<S>,
+    S: Send + Sync,
+{
+    type Rejection = G::Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        G::from_request_parts(parts, state).await?;
+        Ok(Self(PhantomData))
+    }
+}
 
 /// The layer's verdict, or a 500 if the layer is missing.
 fn authentication(parts: &Parts) -> Result<&Authentication, AuthRejection> {

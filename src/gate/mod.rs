@@ -86,6 +86,7 @@ struct Shared {
     token_lifetime_days: f64,
     direct_api_keys: bool,
     keys_manage_keys: bool,
+    rotated_secrets_for_admins: bool,
     last_use: Option<LastUse>,
     memo: DigestMemo,
 }
@@ -118,12 +119,39 @@ impl ScopeGate {
         }
     }
 
-    /// Whether `principal` may create, change, rotate or delete API keys: any
-    /// credential but an API key sent directly, unless the gate was built
-    /// [`with_keys_managing_keys`](ScopeGateBuilder::with_keys_managing_keys).
-    /// The router's key routes ask this; an app's own key routes should too.
+    /// Whether `principal` may change, deactivate, reactivate, rotate and delete
+    /// API keys, and revoke tokens other than its own: the key routes ask this
+    /// (and the owner-or-admin rule after it); an app's own routes should too.
+    ///
+    /// - A login session ([`Principal::is_login_session`]) may.
+    /// - A token minted from an API key may not: a credential derived from a key
+    ///   could otherwise take over the key it came from, and its owner's other
+    ///   keys and sessions.
+    /// - A full-access key sent directly may only if the gate was built
+    ///   [`with_keys_managing_keys`](ScopeGateBuilder::with_keys_managing_keys),
+    ///   and never with the secret its last rotation retired.
     pub fn may_manage_keys(&self, principal: &Principal) -> bool {
-        self.shared.keys_manage_keys || !matches!(principal.credential(), Credential::ApiKey(_))
+        match principal.credential() {
+            Credential::Token(_) => principal.is_login_session(),
+            Credential::ApiKey(_) => {
+                self.shared.keys_manage_keys
+                    && principal.is_full_session()
+                    && !principal.is_retired_secret()
+            }
+        }
+    }
+
+    /// Whether an administrator rotating another user's key receives the new
+    /// secret ([`ScopeGateBuilder::with_rotated_secrets_for_admins`]).
+    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    pub(crate) fn rotated_secrets_for_admins(&self) -> bool {
+        self.shared.rotated_secrets_for_admins
+    }
+
+    /// Whether `principal` may create API keys: a login session only. A key that
+    /// created keys would let a leak outlive the leaked key's deletion.
+    pub fn may_create_keys(&self, principal: &Principal) -> bool {
+        principal.is_login_session()
     }
 
     /// The scopes this gate knows.
@@ -217,6 +245,7 @@ pub(crate) struct GateSettings {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) direct_api_keys: bool,
     pub(crate) keys_manage_keys: bool,
+    pub(crate) rotated_secrets_for_admins: bool,
     pub(crate) last_use_interval: Option<std::time::Duration>,
 }
 
@@ -230,6 +259,7 @@ impl Default for GateSettings {
             clock: Arc::new(SystemClock),
             direct_api_keys: false,
             keys_manage_keys: false,
+            rotated_secrets_for_admins: false,
             last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
         }
     }
@@ -243,6 +273,10 @@ impl fmt::Debug for GateSettings {
             .field("token_lifetime_days", &self.token_lifetime_days)
             .field("direct_api_keys", &self.direct_api_keys)
             .field("keys_manage_keys", &self.keys_manage_keys)
+            .field(
+                "rotated_secrets_for_admins",
+                &self.rotated_secrets_for_admins,
+            )
             .field("last_use_interval", &self.last_use_interval)
             .finish_non_exhaustive()
     }
@@ -303,12 +337,26 @@ impl ScopeGateBuilder {
         self
     }
 
-    /// Lets an API key sent directly create, change, rotate and delete API keys
-    /// (off by default), as a login session can. Off, a key that leaked cannot
-    /// mint itself a sibling that outlives its own deletion, nor take over its
-    /// owner's other keys: see [`ScopeGate::may_manage_keys`].
+    /// Lets a full-access API key sent directly change, rotate, deactivate and
+    /// delete API keys and revoke tokens, as a login session can (off by default;
+    /// see [`ScopeGate::may_manage_keys`]), for automation that rotates its own
+    /// key. Even then a key never creates keys, and a key sent with the secret
+    /// its last rotation retired manages nothing: whoever holds only the old
+    /// secret cannot take the key over during its grace period. Tokens minted
+    /// from a key never manage keys.
     pub fn with_keys_managing_keys(mut self) -> Self {
         self.settings.keys_manage_keys = true;
+        self
+    }
+
+    /// Lets an administrator who rotates another user's key through the router
+    /// receive its new secret, and give the old one a grace period (off by
+    /// default). Off, such a rotation answers without the secret and stops the
+    /// old one at once: an administrator can kill a leaked secret, but cannot
+    /// quietly hold a working copy of someone else's key while the owner's old
+    /// secret keeps working. The owner then rotates the key to use it again.
+    pub fn with_rotated_secrets_for_admins(mut self) -> Self {
+        self.settings.rotated_secrets_for_admins = true;
         self
     }
 
@@ -371,6 +419,7 @@ impl ScopeGateBuilder {
                 token_lifetime_days: settings.token_lifetime_days,
                 direct_api_keys: settings.direct_api_keys,
                 keys_manage_keys: settings.keys_manage_keys,
+                rotated_secrets_for_admins: settings.rotated_secrets_for_admins,
                 last_use: settings.last_use_interval.map(LastUse::new),
                 memo: DigestMemo::new(MEMO_CAPACITY),
             }),

@@ -268,7 +268,13 @@ impl ScopeGate {
         let owner = owner?.ok_or_else(|| refuse(InvalidTokenReason::UserUnavailable))?;
         self.note_use(Used::ApiKey(&key.id), &digest, key.last_use, now);
         let scopes = self.held_by(key.token_scopes(), owner.is_admin());
-        Ok(Principal::from_api_key(key, owner, scopes.into()))
+        let retired_secret = key.digest != digest;
+        Ok(Principal::from_api_key(
+            key,
+            owner,
+            scopes.into(),
+            retired_secret,
+        ))
     }
 
     /// Records a credential's use, throttled.

@@ -14,7 +14,7 @@ use super::{
     documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
     error::ApiError,
     input::{query_has, IdPath, JsonBody, PageQuery, QueryParams},
-    key_manager, owner_or_admin,
+    key_creator, key_manager, owner_or_admin, owns_or_administers,
 };
 use crate::{
     rejection::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser, Error,
@@ -27,7 +27,7 @@ pub(super) async fn create(
     user: CurrentUser,
     JsonBody(new): JsonBody<NewApiKey>,
 ) -> Result<Response, ApiError> {
-    key_manager(&auth, &user)?;
+    key_creator(&auth, &user)?;
     let issued = auth.gate().create_api_key(user.id(), new).await?;
     Ok(with_secret(
         StatusCode::CREATED,
@@ -57,7 +57,8 @@ pub(super) async fn list(
     Ok(Json(keys.into_iter().map(ApiKeyDocument::from).collect()))
 }
 
-/// The key `id`, if the caller owns it or is an admin.
+/// The key `id`, if the caller may manage keys and owns it or is an admin. A key
+/// of someone else is a 404, exactly as an unknown id: same read, same answer.
 async fn managed_key(
     auth: &AuthState,
     user: &CurrentUser,
@@ -68,9 +69,8 @@ async fn managed_key(
         .gate()
         .api_key(id)
         .await?
+        .filter(|key| owns_or_administers(user, Some(&key.user_id)))
         .ok_or(Error::NotFound("API key"))?;
-    let refusal = "Only the owner or an administrator may manage this API key.";
-    owner_or_admin(auth, user, Some(&key.user_id), refusal)?;
     Ok(key)
 }
 
@@ -107,6 +107,8 @@ pub(super) struct RotateBody {
 }
 
 /// `POST /api_key/{id}/rotate`: a new secret; the old one works for `grace_seconds`.
+/// An administrator rotating someone else's key stops the old secret at once and
+/// gets no new one, unless the app hands admins rotated secrets.
 pub(super) async fn rotate(
     State(auth): State<AuthState>,
     user: CurrentUser,
@@ -114,9 +116,20 @@ pub(super) async fn rotate(
     JsonBody(body): JsonBody<RotateBody>,
 ) -> Result<Response, ApiError> {
     let id = ApiKeyId::from(id);
-    managed_key(&auth, &user, &id).await?;
+    let key = managed_key(&auth, &user, &id).await?;
+    let for_owner = key.user_id == *user.id() || auth.gate().rotated_secrets_for_admins();
+    if !for_owner && body.grace_seconds > 0 {
+        return Err(invalid_input(
+            "An administrator's rotation of another user's key stops its old secret at \
+             once: grace_seconds must be 0. The owner rotates the key to use it again.",
+        )
+        .into());
+    }
     let grace = Duration::from_secs(body.grace_seconds);
     let issued = auth.gate().rotate_api_key(&id, grace).await?;
+    if !for_owner {
+        return Ok(Json(ApiKeyDocument::from(issued.key)).into_response());
+    }
     Ok(with_secret(StatusCode::OK, ApiKeyDocument::issued(issued)))
 }
 

@@ -5,18 +5,19 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Path, Query, Request},
     response::Response,
 };
-use http::{header, request::Parts};
+use http::{header, request::Parts, HeaderValue, Method};
 use serde::{de::DeserializeOwned, Deserialize};
 
 use super::error::ApiError;
 use crate::{
     rejection::{input_error, invalid_input},
     store::MAX_PAGE,
-    Page,
+    Authentication, Page,
 };
 
-/// A JSON object body. An empty body reads as `{}`; a non-empty one needs
-/// `Content-Type: application/json`, which plain HTML forms cannot send (CSRF).
+/// A JSON object body, sent with `Content-Type: application/json`, which plain
+/// HTML forms cannot send (CSRF). An empty body without a `Content-Type` reads as
+/// `{}`; with another one (an empty form's), it is refused like any other form.
 /// Anything but an object is refused: serde's derived structs would also accept a
 /// JSON array, filling fields by position.
 pub(super) struct JsonBody<T>(pub(super) T);
@@ -25,21 +26,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(is_json_content_type);
+        let content_type = request.headers().get(header::CONTENT_TYPE);
+        let is_json = content_type.is_some_and(is_json);
+        let typed = content_type.is_some();
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| input_error(rejection.status(), &rejection.body_text()))?;
         let trimmed = bytes.trim_ascii();
-        let body: &[u8] = if trimmed.is_empty() {
-            b"{}"
-        } else if !is_json {
+        let body: &[u8] = if !is_json && (typed || !trimmed.is_empty()) {
             return Err(invalid_input(
                 "Expected a JSON body with `Content-Type: application/json`.",
             ));
+        } else if trimmed.is_empty() {
+            b"{}"
         } else if !trimmed.starts_with(b"{") {
             return Err(invalid_input("The JSON body must be an object."));
         } else {
@@ -51,10 +50,50 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Whether a `Content-Type` value is JSON.
+fn is_json(value: &HeaderValue) -> bool {
+    value.to_str().is_ok_and(is_json_content_type)
+}
+
 fn is_json_content_type(value: &str) -> bool {
     let mime = value.split(';').next().unwrap_or("").trim();
     mime.eq_ignore_ascii_case("application/json")
         || (mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json"))
+}
+
+/// Run on every route of the router, before its handler: refuses a token sent
+/// in the URL (URLs end up in logs, history and `Referer` headers, and these
+/// routes manage credentials), and, on any method but `GET` and `HEAD`, a
+/// request carrying the token cookie without `Content-Type: application/json`:
+/// a browser attaches cookies to requests other sites make, and only a JSON
+/// content type makes it ask the app first (a CORS preflight).
+pub(super) struct SafelyCarried;
+
+impl<S: Send + Sync> FromRequestParts<S> for SafelyCarried {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Without the layer, the handlers' own extractors answer 500.
+        let Some(auth) = parts.extensions.get::<Authentication>() else {
+            return Ok(Self);
+        };
+        let sources = auth.sources();
+        if sources.in_query(&parts.uri) {
+            return Err(invalid_input(
+                "Tokens in URLs are refused on the key and token routes: URLs are logged. \
+                 Send it in the Authorization header.",
+            ));
+        }
+        let may_change_state = !matches!(parts.method, Method::GET | Method::HEAD);
+        let json = parts.headers.get(header::CONTENT_TYPE).is_some_and(is_json);
+        if may_change_state && !json && sources.in_cookie(&parts.headers) {
+            return Err(invalid_input(
+                "A request carrying the token cookie must send `Content-Type: \
+                 application/json`, even without a body (CSRF protection).",
+            ));
+        }
+        Ok(Self)
+    }
 }
 
 /// Query parameters; unknown ones are ignored, malformed ones are a 400.

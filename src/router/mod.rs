@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use axum::{
     extract::FromRef,
+    middleware::from_extractor,
     routing::{delete, get, post, put},
     Router,
 };
 
-use self::error::ApiError;
 pub use self::{documents::AuthTokenResponse, openapi::openapi};
+use self::{error::ApiError, input::SafelyCarried};
 use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 
 /// The API-key lifecycle and token routes (`/api_key` and `/token`), generic
@@ -24,21 +25,31 @@ use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 ///
 /// | route | who | does |
 /// |---|---|---|
-/// | `POST /api_key` | full session | create `{name, scope?, token_duration?, active?, expires_in_days?}` → 201 with the secret `key`, shown once |
+/// | `POST /api_key` | login session | create `{name, scope?, token_duration?, active?, expires_in_days?}` → 201 with the secret `key`, shown once |
 /// | `GET /api_key?user_id&limit&offset` | full session; others' keys: admins | list keys, never secrets |
-/// | `PUT /api_key/{id}` | owner or admin | partial update; absent = unchanged, `scope: null` = full access |
-/// | `DELETE /api_key/{id}` | owner or admin | delete, revoking its tokens |
-/// | `POST /api_key/{id}/rotate` | owner or admin | new secret; `{grace_seconds?}` keeps the old one working |
+/// | `PUT /api_key/{id}` | manager: owner or admin | partial update; absent = unchanged, `scope: null` = full access |
+/// | `DELETE /api_key/{id}` | manager: owner or admin | delete, revoking its tokens |
+/// | `POST /api_key/{id}/rotate` | manager: owner or admin | new secret; `{grace_seconds?}` keeps the old one working (an admin rotating another's key: no secret back, no grace) |
 /// | `POST /api_key/token` | public | `{key, duration?, scope?}` → `{user: {id}, auth_token: {token, id, expires, scope}}` |
 /// | `GET /token/current` | public | the caller's token, or `null` |
 /// | `GET /token/session` | public | the caller's token; without one, a new anonymous `{token, id, expires, scope}` if the app turned [`AnonymousSessions`](crate::AnonymousSessions) on (401 otherwise, 429 past their bound) |
 /// | `DELETE /token/session` | any token | revoke the caller's token |
 /// | `GET /token?limit&offset` | full session | the caller's tokens |
-/// | `DELETE /token/{id}` | full session; others' tokens: admins | revoke a token |
+/// | `DELETE /token/{id}` | full session: itself; manager: its own tokens, admins anyone's | revoke a token |
 /// | `GET /token/scopes` | public | `{custom, admin_custom}` scopes with id, name, description |
 ///
+/// A *login session* is a full session the app issued ([`Principal::is_login_session`](crate::Principal::is_login_session)),
+/// not a token an API key minted; a *manager* is a login session, or a full-access
+/// key sent directly if the app allows it ([`ScopeGate::may_manage_keys`](crate::ScopeGate::may_manage_keys)).
+/// Someone else's key or token answers 404, exactly as an unknown id.
+///
+/// Tokens in a query parameter are refused on every route here (URLs are logged).
+/// A request carrying a token cookie needs `Content-Type: application/json` on
+/// every route but `GET`, body or not, so a cross-site form cannot forge one.
+///
 /// The routes need [`AuthLayer`](crate::AuthLayer) around them. JSON bodies must be
-/// objects sent with `Content-Type: application/json` (an empty body reads as `{}`),
+/// objects sent with `Content-Type: application/json` (an empty body without a
+/// `Content-Type` reads as `{}`),
 /// and unknown fields are refused. Responses carrying a secret are sent with
 /// `Cache-Control: no-store` and `Pragma: no-cache`.
 ///
@@ -97,6 +108,7 @@ where
             put(api_keys::update).delete(api_keys::delete),
         )
         .route("/api_key/{id}/rotate", post(api_keys::rotate))
+        .route_layer(from_extractor::<SafelyCarried>())
 }
 
 /// Only the token-management routes of [`router`]: `GET /token`, `GET
@@ -111,6 +123,7 @@ where
         .route("/token/current", get(tokens::current))
         .route("/token/scopes", get(tokens::scopes))
         .route("/token/{id}", delete(tokens::revoke))
+        .route_layer(from_extractor::<SafelyCarried>())
 }
 
 /// Only `GET /token/session` (the caller's token, or a new anonymous session if
@@ -120,31 +133,57 @@ where
     AuthState: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new().route(
-        "/token/session",
-        get(tokens::session).delete(tokens::end_session),
-    )
+    Router::new()
+        .route(
+            "/token/session",
+            get(tokens::session).delete(tokens::end_session),
+        )
+        .route_layer(from_extractor::<SafelyCarried>())
 }
 
-/// Lets `user` act on records of `owner` if they are theirs or `user` is an admin;
-/// anyone else gets a 403 with `message`.
-/// Refuses a credential that may not manage API keys ([`ScopeGate::may_manage_keys`](crate::ScopeGate::may_manage_keys)).
+/// Refuses, with 403 `insufficient_scope`, a credential that may not change API
+/// keys or revoke others' tokens ([`ScopeGate::may_manage_keys`](crate::ScopeGate::may_manage_keys)),
+/// whatever the key or token: the refusal says nothing about any record.
 fn key_manager(auth: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
     if auth.gate().may_manage_keys(user.principal()) {
         return Ok(());
     }
-    let message = "An API key sent as a credential cannot manage API keys: sign in to do so.";
-    let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
-    Err(ApiError::Auth(rejection.into()))
+    Err(needs_login(auth, "Managing API keys and other sessions needs a login session, not a credential derived from an API key."))
 }
 
+/// Refuses, with 403 `insufficient_scope`, a credential that may not create API
+/// keys ([`ScopeGate::may_create_keys`](crate::ScopeGate::may_create_keys)).
+fn key_creator(auth: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
+    if auth.gate().may_create_keys(user.principal()) {
+        return Ok(());
+    }
+    Err(needs_login(
+        auth,
+        "Creating API keys needs a login session, not a credential derived from an API key.",
+    ))
+}
+
+fn needs_login(auth: &AuthState, message: &str) -> ApiError {
+    let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
+    ApiError::Auth(rejection.into())
+}
+
+/// Whether `user` may see and act on a record of `owner`: theirs, or `user` is an
+/// admin. A record someone else owns is answered exactly like one that does not
+/// exist (404), so ids cannot be probed.
+fn owns_or_administers(user: &CurrentUser, owner: Option<&UserId>) -> bool {
+    owner == Some(user.id()) || user.is_admin()
+}
+
+/// Lets `user` list the records of `owner` if they are theirs or `user` is an
+/// admin; anyone else gets a 403 with `message`.
 fn owner_or_admin(
     auth: &AuthState,
     user: &CurrentUser,
     owner: Option<&UserId>,
     message: &str,
 ) -> Result<(), ApiError> {
-    if owner == Some(user.id()) || user.is_admin() {
+    if owns_or_administers(user, owner) {
         return Ok(());
     }
     let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());

@@ -51,8 +51,10 @@ pub fn openapi() -> Value {
                     None, ("200", "Done", schema("Message")), &error)
             },
             "/api_key/{id}/rotate": {
-                "post": op("Give a key a new secret; the old one works for `grace_seconds`.", &bearer, Some(&id),
-                    Some(body("Rotation")), ("200", "The key, with its new secret", schema("IssuedApiKey")), &error)
+                "post": op("Give a key a new secret; the old one works for `grace_seconds`. An administrator \
+                    rotating another user's key gets no secret back, and gives no grace.", &bearer, Some(&id),
+                    Some(body("Rotation")), ("200", "The key, with its new secret (for its owner)",
+                    json!({ "anyOf": [schema("IssuedApiKey"), schema("ApiKey")] })), &error)
             },
             "/token": {
                 "get": op("The caller's tokens.", &bearer, Some(&page),

@@ -11,7 +11,7 @@ use super::{
     documents::{message, with_secret, IssuedTokenDocument, ScopeDocument, TokenDocument},
     error::ApiError,
     input::{IdPath, PageQuery, QueryParams},
-    owner_or_admin,
+    key_manager, owns_or_administers,
 };
 use crate::{
     rejection::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal, Token,
@@ -86,19 +86,22 @@ pub(super) async fn list(
 }
 
 /// `DELETE /token/{id}`: revokes one of the caller's tokens (an admin: anyone's).
+/// Any full session may revoke itself; another token needs a credential that may
+/// manage keys. Someone else's token is a 404, exactly as an unknown id.
 pub(super) async fn revoke(
     State(auth): State<AuthState>,
     user: CurrentUser,
     IdPath(id): IdPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = TokenId::from(id);
-    let token = auth
-        .gate()
+    if user.principal().token_id() != Some(&id) {
+        key_manager(&auth, &user)?;
+    }
+    auth.gate()
         .token(&id)
         .await?
+        .filter(|token| owns_or_administers(&user, token.user_id.as_ref()))
         .ok_or(Error::NotFound("Token"))?;
-    let refusal = "Only the owner or an administrator may revoke this token.";
-    owner_or_admin(&auth, &user, token.user_id.as_ref(), refusal)?;
     auth.gate().revoke_token(&id).await?;
     Ok(message("Token revoked.".to_owned()))
 }

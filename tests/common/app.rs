@@ -9,7 +9,8 @@ use axum::{
 };
 use scopegate::{
     guard, AnonymousSessions, AuthState, CachingStore, CurrentUser, NewToken, Principal,
-    RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict, Scope, SledStore, UserId,
+    RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict, Scope, ScopeGateBuilder,
+    SledStore, UserId,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -50,6 +51,11 @@ impl TestApp {
     /// An app that accepts API keys as credentials.
     pub fn with_direct_api_keys() -> Self {
         Self::assemble(Fixture::with_direct_api_keys(open), |state| state)
+    }
+
+    /// An app that accepts API keys as credentials, its gate further configured.
+    pub fn with_gate(configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder) -> Self {
+        Self::assemble(Fixture::configured(open, configure), |state| state)
     }
 
     fn with_state(configure: impl FnOnce(AuthState) -> AuthState) -> Self {

@@ -248,7 +248,24 @@ impl<S: TokenStore> Fixture<S> {
         Self::with_options(open, true)
     }
 
+    /// [`Fixture::new`], API keys accepted as credentials, and the gate further
+    /// configured by `configure` (lost by [`Fixture::reopen`]).
+    pub fn configured(
+        open: fn(&Path) -> S,
+        configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
+    ) -> Self {
+        Self::with_options_configured(open, true, configure)
+    }
+
     fn with_options(open: fn(&Path) -> S, direct_api_keys: bool) -> Self {
+        Self::with_options_configured(open, direct_api_keys, |gate| gate)
+    }
+
+    fn with_options_configured(
+        open: fn(&Path) -> S,
+        direct_api_keys: bool,
+        configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let open = Arc::new(move |place: PathBuf| {
@@ -262,9 +279,9 @@ impl<S: TokenStore> Fixture<S> {
             open,
             bytes,
             dir,
-            Users::default(),
-            ManualClock::new(Utc::now()),
+            (Users::default(), ManualClock::new(Utc::now())),
             direct_api_keys,
+            configure,
         )
     }
 
@@ -279,9 +296,9 @@ impl<S: TokenStore> Fixture<S> {
             open,
             bytes,
             dir,
-            Users::default(),
-            ManualClock::new(Utc::now()),
+            (Users::default(), ManualClock::new(Utc::now())),
             true,
+            |gate| gate,
         )
     }
 
@@ -290,9 +307,9 @@ impl<S: TokenStore> Fixture<S> {
         open: Arc<dyn Fn(PathBuf) -> BoxFuture<S> + Send + Sync>,
         bytes: fn(PathBuf) -> BoxFuture<Vec<u8>>,
         dir: TempDir,
-        users: Users,
-        clock: ManualClock,
+        (users, clock): (Users, ManualClock),
         direct_api_keys: bool,
+        configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
     ) -> Self {
         let store = Instrumented::new(store);
         let probe = store.probe();
@@ -302,7 +319,7 @@ impl<S: TokenStore> Fixture<S> {
         if direct_api_keys {
             gate = gate.with_direct_api_keys();
         }
-        let gate = gate.build().unwrap();
+        let gate = configure(gate).build().unwrap();
         Self {
             gate,
             direct_api_keys,
@@ -329,7 +346,15 @@ impl<S: TokenStore> Fixture<S> {
         } = self;
         drop(gate);
         let store = open(dir.path().to_owned()).await;
-        Self::assemble(store, open, bytes, dir, users, clock, direct_api_keys)
+        Self::assemble(
+            store,
+            open,
+            bytes,
+            dir,
+            (users, clock),
+            direct_api_keys,
+            |gate| gate,
+        )
     }
 
     /// Every byte the store holds.
