@@ -24,6 +24,11 @@ pub struct ApiKey {
     pub token_duration: Option<f64>,
     /// Inactive keys cannot mint tokens.
     pub active: bool,
+    /// Deactivated by an administrator who does not own it: it stays inactive
+    /// until an administrator (or the app itself) reactivates it. The router
+    /// lets no owner lift it.
+    #[serde(default)]
+    pub locked: bool,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When it last minted a token.
@@ -56,6 +61,7 @@ impl ApiKey {
             && self.scope == other.scope
             && self.token_duration == other.token_duration
             && self.active == other.active
+            && self.locked == other.locked
             && self.expires == other.expires
             && self.digest == other.digest
             && self.retired == other.retired
@@ -239,8 +245,11 @@ pub enum KeyChange {
         scope: Option<Option<BTreeSet<Scope>>>,
         /// New token-duration cap.
         token_duration: Option<Option<f64>>,
-        /// New active flag.
+        /// New active flag. A locked key stays inactive.
         active: Option<bool>,
+        /// Lock the key (`Some(true)`, which also deactivates it) or lift its
+        /// lock (`Some(false)`), before `active` is applied.
+        locked: Option<bool>,
         /// New expiry.
         expires: Option<Option<DateTime<Utc>>>,
     },
@@ -272,7 +281,10 @@ impl KeyChange {
     /// Applies the change to `key` and says what becomes of the key's existing
     /// tokens, in the same atomic write: revoked on deactivation, on a scope change,
     /// and on a rotation without grace (the old secret is presumed compromised);
-    /// capped at the new expiry when the key's expiry moves earlier.
+    /// capped at the new expiry when the key's expiry moves earlier. A locked key
+    /// stays inactive whatever `active` says: the lock is checked here, inside
+    /// the store's atomic write, so a reactivation racing an administrator's
+    /// lock cannot lift it.
     pub fn apply(&self, key: &mut ApiKey) -> TokenFate {
         match self {
             KeyChange::Update {
@@ -280,6 +292,7 @@ impl KeyChange {
                 scope,
                 token_duration,
                 active,
+                locked,
                 expires,
             } => {
                 let mut revoke = false;
@@ -293,10 +306,12 @@ impl KeyChange {
                 if let Some(duration) = token_duration {
                     key.token_duration = *duration;
                 }
-                if let Some(active) = active {
-                    revoke |= key.active && !*active;
-                    key.active = *active;
+                if let Some(locked) = locked {
+                    key.locked = *locked;
                 }
+                let next_active = active.unwrap_or(key.active) && !key.locked;
+                revoke |= key.active && !next_active;
+                key.active = next_active;
                 let mut cap = None;
                 if let Some(expires) = expires {
                     let earlier = match (key.expires, *expires) {

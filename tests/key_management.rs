@@ -302,7 +302,7 @@ async fn an_admin_rotating_someone_elses_key_gets_no_secret_and_ends_the_old_one
 }
 
 #[tokio::test]
-async fn an_admins_deactivation_is_lifted_by_no_credential_derived_from_the_key() {
+async fn an_admins_deactivation_is_a_lock_only_an_admin_lifts() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let alice = app.fixture.admin("alice");
@@ -310,39 +310,60 @@ async fn an_admins_deactivation_is_lifted_by_no_credential_derived_from_the_key(
     let alice_session = app.session(&alice).await;
     let key = create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
     let id = key["id"].as_str().unwrap();
+    let uri = format!("/api_key/{id}");
     let (_, token) = exchange(&app, &key["key"]).await;
-    let other = create_key(&app, &bob_session, json!({ "name": "spare" })).await;
-    let (_, spare_token) = exchange(&app, &other["key"]).await;
-    let reply = app
-        .send(request(
+    let set_active = |credential: &str, active: bool| {
+        request(
             Method::PUT,
-            &format!("/api_key/{id}"),
-            Some(&alice_session),
-            Some(json!({ "active": false })),
-        ))
-        .await;
+            &uri,
+            Some(credential),
+            Some(json!({ "active": active })),
+        )
+    };
+    let reply = app.send(set_active(&alice_session, false)).await;
     assert_eq!(reply.status, StatusCode::OK);
-    // The key's own tokens died with the deactivation; a token of Bob's other key
-    // is no login session, so it cannot reactivate it.
+    assert_eq!(reply.body["locked"], true);
+    assert_eq!(reply.body["active"], false);
+    // The key's tokens died with it, and its owner cannot bring it back.
     assert_eq!(
         app.send(get_with("/data", Some(&token.unwrap())))
             .await
             .status,
         StatusCode::UNAUTHORIZED
     );
-    let reply = app
-        .send(request(
-            Method::PUT,
-            &format!("/api_key/{id}"),
-            Some(&spare_token.unwrap()),
-            Some(json!({ "active": true })),
-        ))
-        .await;
-    assert!(is_login_refusal(&reply), "{:?}", reply.body);
+    let reply = app.send(set_active(&bob_session, true)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    assert!(reply.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("administrator"));
     assert_eq!(
         exchange(&app, &key["key"]).await.0.status,
         StatusCode::BAD_REQUEST
     );
+    let listed = app.send(get_with("/api_key", Some(&bob_session))).await;
+    assert_eq!(listed.body[0]["locked"], true, "the owner sees why");
+    // Other changes stay the owner's, and leave the lock on.
+    let renamed = app
+        .send(request(
+            Method::PUT,
+            &uri,
+            Some(&bob_session),
+            Some(json!({ "name": "renamed", "active": false })),
+        ))
+        .await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    assert_eq!(renamed.body["locked"], true);
+    // An administrator lifts it.
+    let reply = app.send(set_active(&alice_session, true)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["locked"], false);
+    assert_eq!(exchange(&app, &key["key"]).await.0.status, StatusCode::OK);
+    // An owner's own deactivation is no lock.
+    app.send(set_active(&bob_session, false)).await;
+    let reply = app.send(set_active(&bob_session, true)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["locked"], false);
 }
 
 /// Status, headers and body of a reply, `date` aside: what a caller can compare.

@@ -41,7 +41,7 @@ mod schema {
             .await
             .unwrap();
         assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].get::<i32, _>(0), 2, "every migration applied");
+        assert_eq!(versions[0].get::<i32, _>(0), 3, "every migration applied");
     }
 
     /// Another replica's migration holds the lock for longer than one request may
@@ -90,21 +90,26 @@ mod schema {
     }
 
     #[tokio::test]
-    async fn a_database_of_the_first_schema_version_is_upgraded_and_keeps_its_tokens() {
+    async fn a_database_of_the_first_schema_version_is_upgraded_and_keeps_its_records() {
         use chrono::{SubsecRound, Utc};
-        use scopegate::{secret::SecretDigest, Token, TokenId, TokenStore};
+        use scopegate::{secret::SecretDigest, ApiKeyId, Token, TokenId, TokenStore};
 
         let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
         drop(pg::open(&schema).await);
-        // Back to what version 1 wrote: no last_use column, and a token in it.
+        // Back to what version 1 wrote: no last_use column on tokens, no locked
+        // column on keys, and a token and a key in them.
         let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
         let now = Utc::now().trunc_subsecs(6);
         let downgrade = format!(
             "ALTER TABLE {schema}.tokens DROP COLUMN last_use; \
+             ALTER TABLE {schema}.api_keys DROP COLUMN locked; \
              UPDATE {schema}.schema_version SET version = 1; \
              INSERT INTO {schema}.tokens (digest, id, user_id, scopes, created, expires) \
              VALUES (decode(repeat('ab', 32), 'hex'), 'old-token', 'bob', \
-                     ARRAY['core.user_auth'], '{now}', '{later}')",
+                     ARRAY['core.user_auth'], '{now}', '{later}'); \
+             INSERT INTO {schema}.api_keys (id, user_id, name, active, created, digest, start) \
+             VALUES ('old-key', 'bob', 'old', false, '{now}', decode(repeat('cd', 32), 'hex'), \
+                     'sg_key_abcd')",
             later = now + chrono::TimeDelta::days(1),
         );
         sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
@@ -117,6 +122,13 @@ mod schema {
         store.touch_token(&token.id, now).await.unwrap();
         let touched = store.token_by_id(&token.id).await.unwrap().unwrap();
         assert_eq!(touched.last_use, Some(now));
+        // A key deactivated before locks existed was deactivated by nobody in particular.
+        let key = store
+            .api_key_by_id(&ApiKeyId::from("old-key"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!key.active && !key.locked);
     }
 
     #[tokio::test]

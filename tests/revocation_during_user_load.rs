@@ -35,7 +35,9 @@ impl UserLoader for HeldUsers {
         self.loads.fetch_add(1, Ordering::SeqCst);
         if self.held.load(Ordering::SeqCst) {
             let released = self.release.notified();
-            self.parked.notify_one();
+            // Not `notify_one`: with nobody waiting it would store a permit, and
+            // the next test step would take this load's parking for its own.
+            self.parked.notify_waiters();
             released.await;
         }
         Ok(Some(TestUser {

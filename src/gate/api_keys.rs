@@ -108,6 +108,7 @@ impl ScopeGate {
             scope,
             token_duration,
             active: new.active,
+            locked: false,
             created: now,
             last_use: None,
             expires: expires_in.map(|days| now + span(days)),
@@ -130,12 +131,27 @@ impl ScopeGate {
     }
 
     /// Applies a partial update. Deactivating the key or changing its scope revokes
-    /// its tokens in the same atomic step.
-    #[tracing::instrument(skip_all)]
+    /// its tokens in the same atomic step. Reactivating a key lifts an
+    /// administrator's lock ([`ApiKey::locked`]): this is the app's own call;
+    /// an app that lets owners reactivate their keys should check the lock first,
+    /// as the router does.
     pub async fn update_api_key(
         &self,
         id: &ApiKeyId,
         update: ApiKeyUpdate,
+    ) -> Result<ApiKey, Error> {
+        let lock = (update.active == Some(true)).then_some(false);
+        self.update_api_key_locking(id, update, lock).await
+    }
+
+    /// [`ScopeGate::update_api_key`], also locking the key (`Some(true)`) or
+    /// lifting its lock (`Some(false)`) in the same atomic write.
+    #[tracing::instrument(skip_all)]
+    pub(crate) async fn update_api_key_locking(
+        &self,
+        id: &ApiKeyId,
+        update: ApiKeyUpdate,
+        locked: Option<bool>,
     ) -> Result<ApiKey, Error> {
         let key = self.api_key(id).await?.ok_or(Error::NotFound("API key"))?;
         let name = update.name.as_deref().map(limits::key_name).transpose()?;
@@ -162,6 +178,7 @@ impl ScopeGate {
             scope,
             token_duration,
             active: update.active,
+            locked,
             expires,
         };
         self.change_api_key(id, &change).await

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{
     documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
     error::ApiError,
+    forbidden,
     input::{query_has, IdPath, JsonBody, PageQuery, QueryParams},
     key_creator, key_manager, owner_or_admin, owns_or_administers,
 };
@@ -75,6 +76,8 @@ async fn managed_key(
 }
 
 /// `PUT /api_key/{id}`: partial update (absent = unchanged, `scope: null` = full access).
+/// An administrator's deactivation of someone else's key is a lock its owner
+/// cannot lift.
 pub(super) async fn update(
     State(auth): State<AuthState>,
     user: CurrentUser,
@@ -82,8 +85,25 @@ pub(super) async fn update(
     JsonBody(update): JsonBody<ApiKeyUpdate>,
 ) -> Result<Json<ApiKeyDocument>, ApiError> {
     let id = ApiKeyId::from(id);
-    managed_key(&auth, &user, &id).await?;
-    let key = auth.gate().update_api_key(&id, update).await?;
+    let key = managed_key(&auth, &user, &id).await?;
+    let admin = user.is_admin();
+    if key.locked && update.active == Some(true) && !admin {
+        return Err(forbidden(
+            &auth,
+            "An administrator deactivated this API key: only an administrator can reactivate it.",
+        ));
+    }
+    // An administrator deactivating someone else's key locks it; one reactivating
+    // a key lifts the lock. The store applies the lock in the same atomic write.
+    let lock = match update.active {
+        Some(false) if key.user_id != *user.id() => Some(true),
+        Some(true) if admin => Some(false),
+        _ => None,
+    };
+    let key = auth
+        .gate()
+        .update_api_key_locking(&id, update, lock)
+        .await?;
     Ok(Json(key.into()))
 }
 

@@ -27,7 +27,7 @@ use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
 /// |---|---|---|
 /// | `POST /api_key` | login session | create `{name, scope?, token_duration?, active?, expires_in_days?}` → 201 with the secret `key`, shown once |
 /// | `GET /api_key?user_id&limit&offset` | full session; others' keys: admins | list keys, never secrets |
-/// | `PUT /api_key/{id}` | manager: owner or admin | partial update; absent = unchanged, `scope: null` = full access |
+/// | `PUT /api_key/{id}` | manager: owner or admin | partial update; absent = unchanged, `scope: null` = full access; an admin deactivating another's key locks it (only an admin reactivates it) |
 /// | `DELETE /api_key/{id}` | manager: owner or admin | delete, revoking its tokens |
 /// | `POST /api_key/{id}/rotate` | manager: owner or admin | new secret; `{grace_seconds?}` keeps the old one working (an admin rotating another's key: no secret back, no grace) |
 /// | `POST /api_key/token` | public | `{key, duration?, scope?}` → `{user: {id}, auth_token: {token, id, expires, scope}}` |
@@ -148,7 +148,7 @@ fn key_manager(auth: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
     if auth.gate().may_manage_keys(user.principal()) {
         return Ok(());
     }
-    Err(needs_login(auth, "Managing API keys and other sessions needs a login session, not a credential derived from an API key."))
+    Err(forbidden(auth, "Managing API keys and other sessions needs a login session, not a credential derived from an API key."))
 }
 
 /// Refuses, with 403 `insufficient_scope`, a credential that may not create API
@@ -157,13 +157,15 @@ fn key_creator(auth: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
     if auth.gate().may_create_keys(user.principal()) {
         return Ok(());
     }
-    Err(needs_login(
+    Err(forbidden(
         auth,
         "Creating API keys needs a login session, not a credential derived from an API key.",
     ))
 }
 
-fn needs_login(auth: &AuthState, message: &str) -> ApiError {
+/// A 403 `insufficient_scope` with `message`: the credential is live, and may
+/// not do this.
+fn forbidden(auth: &AuthState, message: &str) -> ApiError {
     let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
     ApiError::Auth(rejection.into())
 }

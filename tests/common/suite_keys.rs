@@ -146,6 +146,55 @@ macro_rules! direct_key_conformance_tests {
                 f.gate.authenticate(new.secret.expose()).await.unwrap();
             }
 
+            /// An activation, as the router sends an owner's: the lock untouched.
+            fn activation(active: bool, locked: Option<bool>) -> scopegate::store::KeyChange {
+                scopegate::store::KeyChange::Update {
+                    name: None,
+                    scope: None,
+                    token_duration: None,
+                    active: Some(active),
+                    locked,
+                    expires: None,
+                }
+            }
+
+            #[tokio::test]
+            async fn a_locked_key_stays_inactive_through_reopening_until_its_lock_is_lifted() {
+                let f = fixture().await;
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let id = key.key.id.clone();
+                let store = f.gate.store().clone();
+                let (locked, _) = store
+                    .modify_api_key(&id, &activation(false, Some(true)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(locked.locked && !locked.active);
+                let refused_now = f.gate.authenticate(key.secret.expose()).await;
+                assert_eq!(refused(refused_now), InvalidTokenReason::InactiveKey);
+                drop(store);
+                let f = f.reopen().await;
+                let store = f.gate.store().clone();
+                // An activation that does not lift the lock (an owner's) leaves it off.
+                let (still, _) = store
+                    .modify_api_key(&id, &activation(true, None))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(still.locked && !still.active, "{still:?}");
+                let refused_now = f.gate.authenticate(key.secret.expose()).await;
+                assert_eq!(refused(refused_now), InvalidTokenReason::InactiveKey);
+                // The app's own reactivation lifts it.
+                let lifted = f
+                    .gate
+                    .update_api_key(&id, change(|u| u.active = Some(true)))
+                    .await
+                    .unwrap();
+                assert!(!lifted.locked && lifted.active);
+                f.gate.authenticate(key.secret.expose()).await.unwrap();
+            }
+
             #[tokio::test]
             async fn a_scope_change_reaches_a_key_sent_directly_at_once() {
                 let f = fixture().await;

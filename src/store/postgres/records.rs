@@ -88,7 +88,7 @@ impl PgStore {
         let sql = format!(
             "UPDATE {s}.api_keys SET user_id = $2, name = $3, scope = $4, token_duration = $5, \
              active = $6, created = $7, last_use = $8, expires = $9, digest = $10, start = $11, \
-             retired_digest = $12, retired_until = $13 WHERE id = $1",
+             retired_digest = $12, retired_until = $13, locked = $14 WHERE id = $1",
             s = self.schema()
         );
         bind_key(sqlx::query(&sql), key)
@@ -426,7 +426,7 @@ impl TokenStore for PgStore {
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let sql = format!(
             "INSERT INTO {s}.api_keys ({KEY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             s = self.schema()
         );
         self.call(async {

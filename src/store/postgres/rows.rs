@@ -15,7 +15,7 @@ pub(super) const TOKEN_COLUMNS: &str =
 
 /// The columns [`api_key`] decodes.
 pub(super) const KEY_COLUMNS: &str = "id, user_id, name, scope, token_duration, active, created, \
-     last_use, expires, digest, start, retired_digest, retired_until";
+     last_use, expires, digest, start, retired_digest, retired_until, locked";
 
 pub(super) fn digest(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
     let raw: [u8; 32] = bytes
@@ -78,6 +78,7 @@ pub(super) fn api_key(row: &PgRow) -> Result<ApiKey, StoreError> {
             .transpose()?,
         token_duration: row.try_get("token_duration").map_err(corrupt)?,
         active: row.try_get("active").map_err(corrupt)?,
+        locked: row.try_get("locked").map_err(corrupt)?,
         created: row.try_get("created").map_err(corrupt)?,
         last_use: row.try_get("last_use").map_err(corrupt)?,
         expires: row.try_get("expires").map_err(corrupt)?,
@@ -103,7 +104,7 @@ pub(super) fn bind_token<'q>(
         .bind(token.last_use)
 }
 
-/// Binds a key's columns, in [`KEY_COLUMNS`] order, as `$1..$13`.
+/// Binds a key's columns, in [`KEY_COLUMNS`] order, as `$1..$14`.
 pub(super) fn bind_key<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     key: &'q ApiKey,
@@ -122,4 +123,5 @@ pub(super) fn bind_key<'q>(
         .bind(key.start.as_str())
         .bind(key.retired.as_ref().map(|r| &r.digest.as_bytes()[..]))
         .bind(key.retired.as_ref().map(|r| r.valid_until))
+        .bind(key.locked)
 }

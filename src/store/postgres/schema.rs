@@ -52,6 +52,11 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE {s}.tokens ADD COLUMN last_use timestamptz;
     "#,
+    // 3: keys an administrator deactivated, which only an administrator reactivates.
+    r#"
+    ALTER TABLE {s}.api_keys ADD COLUMN locked boolean NOT NULL DEFAULT false;
+    ALTER TABLE {s}.api_keys ADD CHECK (NOT (locked AND active));
+    "#,
 ];
 
 /// The schema version this build writes.

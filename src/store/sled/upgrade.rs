@@ -106,6 +106,7 @@ mod tests {
             scope: None,
             token_duration: None,
             active: true,
+            locked: false,
             created,
             last_use: None,
             expires: None,
