@@ -170,13 +170,6 @@ fn forbidden(auth: &AuthState, message: &str) -> ApiError {
     ApiError::Auth(rejection.into())
 }
 
-/// Whether `user` may see and act on a record of `owner`: theirs, or `user` is an
-/// admin. A record someone else owns is answered exactly like one that does not
-/// exist (404), so ids cannot be probed.
-fn owns_or_administers(user: &CurrentUser, owner: Option<&UserId>) -> bool {
-    owner == Some(user.id()) || user.is_admin()
-}
-
 /// Lets `user` list the records of `owner` if they are theirs or `user` is an
 /// admin; anyone else gets a 403 with `message`.
 fn owner_or_admin(
@@ -185,7 +178,7 @@ fn owner_or_admin(
     owner: Option<&UserId>,
     message: &str,
 ) -> Result<(), ApiError> {
-    if owns_or_administers(user, owner) {
+    if owner == Some(user.id()) || user.is_admin() {
         return Ok(());
     }
     let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
