@@ -625,3 +625,55 @@ async fn a_token_in_the_url_is_refused_on_key_routes_and_on_state_changing_reque
     let reply = send(&router, get_with("/user", Some(token))).await;
     assert_eq!(reply.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_with_more_than_a_page_of_keys_and_tokens_manages_the_last_ones() {
+    let app = TestApp::new();
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    // One more than a listing page (1,000) of each, made concurrently.
+    let mut made = tokio::task::JoinSet::new();
+    for n in 0..1_000 {
+        let (gate, bob) = (app.fixture.gate.clone(), bob.clone());
+        made.spawn(async move {
+            let name = scopegate::NewApiKey::new(format!("k{n}"));
+            gate.create_api_key(&bob, name).await.unwrap();
+            gate.create_token(NewToken::for_user(bob)).await.unwrap();
+        });
+    }
+    while let Some(done) = made.join_next().await {
+        done.unwrap();
+    }
+    app.fixture.clock.advance(chrono::TimeDelta::seconds(1));
+    let last_key = create_key(&app, &session, json!({ "name": "newest" })).await;
+    let last_token = app.session(&bob).await;
+    let last_token_id = app
+        .send(get_with("/token/current", Some(&last_token)))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = app
+        .send(request(
+            Method::PUT,
+            &format!("/api_key/{}", last_key["id"].as_str().unwrap()),
+            Some(&session),
+            Some(json!({ "name": "found past the first page" })),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let reply = app
+        .send(request(
+            Method::DELETE,
+            &format!("/token/{last_token_id}"),
+            Some(&session),
+            None,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        app.send(get_with("/user", Some(&last_token))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
