@@ -677,3 +677,55 @@ async fn an_owner_with_more_than_a_page_of_keys_and_tokens_manages_the_last_ones
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_reactivation_racing_an_admins_lock_leaves_the_key_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, parks) = common::parking::Parking::new(SledStore::open(dir.path()).unwrap());
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let alice = users.add("alice", true);
+    // No cache and no background `last_use` writes: every store call is the
+    // request's own, in a known order.
+    let gate = scopegate::ScopeGate::builder(store, users)
+        .with_registry(girder_scopes())
+        .without_last_use()
+        .build()
+        .unwrap();
+    let state = AuthState::new(gate.clone());
+    let router = common::app::routes(state);
+    let bob_session = gate
+        .create_token(NewToken::for_user(bob.clone()))
+        .await
+        .unwrap();
+    let alice_session = gate.create_token(NewToken::for_user(alice)).await.unwrap();
+    let key = gate
+        .create_api_key(&bob, scopegate::NewApiKey::new("k").active(false))
+        .await
+        .unwrap();
+    let uri = format!("/api_key/{}", key.key.id);
+    let put = |session: &str, active: bool| {
+        request(
+            Method::PUT,
+            &uri,
+            Some(session),
+            Some(json!({ "active": active })),
+        )
+    };
+    // Bob's reactivation reads the key unlocked (authentication, his own keys,
+    // the key: three calls, park points 0 to 5) and is held before its write.
+    let reactivation = send(&router, put(bob_session.secret.expose(), true));
+    let reply = parks
+        .pause_at(6, reactivation, || async {
+            let lock = send(&router, put(alice_session.secret.expose(), false)).await;
+            assert_eq!(lock.body["locked"], true, "{:?}", lock.body);
+        })
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let stored = gate.api_key(&key.key.id).await.unwrap().unwrap();
+    assert!(stored.locked && !stored.active, "{stored:?}");
+    let exchanged = gate
+        .exchange_api_key(key.secret.expose(), scopegate::TokenRequest::new())
+        .await;
+    assert!(matches!(exchanged, Err(scopegate::Error::InvalidGrant)));
+}
