@@ -156,3 +156,57 @@ mod schema {
         assert!(PgConfig::default().with_schema("app_auth_2").is_ok());
     }
 }
+
+mod sweepers {
+    use std::time::Duration;
+
+    use chrono::{TimeDelta, Utc};
+    use scopegate::{ManualClock, NewApiKey, ScopeGate, TokenRequest, TokenStore};
+
+    use crate::common::{girder_scopes, pg, Users};
+
+    /// Replicas' sweepers start together and tick together. Each takes expired
+    /// tokens (skipping those another holds), then deletes expired keys with
+    /// their tokens. Were that delete to wait on tokens another sweeper took,
+    /// two sweepers each holding some of the other's key's tokens would
+    /// deadlock, and one would fail. Here a transaction plays the other sweeper
+    /// and holds one of the key's tokens: the purge must finish without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_never_waits_on_tokens_another_purge_holds() {
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        let store = pg::open(&schema).await;
+        let users = Users::default();
+        let bob = users.add("bob", false);
+        let clock = ManualClock::new(Utc::now());
+        let gate = ScopeGate::builder(pg::open(&schema).await, users)
+            .with_registry(girder_scopes())
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        let key = NewApiKey::new("expiring").expires_in(Duration::from_secs(3600));
+        let key = gate.create_api_key(&bob, key).await.unwrap();
+        for _ in 0..20 {
+            gate.exchange_api_key(key.secret.expose(), TokenRequest::new())
+                .await
+                .unwrap();
+        }
+        clock.advance(TimeDelta::hours(2));
+        let now = clock.now();
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        let mut other = pool.begin().await.unwrap();
+        let held = format!("SELECT digest FROM {schema}.tokens LIMIT 1 FOR UPDATE");
+        sqlx::query(&held).fetch_one(&mut *other).await.unwrap();
+
+        let purged = tokio::time::timeout(Duration::from_secs(5), store.purge_expired(now, 1_000))
+            .await
+            .expect("the purge waited on a token another transaction holds")
+            .unwrap();
+        assert_eq!(purged.api_keys, 1);
+        assert_eq!(purged.tokens.len(), 19, "all but the held token");
+        // The one held is expired, like its key, and goes with the next purge.
+        other.rollback().await.unwrap();
+        let rest = store.purge_expired(now, 1_000).await.unwrap();
+        assert_eq!(rest.tokens.len(), 1);
+        assert_eq!(store.purge_expired(now, 1_000).await.unwrap().examined, 0);
+    }
+}

@@ -116,6 +116,30 @@ impl PgStore {
         digests(&rows)
     }
 
+    /// Deletes the tokens of `key` that no other transaction holds; returns their
+    /// digests. For the purge of an expired key: a purge must never wait on the
+    /// tokens another purge took, or two sweepers, each holding some of the
+    /// other's key's tokens, deadlock. The tokens it skips are expired (a token
+    /// never outlives its key), so they authenticate nothing, and the purge
+    /// holding them deletes them, or a later one does.
+    async fn delete_free_tokens_of_key(
+        &self,
+        conn: &mut PgConnection,
+        key: &ApiKeyId,
+    ) -> Result<Vec<SecretDigest>, StoreError> {
+        let s = self.schema();
+        let sql = format!(
+            "DELETE FROM {s}.tokens WHERE digest IN (SELECT digest FROM {s}.tokens \
+             WHERE api_key_id = $1 FOR UPDATE SKIP LOCKED) RETURNING digest"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+        digests(&rows)
+    }
+
     /// Moves the expiry of `key`'s tokens that expire after `at` to `at`.
     async fn cap_tokens_of_key(
         &self,
@@ -202,7 +226,7 @@ impl PgStore {
                 let id = ApiKeyId::from(key.try_get::<String, _>("id").map_err(db)?);
                 purged
                     .tokens
-                    .extend(self.delete_tokens_of_key(&mut tx, &id).await?);
+                    .extend(self.delete_free_tokens_of_key(&mut tx, &id).await?);
                 let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1");
                 sqlx::query(&sql)
                     .bind(id.as_str())
