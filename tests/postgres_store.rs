@@ -155,6 +155,31 @@ mod schema {
         }
         assert!(PgConfig::default().with_schema("app_auth_2").is_ok());
     }
+
+    /// A reserved key word would pass a plain identifier check and fail only at
+    /// start. The server's own list is the authority.
+    #[tokio::test]
+    async fn every_key_word_the_server_reserves_is_refused_as_a_schema_name() {
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        let reserved =
+            sqlx::query("SELECT word FROM pg_get_keywords() WHERE catcode IN ('R', 'T')")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(reserved.len() > 50, "{} reserved words", reserved.len());
+        for row in reserved {
+            let word: String = row.get(0);
+            let refused = PgConfig::default().with_schema(&word);
+            let message = scopegate::error_chain(&refused.expect_err(&word));
+            assert!(message.contains("reserved"), "{word}: {message}");
+        }
+        // Unreserved ones are fine names, and the store starts on one.
+        for fine in ["users", "key", "token", "scopegate"] {
+            assert!(PgConfig::default().with_schema(fine).is_ok(), "{fine}");
+        }
+        let store = PgStore::connect_with(&pg::url(), pg::config("key")).await;
+        assert!(store.is_ok(), "{:?}", store.err());
+    }
 }
 
 mod sweepers {

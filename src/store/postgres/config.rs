@@ -36,14 +36,16 @@ impl Default for PgConfig {
 impl PgConfig {
     /// The PostgreSQL schema that holds scopegate's tables (created if missing), so
     /// they sit beside the app's own. 1 to 40 characters of `a-z`, `0-9` and `_`,
-    /// not starting with a digit.
+    /// not starting with a digit, and not one of PostgreSQL's reserved key words
+    /// (`user`, `order`, …), which would pass here and fail at start.
     pub fn with_schema(mut self, schema: impl Into<String>) -> Result<Self, StoreError> {
         let schema = schema.into();
         let valid = (1..=40).contains(&schema.len())
             && schema
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !schema.as_bytes()[0].is_ascii_digit();
+            && !schema.as_bytes()[0].is_ascii_digit()
+            && !RESERVED.contains(&schema.as_str());
         if !valid {
             return Err(StoreError::new(
                 StoreErrorKind::Backend,
@@ -99,3 +101,110 @@ impl PgConfig {
         &self.schema
     }
 }
+
+/// PostgreSQL's reserved key words, those that cannot name a schema unquoted
+/// (the "reserved" and "reserved (can be function or type)" entries of the key
+/// words appendix). The names go into SQL unquoted.
+const RESERVED: &[&str] = &[
+    "all",
+    "analyse",
+    "analyze",
+    "and",
+    "any",
+    "array",
+    "as",
+    "asc",
+    "asymmetric",
+    "authorization",
+    "binary",
+    "both",
+    "case",
+    "cast",
+    "check",
+    "collate",
+    "collation",
+    "column",
+    "concurrently",
+    "constraint",
+    "create",
+    "cross",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "default",
+    "deferrable",
+    "desc",
+    "distinct",
+    "do",
+    "else",
+    "end",
+    "except",
+    "false",
+    "fetch",
+    "for",
+    "foreign",
+    "freeze",
+    "from",
+    "full",
+    "grant",
+    "group",
+    "having",
+    "ilike",
+    "in",
+    "initially",
+    "inner",
+    "intersect",
+    "into",
+    "is",
+    "isnull",
+    "join",
+    "lateral",
+    "leading",
+    "left",
+    "like",
+    "limit",
+    "localtime",
+    "localtimestamp",
+    "natural",
+    "not",
+    "notnull",
+    "null",
+    "offset",
+    "on",
+    "only",
+    "or",
+    "order",
+    "outer",
+    "overlaps",
+    "placing",
+    "primary",
+    "references",
+    "returning",
+    "right",
+    "select",
+    "session_user",
+    "similar",
+    "some",
+    "symmetric",
+    "system_user",
+    "table",
+    "tablesample",
+    "then",
+    "to",
+    "trailing",
+    "true",
+    "union",
+    "unique",
+    "user",
+    "using",
+    "variadic",
+    "verbose",
+    "when",
+    "where",
+    "window",
+    "with",
+];

@@ -11,7 +11,7 @@ pub(super) struct TimedOut(pub(super) Duration);
 
 /// The schema name given is not a plain SQL identifier.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid PostgreSQL schema name {0:?}: use 1 to 40 of a-z, 0-9 and _, not starting with a digit")]
+#[error("invalid PostgreSQL schema name {0:?}: use 1 to 40 of a-z, 0-9 and _, not starting with a digit, and not a reserved key word such as `user`")]
 pub(super) struct InvalidSchema(pub(super) String);
 
 /// The database holds a schema version newer than this build knows.
