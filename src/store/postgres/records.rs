@@ -39,6 +39,19 @@ fn page_bounds(page: Page) -> (i64, i64) {
 /// A query with its parameters bound.
 type Bound<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
+/// What deleting a key's tokens does with those another transaction holds.
+#[derive(Clone, Copy)]
+enum HeldTokens {
+    /// Waits for them: a revocation must delete every token of its key.
+    Wait,
+    /// Skips them, for the purge of an expired key. A purge must never wait on
+    /// the tokens another purge took, or two sweepers, each holding some of the
+    /// other's key's tokens, deadlock. The tokens skipped are expired (a token
+    /// never outlives its key), so they authenticate nothing, and the purge
+    /// holding them deletes them, or a later one does.
+    Skip,
+}
+
 impl PgStore {
     /// Runs a read of at most one row under the time limit, decoded with `decode`.
     async fn read_one<T>(
@@ -98,40 +111,24 @@ impl PgStore {
         Ok(())
     }
 
-    /// Deletes the tokens minted from `key`; returns their digests.
+    /// Deletes the tokens minted from `key`; returns their digests. `held` says
+    /// what becomes of those another transaction holds.
     async fn delete_tokens_of_key(
         &self,
         conn: &mut PgConnection,
         key: &ApiKeyId,
-    ) -> Result<Vec<SecretDigest>, StoreError> {
-        let sql = format!(
-            "DELETE FROM {s}.tokens WHERE api_key_id = $1 RETURNING digest",
-            s = self.schema()
-        );
-        let rows = sqlx::query(&sql)
-            .bind(key.as_str())
-            .fetch_all(conn)
-            .await
-            .map_err(db)?;
-        digests(&rows)
-    }
-
-    /// Deletes the tokens of `key` that no other transaction holds; returns their
-    /// digests. For the purge of an expired key: a purge must never wait on the
-    /// tokens another purge took, or two sweepers, each holding some of the
-    /// other's key's tokens, deadlock. The tokens it skips are expired (a token
-    /// never outlives its key), so they authenticate nothing, and the purge
-    /// holding them deletes them, or a later one does.
-    async fn delete_free_tokens_of_key(
-        &self,
-        conn: &mut PgConnection,
-        key: &ApiKeyId,
+        held: HeldTokens,
     ) -> Result<Vec<SecretDigest>, StoreError> {
         let s = self.schema();
-        let sql = format!(
-            "DELETE FROM {s}.tokens WHERE digest IN (SELECT digest FROM {s}.tokens \
-             WHERE api_key_id = $1 FOR UPDATE SKIP LOCKED) RETURNING digest"
-        );
+        let sql = match held {
+            HeldTokens::Wait => {
+                format!("DELETE FROM {s}.tokens WHERE api_key_id = $1 RETURNING digest")
+            }
+            HeldTokens::Skip => format!(
+                "DELETE FROM {s}.tokens WHERE digest IN (SELECT digest FROM {s}.tokens \
+                 WHERE api_key_id = $1 FOR UPDATE SKIP LOCKED) RETURNING digest"
+            ),
+        };
         let rows = sqlx::query(&sql)
             .bind(key.as_str())
             .fetch_all(conn)
@@ -224,9 +221,10 @@ impl PgStore {
                 .map_err(db)?;
             for key in &keys {
                 let id = ApiKeyId::from(key.try_get::<String, _>("id").map_err(db)?);
-                purged
-                    .tokens
-                    .extend(self.delete_free_tokens_of_key(&mut tx, &id).await?);
+                purged.tokens.extend(
+                    self.delete_tokens_of_key(&mut tx, &id, HeldTokens::Skip)
+                        .await?,
+                );
                 let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1");
                 sqlx::query(&sql)
                     .bind(id.as_str())
@@ -507,7 +505,10 @@ impl TokenStore for PgStore {
             };
             let removed = match change.apply(&mut key) {
                 TokenFate::Keep => Vec::new(),
-                TokenFate::Revoke => self.delete_tokens_of_key(&mut tx, id).await?,
+                TokenFate::Revoke => {
+                    self.delete_tokens_of_key(&mut tx, id, HeldTokens::Wait)
+                        .await?
+                }
                 TokenFate::ExpireBy(at) => self.cap_tokens_of_key(&mut tx, id, at).await?,
             };
             self.update_key(&mut tx, &key).await?;
@@ -531,7 +532,9 @@ impl TokenStore for PgStore {
             let Some(key) = self.key_for_update(&mut tx, id).await? else {
                 return Ok(None);
             };
-            let removed = self.delete_tokens_of_key(&mut tx, id).await?;
+            let removed = self
+                .delete_tokens_of_key(&mut tx, id, HeldTokens::Wait)
+                .await?;
             let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1", s = self.schema());
             sqlx::query(&sql)
                 .bind(id.as_str())
