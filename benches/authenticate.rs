@@ -15,10 +15,6 @@
 //!   plus a `RequireScope` guard (`guarded`, and `guarded_wrapped` with the layer
 //!   wrapped around the router), and a bad-checksum token refused by the guard
 //!   (`malformed`, 401).
-//! - `not_found/key_theirs` vs `not_found/key_unknown` (and `token_…`): `DELETE
-//!   /api_key/{id}` and `DELETE /token/{id}` by a user for another user's record
-//!   and for a made-up id, both 404: equal times mean the answer does not tell
-//!   whether the id exists.
 //!
 //! `cargo bench -p scopegate-benches --bench authenticate`
 
@@ -241,53 +237,5 @@ fn request_case<S>(
     });
 }
 
-fn not_found(c: &mut Criterion) {
-    let rt = Runtime::new().unwrap();
-    let mut group = c.benchmark_group("not_found");
-    let dir = tempfile::tempdir().unwrap();
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
-        .build()
-        .unwrap();
-    let gate = state.gate();
-    let (theirs_key, theirs_token, caller) = rt.block_on(async {
-        let key = gate
-            .create_api_key(&"owner".into(), scopegate::NewApiKey::new("k"))
-            .await
-            .unwrap();
-        let token = gate
-            .create_token(NewToken::for_user("owner".into()))
-            .await
-            .unwrap();
-        let caller = gate
-            .create_token(NewToken::for_user("caller".into()))
-            .await
-            .unwrap();
-        (key.key.id, token.token.id, caller.secret)
-    });
-    let app: Router = scopegate::router()
-        .layer(state.layer())
-        .with_state(state.clone());
-    let bearer = format!("Bearer {}", caller.expose());
-    let made_up = "A".repeat(22);
-    for (name, path) in [
-        ("key_theirs", format!("/api_key/{theirs_key}")),
-        ("key_unknown", format!("/api_key/{made_up}")),
-        ("token_theirs", format!("/token/{theirs_token}")),
-        ("token_unknown", format!("/token/{made_up}")),
-    ] {
-        group.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async {
-                let request = Request::delete(&path)
-                    .header("authorization", &bearer)
-                    .body(Body::empty())
-                    .unwrap();
-                let response = app.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), StatusCode::NOT_FOUND);
-            })
-        });
-    }
-    group.finish();
-}
-
-criterion_group!(benches, authenticate, purge, http, not_found);
+criterion_group!(benches, authenticate, purge, http);
 criterion_main!(benches);
