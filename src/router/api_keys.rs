@@ -13,13 +13,13 @@ use serde::Deserialize;
 use super::{
     documents::{message, with_secret, ApiKeyDocument, AuthTokenResponse},
     error::ApiError,
-    forbidden,
+    find_own, forbidden,
     input::{query_has, IdPath, JsonBody, PageQuery, QueryParams},
     key_creator, key_manager, owner_or_admin,
 };
 use crate::{
-    rejection::invalid_input, store::MAX_PAGE, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState,
-    CurrentUser, Error, NewApiKey, Page, TokenRequest, UserId,
+    rejection::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser, Error,
+    NewApiKey, TokenRequest, UserId,
 };
 
 /// `POST /api_key`: a key for the caller; the secret is in this response only.
@@ -69,31 +69,12 @@ async fn managed_key(
     let key = match user.is_admin() {
         // Admins manage every key, and may list anyone's: nothing to hide.
         true => auth.gate().api_key(id).await?,
-        false => own_key(auth, user.id(), id).await?,
+        false => {
+            let page_of = |page| auth.gate().api_keys_of_user(user.id(), page);
+            find_own(page_of, |key: &ApiKey| key.id == *id).await?
+        }
     };
     Ok(key.ok_or(Error::NotFound("API key"))?)
-}
-
-/// The key `id` among `owner`'s own keys. Looked for there, never by id alone:
-/// the work done, and so the time taken, depends only on the caller's keys,
-/// whether or not someone else's key has that id (reading an existing record
-/// by id takes measurably longer than missing one).
-async fn own_key(auth: &AuthState, owner: &UserId, id: &ApiKeyId) -> Result<Option<ApiKey>, Error> {
-    let mut offset = 0;
-    loop {
-        let page = auth
-            .gate()
-            .api_keys_of_user(owner, Page::new(MAX_PAGE, offset))
-            .await?;
-        let last = page.len() < MAX_PAGE;
-        if let Some(key) = page.into_iter().find(|key| key.id == *id) {
-            return Ok(Some(key));
-        }
-        if last {
-            return Ok(None);
-        }
-        offset += MAX_PAGE;
-    }
 }
 
 /// `PUT /api_key/{id}`: partial update (absent = unchanged, `scope: null` = full access).

@@ -7,7 +7,7 @@ mod input;
 mod openapi;
 mod tokens;
 
-use std::sync::Arc;
+use std::{future::Future, sync::Arc};
 
 use axum::{
     extract::FromRef,
@@ -18,7 +18,9 @@ use axum::{
 
 pub use self::{documents::AuthTokenResponse, openapi::openapi};
 use self::{error::ApiError, input::SafelyCarried};
-use crate::{rejection::InsufficientScope, AuthState, CurrentUser, UserId};
+use crate::{
+    rejection::InsufficientScope, store::MAX_PAGE, AuthState, CurrentUser, Error, Page, UserId,
+};
 
 /// The API-key lifecycle and token routes (`/api_key` and `/token`), generic
 /// over the app's state so it can be merged or nested:
@@ -168,6 +170,33 @@ fn key_creator(auth: &AuthState, user: &CurrentUser) -> Result<(), ApiError> {
 fn forbidden(auth: &AuthState, message: &str) -> ApiError {
     let rejection = InsufficientScope::new(Arc::from(auth.realm()), &[], message.to_owned());
     ApiError::Auth(rejection.into())
+}
+
+/// The first of the caller's own records that `is_it` picks, read page by page
+/// from `page_of` (a page shorter than [`MAX_PAGE`] is the last). A non-admin's
+/// key or token id is looked for this way, never by id alone: the work done, and
+/// so the time taken, depends only on the caller's own records, whether or not
+/// someone else's has that id (reading an existing record by id takes
+/// measurably longer than missing one).
+async fn find_own<T, F>(
+    mut page_of: impl FnMut(Page) -> F,
+    is_it: impl Fn(&T) -> bool,
+) -> Result<Option<T>, Error>
+where
+    F: Future<Output = Result<Vec<T>, Error>>,
+{
+    let mut offset = 0;
+    loop {
+        let page = page_of(Page::new(MAX_PAGE, offset)).await?;
+        let last = page.len() < MAX_PAGE;
+        if let Some(found) = page.into_iter().find(|record| is_it(record)) {
+            return Ok(Some(found));
+        }
+        if last {
+            return Ok(None);
+        }
+        offset += MAX_PAGE;
+    }
 }
 
 /// Lets `user` list the records of `owner` if they are theirs or `user` is an

@@ -10,12 +10,13 @@ use http::StatusCode;
 use super::{
     documents::{message, with_secret, IssuedTokenDocument, ScopeDocument, TokenDocument},
     error::ApiError,
+    find_own,
     input::{IdPath, PageQuery, QueryParams},
     key_manager,
 };
 use crate::{
-    rejection::too_many_requests, store::MAX_PAGE, AuthState, CurrentUser, Error, NewToken, Page,
-    Principal, Token, TokenId, UserId,
+    rejection::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal, Token,
+    TokenId,
 };
 
 /// `GET /token/current`: the caller's token, or `null` without one.
@@ -100,7 +101,13 @@ pub(super) async fn revoke(
         let found = match user.is_admin() {
             // Admins revoke anyone's tokens, and may list anyone's: nothing to hide.
             true => auth.gate().token(&id).await?.is_some(),
-            false => is_own_token(&auth, user.id(), &id).await?,
+            false => {
+                let (store, owner) = (auth.gate().store(), user.id());
+                let page_of = |page| async move { Ok(store.tokens_of_user(owner, page).await?) };
+                find_own(page_of, |token: &Token| token.id == id)
+                    .await?
+                    .is_some()
+            }
         };
         if !found {
             return Err(Error::NotFound("Token").into());
@@ -108,28 +115,6 @@ pub(super) async fn revoke(
     }
     auth.gate().revoke_token(&id).await?;
     Ok(message("Token revoked.".to_owned()))
-}
-
-/// Whether `id` is one of `owner`'s tokens. Looked for there, never by id
-/// alone: the work done, and so the time taken, depends only on the caller's
-/// tokens, whether or not someone else's token has that id (reading an existing
-/// record by id takes measurably longer than missing one).
-async fn is_own_token(auth: &AuthState, owner: &UserId, id: &TokenId) -> Result<bool, Error> {
-    let mut offset = 0;
-    loop {
-        let page = auth
-            .gate()
-            .store()
-            .tokens_of_user(owner, Page::new(MAX_PAGE, offset))
-            .await?;
-        if page.iter().any(|token| token.id == *id) {
-            return Ok(true);
-        }
-        if page.len() < MAX_PAGE {
-            return Ok(false);
-        }
-        offset += MAX_PAGE;
-    }
 }
 
 /// `GET /token/scopes`: the scopes users may put on keys, and the admin-only ones.
