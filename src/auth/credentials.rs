@@ -32,9 +32,9 @@ const QUERY_ON_UNSAFE_METHOD: Malformed =
      only: URLs are logged. Send it in the Authorization header.";
 
 impl TokenSources {
-    /// The realm and the "no credentials" message of a state reading from these
-    /// sources: the message names each of them.
-    pub(crate) fn context(&self, realm: &str, registry: Arc<ScopeRegistry>) -> Arc<Context> {
+    /// The context of a state reading from these sources, which it keeps: the
+    /// realm, and the "no credentials" message naming each source.
+    pub(crate) fn context(self, realm: &str, registry: Arc<ScopeRegistry>) -> Arc<Context> {
         let mut places = vec!["`Authorization: Bearer <token>`".to_owned()];
         if let Some(name) = &self.header {
             places.push(format!("the `{name}` header"));
@@ -51,12 +51,7 @@ impl TokenSources {
             false => format!("{} or {last}", places.join(", ")),
         };
         let missing = format!("Authentication required: send a token in {list}.");
-        Arc::new(Context::new(
-            realm.into(),
-            missing.into(),
-            registry,
-            self.clone(),
-        ))
+        Arc::new(Context::new(realm.into(), missing.into(), registry, self))
     }
 
     /// Whether the request has a token in the query parameter, if one is read.

@@ -36,8 +36,8 @@ pub struct AuthState {
 
 struct Inner {
     gate: ScopeGate,
+    /// Holds, among what refusals say, where credentials are read from.
     context: Arc<Context>,
-    sources: TokenSources,
     anonymous: Option<AnonymousLimiter>,
 }
 
@@ -46,7 +46,7 @@ impl fmt::Debug for AuthState {
         f.debug_struct("AuthState")
             .field("gate", &self.inner.gate)
             .field("realm", &self.inner.context.realm)
-            .field("sources", &self.inner.sources)
+            .field("sources", &self.inner.context.sources)
             .field(
                 "anonymous_sessions",
                 &self.inner.anonymous.as_ref().map(AnonymousLimiter::config),
@@ -79,7 +79,6 @@ impl AuthState {
             inner: Arc::new(Inner {
                 context: TokenSources::default().context(DEFAULT_REALM, gate.shared_registry()),
                 gate,
-                sources: TokenSources::default(),
                 anonymous: None,
             }),
         }
@@ -93,7 +92,6 @@ impl AuthState {
             inner: Arc::new(Inner {
                 gate: self.inner.gate.clone(),
                 context: self.inner.context.clone(),
-                sources: self.inner.sources.clone(),
                 anonymous: Some(limiter),
             }),
         })
@@ -133,7 +131,7 @@ impl AuthState {
         headers: &'a HeaderMap,
         uri: &'a Uri,
     ) -> Result<Option<&'a [u8]>, Malformed> {
-        self.inner.sources.find(method, headers, uri)
+        self.inner.context.sources.find(method, headers, uri)
     }
 
     /// Resolves what [`AuthState::find_credential`] found. A store or loader failure
@@ -175,7 +173,11 @@ impl AuthState {
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Authentication, Resume> {
-        let credential = self.inner.sources.find_unchecked(method, headers, uri);
+        let credential = self
+            .inner
+            .context
+            .sources
+            .find_unchecked(method, headers, uri);
         let secret = match self.without_secret(credential, &untraced) {
             Ok(secret) => secret,
             Err(settled) => return Ok(settled),
@@ -481,7 +483,6 @@ impl<T: TokenStore> AuthStateBuilder<T> {
             inner: Arc::new(Inner {
                 context: sources.context(&self.realm, gate.shared_registry()),
                 gate,
-                sources,
                 anonymous,
             }),
         })
