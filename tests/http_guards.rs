@@ -10,7 +10,10 @@ use axum::{
     Router,
 };
 use common::{
-    app::{get_with, request, send, TestApp, DATA_READ, DATA_WRITE, SETTING_READ},
+    app::{
+        app_with_all_sources, get_with, request, send, AllSources, TestApp, DATA_READ, DATA_WRITE,
+        SETTING_READ,
+    },
     girder_scopes, Users,
 };
 use scopegate::{
@@ -386,32 +389,12 @@ async fn rejections_put_their_code_and_themselves_in_the_response_extensions() {
     );
 }
 
-/// An app reading tokens from `Girder-Token`, a `token` cookie and a `token` query parameter.
-fn app_with_all_sources(fixture_dir: &std::path::Path, users: Users) -> (Router, AuthState) {
-    let state = AuthState::builder(SledStore::open(fixture_dir).unwrap(), users)
-        .with_registry(girder_scopes())
-        .with_realm("files")
-        .with_token_header("Girder-Token")
-        .with_token_cookie("token")
-        .with_token_query("token")
-        .with_anonymous_sessions(scopegate::AnonymousSessions::default())
-        .build()
-        .unwrap();
-    (common::app::routes(state.clone()), state)
-}
-
 #[tokio::test]
 async fn configured_sources_are_read_and_two_different_credentials_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = Users::default();
-    let bob = users.add("bob", false);
-    let (router, state) = app_with_all_sources(dir.path(), users);
-    let session = state
-        .gate()
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let token = session.secret.expose();
+    let AllSources {
+        router, session, ..
+    } = AllSources::new().await;
+    let token = session.as_str();
     let (unknown, _) =
         scopegate::secret::SecretCodec::default().generate(scopegate::secret::SecretKind::Token);
     // `/user` needs a user's session: each source must carry it there, and a

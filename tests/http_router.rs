@@ -8,23 +8,9 @@ use axum::{
     http::{header, Method, Request, StatusCode},
 };
 use chrono::{DateTime, TimeDelta, Utc};
-use common::app::{get_with, request, send, Reply, TestApp};
+use common::app::{get_with, request, send, TestApp};
 use scopegate::{AnonymousSessions, UserId};
 use serde_json::{json, Value};
-
-/// Creates a key through the router and returns its document (with `key`).
-async fn create_key(app: &TestApp, session: &str, body: Value) -> Value {
-    let reply = app
-        .send(request(Method::POST, "/api_key", Some(session), Some(body)))
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
-    reply.body
-}
-
-async fn exchange(app: &TestApp, body: Value) -> Reply {
-    app.send(request(Method::POST, "/api_key/token", None, Some(body)))
-        .await
-}
 
 fn timestamp(value: &Value) -> DateTime<Utc> {
     value.as_str().unwrap().parse().unwrap()
@@ -67,13 +53,15 @@ async fn exchange_returns_the_user_and_a_token_capped_at_the_keys_duration() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(
-        &app,
-        &session,
-        json!({ "name": "k", "scope": ["core.data.read"], "token_duration": 0.5 }),
-    )
-    .await;
-    let reply = exchange(&app, json!({ "key": key["key"], "duration": 30 })).await;
+    let key = app
+        .create_key(
+            &session,
+            json!({ "name": "k", "scope": ["core.data.read"], "token_duration": 0.5 }),
+        )
+        .await;
+    let reply = app
+        .exchange(json!({ "key": key["key"], "duration": 30 }))
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(reply.body["user"], json!({ "id": "bob" }));
@@ -97,23 +85,19 @@ async fn exchange_narrows_scopes_but_never_widens_them() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(
-        &app,
-        &session,
-        json!({ "name": "k", "scope": ["core.data.read", "core.data.write"] }),
-    )
-    .await;
-    let reply = exchange(
-        &app,
-        json!({ "key": key["key"], "scope": ["core.data.read"] }),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &session,
+            json!({ "name": "k", "scope": ["core.data.read", "core.data.write"] }),
+        )
+        .await;
+    let reply = app
+        .exchange(json!({ "key": key["key"], "scope": ["core.data.read"] }))
+        .await;
     assert_eq!(reply.body["auth_token"]["scope"], json!(["core.data.read"]));
-    let reply = exchange(
-        &app,
-        json!({ "key": key["key"], "scope": ["core.data.own"] }),
-    )
-    .await;
+    let reply = app
+        .exchange(json!({ "key": key["key"], "scope": ["core.data.own"] }))
+        .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.error(), "invalid_request");
 }
@@ -123,7 +107,7 @@ async fn a_key_in_the_url_is_refused_even_with_a_valid_body() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(&app, &session, json!({ "name": "k" })).await;
+    let key = app.create_key(&session, json!({ "name": "k" })).await;
     let secret = key["key"].as_str().unwrap();
     let reply = app
         .send(request(
@@ -143,9 +127,11 @@ async fn bad_keys_at_exchange_are_400_invalid_grant() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(&app, &session, json!({ "name": "k", "active": false })).await;
+    let key = app
+        .create_key(&session, json!({ "name": "k", "active": false }))
+        .await;
     for bad in [json!("nonsense"), json!("sg_key_"), key["key"].clone()] {
-        let reply = exchange(&app, json!({ "key": bad })).await;
+        let reply = app.exchange(json!({ "key": bad })).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(reply.error(), "invalid_grant");
         assert!(reply.headers.get(header::WWW_AUTHENTICATE).is_none());
@@ -159,8 +145,10 @@ async fn only_admins_list_other_users_keys() {
     let alice = app.fixture.admin("alice");
     let bob_session = app.session(&bob).await;
     let alice_session = app.session(&alice).await;
-    create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
-    create_key(&app, &alice_session, json!({ "name": "alice's" })).await;
+    app.create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
+    app.create_key(&alice_session, json!({ "name": "alice's" }))
+        .await;
     let reply = app
         .send(get_with("/api_key?user_id=alice", Some(&bob_session)))
         .await;
@@ -185,7 +173,9 @@ async fn only_the_owner_or_an_admin_may_update_rotate_or_delete_a_key_others_get
     let bob_session = app.session(&bob).await;
     let carol_session = app.session(&carol).await;
     let alice_session = app.session(&alice).await;
-    let key = create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
+    let key = app
+        .create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
     let id = key["id"].as_str().unwrap();
     let attempts = [
         (
@@ -212,7 +202,7 @@ async fn only_the_owner_or_an_admin_may_update_rotate_or_delete_a_key_others_get
     let listed = app.send(get_with("/api_key", Some(&bob_session))).await;
     assert_eq!(listed.body[0]["name"], "bob's");
     assert_eq!(
-        exchange(&app, json!({ "key": key["key"] })).await.status,
+        app.exchange(json!({ "key": key["key"] })).await.status,
         StatusCode::OK
     );
     for (method, uri, body) in attempts {
@@ -233,12 +223,12 @@ async fn updates_are_partial_and_a_null_scope_means_full_access() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(
-        &app,
-        &session,
-        json!({ "name": "k", "scope": ["core.data.read"], "token_duration": 2 }),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &session,
+            json!({ "name": "k", "scope": ["core.data.read"], "token_duration": 2 }),
+        )
+        .await;
     let uri = format!("/api_key/{}", key["id"].as_str().unwrap());
     let reply = app
         .send(request(
@@ -264,7 +254,7 @@ async fn updates_are_partial_and_a_null_scope_means_full_access() {
     assert_eq!(reply.body["scope"], Value::Null);
     assert_eq!(reply.body["token_duration"], Value::Null);
     assert_eq!(reply.body["name"], "renamed");
-    let token = exchange(&app, json!({ "key": key["key"] })).await;
+    let token = app.exchange(json!({ "key": key["key"] })).await;
     assert_eq!(token.body["auth_token"]["scope"], json!(["core.user_auth"]));
 }
 
@@ -274,14 +264,14 @@ async fn deactivating_or_deleting_a_key_revokes_its_tokens_at_once() {
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
     for deactivate in [true, false] {
-        let key = create_key(
-            &app,
-            &session,
-            json!({ "name": "k", "scope": ["core.data.read"] }),
-        )
-        .await;
+        let key = app
+            .create_key(
+                &session,
+                json!({ "name": "k", "scope": ["core.data.read"] }),
+            )
+            .await;
         let uri = format!("/api_key/{}", key["id"].as_str().unwrap());
-        let token = exchange(&app, json!({ "key": key["key"] })).await;
+        let token = app.exchange(json!({ "key": key["key"] })).await;
         let token = token.body["auth_token"]["token"]
             .as_str()
             .unwrap()
@@ -313,7 +303,7 @@ async fn deactivating_or_deleting_a_key_revokes_its_tokens_at_once() {
             "deactivate: {deactivate}"
         );
         assert_eq!(
-            exchange(&app, json!({ "key": key["key"] })).await.error(),
+            app.exchange(json!({ "key": key["key"] })).await.error(),
             "invalid_grant"
         );
     }
@@ -324,7 +314,7 @@ async fn rotation_issues_a_new_secret_and_the_old_one_works_only_during_the_grac
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(&app, &session, json!({ "name": "k" })).await;
+    let key = app.create_key(&session, json!({ "name": "k" })).await;
     let uri = format!("/api_key/{}/rotate", key["id"].as_str().unwrap());
     let reply = app
         .send(request(
@@ -340,16 +330,16 @@ async fn rotation_issues_a_new_secret_and_the_old_one_works_only_during_the_grac
     assert_ne!(new_secret, key["key"]);
     assert!(reply.body["previous_secret_valid_until"].is_string());
     assert_eq!(
-        exchange(&app, json!({ "key": key["key"] })).await.status,
+        app.exchange(json!({ "key": key["key"] })).await.status,
         StatusCode::OK
     );
     assert_eq!(
-        exchange(&app, json!({ "key": new_secret })).await.status,
+        app.exchange(json!({ "key": new_secret })).await.status,
         StatusCode::OK
     );
     app.fixture.clock.advance(TimeDelta::seconds(61));
     assert_eq!(
-        exchange(&app, json!({ "key": key["key"] })).await.error(),
+        app.exchange(json!({ "key": key["key"] })).await.error(),
         "invalid_grant"
     );
     // Without a body: no grace at all.
@@ -358,7 +348,7 @@ async fn rotation_issues_a_new_secret_and_the_old_one_works_only_during_the_grac
         .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
-        exchange(&app, json!({ "key": new_secret })).await.error(),
+        app.exchange(json!({ "key": new_secret })).await.error(),
         "invalid_grant"
     );
 }
@@ -603,15 +593,17 @@ async fn bad_durations_limits_and_ids_on_the_other_routes_are_clear_4xx() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(&app, &session, json!({ "name": "k" })).await;
+    let key = app.create_key(&session, json!({ "name": "k" })).await;
     let id = key["id"].as_str().unwrap();
     let secret = &key["key"];
     for duration in [json!(-1), json!(0), json!(3651), json!(1e308)] {
-        let reply = exchange(&app, json!({ "key": secret, "duration": duration })).await;
+        let reply = app
+            .exchange(json!({ "key": secret, "duration": duration }))
+            .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{duration}");
         assert_eq!(reply.error(), "invalid_request");
     }
-    assert_eq!(exchange(&app, json!({})).await.error(), "invalid_request");
+    assert_eq!(app.exchange(json!({})).await.error(), "invalid_request");
     let bad_rotations = [
         json!({ "grace_seconds": -5 }),
         json!({ "grace_seconds": 31 * 86_400 }),
@@ -664,7 +656,7 @@ async fn bad_durations_limits_and_ids_on_the_other_routes_are_clear_4xx() {
         .contains("unknown field"));
     // The key survived all of it.
     assert_eq!(
-        exchange(&app, json!({ "key": secret })).await.status,
+        app.exchange(json!({ "key": secret })).await.status,
         StatusCode::OK
     );
     let _: UserId = bob;
@@ -721,12 +713,12 @@ async fn json_bodies_that_are_not_objects_are_refused_and_change_nothing() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(
-        &app,
-        &session,
-        json!({ "name": "k", "scope": ["core.data.read"] }),
-    )
-    .await;
+    let key = app
+        .create_key(
+            &session,
+            json!({ "name": "k", "scope": ["core.data.read"] }),
+        )
+        .await;
     let id = key["id"].as_str().unwrap();
     let cases = [
         (Method::POST, "/api_key".to_owned(), json!(["positional"])),
@@ -767,9 +759,11 @@ async fn durations_shorter_than_one_second_are_refused() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(&app, &session, json!({ "name": "k" })).await;
+    let key = app.create_key(&session, json!({ "name": "k" })).await;
     for duration in [json!(1e-9), json!(1e-6), json!(0.00001)] {
-        let reply = exchange(&app, json!({ "key": key["key"], "duration": duration })).await;
+        let reply = app
+            .exchange(json!({ "key": key["key"], "duration": duration }))
+            .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{duration}");
         assert!(reply.body["message"]
             .as_str()
@@ -788,7 +782,9 @@ async fn durations_shorter_than_one_second_are_refused() {
     }
     // One second is the shortest accepted.
     let one_second = 1.0 / 86_400.0;
-    let reply = exchange(&app, json!({ "key": key["key"], "duration": one_second })).await;
+    let reply = app
+        .exchange(json!({ "key": key["key"], "duration": one_second }))
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
 }
 
@@ -797,14 +793,11 @@ async fn shortening_a_keys_expiry_caps_its_tokens_at_once() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(
-        &app,
-        &session,
-        json!({ "name": "k", "token_duration": 1.0 }),
-    )
-    .await;
+    let key = app
+        .create_key(&session, json!({ "name": "k", "token_duration": 1.0 }))
+        .await;
     let id = key["id"].as_str().unwrap();
-    let minted = exchange(&app, json!({ "key": key["key"] })).await;
+    let minted = app.exchange(json!({ "key": key["key"] })).await;
     let token = minted.body["auth_token"]["token"]
         .as_str()
         .unwrap()

@@ -8,37 +8,19 @@ mod common;
 use axum::{
     body::Body,
     http::{header, Method, Request, StatusCode},
-    routing::{any, get},
+    routing::get,
     Router,
 };
 use common::{
-    app::{get_with, request, send, Reply, SettingRead, TestApp},
+    app::{get_with, request, send, AllSources, Reply, SettingRead, TestApp},
     girder_scopes, Users,
 };
-use scopegate::{
-    guard, AuthState, CurrentUser, NewToken, Principal, RequireAdmin, Scope, SledStore,
-};
+use scopegate::{guard, AuthState, CurrentUser, NewToken, RequireAdmin, Scope, SledStore};
 use serde_json::{json, Value};
-
-/// Creates a key through the router with a login session; its document, `key` included.
-async fn create_key(app: &TestApp, session: &str, body: Value) -> Value {
-    let reply = app
-        .send(request(Method::POST, "/api_key", Some(session), Some(body)))
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
-    reply.body
-}
 
 /// Exchanges `key` for a token: the reply, and the token's secret if one came back.
 async fn exchange(app: &TestApp, key: &Value) -> (Reply, Option<String>) {
-    let reply = app
-        .send(request(
-            Method::POST,
-            "/api_key/token",
-            None,
-            Some(json!({ "key": key })),
-        ))
-        .await;
+    let reply = app.exchange(json!({ "key": key })).await;
     let token = reply.body["auth_token"]["token"]
         .as_str()
         .map(str::to_owned);
@@ -68,7 +50,7 @@ async fn a_secret_retired_with_grace_cannot_take_its_key_over() {
     let app = TestApp::with_gate(|gate| gate.with_keys_managing_keys());
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let key = create_key(&app, &session, json!({ "name": "ci" })).await;
+    let key = app.create_key(&session, json!({ "name": "ci" })).await;
     let id = key["id"].as_str().unwrap();
     let old_secret = key["key"].clone();
     // Bob fears the secret leaked, and rotates with an hour of grace.
@@ -117,13 +99,13 @@ async fn a_token_minted_from_a_key_manages_no_keys_and_no_other_session() {
     let app = TestApp::new();
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
-    let parent = create_key(
-        &app,
-        &session,
-        json!({ "name": "short-lived", "token_duration": 0.01 }),
-    )
-    .await;
-    let sibling = create_key(&app, &session, json!({ "name": "other" })).await;
+    let parent = app
+        .create_key(
+            &session,
+            json!({ "name": "short-lived", "token_duration": 0.01 }),
+        )
+        .await;
+    let sibling = app.create_key(&session, json!({ "name": "other" })).await;
     let sibling_id = sibling["id"].as_str().unwrap();
     let (_, token) = exchange(&app, &parent["key"]).await;
     let token = token.unwrap();
@@ -217,14 +199,16 @@ async fn a_key_sent_directly_manages_keys_only_if_the_app_allows_and_never_creat
         });
         let bob = app.fixture.user("bob");
         let session = app.session(&bob).await;
-        let key = create_key(&app, &session, json!({ "name": "automation" })).await;
+        let key = app
+            .create_key(&session, json!({ "name": "automation" }))
+            .await;
         let secret = key["key"].as_str().unwrap();
-        let scoped = create_key(
-            &app,
-            &session,
-            json!({ "name": "reader", "scope": ["core.data.read"] }),
-        )
-        .await;
+        let scoped = app
+            .create_key(
+                &session,
+                json!({ "name": "reader", "scope": ["core.data.read"] }),
+            )
+            .await;
         let scoped_id = scoped["id"].as_str().unwrap();
 
         let create = app
@@ -262,7 +246,9 @@ async fn an_admin_rotating_someone_elses_key_gets_no_secret_and_ends_the_old_one
     let alice = app.fixture.admin("alice");
     let bob_session = app.session(&bob).await;
     let alice_session = app.session(&alice).await;
-    let key = create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
+    let key = app
+        .create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
     let id = key["id"].as_str().unwrap();
 
     // A grace would leave Bob's old secret working while someone else holds a new one.
@@ -292,7 +278,9 @@ async fn an_admin_rotating_someone_elses_key_gets_no_secret_and_ends_the_old_one
     let alice = app.fixture.admin("alice");
     let bob_session = app.session(&bob).await;
     let alice_session = app.session(&alice).await;
-    let key = create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
+    let key = app
+        .create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
     let rotated = rotate(&app, key["id"].as_str().unwrap(), &alice_session, 60).await;
     assert_eq!(rotated.status, StatusCode::OK);
     assert_eq!(
@@ -308,7 +296,9 @@ async fn an_admins_deactivation_is_a_lock_only_an_admin_lifts() {
     let alice = app.fixture.admin("alice");
     let bob_session = app.session(&bob).await;
     let alice_session = app.session(&alice).await;
-    let key = create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
+    let key = app
+        .create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
     let id = key["id"].as_str().unwrap();
     let uri = format!("/api_key/{id}");
     let (_, token) = exchange(&app, &key["key"]).await;
@@ -384,7 +374,9 @@ async fn someone_elses_key_or_token_answers_exactly_as_an_unknown_id() {
     let carol = app.fixture.user("carol");
     let bob_session = app.session(&bob).await;
     let carol_session = app.session(&carol).await;
-    let key = create_key(&app, &bob_session, json!({ "name": "bob's" })).await;
+    let key = app
+        .create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
     let key_id = key["id"].as_str().unwrap();
     let token_id = app
         .send(get_with("/token/current", Some(&bob_session)))
@@ -489,36 +481,16 @@ fn a_guard_that_lets_every_credential_through_is_refused_when_the_router_is_buil
     let _ = guard::<scopegate::RequireScopeStrict<()>>();
 }
 
-/// An app reading tokens from a `token` cookie and a `token` query parameter too.
-fn app_reading_cookies_and_queries(dir: &std::path::Path, users: Users) -> (Router, AuthState) {
-    let state = AuthState::builder(SledStore::open(dir).unwrap(), users)
-        .with_registry(girder_scopes())
-        .with_token_cookie("token")
-        .with_token_query("token")
-        .build()
-        .unwrap();
-    // A route any method reaches, guarded by nothing but the credential itself.
-    let anything = Router::new()
-        .route(
-            "/anything",
-            any(|principal: Option<Principal>| async move { format!("{}", principal.is_some()) }),
-        )
-        .layer(state.layer());
-    (common::app::routes(state.clone()).merge(anything), state)
-}
-
 #[tokio::test]
 async fn a_cross_site_form_cannot_rotate_a_key_with_the_token_cookie() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = Users::default();
-    let bob = users.add("bob", false);
-    let (router, state) = app_reading_cookies_and_queries(dir.path(), users);
-    let session = state
-        .gate()
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let cookie = format!("token={}", session.secret.expose());
+    let AllSources {
+        router,
+        state,
+        bob,
+        session,
+        ..
+    } = AllSources::new().await;
+    let cookie = format!("token={session}");
     let key = state
         .gate()
         .create_api_key(&bob, scopegate::NewApiKey::new("k"))
@@ -563,7 +535,7 @@ async fn a_cross_site_form_cannot_rotate_a_key_with_the_token_cookie() {
     assert_eq!(send(&router, json).await.status, StatusCode::OK);
     // An empty form is refused with a bearer header as well: an empty body is `{}`
     // only when nothing claims it is something else.
-    let bearer = format!("Bearer {}", session.secret.expose());
+    let bearer = format!("Bearer {session}");
     let form = Request::post(&uri)
         .header(header::AUTHORIZATION, &bearer)
         .header(header::CONTENT_TYPE, "text/plain")
@@ -579,16 +551,10 @@ async fn a_cross_site_form_cannot_rotate_a_key_with_the_token_cookie() {
 
 #[tokio::test]
 async fn a_token_in_the_url_is_refused_on_key_routes_and_on_state_changing_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = Users::default();
-    let bob = users.add("bob", false);
-    let (router, state) = app_reading_cookies_and_queries(dir.path(), users);
-    let session = state
-        .gate()
-        .create_token(NewToken::for_user(bob.clone()))
-        .await
-        .unwrap();
-    let token = session.secret.expose();
+    let AllSources {
+        router, session, ..
+    } = AllSources::new().await;
+    let token = session.as_str();
     // A link that cannot send headers may read: the app opted in for that.
     let reply = send(&router, get_with(&format!("/data?token={token}"), None)).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -645,7 +611,7 @@ async fn an_owner_with_more_than_a_page_of_keys_and_tokens_manages_the_last_ones
         done.unwrap();
     }
     app.fixture.clock.advance(chrono::TimeDelta::seconds(1));
-    let last_key = create_key(&app, &session, json!({ "name": "newest" })).await;
+    let last_key = app.create_key(&session, json!({ "name": "newest" })).await;
     let last_token = app.session(&bob).await;
     let last_token_id = app
         .send(get_with("/token/current", Some(&last_token)))

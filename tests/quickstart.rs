@@ -59,6 +59,12 @@ async fn login(app: &Quickstart, user: &str, password: &str) -> (StatusCode, Val
     call(app, req(Method::POST, "/login", Some(basic), None)).await
 }
 
+/// `POST /api_key/token` for the key secret `key`.
+async fn exchange(app: &Quickstart, key: &Value) -> (StatusCode, Value) {
+    let body = json!({ "key": key });
+    call(app, req(Method::POST, "/api_key/token", None, Some(body))).await
+}
+
 fn bearer(token: &Value) -> Option<String> {
     Some(format!("Bearer {}", token.as_str().unwrap()))
 }
@@ -114,12 +120,7 @@ async fn a_read_only_key_reads_data_and_cannot_write_it() {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
-    let exchange = json!({ "key": key["key"] });
-    let (status, token) = call(
-        &app,
-        req(Method::POST, "/api_key/token", None, Some(exchange)),
-    )
-    .await;
+    let (status, token) = exchange(&app, &key["key"]).await;
     assert_eq!(status, StatusCode::OK);
     let reader = bearer(&token["auth_token"]["token"]);
     let (status, items) = call(&app, req(Method::GET, "/data", reader.clone(), None)).await;
@@ -172,16 +173,7 @@ async fn admin_settings_need_an_admin_and_accept_her_setting_read_token() {
     let key = json!({ "name": "settings", "scope": ["core.setting.read"] });
     let (status, key) = call(&app, req(Method::POST, "/api_key", alice, Some(key))).await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, token) = call(
-        &app,
-        req(
-            Method::POST,
-            "/api_key/token",
-            None,
-            Some(json!({ "key": key["key"] })),
-        ),
-    )
-    .await;
+    let (_, token) = exchange(&app, &key["key"]).await;
     let scoped = bearer(&token["auth_token"]["token"]);
     assert_eq!(
         call(
@@ -282,16 +274,7 @@ async fn another_users_key_and_token_ids_answer_exactly_as_made_up_ones() {
         assert_eq!(theirs, unknown, "{method} {uri}");
     }
     // Alice's key and session are untouched.
-    let (status, _) = call(
-        &app,
-        req(
-            Method::POST,
-            "/api_key/token",
-            None,
-            Some(json!({ "key": key["key"] })),
-        ),
-    )
-    .await;
+    let (status, _) = exchange(&app, &key["key"]).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         call(&app, req(Method::GET, "/me", alice, None)).await.0,

@@ -4,7 +4,7 @@ use axum::{
     body::Body,
     http::{header, HeaderMap, Method, Request, StatusCode},
     response::Response,
-    routing::get,
+    routing::{any, get},
     Json, Router,
 };
 use scopegate::{
@@ -15,7 +15,7 @@ use scopegate::{
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::Fixture;
+use super::{girder_scopes, Fixture, Users};
 
 scopegate::scopes! {
     pub struct DataRead = "core.data.read";
@@ -93,6 +93,77 @@ impl TestApp {
 
     pub async fn send(&self, request: Request<Body>) -> Reply {
         send(&self.router, request).await
+    }
+
+    /// Creates a key through the router with `session`; its document, `key`
+    /// (the secret) included.
+    pub async fn create_key(&self, session: &str, body: Value) -> Value {
+        let reply = self
+            .send(request(Method::POST, "/api_key", Some(session), Some(body)))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
+        reply.body
+    }
+
+    /// `POST /api_key/token` with `body`.
+    pub async fn exchange(&self, body: Value) -> Reply {
+        self.send(request(Method::POST, "/api_key/token", None, Some(body)))
+            .await
+    }
+}
+
+/// An app over a sled store in `dir` reading tokens from `Girder-Token`, a
+/// `token` cookie and a `token` query parameter too, with anonymous sessions on
+/// (realm `files`): [`routes`], and `/anything`, which answers any method and is
+/// guarded by nothing but the credential itself.
+pub fn app_with_all_sources(dir: &std::path::Path, users: Users) -> (Router, AuthState) {
+    let state = AuthState::builder(SledStore::open(dir).unwrap(), users)
+        .with_registry(girder_scopes())
+        .with_realm("files")
+        .with_token_header("Girder-Token")
+        .with_token_cookie("token")
+        .with_token_query("token")
+        .with_anonymous_sessions(AnonymousSessions::default())
+        .build()
+        .unwrap();
+    let anything = Router::new()
+        .route(
+            "/anything",
+            any(|principal: Option<Principal>| async move { format!("{}", principal.is_some()) }),
+        )
+        .layer(state.layer());
+    (routes(state.clone()).merge(anything), state)
+}
+
+/// [`app_with_all_sources`] over a fresh store, with user `bob` and a full
+/// session of his.
+pub struct AllSources {
+    pub router: Router,
+    pub state: AuthState,
+    pub bob: UserId,
+    /// The session's secret.
+    pub session: String,
+    _dir: tempfile::TempDir,
+}
+
+impl AllSources {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Users::default();
+        let bob = users.add("bob", false);
+        let (router, state) = app_with_all_sources(dir.path(), users);
+        let session = state
+            .gate()
+            .create_token(NewToken::for_user(bob.clone()))
+            .await
+            .unwrap();
+        Self {
+            router,
+            state,
+            bob,
+            session: session.secret.expose().to_owned(),
+            _dir: dir,
+        }
     }
 }
 
