@@ -27,6 +27,18 @@ async fn exchange(app: &TestApp, key: &Value) -> (Reply, Option<String>) {
     (reply, token)
 }
 
+/// Bob's session and a full-access key of his, and the session of an admin, Alice.
+async fn bobs_key_and_an_admin(app: &TestApp) -> (String, String, Value) {
+    let bob = app.fixture.user("bob");
+    let alice = app.fixture.admin("alice");
+    let bob_session = app.session(&bob).await;
+    let alice_session = app.session(&alice).await;
+    let key = app
+        .create_key(&bob_session, json!({ "name": "bob's" }))
+        .await;
+    (bob_session, alice_session, key)
+}
+
 async fn rotate(app: &TestApp, id: &str, credential: &str, grace_seconds: u64) -> Reply {
     app.send(request(
         Method::POST,
@@ -242,13 +254,7 @@ async fn a_key_sent_directly_manages_keys_only_if_the_app_allows_and_never_creat
 #[tokio::test]
 async fn an_admin_rotating_someone_elses_key_gets_no_secret_and_ends_the_old_one() {
     let app = TestApp::new();
-    let bob = app.fixture.user("bob");
-    let alice = app.fixture.admin("alice");
-    let bob_session = app.session(&bob).await;
-    let alice_session = app.session(&alice).await;
-    let key = app
-        .create_key(&bob_session, json!({ "name": "bob's" }))
-        .await;
+    let (bob_session, alice_session, key) = bobs_key_and_an_admin(&app).await;
     let id = key["id"].as_str().unwrap();
 
     // A grace would leave Bob's old secret working while someone else holds a new one.
@@ -274,13 +280,7 @@ async fn an_admin_rotating_someone_elses_key_gets_no_secret_and_ends_the_old_one
 
     // An app that wants admins to hand keys over says so.
     let app = TestApp::with_gate(|gate| gate.with_rotated_secrets_for_admins());
-    let bob = app.fixture.user("bob");
-    let alice = app.fixture.admin("alice");
-    let bob_session = app.session(&bob).await;
-    let alice_session = app.session(&alice).await;
-    let key = app
-        .create_key(&bob_session, json!({ "name": "bob's" }))
-        .await;
+    let (_, alice_session, key) = bobs_key_and_an_admin(&app).await;
     let rotated = rotate(&app, key["id"].as_str().unwrap(), &alice_session, 60).await;
     assert_eq!(rotated.status, StatusCode::OK);
     assert_eq!(
@@ -292,13 +292,7 @@ async fn an_admin_rotating_someone_elses_key_gets_no_secret_and_ends_the_old_one
 #[tokio::test]
 async fn an_admins_deactivation_is_a_lock_only_an_admin_lifts() {
     let app = TestApp::new();
-    let bob = app.fixture.user("bob");
-    let alice = app.fixture.admin("alice");
-    let bob_session = app.session(&bob).await;
-    let alice_session = app.session(&alice).await;
-    let key = app
-        .create_key(&bob_session, json!({ "name": "bob's" }))
-        .await;
+    let (bob_session, alice_session, key) = bobs_key_and_an_admin(&app).await;
     let id = key["id"].as_str().unwrap();
     let uri = format!("/api_key/{id}");
     let (_, token) = exchange(&app, &key["key"]).await;
