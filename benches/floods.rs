@@ -104,8 +104,8 @@ impl<S: TokenStore> TokenStore for Counting<S> {
     async fn insert_token(&self, t: &Token) -> Result<(), StoreError> {
         self.inner.insert_token(t).await
     }
-    async fn mint_token(&self, t: &Token, d: &SecretDigest) -> Result<bool, StoreError> {
-        self.inner.mint_token(t, d).await
+    async fn mint_token(&self, t: &Token, d: &SecretDigest, n: u64) -> Result<bool, StoreError> {
+        self.inner.mint_token(t, d, n).await
     }
     async fn token_by_digest(&self, d: &SecretDigest) -> Result<Option<Token>, StoreError> {
         self.lookups.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,14 @@ pub enum Error {
     /// No record with that id.
     #[error("{0} not found.")]
     NotFound(&'static str),
+    /// The API key has as many live tokens as allowed
+    /// ([`ScopeGateBuilder::with_max_tokens_per_key`](crate::ScopeGateBuilder::with_max_tokens_per_key)):
+    /// no token was minted (`too_many_requests`, 429). Revoking tokens, or their
+    /// expiry and purge, makes room.
+    #[error(
+        "This API key has as many live tokens as allowed: revoke some, or wait for them to expire."
+    )]
+    TooManyTokens,
     /// The store failed: the operation did not happen (`temporarily_unavailable`).
     #[error("the token store is unavailable")]
     Store(#[from] StoreError),

@@ -43,7 +43,7 @@ pub use crate::{
     error::{ConfigError, Error, InvalidTokenReason},
     gate::{
         NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_LAST_USE_INTERVAL,
-        DEFAULT_TOKEN_LIFETIME, MAX_LIFETIME, MIN_LIFETIME,
+        DEFAULT_MAX_TOKENS_PER_KEY, DEFAULT_TOKEN_LIFETIME, MAX_LIFETIME, MIN_LIFETIME,
     },
     ids::{ApiKeyId, TokenId, UserId},
     principal::{Credential, Principal},

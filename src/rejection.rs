@@ -571,8 +571,9 @@ into_composite!(
 
 /// Gate errors as HTTP responses, for handlers that call [`ScopeGate`](crate::ScopeGate)
 /// directly: bad input 400 `invalid_request`, a bad key 400 `invalid_grant`, a bad
-/// token 401 `invalid_token`, a missing record 404, a store or loader failure 503
-/// (logged, never shown).
+/// token 401 `invalid_token`, a missing record 404, a key with as many tokens as
+/// allowed 429 `too_many_requests`, a store or loader failure 503 (logged, never
+/// shown).
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -580,6 +581,7 @@ impl IntoResponse for Error {
             Error::InvalidGrant => (StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant),
             Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            Error::TooManyTokens => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests),
             Error::Store(_) | Error::UserLoader(_) => {
                 self.log_refusal("request refused: 503");
                 return TemporarilyUnavailable.into_response();

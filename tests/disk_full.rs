@@ -194,9 +194,11 @@ async fn revoke_until_the_disk_refuses<'a>(
                     assert_eq!(reply.error(), "temporarily_unavailable");
                 }
                 StatusCode::OK | StatusCode::NOT_FOUND => {
-                    assert_eq!(
+                    // Refused, or 503 if the purge of what it revoked has since
+                    // hit the full disk and stopped the store: never accepted.
+                    assert_ne!(
                         authenticates(router, &revocation.victim).await,
-                        Some(false),
+                        Some(true),
                         "answered {} while the credential still works",
                         reply.status
                     );

@@ -41,7 +41,7 @@ mod schema {
             .await
             .unwrap();
         assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].get::<i32, _>(0), 3, "every migration applied");
+        assert_eq!(versions[0].get::<i32, _>(0), 4, "every migration applied");
     }
 
     /// Another replica's migration holds the lock for longer than one request may
@@ -97,11 +97,15 @@ mod schema {
         let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
         drop(pg::open(&schema).await);
         // Back to what version 1 wrote: no last_use column on tokens, no locked
-        // column on keys, and a token and a key in them.
+        // column on keys, no revocation marks, and a token and a key in them.
         let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
         let now = Utc::now().trunc_subsecs(6);
         let downgrade = format!(
-            "ALTER TABLE {schema}.tokens DROP COLUMN last_use; \
+            "ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
+             DROP SEQUENCE {schema}.token_sequence; \
+             ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
+             DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
+             ALTER TABLE {schema}.tokens DROP COLUMN last_use; \
              ALTER TABLE {schema}.api_keys DROP COLUMN locked; \
              UPDATE {schema}.schema_version SET version = 1; \
              INSERT INTO {schema}.tokens (digest, id, user_id, scopes, created, expires) \
@@ -129,6 +133,12 @@ mod schema {
             .unwrap()
             .unwrap();
         assert!(!key.active && !key.locked);
+        // A token from before revocation marks is revoked by the first one.
+        store
+            .revoke_user(&"bob".into(), scopegate::store::KeyDisposal::Deactivate)
+            .await
+            .unwrap();
+        assert!(store.token_by_digest(&digest).await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -98,7 +98,7 @@ fn store_as_json(dir: &std::path::Path, token: &scopegate::Token) {
         .get(record_key(token))
         .unwrap()
         .expect("the token's record");
-    assert_eq!(old[0], 0x01, "new records are binary, version 1");
+    assert_eq!(old[0], 0x02, "new records are binary, version 2");
     tree.insert(record_key(token), serde_json::to_vec(token).unwrap())
         .unwrap();
     db.flush().unwrap();
@@ -146,5 +146,5 @@ async fn tokens_stored_as_json_by_an_older_version_still_authenticate_after_upgr
     let db = sled::open(dir.path()).unwrap();
     let tree = db.open_tree("scopegate").unwrap();
     let record = tree.get(record_key(&issued.token)).unwrap().unwrap();
-    assert_eq!(record[0], 0x01, "rewritten in the binary form");
+    assert_eq!(record[0], 0x02, "rewritten in the binary form");
 }

@@ -435,6 +435,13 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
+    /// The most live tokens one API key may have. See
+    /// [`ScopeGateBuilder::with_max_tokens_per_key`](crate::ScopeGateBuilder::with_max_tokens_per_key).
+    pub fn with_max_tokens_per_key(mut self, tokens: u64) -> Self {
+        self.gate.max_tokens_per_key = tokens;
+        self
+    }
+
     /// How often a credential's `last_use` is written. See
     /// [`ScopeGateBuilder::with_last_use_interval`](crate::ScopeGateBuilder::with_last_use_interval).
     pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {

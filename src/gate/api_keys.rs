@@ -7,8 +7,10 @@ use serde::Deserialize;
 
 use super::{limits, span, ScopeGate};
 use crate::{
-    secret::SecretKind, store::Page, ApiKey, ApiKeyId, ApiKeyUpdate, Error, InvalidScopes,
-    IssuedApiKey, IssuedToken, KeyChange, NewApiKey, Scope, Token, TokenId, UserId,
+    secret::SecretKind,
+    store::{Page, StoreErrorKind},
+    ApiKey, ApiKeyId, ApiKeyUpdate, Error, InvalidScopes, IssuedApiKey, IssuedToken, KeyChange,
+    NewApiKey, Scope, Token, TokenId, UserId,
 };
 
 /// The longest a rotated-out secret may keep working.
@@ -299,8 +301,14 @@ impl ScopeGate {
         };
         // The store re-checks the key atomically with the insert: a deactivation or
         // rotation since our read refuses the mint instead of leaving a stray token.
-        if !self.shared.store.mint_token(&token, &digest).await? {
-            return Err(Error::InvalidGrant);
+        let most = self.shared.max_tokens_per_key;
+        match self.shared.store.mint_token(&token, &digest, most).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::InvalidGrant),
+            Err(err) if err.kind() == StoreErrorKind::TooManyTokens => {
+                return Err(Error::TooManyTokens)
+            }
+            Err(err) => return Err(err.into()),
         }
         Ok(IssuedToken {
             secret: token_secret,

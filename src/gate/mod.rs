@@ -37,6 +37,10 @@ const MEMO_CAPACITY: usize = 65_536;
 pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
 const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
 
+/// How many live tokens one API key may have unless configured
+/// ([`ScopeGateBuilder::with_max_tokens_per_key`]).
+pub const DEFAULT_MAX_TOKENS_PER_KEY: u64 = 100_000;
+
 /// Issues, checks and revokes tokens and API keys.
 ///
 /// Cheap to clone (one `Arc`); share one per app.
@@ -87,6 +91,7 @@ struct Shared {
     direct_api_keys: bool,
     keys_manage_keys: bool,
     rotated_secrets_for_admins: bool,
+    max_tokens_per_key: u64,
     last_use: Option<LastUse>,
     memo: DigestMemo,
 }
@@ -246,6 +251,7 @@ pub(crate) struct GateSettings {
     pub(crate) direct_api_keys: bool,
     pub(crate) keys_manage_keys: bool,
     pub(crate) rotated_secrets_for_admins: bool,
+    pub(crate) max_tokens_per_key: u64,
     pub(crate) last_use_interval: Option<std::time::Duration>,
 }
 
@@ -260,6 +266,7 @@ impl Default for GateSettings {
             direct_api_keys: false,
             keys_manage_keys: false,
             rotated_secrets_for_admins: false,
+            max_tokens_per_key: DEFAULT_MAX_TOKENS_PER_KEY,
             last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
         }
     }
@@ -277,6 +284,7 @@ impl fmt::Debug for GateSettings {
                 "rotated_secrets_for_admins",
                 &self.rotated_secrets_for_admins,
             )
+            .field("max_tokens_per_key", &self.max_tokens_per_key)
             .field("last_use_interval", &self.last_use_interval)
             .finish_non_exhaustive()
     }
@@ -360,6 +368,17 @@ impl ScopeGateBuilder {
         self
     }
 
+    /// The most live tokens one API key may have (default
+    /// [`DEFAULT_MAX_TOKENS_PER_KEY`]): an exchange past it is refused with
+    /// [`Error::TooManyTokens`] (429 through the router) until tokens are
+    /// revoked, or expire and are purged (the [`Sweeper`](crate::Sweeper)).
+    /// It bounds what the holder of one key can make the store keep, and so
+    /// what revoking that key leaves to purge.
+    pub fn with_max_tokens_per_key(mut self, tokens: u64) -> Self {
+        self.settings.max_tokens_per_key = tokens;
+        self
+    }
+
     /// How often a credential's `last_use` is written: at most once per
     /// `interval` per credential and process, in the background, never once per
     /// request (default [`DEFAULT_LAST_USE_INTERVAL`]; at least one second, at
@@ -420,6 +439,7 @@ impl ScopeGateBuilder {
                 direct_api_keys: settings.direct_api_keys,
                 keys_manage_keys: settings.keys_manage_keys,
                 rotated_secrets_for_admins: settings.rotated_secrets_for_admins,
+                max_tokens_per_key: settings.max_tokens_per_key,
                 last_use: settings.last_use_interval.map(LastUse::new),
                 memo: DigestMemo::new(MEMO_CAPACITY),
             }),

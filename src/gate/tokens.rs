@@ -173,25 +173,25 @@ impl ScopeGate {
             .ok_or(Error::NotFound("Token"))
     }
 
-    /// Revokes everything of a disabled user in one call: deletes their tokens and
-    /// deactivates their keys (an admin may reactivate them later).
-    pub async fn revoke_user(&self, user: &UserId) -> Result<usize, Error> {
-        let revoked = self
-            .shared
+    /// Revokes everything of a disabled user in one call: revokes their tokens and
+    /// deactivates their keys (an admin may reactivate them later). Its cost does
+    /// not grow with the user's tokens on the bundled stores: they are revoked
+    /// at once and their records purged afterwards.
+    pub async fn revoke_user(&self, user: &UserId) -> Result<(), Error> {
+        self.shared
             .store
             .revoke_user(user, KeyDisposal::Deactivate)
             .await?;
-        Ok(revoked.len())
+        Ok(())
     }
 
     /// Deletes everything of a deleted user in one call: their tokens and keys.
-    pub async fn delete_user_credentials(&self, user: &UserId) -> Result<usize, Error> {
-        let revoked = self
-            .shared
+    pub async fn delete_user_credentials(&self, user: &UserId) -> Result<(), Error> {
+        self.shared
             .store
             .revoke_user(user, KeyDisposal::Delete)
             .await?;
-        Ok(revoked.len())
+        Ok(())
     }
 
     /// Purges what has expired by now, in bounded batches through the expiry index.

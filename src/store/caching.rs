@@ -18,7 +18,7 @@ use moka::Expiry;
 
 pub(crate) use self::tags::{touched_by_key_change, touched_token};
 use self::{
-    epochs::{Epoch, RevocationEpochs},
+    epochs::{Epoch, RevocationEpochs, Stripes},
     hot::HotTokens,
     serving::Serving,
     writes::Effect,
@@ -118,13 +118,26 @@ pub struct CacheStats {
     pub unknown: u64,
 }
 
-/// A cached token, with the revocation epoch read before it was loaded and
+/// A cached token, with the revocation epoch read before it was loaded, the
+/// stripes its revocations go through (its own, its key's and its owner's) and
 /// when it was read.
 #[derive(Clone)]
 struct Cached {
     token: Arc<Token>,
     loaded_at: Epoch,
+    stripes: Stripes,
     fetched: Instant,
+}
+
+impl Cached {
+    fn new(token: Token, loaded_at: Epoch) -> Self {
+        Self {
+            stripes: Stripes::of_token(&token),
+            token: Arc::new(token),
+            loaded_at,
+            fetched: Instant::now(),
+        }
+    }
 }
 
 /// A cached key, with the epochs of its [tags] read before the load it
@@ -133,8 +146,8 @@ struct Cached {
 #[derive(Clone)]
 struct CachedKey {
     key: Arc<ApiKey>,
-    tags: [SecretDigest; 2],
-    loaded_at: [Epoch; 2],
+    tags: Stripes,
+    loaded_at: Epoch,
 }
 
 /// When a cached record stops being worth keeping: its own expiry, if any.
@@ -194,8 +207,6 @@ impl<V: Expiring> Expiry<SecretDigest, V> for Lifetime {
 enum Miss {
     Unknown,
     Store(StoreError),
-    /// The record changed between the two reads of a key load: load again.
-    Raced,
 }
 
 /// How often a lookup retries a load that raced a revocation before it asks the
@@ -218,11 +229,11 @@ const RACED_LOADS: usize = 3;
 ///   latest revocation is thrown away. Epochs are a fixed array of counters, so
 ///   memory does not grow with the revocation rate.
 /// - A revoking write that fails (it may have half-happened) empties the cache.
-/// - A key is cached under the digest it was found by, and made stale by its
-///   [tags](api_key_tag): any change to the key, or the revocation of its owner's
-///   credentials, bumps them. A key load reads the key, then the tags' epochs,
-///   then the key again, and caches the second read: a change that missed the
-///   epochs is in that record.
+/// - A key is cached under the digest it was found by, and a token under its
+///   own; both are also made stale by their key's and owner's
+///   [tags](api_key_tag). Any change to a key, or the revocation of a user's
+///   credentials, bumps them: a store revokes every token of a key or a user
+///   with one small write, and the cache follows in one step.
 /// - Revocations by other processes reach the cache through an
 ///   [`InvalidationFeed`] ([`with_invalidation_feed`](Self::with_invalidation_feed));
 ///   while the feed is disconnected, lookups bypass the cache. Without a feed,
@@ -282,7 +293,7 @@ impl Shared {
     /// or one is in flight; a fresh one is also put in the hot table.
     fn fresh(&self, digest: &SecretDigest, cached: Cached) -> Option<Arc<Token>> {
         // Asked before the epoch: see `serving` for why the order matters.
-        if !self.serving.serves_memory() || cached.loaded_at != self.epochs.of(digest) {
+        if !self.serving.serves_memory() || !self.epochs.fresh(cached.loaded_at, cached.stripes) {
             return None;
         }
         self.hot.put(digest, &cached, self.lifetime.of(&cached));
@@ -421,14 +432,10 @@ impl<S: TokenStore> CachingStore<S> {
         digest: &SecretDigest,
     ) -> Option<Result<Option<Arc<Token>>, StoreError>> {
         let shared = &self.shared;
-        let before = shared.epochs.of(digest);
+        let before = shared.epochs.now();
         let load = async {
             match self.inner.token_by_digest(digest).await {
-                Ok(Some(token)) => Ok(Cached {
-                    token: Arc::new(token),
-                    loaded_at: before,
-                    fetched: Instant::now(),
-                }),
+                Ok(Some(token)) => Ok(Cached::new(token, before)),
                 Ok(None) => Err(Miss::Unknown),
                 Err(err) => Err(Miss::Store(err)),
             }
@@ -487,7 +494,6 @@ impl<S: TokenStore> CachingStore<S> {
                 Some(Ok(None))
             }
             Miss::Store(err) => Some(Err(err.clone())),
-            Miss::Raced => None,
         }
     }
 
@@ -498,24 +504,15 @@ impl<S: TokenStore> CachingStore<S> {
     ) -> Option<Result<Option<ApiKey>, StoreError>> {
         let shared = &self.shared;
         let load = async {
-            // The tags are known only once the key is: read it, read the tags'
-            // epochs, and read it again. A change committed after the second read
-            // bumps the tags after the epochs were read; one committed before is
-            // in the second read.
-            let first = match self.inner.api_key_by_digest(digest).await {
-                Ok(Some(key)) => key,
-                Ok(None) => return Err(Miss::Unknown),
-                Err(err) => return Err(Miss::Store(err)),
-            };
-            let tags = [api_key_tag(&first.id), user_tag(&first.user_id)];
-            let loaded_at = tags.map(|tag| shared.epochs.of(&tag));
+            // The epoch is read before the store is: a change to the key or its
+            // owner that the read missed ticks its tag's stripe after it.
+            let loaded_at = shared.epochs.now();
             match self.inner.api_key_by_digest(digest).await {
-                Ok(Some(key)) if key.id == first.id => Ok(CachedKey {
+                Ok(Some(key)) => Ok(CachedKey {
+                    tags: Stripes::of(&[api_key_tag(&key.id), user_tag(&key.user_id)]),
                     key: Arc::new(key),
-                    tags,
                     loaded_at,
                 }),
-                Ok(Some(_)) => Err(Miss::Raced),
                 Ok(None) => Err(Miss::Unknown),
                 Err(err) => Err(Miss::Store(err)),
             }
@@ -524,7 +521,7 @@ impl<S: TokenStore> CachingStore<S> {
             // The serving state is asked before the epochs: see `serving`.
             Ok(cached)
                 if shared.serving.serves_memory()
-                    && cached.loaded_at == cached.tags.map(|tag| shared.epochs.of(&tag)) =>
+                    && shared.epochs.fresh(cached.loaded_at, cached.tags) =>
             {
                 Some(Ok(Some(ApiKey::clone(&cached.key))))
             }
@@ -553,11 +550,14 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        max_tokens: u64,
     ) -> Result<bool, StoreError> {
         let (token, key_digest) = (token.clone(), *key_digest);
         let digest = token.digest;
         self.write(
-            move |inner| Box::pin(async move { inner.mint_token(&token, &key_digest).await }),
+            move |inner| {
+                Box::pin(async move { inner.mint_token(&token, &key_digest, max_tokens).await })
+            },
             Effect::Adds(digest),
         )
         .await

@@ -26,6 +26,10 @@ pub enum StoreErrorKind {
     Corrupt,
     /// A record with the same id or digest exists already.
     Conflict,
+    /// The API key has as many live tokens as it may have
+    /// ([`TokenStore::mint_token`](crate::TokenStore::mint_token)): a refusal,
+    /// not a failure.
+    TooManyTokens,
 }
 
 impl StoreError {
@@ -55,6 +59,9 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Unavailable => "token store is unavailable until its backend recovers",
             StoreErrorKind::Corrupt => "token store holds a record it cannot decode",
             StoreErrorKind::Conflict => "token store already holds a record with that id or digest",
+            StoreErrorKind::TooManyTokens => {
+                "the API key has as many live tokens as the store allows"
+            }
         })
     }
 }

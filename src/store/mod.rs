@@ -110,10 +110,14 @@ pub trait TokenStore: Send + Sync + 'static {
     /// `token.created`, and accepts `key_digest`. Stamps the key's `last_use`.
     /// Returns `false`, storing nothing, if a check fails, so a concurrent
     /// deactivation, deletion or rotation can never leave a stray token behind.
+    /// Fails with [`StoreErrorKind::TooManyTokens`], storing nothing, if the key
+    /// has `max_tokens` live tokens already (revoked ones do not count; expired
+    /// ones count until purged).
     async fn mint_token(
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        max_tokens: u64,
     ) -> Result<bool, StoreError>;
 
     /// The token whose secret has `digest`.

@@ -102,9 +102,10 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        most: u64,
     ) -> Result<bool, StoreError> {
         self.check()?;
-        let outcome = self.inner.mint_token(token, key_digest).await;
+        let outcome = self.inner.mint_token(token, key_digest, most).await;
         self.written(outcome)
     }
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {

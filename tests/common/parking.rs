@@ -201,8 +201,9 @@ impl<S: TokenStore> TokenStore for Parking<S> {
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        most: u64,
     ) -> Result<bool, StoreError> {
-        let call = self.inner.mint_token(token, key_digest);
+        let call = self.inner.mint_token(token, key_digest, most);
         self.parks.around(call).await
     }
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {

@@ -83,8 +83,9 @@ impl HotTokens {
         let guard = self.slot(digest)?.load();
         let hot = guard.as_ref()?;
         // Constant-time, as every digest comparison (`SecretDigest::eq`).
-        let usable =
-            hot.digest == *digest && hot.cached.loaded_at == epochs.of(digest) && now < hot.until;
+        let usable = hot.digest == *digest
+            && epochs.fresh(hot.cached.loaded_at, hot.cached.stripes)
+            && now < hot.until;
         usable.then(|| own_copy(hot, digest))
     }
 
@@ -186,20 +187,13 @@ mod tests {
 
     fn cached(digest: SecretDigest, epochs: &RevocationEpochs) -> Cached {
         let now = Utc::now();
-        Cached {
-            token: Arc::new(Token {
-                id: TokenId::generate(),
-                digest,
-                user_id: None,
-                scopes: Default::default(),
-                created: now,
-                expires: now + chrono::Duration::hours(1),
-                api_key_id: None,
-                last_use: None,
-            }),
-            loaded_at: epochs.of(&digest),
-            fetched: Instant::now(),
-        }
+        let token = Token::new(
+            TokenId::generate(),
+            digest,
+            now,
+            now + chrono::Duration::hours(1),
+        );
+        Cached::new(token, epochs.now())
     }
 
     #[test]

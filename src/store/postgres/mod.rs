@@ -5,6 +5,7 @@ mod errors;
 mod feed;
 mod health;
 mod records;
+mod revocations;
 mod rows;
 mod schema;
 

@@ -3,7 +3,8 @@
 //! Writes that touch a key lock its row first (`FOR UPDATE`), so minting, which
 //! checks the key under the same lock, serializes with every change to the key.
 //! Statements after the lock see every commit before it (READ COMMITTED), so a
-//! token minted just before a deactivation is among the tokens it deletes.
+//! token minted just before a deactivation is among the tokens it revokes
+//! (see `revocations`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,6 +13,7 @@ use sqlx::{postgres::PgRow, PgConnection, Row};
 use super::{
     errors::db,
     feed::publish,
+    revocations::{self, live, Owner},
     rows::{self, bind_key, bind_token, KEY_COLUMNS, TOKEN_COLUMNS},
     PgStore,
 };
@@ -20,7 +22,7 @@ use crate::{
     secret::SecretDigest,
     store::{
         api_key_tag, user_tag, InvalidationFeed, KeyDisposal, Page, Purged, StoreError,
-        StoreHealth, TokenStore,
+        StoreErrorKind, StoreHealth, TokenStore,
     },
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
@@ -38,19 +40,6 @@ fn page_bounds(page: Page) -> (i64, i64) {
 
 /// A query with its parameters bound.
 type Bound<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-
-/// What deleting a key's tokens does with those another transaction holds.
-#[derive(Clone, Copy)]
-enum HeldTokens {
-    /// Waits for them: a revocation must delete every token of its key.
-    Wait,
-    /// Skips them, for the purge of an expired key. A purge must never wait on
-    /// the tokens another purge took, or two sweepers, each holding some of the
-    /// other's key's tokens, deadlock. The tokens skipped are expired (a token
-    /// never outlives its key), so they authenticate nothing, and the purge
-    /// holding them deletes them, or a later one does.
-    Skip,
-}
 
 impl PgStore {
     /// Runs a read of at most one row under the time limit, decoded with `decode`.
@@ -111,51 +100,50 @@ impl PgStore {
         Ok(())
     }
 
-    /// Deletes the tokens minted from `key`; returns their digests. `held` says
-    /// what becomes of those another transaction holds.
-    async fn delete_tokens_of_key(
-        &self,
-        conn: &mut PgConnection,
-        key: &ApiKeyId,
-        held: HeldTokens,
-    ) -> Result<Vec<SecretDigest>, StoreError> {
-        let s = self.schema();
-        let sql = match held {
-            HeldTokens::Wait => {
-                format!("DELETE FROM {s}.tokens WHERE api_key_id = $1 RETURNING digest")
-            }
-            HeldTokens::Skip => format!(
-                "DELETE FROM {s}.tokens WHERE digest IN (SELECT digest FROM {s}.tokens \
-                 WHERE api_key_id = $1 FOR UPDATE SKIP LOCKED) RETURNING digest"
-            ),
-        };
-        let rows = sqlx::query(&sql)
-            .bind(key.as_str())
-            .fetch_all(conn)
-            .await
-            .map_err(db)?;
-        digests(&rows)
-    }
-
     /// Moves the expiry of `key`'s tokens that expire after `at` to `at`.
     async fn cap_tokens_of_key(
         &self,
         conn: &mut PgConnection,
         key: &ApiKeyId,
         at: DateTime<Utc>,
-    ) -> Result<Vec<SecretDigest>, StoreError> {
+    ) -> Result<(), StoreError> {
         let sql = format!(
-            "UPDATE {s}.tokens SET expires = $2 WHERE api_key_id = $1 AND expires > $2 \
-             RETURNING digest",
+            "UPDATE {s}.tokens SET expires = $2 WHERE api_key_id = $1 AND expires > $2",
             s = self.schema()
         );
-        let rows = sqlx::query(&sql)
+        sqlx::query(&sql)
             .bind(key.as_str())
             .bind(at)
-            .fetch_all(conn)
+            .execute(conn)
             .await
             .map_err(db)?;
-        digests(&rows)
+        Ok(())
+    }
+
+    /// Counts `removed` live tokens of each of `keys` gone. Locks the keys in id
+    /// order, so two purges never wait on each other's keys.
+    async fn count_removed(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let s = self.schema();
+        let sql = format!(
+            "WITH removed AS (SELECT id, count(*) AS n FROM unnest($1::text[]) AS id GROUP BY id), \
+             locked AS (SELECT k.id FROM {s}.api_keys k JOIN removed USING (id) \
+               ORDER BY k.id FOR UPDATE OF k) \
+             UPDATE {s}.api_keys k SET live_tokens = greatest(k.live_tokens - removed.n, 0) \
+             FROM removed, locked WHERE k.id = removed.id AND k.id = locked.id"
+        );
+        sqlx::query(&sql)
+            .bind(keys)
+            .execute(conn)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     /// Moves `last_use` of row `id` of `table` forward to `at`.
@@ -190,11 +178,13 @@ impl PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Expired tokens, oldest first, through the expiry index; rows another
-        // purge holds are left to it.
+        // purge holds are left to it. Those still counted by their key are
+        // uncounted.
         let sql = format!(
-            "DELETE FROM {s}.tokens WHERE digest IN (SELECT digest FROM {s}.tokens \
+            "DELETE FROM {s}.tokens t WHERE digest IN (SELECT digest FROM {s}.tokens \
              WHERE expires <= $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING digest"
+             RETURNING digest, api_key_id, EXISTS (SELECT 1 FROM {s}.api_keys k \
+               WHERE k.id = t.api_key_id AND t.sequence >= k.revoked_below) AS counted"
         );
         let rows = sqlx::query(&sql)
             .bind(now)
@@ -202,6 +192,13 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+        let mut counted = Vec::new();
+        for row in &rows {
+            if row.try_get::<bool, _>("counted").map_err(db)? {
+                counted.push(row.try_get::<String, _>("api_key_id").map_err(db)?);
+            }
+        }
+        self.count_removed(&mut tx, &counted).await?;
         let mut purged = Purged {
             tokens: digests(&rows)?,
             ..Purged::default()
@@ -209,9 +206,11 @@ impl PgStore {
         purged.examined = rows.len();
         let left = limit - rows.len() as i64;
         if left > 0 {
+            // Expired keys: their tokens are revoked with them, and purged below.
             let sql = format!(
-                "SELECT id FROM {s}.api_keys WHERE expires <= $1 ORDER BY expires LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED"
+                "DELETE FROM {s}.api_keys WHERE id IN (SELECT id FROM {s}.api_keys \
+                 WHERE expires <= $1 ORDER BY expires LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id"
             );
             let keys = sqlx::query(&sql)
                 .bind(now)
@@ -220,18 +219,9 @@ impl PgStore {
                 .await
                 .map_err(db)?;
             for key in &keys {
-                let id = ApiKeyId::from(key.try_get::<String, _>("id").map_err(db)?);
-                purged.tokens.extend(
-                    self.delete_tokens_of_key(&mut tx, &id, HeldTokens::Skip)
-                        .await?,
-                );
-                let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1");
-                sqlx::query(&sql)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                purged.changed_keys.push(id);
+                let id: String = key.try_get("id").map_err(db)?;
+                revocations::schedule_purge(&mut tx, s, Owner::Key, &id).await?;
+                purged.changed_keys.push(ApiKeyId::from(id));
             }
             purged.api_keys = keys.len();
             purged.examined += keys.len();
@@ -258,6 +248,14 @@ impl PgStore {
         let tags = purged.changed_keys.iter().map(api_key_tag);
         let revoked: Vec<SecretDigest> = purged.tokens.iter().copied().chain(tags).collect();
         self.publish(&mut tx, &revoked).await?;
+        // What revocations left behind: already refused everywhere, so only
+        // counted, not published.
+        let left = limit - purged.examined as i64;
+        if left > 0 {
+            let removed = revocations::purge_pending(&mut tx, s, left).await?;
+            purged.examined += removed.len();
+            purged.tokens.extend(removed);
+        }
         tx.commit().await.map_err(db)?;
         Ok(purged)
     }
@@ -284,6 +282,7 @@ impl TokenStore for PgStore {
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        max_tokens: u64,
     ) -> Result<bool, StoreError> {
         if token.api_key_id.is_none() {
             return Ok(false);
@@ -291,50 +290,65 @@ impl TokenStore for PgStore {
         // One statement: the UPDATE takes the key's row lock and, after any
         // concurrent change commits, re-checks the key's conditions on its latest
         // version (READ COMMITTED); the token is inserted only if they hold. The
-        // conditions are `ApiKey::may_mint`'s. It runs in
-        // an explicit transaction so that a call abandoned at its time limit (the
-        // statement still waiting for a lock on the server) can never commit later.
+        // conditions are `ApiKey::may_mint`'s. The token's sequence is drawn as
+        // it is inserted, after the lock (see `revocations`). It runs in an
+        // explicit transaction so that a call abandoned at its time limit (the
+        // statement still waiting for a lock on the server) can never commit
+        // later, and so that a mint past the key's limit, counted already, is
+        // rolled back.
         let s = self.schema();
         let sql = format!(
-            "WITH key AS (UPDATE {s}.api_keys SET last_use = $5 \
+            "WITH key AS (UPDATE {s}.api_keys SET last_use = $5, live_tokens = live_tokens + 1 \
                WHERE id = $7 AND active AND user_id = $3 \
                AND (expires IS NULL OR expires > $5) \
                AND (digest = $9 OR (retired_digest = $9 AND retired_until > $5)) \
                AND (scope IS NULL OR $4 <@ scope) \
                AND (expires IS NULL OR $6 <= expires) \
-               RETURNING id) \
-             INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key RETURNING digest"
+               RETURNING id, live_tokens), \
+             minted AS (INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key WHERE key.live_tokens <= $10 \
+               RETURNING digest) \
+             SELECT (SELECT count(*) FROM key) AS keys, (SELECT count(*) FROM minted) AS minted"
         );
+        let most = i64::try_from(max_tokens).unwrap_or(i64::MAX);
         self.call(async {
             if token.user_id.is_none() {
                 return Ok(false);
             }
             let mut tx = self.pool.begin().await.map_err(db)?;
-            let inserted = bind_token(sqlx::query(&sql), token)
+            let row = bind_token(sqlx::query(&sql), token)
                 .bind(&key_digest.as_bytes()[..])
-                .fetch_optional(&mut *tx)
+                .bind(most)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db)?;
+            let keys: i64 = row.try_get("keys").map_err(db)?;
+            let minted: i64 = row.try_get("minted").map_err(db)?;
+            if keys == 1 && minted == 0 {
+                tx.rollback().await.map_err(db)?;
+                return Err(StoreError::from_kind(StoreErrorKind::TooManyTokens));
+            }
             tx.commit().await.map_err(db)?;
-            Ok(inserted.is_some())
+            Ok(minted == 1)
         })
         .await
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
+        let s = self.schema();
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE digest = $1",
-            s = self.schema()
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t WHERE digest = $1 AND {live}",
+            live = live(s)
         );
         let query = sqlx::query(&sql).bind(&digest.as_bytes()[..]);
         self.read_one(query, rows::token).await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let s = self.schema();
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE id = $1",
-            s = self.schema()
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t WHERE id = $1 AND {live}",
+            live = live(s)
         );
         let query = sqlx::query(&sql).bind(id.as_str());
         self.read_one(query, rows::token).await
@@ -361,10 +375,11 @@ impl TokenStore for PgStore {
         after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
+        let s = self.schema();
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE $1::bytea IS NULL OR digest > $1 \
-             ORDER BY digest LIMIT $2",
-            s = self.schema()
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t \
+             WHERE ($1::bytea IS NULL OR digest > $1) AND {live} ORDER BY digest LIMIT $2",
+            live = live(s)
         );
         let query = sqlx::query(&sql)
             .bind(after.map(|d| &d.as_bytes()[..]))
@@ -373,10 +388,11 @@ impl TokenStore for PgStore {
     }
 
     async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
+        let s = self.schema();
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens WHERE user_id = $1 \
+            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t WHERE user_id = $1 AND {live} \
              ORDER BY created, id COLLATE \"C\" LIMIT $2 OFFSET $3",
-            s = self.schema()
+            live = live(s)
         );
         let (limit, offset) = page_bounds(page);
         let query = sqlx::query(&sql)
@@ -391,10 +407,11 @@ impl TokenStore for PgStore {
         id: &TokenId,
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
+        let s = self.schema();
         let sql = format!(
-            "UPDATE {s}.tokens SET scopes = ARRAY(SELECT DISTINCT unnest(scopes || $2::text[]) \
-             ORDER BY 1) WHERE id = $1 RETURNING {TOKEN_COLUMNS}",
-            s = self.schema()
+            "UPDATE {s}.tokens t SET scopes = ARRAY(SELECT DISTINCT unnest(scopes || $2::text[]) \
+             ORDER BY 1) WHERE id = $1 AND {live} RETURNING {TOKEN_COLUMNS}",
+            live = live(s)
         );
         self.call(async {
             let mut tx = self.pool.begin().await.map_err(db)?;
@@ -416,9 +433,14 @@ impl TokenStore for PgStore {
     }
 
     async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
+        let s = self.schema();
         let sql = format!(
-            "DELETE FROM {s}.tokens WHERE id = $1 RETURNING {TOKEN_COLUMNS}",
-            s = self.schema()
+            "WITH gone AS (DELETE FROM {s}.tokens t WHERE id = $1 AND {live} \
+               RETURNING {TOKEN_COLUMNS}), \
+             counted AS (UPDATE {s}.api_keys k SET live_tokens = greatest(live_tokens - 1, 0) \
+               FROM gone WHERE k.id = gone.api_key_id) \
+             SELECT {TOKEN_COLUMNS} FROM gone",
+            live = live(s)
         );
         self.call(async {
             let mut tx = self.pool.begin().await.map_err(db)?;
@@ -446,9 +468,12 @@ impl TokenStore for PgStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        // A row with this id deleted earlier may have left tokens to purge: the
+        // new key's tokens start after them.
         let sql = format!(
-            "INSERT INTO {s}.api_keys ({KEY_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO {s}.api_keys ({KEY_COLUMNS}, revoked_below) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+               nextval('{s}.token_sequence'))",
             s = self.schema()
         );
         self.call(async {
@@ -503,22 +528,19 @@ impl TokenStore for PgStore {
             let Some(mut key) = self.key_for_update(&mut tx, id).await? else {
                 return Ok(None);
             };
-            let removed = match change.apply(&mut key) {
-                TokenFate::Keep => Vec::new(),
+            match change.apply(&mut key) {
+                TokenFate::Keep => {}
                 TokenFate::Revoke => {
-                    self.delete_tokens_of_key(&mut tx, id, HeldTokens::Wait)
-                        .await?
+                    revocations::revoke_key_tokens(&mut tx, self.schema(), id.as_str()).await?
                 }
                 TokenFate::ExpireBy(at) => self.cap_tokens_of_key(&mut tx, id, at).await?,
-            };
+            }
             self.update_key(&mut tx, &key).await?;
-            // Other replicas' caches hold the key itself under its digests: its tag
-            // makes them all stale, whatever the change.
-            let tag = api_key_tag(id);
-            self.publish(&mut tx, &[&removed[..], &[tag]].concat())
-                .await?;
+            // Other replicas' caches hold the key under its digests, and its
+            // tokens under theirs: its tag makes them all stale, whatever the change.
+            self.publish(&mut tx, &[api_key_tag(id)]).await?;
             tx.commit().await.map_err(db)?;
-            Ok(Some((key, removed)))
+            Ok(Some((key, Vec::new())))
         })
         .await
     }
@@ -532,20 +554,18 @@ impl TokenStore for PgStore {
             let Some(key) = self.key_for_update(&mut tx, id).await? else {
                 return Ok(None);
             };
-            let removed = self
-                .delete_tokens_of_key(&mut tx, id, HeldTokens::Wait)
-                .await?;
-            let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1", s = self.schema());
+            let s = self.schema();
+            let sql = format!("DELETE FROM {s}.api_keys WHERE id = $1");
             sqlx::query(&sql)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            let tag = api_key_tag(id);
-            self.publish(&mut tx, &[&removed[..], &[tag]].concat())
-                .await?;
+            // Its tokens went with it: no key row, no live token.
+            revocations::schedule_purge(&mut tx, s, Owner::Key, id.as_str()).await?;
+            self.publish(&mut tx, &[api_key_tag(id)]).await?;
             tx.commit().await.map_err(db)?;
-            Ok(Some((key, removed)))
+            Ok(Some((key, Vec::new())))
         })
         .await
     }
@@ -556,11 +576,11 @@ impl TokenStore for PgStore {
         keys: KeyDisposal,
     ) -> Result<Vec<SecretDigest>, StoreError> {
         let s = self.schema();
-        // Keys first: their row locks wait for any mint in flight, so the token
-        // delete below sees what those mints committed.
+        // Keys first: their row locks wait for any mint in flight, so the
+        // revocation below comes after what those mints committed.
         let dispose = match keys {
             KeyDisposal::Deactivate => format!(
-                "UPDATE {s}.api_keys SET active = false WHERE id IN \
+                "UPDATE {s}.api_keys SET active = false, live_tokens = 0 WHERE id IN \
                  (SELECT id FROM {s}.api_keys WHERE user_id = $1 ORDER BY id FOR UPDATE)"
             ),
             KeyDisposal::Delete => format!(
@@ -568,7 +588,6 @@ impl TokenStore for PgStore {
                  (SELECT id FROM {s}.api_keys WHERE user_id = $1 ORDER BY id FOR UPDATE)"
             ),
         };
-        let tokens = format!("DELETE FROM {s}.tokens WHERE user_id = $1 RETURNING digest");
         self.call(async {
             let mut tx = self.pool.begin().await.map_err(db)?;
             sqlx::query(&dispose)
@@ -576,17 +595,10 @@ impl TokenStore for PgStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            let rows = sqlx::query(&tokens)
-                .bind(user.as_str())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db)?;
-            let removed = digests(&rows)?;
-            let tag = user_tag(user);
-            self.publish(&mut tx, &[&removed[..], &[tag]].concat())
-                .await?;
+            revocations::revoke_user_tokens(&mut tx, s, user.as_str()).await?;
+            self.publish(&mut tx, &[user_tag(user)]).await?;
             tx.commit().await.map_err(db)?;
-            Ok(removed)
+            Ok(Vec::new())
         })
         .await
     }

@@ -57,6 +57,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE {s}.api_keys ADD COLUMN locked boolean NOT NULL DEFAULT false;
     ALTER TABLE {s}.api_keys ADD CHECK (NOT (locked AND active));
     "#,
+    // 4: revocations of every token of a key or a user in one small write
+    // (`revocations.rs`): tokens carry the sequence of their insert, keys and
+    // users the sequence below which theirs are revoked, and the records wait
+    // for the sweeper in `pending_purges`. Keys count their live tokens.
+    r#"
+    CREATE SEQUENCE {s}.token_sequence;
+    ALTER TABLE {s}.tokens ADD COLUMN sequence bigint NOT NULL DEFAULT 0;
+    ALTER TABLE {s}.tokens ALTER COLUMN sequence SET DEFAULT nextval('{s}.token_sequence');
+    ALTER TABLE {s}.api_keys ADD COLUMN revoked_below bigint NOT NULL DEFAULT 0;
+    ALTER TABLE {s}.api_keys ADD COLUMN live_tokens bigint NOT NULL DEFAULT 0;
+    UPDATE {s}.api_keys k SET live_tokens =
+        (SELECT count(*) FROM {s}.tokens t WHERE t.api_key_id = k.id);
+    CREATE TABLE {s}.revoked_users (
+        user_id        text PRIMARY KEY,
+        revoked_below  bigint NOT NULL
+    );
+    CREATE TABLE {s}.pending_purges (
+        kind  text NOT NULL CHECK (kind IN ('key', 'user')),
+        id    text NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,11 +1,11 @@
-//! How records are stored: tokens in a compact, versioned binary form; API keys
-//! (few, and rich) as JSON.
+//! How records are stored: tokens and keys' revocation states in a compact,
+//! versioned binary form; API keys (few, and rich) as JSON.
 //!
 //! A token is the record there are millions of, and the one the auth path
 //! decodes on every cache miss, so its form is binary:
 //!
 //! ```text
-//! 0x01                                  format version
+//! 0x02                                  format version
 //! id          length-prefixed UTF-8
 //! digest      32 bytes
 //! user_id     0x00, or 0x01 + length-prefixed UTF-8
@@ -14,25 +14,41 @@
 //! expires     same
 //! api_key_id  0x00, or 0x01 + length-prefixed UTF-8
 //! last_use    0x00, or 0x01 + time
+//! sequence    u64, little-endian: the store's count of tokens written when
+//!             this one was (see `revocations`)
 //! ```
 //!
-//! Lengths are LEB128 varints. Databases written before this format hold JSON
-//! token records, which start with `{`: they are still read, and rewritten in
-//! the binary form the next time the token changes. Anything else (a future
-//! version, a truncated record, trailing bytes) is reported as corrupt, never
-//! guessed at.
+//! Lengths are LEB128 varints. Older databases hold version 0x01 (the same
+//! without the sequence) or JSON token records, which start with `{`: they are
+//! still read, with sequence 0, and rewritten in the current form the next time
+//! the token changes. Anything else (a future version, a truncated record,
+//! trailing bytes) is reported as corrupt, never guessed at.
+//!
+//! A key's revocation state:
+//!
+//! ```text
+//! 0x01                                  format version
+//! revoked_below  u64    tokens with a lower sequence are revoked
+//! live           u64    tokens at or above it, still stored
+//! caps           count (varint) × (through: u64, at: time)
+//! ```
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::revocations::{KeyState, Stamped};
 use crate::{
     secret::SecretDigest,
     store::{StoreError, StoreErrorKind},
     ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
 };
 
-/// The first byte of a binary token record.
+/// The first byte of a binary token record without its sequence.
 const TOKEN_V1: u8 = 0x01;
+/// The first byte of a binary token record.
+const TOKEN_V2: u8 = 0x02;
+/// The first byte of a key's revocation state.
+const KEY_STATE_V1: u8 = 0x01;
 /// The first byte of every JSON record.
 const JSON: u8 = b'{';
 
@@ -69,35 +85,88 @@ impl Stored for ApiKey {
     }
 }
 
-impl Stored for Token {
+impl Stored for Stamped {
     fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        let mut out = Writer(Vec::with_capacity(96));
-        out.byte(TOKEN_V1);
-        out.text(self.id.as_str());
-        out.0.extend_from_slice(self.digest.as_bytes());
-        out.optional(self.user_id.as_ref(), |out, user| out.text(user.as_str()));
-        out.length(self.scopes.len());
-        for scope in &self.scopes {
-            out.text(scope.as_str());
-        }
-        out.time(self.created);
-        out.time(self.expires);
-        out.optional(self.api_key_id.as_ref(), |out, key| out.text(key.as_str()));
-        out.optional(self.last_use.as_ref(), |out, at| out.time(*at));
+        let mut out = Writer(Vec::with_capacity(104));
+        out.byte(TOKEN_V2);
+        write_token_v1(&mut out, &self.token);
+        out.0.extend_from_slice(&self.sequence.to_le_bytes());
         Ok(out.0)
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        match bytes.first() {
-            Some(&TOKEN_V1) => decode_token_v1(&bytes[1..]),
-            Some(&JSON) => from_json(bytes),
-            _ => Err(corrupt("unknown token record format")),
-        }
+        let (token, sequence) = match bytes.first() {
+            Some(&TOKEN_V2) => {
+                let mut input = Reader(&bytes[1..]);
+                let token = read_token_v1(&mut input)?;
+                let sequence = u64::from_le_bytes(input.array()?);
+                input.end()?;
+                (token, sequence)
+            }
+            Some(&TOKEN_V1) => {
+                let mut input = Reader(&bytes[1..]);
+                let token = read_token_v1(&mut input)?;
+                input.end()?;
+                (token, 0)
+            }
+            Some(&JSON) => (from_json(bytes)?, 0),
+            _ => return Err(corrupt("unknown token record format")),
+        };
+        Ok(Self { token, sequence })
     }
 }
 
-fn decode_token_v1(bytes: &[u8]) -> Result<Token, StoreError> {
-    let mut input = Reader(bytes);
+impl Stored for KeyState {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let mut out = Writer(Vec::with_capacity(20 + 20 * self.caps.len()));
+        out.byte(KEY_STATE_V1);
+        out.0.extend_from_slice(&self.revoked_below.to_le_bytes());
+        out.0.extend_from_slice(&self.live.to_le_bytes());
+        out.length(self.caps.len());
+        for (through, at) in &self.caps {
+            out.0.extend_from_slice(&through.to_le_bytes());
+            out.time(*at);
+        }
+        Ok(out.0)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.first() != Some(&KEY_STATE_V1) {
+            return Err(corrupt("unknown key state format"));
+        }
+        let mut input = Reader(&bytes[1..]);
+        let revoked_below = u64::from_le_bytes(input.array()?);
+        let live = u64::from_le_bytes(input.array()?);
+        let count = input.length()?;
+        let mut caps = Vec::with_capacity(count.min(8));
+        for _ in 0..count {
+            caps.push((u64::from_le_bytes(input.array()?), input.time()?));
+        }
+        input.end()?;
+        Ok(Self {
+            revoked_below,
+            live,
+            caps,
+        })
+    }
+}
+
+fn write_token_v1(out: &mut Writer, token: &Token) {
+    out.text(token.id.as_str());
+    out.0.extend_from_slice(token.digest.as_bytes());
+    out.optional(token.user_id.as_ref(), |out, user| out.text(user.as_str()));
+    out.length(token.scopes.len());
+    for scope in &token.scopes {
+        out.text(scope.as_str());
+    }
+    out.time(token.created);
+    out.time(token.expires);
+    out.optional(token.api_key_id.as_ref(), |out, key| out.text(key.as_str()));
+    out.optional(token.last_use.as_ref(), |out, at| out.time(*at));
+}
+
+/// The fields of a token record after its version byte, up to its sequence.
+fn read_token_v1(input: &mut Reader<'_>) -> Result<Token, StoreError> {
     let id = TokenId::from(input.text()?);
     let digest = SecretDigest::from_bytes(input.array()?);
     let user_id = input.optional(|input| Ok(UserId::from(input.text()?)))?;
@@ -112,9 +181,6 @@ fn decode_token_v1(bytes: &[u8]) -> Result<Token, StoreError> {
     let expires = input.time()?;
     let api_key_id = input.optional(|input| Ok(ApiKeyId::from(input.text()?)))?;
     let last_use = input.optional(Reader::time)?;
-    if !input.0.is_empty() {
-        return Err(corrupt("trailing bytes after a token record"));
-    }
     let mut token = Token::new(id, digest, created, expires);
     token.user_id = user_id;
     token.scopes = scopes.into_iter().collect();
@@ -163,6 +229,13 @@ impl Writer {
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
+    fn end(&self) -> Result<(), StoreError> {
+        match self.0.is_empty() {
+            true => Ok(()),
+            false => Err(corrupt("trailing bytes after a record")),
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
         if self.0.len() < n {
             return Err(corrupt("truncated token record"));
@@ -238,27 +311,43 @@ mod tests {
         token
     }
 
-    #[test]
-    fn a_token_survives_the_binary_form_exactly() {
-        let token = token();
-        let bytes = token.encode().unwrap();
-        assert_eq!(bytes[0], TOKEN_V1);
-        assert_eq!(Token::decode(&bytes).unwrap(), token);
-        let bare = Token::new(token.id.clone(), token.digest, token.created, token.expires);
-        assert_eq!(Token::decode(&bare.encode().unwrap()).unwrap(), bare);
+    fn stamped(token: Token) -> Stamped {
+        Stamped {
+            token,
+            sequence: 42,
+        }
     }
 
     #[test]
-    fn a_json_token_record_from_an_older_version_still_reads() {
+    fn a_token_survives_the_binary_form_exactly() {
+        let token = token();
+        let bytes = stamped(token.clone()).encode().unwrap();
+        assert_eq!(bytes[0], TOKEN_V2);
+        let read = Stamped::decode(&bytes).unwrap();
+        assert_eq!((read.token, read.sequence), (token.clone(), 42));
+        let bare = Token::new(token.id.clone(), token.digest, token.created, token.expires);
+        let read = Stamped::decode(&stamped(bare.clone()).encode().unwrap()).unwrap();
+        assert_eq!(read.token, bare);
+    }
+
+    #[test]
+    fn token_records_from_older_versions_still_read_with_sequence_zero() {
         let token = token();
         let json = serde_json::to_vec(&token).unwrap();
-        assert_eq!(Token::decode(&json).unwrap(), token);
+        let read = Stamped::decode(&json).unwrap();
+        assert_eq!((read.token, read.sequence), (token.clone(), 0));
+        let mut v1 = stamped(token.clone()).encode().unwrap();
+        v1.truncate(v1.len() - 8);
+        v1[0] = TOKEN_V1;
+        let read = Stamped::decode(&v1).unwrap();
+        assert_eq!((read.token, read.sequence), (token, 0));
     }
 
     #[test]
     fn the_binary_form_is_less_than_half_the_json_form() {
         let token = token();
-        let (binary, json) = (token.encode().unwrap(), serde_json::to_vec(&token).unwrap());
+        let binary = stamped(token.clone()).encode().unwrap();
+        let json = serde_json::to_vec(&token).unwrap();
         assert!(
             binary.len() * 2 < json.len(),
             "{} vs {}",
@@ -269,15 +358,30 @@ mod tests {
 
     #[test]
     fn damaged_records_are_corrupt_never_a_token() {
-        let bytes = token().encode().unwrap();
+        let bytes = stamped(token()).encode().unwrap();
         for cut in 0..bytes.len() {
-            assert!(Token::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(Stamped::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Token::decode(&longer).is_err());
+        assert!(Stamped::decode(&longer).is_err());
         let mut future = bytes;
-        future[0] = 0x02;
-        assert!(Token::decode(&future).is_err());
+        future[0] = 0x03;
+        assert!(Stamped::decode(&future).is_err());
+    }
+
+    #[test]
+    fn a_key_state_survives_its_binary_form_and_damage_is_corrupt() {
+        let at = DateTime::from_timestamp(1_790_000_000, 5).unwrap();
+        let state = KeyState {
+            revoked_below: 7,
+            live: 3,
+            caps: vec![(9, at), (12, at + TimeDelta::days(1))],
+        };
+        let bytes = state.encode().unwrap();
+        assert_eq!(KeyState::decode(&bytes).unwrap(), state);
+        for cut in 0..bytes.len() {
+            assert!(KeyState::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

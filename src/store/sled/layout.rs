@@ -33,6 +33,16 @@ const LEGACY_KEY_BY_USER: u8 = b'o';
 const EXPIRY: u8 = b'x';
 /// `h` → time of the last probe write of a reopened database.
 const PROBE: u8 = b'h';
+/// `c` → the last sequence number given to a token (u64, big-endian).
+const SEQUENCE: u8 = b'c';
+/// `v` + key id → the key's revocation state ([`super::revocations::KeyState`]).
+const KEY_STATE: u8 = b'v';
+/// `R` + user → the sequence below which the user's tokens are revoked.
+const USER_REVOKED: u8 = b'R';
+/// `p` + index prefix → the last index key a pending purge examined (empty: none):
+/// the tokens under that prefix (a key's or a user's) that a revocation left
+/// behind, to be removed in chunks.
+const PENDING_PURGE: u8 = b'p';
 
 /// What an expiry-index entry is about.
 pub(super) const EXPIRES_TOKEN: u8 = b't';
@@ -138,6 +148,43 @@ pub(super) fn legacy_tokens_by_user() -> Vec<u8> {
 /// Every per-user key index entry written before the microsecond index.
 pub(super) fn legacy_keys_by_user() -> Vec<u8> {
     vec![LEGACY_KEY_BY_USER]
+}
+
+pub(super) fn sequence() -> Vec<u8> {
+    vec![SEQUENCE]
+}
+
+pub(super) fn key_state(id: &ApiKeyId) -> Vec<u8> {
+    key(KEY_STATE, &[id.as_str().as_bytes()])
+}
+
+pub(super) fn user_revoked(user: &UserId) -> Vec<u8> {
+    key(USER_REVOKED, &[user.as_str().as_bytes()])
+}
+
+/// The marker of a pending purge of the tokens indexed under `index`.
+pub(super) fn pending_purge(index: &[u8]) -> Vec<u8> {
+    key(PENDING_PURGE, &[index])
+}
+
+/// Every pending-purge marker.
+pub(super) fn pending_purges() -> Vec<u8> {
+    vec![PENDING_PURGE]
+}
+
+/// The index prefix a pending-purge marker is about.
+pub(super) fn parse_pending_purge(k: &[u8]) -> Option<&[u8]> {
+    k.strip_prefix(&[PENDING_PURGE])
+}
+
+/// The user of a per-user token index prefix ([`tokens_of_user`]).
+pub(super) fn user_of_token_index(prefix: &[u8]) -> Option<UserId> {
+    let rest = prefix.strip_prefix(&[TOKEN_BY_USER])?;
+    let (len, user) = rest.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
+    (user.len() == len)
+        .then(|| std::str::from_utf8(user).ok().map(UserId::from))
+        .flatten()
 }
 
 pub(super) fn probe() -> Vec<u8> {

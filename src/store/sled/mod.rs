@@ -7,6 +7,7 @@ mod layout;
 mod local_caches;
 mod records;
 mod recovery;
+mod revocations;
 mod upgrade;
 
 use std::{fmt, path::Path, sync::Arc};
@@ -135,9 +136,11 @@ impl TokenStore for SledStore {
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        max_tokens: u64,
     ) -> Result<bool, StoreError> {
         let (token, key_digest) = (token.clone(), *key_digest);
-        self.run(move |db| db.mint_token(&token, &key_digest)).await
+        self.run(move |db| db.mint_token(&token, &key_digest, max_tokens))
+            .await
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {

@@ -9,16 +9,26 @@
 //! no lock: a batch is applied atomically.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fs::File,
     path::Path,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
 };
 
 use chrono::{DateTime, Utc};
 use sled::{Batch, Db, Tree};
 
-use super::{backend, encoding::Stored, group_commit::GroupCommit, layout, upgrade, SledConfig};
+use super::{
+    backend,
+    encoding::Stored,
+    group_commit::GroupCommit,
+    layout,
+    revocations::{self, KeyState, Stamped},
+    upgrade, SledConfig,
+};
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
@@ -40,6 +50,9 @@ pub(super) struct Inner {
     log: File,
     write_lock: Mutex<()>,
     commits: GroupCommit,
+    /// The last sequence number a token was written with (see `revocations`);
+    /// changed only under `write_lock`, and stored with each token.
+    sequence: AtomicU64,
 }
 
 pub(super) fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
@@ -59,10 +72,14 @@ fn conflict() -> StoreError {
     StoreError::from_kind(StoreErrorKind::Conflict)
 }
 
-/// Stages a token and all its index entries.
-fn put_token(batch: &mut Batch, token: &Token) -> Result<(), StoreError> {
+/// Stages a token, written with `sequence`, and all its index entries.
+fn put_token(batch: &mut Batch, token: &Token, sequence: u64) -> Result<(), StoreError> {
     let digest = token.digest.as_bytes().to_vec();
-    batch.insert(layout::token(&token.digest), token.encode()?);
+    let record = Stamped {
+        token: token.clone(),
+        sequence,
+    };
+    batch.insert(layout::token(&token.digest), record.encode()?);
     batch.insert(layout::token_id(&token.id), digest.clone());
     if let Some(user) = &token.user_id {
         batch.insert(
@@ -170,21 +187,74 @@ fn replace_key(batch: &mut Batch, old: &ApiKey, new: &ApiKey) -> Result<(), Stor
     put_key(batch, new)
 }
 
-/// Tokens staged for removal in one batch, each once.
+/// Tokens staged for removal in one batch, each once, and the key states the
+/// batch changes.
 #[derive(Default)]
-struct Removal {
-    batch: Batch,
+pub(super) struct Removal {
+    pub(super) batch: Batch,
     digests: Vec<SecretDigest>,
     seen: HashSet<[u8; 32]>,
+    /// Key states as this batch leaves them (`None`: removed), written at its end.
+    states: HashMap<ApiKeyId, Option<KeyState>>,
 }
 
 impl Removal {
-    fn token(&mut self, token: &Token) {
+    pub(super) fn token(&mut self, token: &Token) {
         if self.seen.insert(*token.digest.as_bytes()) {
             remove_token(&mut self.batch, token);
             self.digests.push(token.digest);
         }
     }
+
+    /// The state of key `id` as this batch leaves it, if the batch changes it.
+    pub(super) fn staged_state(&self, id: &ApiKeyId) -> Option<Option<&KeyState>> {
+        self.states.get(id).map(Option::as_ref)
+    }
+
+    /// Key `id`'s state, staged for change; `None` if there is no such key.
+    fn state_mut(
+        &mut self,
+        db: &Inner,
+        id: &ApiKeyId,
+    ) -> Result<Option<&mut KeyState>, StoreError> {
+        if !self.states.contains_key(id) {
+            let state = db.key_state(id)?;
+            self.states.insert(id.clone(), state);
+        }
+        Ok(self.states.get_mut(id).and_then(Option::as_mut))
+    }
+
+    /// Stages the removal of key `id`'s state: none of its tokens is live.
+    fn remove_state(&mut self, id: &ApiKeyId) {
+        self.states.insert(id.clone(), None);
+    }
+
+    /// Counts a live token of key `id` removed.
+    fn live_token_removed(&mut self, db: &Inner, token: &Token) -> Result<(), StoreError> {
+        if let Some(key) = &token.api_key_id {
+            if let Some(state) = self.state_mut(db, key)? {
+                state.live = state.live.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch, with the key states written into it.
+    fn into_batch(mut self) -> Result<Batch, StoreError> {
+        for (id, state) in self.states {
+            match state {
+                Some(state) => self.batch.insert(layout::key_state(&id), state.encode()?),
+                None => self.batch.remove(layout::key_state(&id)),
+            }
+        }
+        Ok(self.batch)
+    }
+}
+
+/// Stages a purge of the tokens indexed under `index` that a revocation left
+/// behind (see `revocations`).
+fn schedule_purge(batch: &mut Batch, index: &[u8]) {
+    batch.insert(layout::pending_purge(index), Vec::new());
 }
 
 impl Inner {
@@ -197,17 +267,28 @@ impl Inner {
             .map_err(backend)?;
         let tree = db.open_tree(TREE).map_err(backend)?;
         let log = File::open(path.join(LOG_FILE)).map_err(backend)?;
+        let sequence = match tree.get(layout::sequence()).map_err(backend)? {
+            Some(bytes) => u64::from_be_bytes(
+                bytes
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::from_kind(StoreErrorKind::Corrupt))?,
+            ),
+            None => 0,
+        };
         let inner = Self {
             tree,
             _db: db,
             log,
             write_lock: Mutex::new(()),
             commits: GroupCommit::default(),
+            sequence: AtomicU64::new(sequence),
         };
         inner.sync()?;
         // The directory entries of files sled just created.
         sync_dir(path)?;
         upgrade::user_indexes(&inner)?;
+        upgrade::key_states(&inner)?;
         Ok(inner)
     }
 
@@ -276,30 +357,80 @@ impl Inner {
             .collect()
     }
 
-    fn get<T: Stored>(&self, key: Vec<u8>) -> Result<Option<T>, StoreError> {
+    /// Up to `limit` entries from `start` on that are under `prefix`, in key order.
+    pub(super) fn entries_from(
+        &self,
+        start: &[u8],
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.tree.range(start..).take(limit) {
+            let (key, value) = entry.map_err(backend)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn get_raw(&self, key: Vec<u8>) -> Result<Option<sled::IVec>, StoreError> {
+        self.tree.get(key).map_err(backend)
+    }
+
+    pub(super) fn get<T: Stored>(&self, key: Vec<u8>) -> Result<Option<T>, StoreError> {
         match self.tree.get(key).map_err(backend)? {
             Some(bytes) => T::decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Tokens whose digests are the values under `prefix`.
-    fn tokens_under(&self, prefix: Vec<u8>, page: Option<Page>) -> Result<Vec<Token>, StoreError> {
-        let (skip, take) = page.map_or((0, usize::MAX), |p| (p.offset, p.limit));
+    /// The live tokens whose digests are the values under `prefix`.
+    fn tokens_under(&self, prefix: Vec<u8>, page: Page) -> Result<Vec<Token>, StoreError> {
         let mut tokens = Vec::new();
-        for entry in self.tree.scan_prefix(prefix).skip(skip).take(take) {
+        let mut skip = page.offset;
+        for entry in self.tree.scan_prefix(prefix) {
             let (_, digest) = entry.map_err(backend)?;
             // An index entry without its record is skipped, not an error: the record
             // and its indexes are written together, so this only follows a purge race.
-            if let Some(token) = self.token(&digest_of(&digest)?)? {
-                tokens.push(token);
+            let Some(token) = self.token(&digest_of(&digest)?)? else {
+                continue;
+            };
+            match skip {
+                0 => tokens.push(token),
+                _ => skip -= 1,
+            }
+            if tokens.len() >= page.limit {
+                break;
             }
         }
         Ok(tokens)
     }
 
-    pub(super) fn token(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
+    /// The token with `digest`, as stored, revoked or not.
+    pub(super) fn stamped(&self, digest: &SecretDigest) -> Result<Option<Stamped>, StoreError> {
         self.get(layout::token(digest))
+    }
+
+    /// The live token with `digest`: what every read answers.
+    pub(super) fn token(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
+        match self.stamped(digest)? {
+            Some(stamped) => self.live(None, stamped),
+            None => Ok(None),
+        }
+    }
+
+    /// The sequence the next token will be written with.
+    fn next_sequence(&self) -> u64 {
+        self.sequence.load(Ordering::Relaxed) + 1
+    }
+
+    /// Takes the next sequence for a token this batch writes (under the lock).
+    fn take_sequence(&self, batch: &mut Batch) -> u64 {
+        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+        batch.insert(layout::sequence(), sequence.to_be_bytes().to_vec());
+        sequence
     }
 
     /// The token with `id`, once earlier writes are durable.
@@ -309,9 +440,25 @@ impl Inner {
     }
 
     fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        match self.tree.get(layout::token_id(id)).map_err(backend)? {
-            Some(digest) => self.token(&digest_of(&digest)?),
+        match self.stamped_by_id(id)? {
+            Some(stamped) => self.live(None, stamped),
             None => Ok(None),
+        }
+    }
+
+    /// The token with `id` as stored, revoked or not.
+    fn stamped_by_id(&self, id: &TokenId) -> Result<Option<Stamped>, StoreError> {
+        match self.tree.get(layout::token_id(id)).map_err(backend)? {
+            Some(digest) => self.stamped(&digest_of(&digest)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The token with `id` as stored, if it is live.
+    fn live_stamped_by_id(&self, id: &TokenId) -> Result<Option<Stamped>, StoreError> {
+        match self.stamped_by_id(id)? {
+            Some(stamped) if self.live(None, stamped.clone())?.is_some() => Ok(Some(stamped)),
+            _ => Ok(None),
         }
     }
 
@@ -321,7 +468,7 @@ impl Inner {
         page: Page,
     ) -> Result<Vec<Token>, StoreError> {
         self.settled()?;
-        self.tokens_under(layout::tokens_of_user(user), Some(page))
+        self.tokens_under(layout::tokens_of_user(user), page)
     }
 
     /// The key with `id`, once earlier writes are durable.
@@ -401,12 +548,29 @@ impl Inner {
         self.records_after(layout::all_api_keys(), after.map(layout::api_key), limit)
     }
 
+    /// Up to `limit` live tokens with digests above `after`, in digest order.
     pub(super) fn tokens_after(
         &self,
         after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        self.records_after(layout::all_tokens(), after.map(layout::token), limit)
+        self.settled()?;
+        let prefix = layout::all_tokens();
+        let start = match after {
+            Some(digest) => [layout::token(digest).as_slice(), &[0]].concat(),
+            None => prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for entry in self.tree.range(start..) {
+            let (key, bytes) = entry.map_err(backend)?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            if let Some(token) = self.live(None, Stamped::decode(&bytes)?)? {
+                out.push(token);
+            }
+        }
+        Ok(out)
     }
 
     /// A conflict if a token with this digest or id is stored already.
@@ -423,7 +587,8 @@ impl Inner {
         self.write(|db| {
             db.ensure_new(token)?;
             let mut batch = Batch::default();
-            put_token(&mut batch, token)?;
+            let sequence = db.take_sequence(&mut batch);
+            put_token(&mut batch, token, sequence)?;
             Ok(((), Some(batch)))
         })
     }
@@ -432,23 +597,31 @@ impl Inner {
         &self,
         token: &Token,
         key_digest: &SecretDigest,
+        max_tokens: u64,
     ) -> Result<bool, StoreError> {
         let Some(key_id) = &token.api_key_id else {
             return Ok(false);
         };
         self.write(|db| {
-            let Some(mut key) = db.api_key(key_id)? else {
+            let (Some(mut key), Some(mut state)) = (db.api_key(key_id)?, db.key_state(key_id)?)
+            else {
                 return Ok((false, None));
             };
             if !key.may_mint(token, key_digest) {
                 return Ok((false, None));
             }
+            if state.live >= max_tokens {
+                return Err(StoreError::from_kind(StoreErrorKind::TooManyTokens));
+            }
             db.ensure_new(token)?;
             key.last_use = Some(token.created);
+            state.live += 1;
             let mut batch = Batch::default();
             // Only the record changes: last_use is in no index.
             batch.insert(layout::api_key(&key.id), key.encode()?);
-            put_token(&mut batch, token)?;
+            batch.insert(layout::key_state(&key.id), state.encode()?);
+            let sequence = db.take_sequence(&mut batch);
+            put_token(&mut batch, token, sequence)?;
             Ok((true, Some(batch)))
         })
     }
@@ -459,31 +632,38 @@ impl Inner {
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
         self.write(|db| {
-            let Some(mut token) = db.token_by_id(id)? else {
+            let Some(mut stamped) = db.live_stamped_by_id(id)? else {
                 return Ok((None, None));
             };
-            token.scopes.extend(scopes.iter().cloned());
+            stamped.token.scopes.extend(scopes.iter().cloned());
             let mut batch = Batch::default();
-            batch.insert(layout::token(&token.digest), token.encode()?);
-            Ok((Some(token), Some(batch)))
+            batch.insert(layout::token(&stamped.token.digest), stamped.encode()?);
+            Ok((db.live(None, stamped)?, Some(batch)))
         })
     }
 
     pub(super) fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.write(|db| {
-            let Some(token) = db.token_by_id(id)? else {
+            let Some(stamped) = db.live_stamped_by_id(id)? else {
                 return Ok((None, None));
             };
-            let mut batch = Batch::default();
-            remove_token(&mut batch, &token);
-            Ok((Some(token), Some(batch)))
+            let mut removal = Removal::default();
+            removal.token(&stamped.token);
+            removal.live_token_removed(db, &stamped.token)?;
+            let token = db.live(None, stamped)?;
+            Ok((token, Some(removal.into_batch()?)))
         })
     }
 
     pub(super) fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.write(|db| {
-            let token = db.token_by_id(id)?;
-            touched(token, at, |t| &mut t.last_use, |t| layout::token(&t.digest))
+            let stamped = db.live_stamped_by_id(id)?;
+            touched(
+                stamped,
+                at,
+                |s| &mut s.token.last_use,
+                |s| layout::token(&s.token.digest),
+            )
         })
     }
 
@@ -503,39 +683,10 @@ impl Inner {
             }
             let mut batch = Batch::default();
             put_key(&mut batch, key)?;
+            let state = KeyState::new(db.next_sequence());
+            batch.insert(layout::key_state(&key.id), state.encode()?);
             Ok(((), Some(batch)))
         })
-    }
-
-    /// Stages the removal of every token minted from `key_id`.
-    fn remove_tokens_of_key(
-        &self,
-        removal: &mut Removal,
-        key_id: &ApiKeyId,
-    ) -> Result<(), StoreError> {
-        for token in self.tokens_under(layout::tokens_of_key(key_id), None)? {
-            removal.token(&token);
-        }
-        Ok(())
-    }
-
-    /// Stages capping the expiry of `key_id`'s tokens at `at`.
-    fn cap_tokens_of_key(
-        &self,
-        removal: &mut Removal,
-        key_id: &ApiKeyId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        for token in self.tokens_under(layout::tokens_of_key(key_id), None)? {
-            if token.expires > at {
-                let mut capped = token.clone();
-                capped.expires = at;
-                remove_token(&mut removal.batch, &token);
-                put_token(&mut removal.batch, &capped)?;
-                removal.digests.push(token.digest);
-            }
-        }
-        Ok(())
     }
 
     pub(super) fn modify_api_key(
@@ -549,13 +700,17 @@ impl Inner {
             };
             let mut key = old.clone();
             let mut removal = Removal::default();
-            match change.apply(&mut key) {
-                TokenFate::Keep => {}
-                TokenFate::Revoke => db.remove_tokens_of_key(&mut removal, id)?,
-                TokenFate::ExpireBy(at) => db.cap_tokens_of_key(&mut removal, id, at)?,
+            let (next, last) = (db.next_sequence(), db.next_sequence() - 1);
+            match (change.apply(&mut key), removal.state_mut(db, id)?) {
+                (TokenFate::Keep, _) | (_, None) => {}
+                (TokenFate::Revoke, Some(state)) => {
+                    state.revoke_all(next);
+                    schedule_purge(&mut removal.batch, &layout::tokens_of_key(id));
+                }
+                (TokenFate::ExpireBy(at), Some(state)) => state.cap(last, at),
             }
             replace_key(&mut removal.batch, &old, &key)?;
-            Ok((Some((key, removal.digests)), Some(removal.batch)))
+            Ok((Some((key, Vec::new())), Some(removal.into_batch()?)))
         })
     }
 
@@ -568,10 +723,16 @@ impl Inner {
                 return Ok((None, None));
             };
             let mut removal = Removal::default();
-            db.remove_tokens_of_key(&mut removal, id)?;
-            remove_key(&mut removal.batch, &key);
-            Ok((Some((key, removal.digests)), Some(removal.batch)))
+            db.remove_key_and_its_tokens(&mut removal, &key);
+            Ok((Some((key, Vec::new())), Some(removal.into_batch()?)))
         })
+    }
+
+    /// Stages the removal of `key`: its tokens are revoked with it, and purged later.
+    fn remove_key_and_its_tokens(&self, removal: &mut Removal, key: &ApiKey) {
+        remove_key(&mut removal.batch, key);
+        removal.remove_state(&key.id);
+        schedule_purge(&mut removal.batch, &layout::tokens_of_key(&key.id));
     }
 
     pub(super) fn revoke_user(
@@ -581,20 +742,29 @@ impl Inner {
     ) -> Result<Vec<SecretDigest>, StoreError> {
         self.write(|db| {
             let mut removal = Removal::default();
-            for token in db.tokens_under(layout::tokens_of_user(user), None)? {
-                removal.token(&token);
-            }
-            for key in db.keys_under(layout::keys_of_user(user), None)? {
+            let next = db.next_sequence();
+            removal
+                .batch
+                .insert(layout::user_revoked(user), next.to_be_bytes().to_vec());
+            schedule_purge(&mut removal.batch, &layout::tokens_of_user(user));
+            for entry in db.tree.scan_prefix(layout::keys_of_user(user)) {
+                let (_, id) = entry.map_err(backend)?;
+                let Some(key) = db.api_key(&key_id_of(&id)?)? else {
+                    continue;
+                };
                 match disposal {
-                    KeyDisposal::Delete => remove_key(&mut removal.batch, &key),
+                    KeyDisposal::Delete => db.remove_key_and_its_tokens(&mut removal, &key),
                     KeyDisposal::Deactivate => {
                         let mut inactive = key.clone();
                         inactive.active = false;
                         replace_key(&mut removal.batch, &key, &inactive)?;
+                        if let Some(state) = removal.state_mut(db, &key.id)? {
+                            state.revoke_all(next);
+                        }
                     }
                 }
             }
-            Ok((removal.digests, Some(removal.batch)))
+            Ok((Vec::new(), Some(removal.into_batch()?)))
         })
     }
 
@@ -623,18 +793,25 @@ impl Inner {
             };
             match what {
                 layout::EXPIRES_TOKEN => {
-                    if let Some(token) = self.token_by_id(&TokenId::from(id))? {
-                        if token.is_expired_at(now) {
-                            removal.token(&token);
+                    let Some(stamped) = self.stamped_by_id(&TokenId::from(id))? else {
+                        continue;
+                    };
+                    let raw = stamped.token.clone();
+                    match self.live(Some(&removal), stamped)? {
+                        Some(token) if token.is_expired_at(now) => {
+                            removal.token(&raw);
+                            removal.live_token_removed(self, &raw)?;
                         }
+                        Some(_) => {}
+                        // Revoked: a pending purge would remove it too.
+                        None => removal.token(&raw),
                     }
                 }
                 layout::EXPIRES_KEY => {
                     let id = ApiKeyId::from(id);
                     if let Some(key) = self.api_key(&id)? {
                         if key.is_expired_at(now) && removed_keys.insert(id.clone()) {
-                            self.remove_tokens_of_key(&mut removal, &id)?;
-                            remove_key(&mut removal.batch, &key);
+                            self.remove_key_and_its_tokens(&mut removal, &key);
                             purged.api_keys += 1;
                             purged.changed_keys.push(id);
                         }
@@ -657,8 +834,15 @@ impl Inner {
                 _ => {}
             }
         }
-        purged.tokens = removal.digests;
-        let batch = (purged.examined > 0).then_some(removal.batch);
+        // What budget is left goes to the tokens revocations left behind.
+        if purged.examined < limit {
+            purged.examined +=
+                revocations::pending_purge(self, &mut removal, limit - purged.examined)?;
+        }
+        purged.tokens = std::mem::take(&mut removal.digests);
+        let batch = (purged.examined > 0)
+            .then(|| removal.into_batch())
+            .transpose()?;
         Ok((purged, batch))
     }
 }

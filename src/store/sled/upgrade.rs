@@ -3,10 +3,12 @@
 use sled::Batch;
 
 use super::{
+    encoding::Stored,
     layout,
     records::{digest_of, key_id_of, Inner},
+    revocations::KeyState,
 };
-use crate::store::StoreError;
+use crate::{store::StoreError, ApiKey};
 
 /// Index entries moved per atomic batch: bounds one step's memory. A crash
 /// between batches loses nothing; the next open moves the rest.
@@ -47,6 +49,45 @@ fn user_indexes_in_batches_of(db: &Inner, batch: usize) -> Result<(), StoreError
         "moved sled's per-user indexes"
     );
     Ok(())
+}
+
+/// Gives every key of a database written before key states one: none of its
+/// tokens revoked (they carry sequence 0), and as many live as it has stored.
+/// Keys come first in the tree's order of families (`k` before `v`), so the
+/// check is one read per key; the count, one scan per key without a state.
+pub(super) fn key_states(db: &Inner) -> Result<(), StoreError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let start = after.map_or_else(layout::all_api_keys, |k| [k.as_slice(), &[0]].concat());
+        let keys = db.entries_from(&start, &layout::all_api_keys(), BATCH)?;
+        let Some((last, _)) = keys.last() else {
+            return Ok(());
+        };
+        after = Some(last.to_vec());
+        db.write(|db| {
+            let mut batch = Batch::default();
+            let mut given = 0;
+            for (_, record) in &keys {
+                let key = ApiKey::decode(record)?;
+                if db.key_state(&key.id)?.is_some() {
+                    continue;
+                }
+                given += 1;
+                let live = db
+                    .entries_under(&layout::tokens_of_key(&key.id), usize::MAX)?
+                    .len();
+                let state = KeyState {
+                    live: live as u64,
+                    ..KeyState::default()
+                };
+                batch.insert(layout::key_state(&key.id), state.encode()?);
+            }
+            Ok(((), (given > 0).then_some(batch)))
+        })?;
+        if keys.len() < BATCH {
+            return Ok(());
+        }
+    }
 }
 
 /// Replaces every entry under `legacy` by one under the key `current` gives
