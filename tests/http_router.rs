@@ -890,3 +890,24 @@ async fn an_app_can_mount_only_the_key_routes_under_its_own_prefix() {
     .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_exchange_past_the_keys_most_live_tokens_is_429_and_a_revocation_makes_room() {
+    let app = TestApp::with_gate(|gate| gate.with_max_tokens_per_key(2));
+    let bob = app.fixture.user("bob");
+    let session = app.session(&bob).await;
+    let key = app.create_key(&session, json!({ "name": "ci" })).await;
+    let body = json!({ "key": key["key"] });
+    let first = app.exchange(body.clone()).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(app.exchange(body.clone()).await.status, StatusCode::OK);
+    let refused = app.exchange(body.clone()).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.error(), "too_many_requests");
+    let token = first.body["auth_token"]["token"].as_str().unwrap();
+    let logout = app
+        .send(request(Method::DELETE, "/token/session", Some(token), None))
+        .await;
+    assert_eq!(logout.status, StatusCode::OK);
+    assert_eq!(app.exchange(body).await.status, StatusCode::OK);
+}

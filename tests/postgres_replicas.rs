@@ -466,7 +466,7 @@ async fn apply(gate: &ScopeGate, change: KeyChange, key: &scopegate::ApiKey) {
             gate.rotate_api_key(&key.id, Duration::ZERO).await.unwrap();
         }
         KeyChange::Delete => drop(gate.delete_api_key(&key.id).await.unwrap()),
-        KeyChange::RevokeOwner => drop(gate.revoke_user(&key.user_id).await.unwrap()),
+        KeyChange::RevokeOwner => gate.revoke_user(&key.user_id).await.unwrap(),
     }
 }
 

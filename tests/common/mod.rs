@@ -12,6 +12,7 @@ pub mod pg_server;
 pub mod process;
 pub mod suite;
 pub mod suite_keys;
+pub mod suite_revocations;
 
 use std::{
     collections::HashMap,
@@ -287,6 +288,14 @@ impl<S: TokenStore> Fixture<S> {
 
     /// A fixture over a fresh store of backend `B`.
     pub async fn of<B: Backend<Store = S>>() -> Self {
+        Self::of_configured::<B>(|gate| gate).await
+    }
+
+    /// [`Fixture::of`], the gate further configured by `configure` (lost by
+    /// [`Fixture::reopen`]).
+    pub async fn of_configured<B: Backend<Store = S>>(
+        configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = B::open(dir.path().to_owned()).await;
         let open = Arc::new(|place: PathBuf| Box::pin(B::open(place)) as BoxFuture<S>);
@@ -298,7 +307,7 @@ impl<S: TokenStore> Fixture<S> {
             dir,
             (Users::default(), ManualClock::new(Utc::now())),
             true,
-            |gate| gate,
+            configure,
         )
     }
 

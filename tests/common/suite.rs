@@ -1301,6 +1301,7 @@ macro_rules! conformance_tests {
         }
 
         $crate::direct_key_conformance_tests!($backend);
+        $crate::revocation_conformance_tests!($backend);
     };
 }
 
