@@ -71,3 +71,32 @@ async fn sweeper_purges_expired_tokens_in_the_background_and_stops_on_shutdown()
         "yet it no longer authenticates"
     );
 }
+
+#[tokio::test]
+async fn a_revoked_keys_tokens_are_purged_at_once_not_at_the_sweepers_next_period() {
+    let f = common::Fixture::new(|place| SledStore::open(place).unwrap());
+    let bob = f.user("bob");
+    let sweeper = f.gate.spawn_sweeper(Duration::from_secs(3600));
+    let key = f.key(&bob, scopegate::NewApiKey::new("ci")).await;
+    for _ in 0..3 {
+        f.gate
+            .exchange_api_key(key.secret.expose(), scopegate::TokenRequest::new())
+            .await
+            .unwrap();
+    }
+    // The sweeper's first pass, at once, found nothing to purge.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(f.probe.purged_tokens(), 0);
+    f.gate.delete_api_key(&key.key.id).await.unwrap();
+    let mut waited = 0;
+    while f.probe.purged_tokens() < 3 && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        f.probe.purged_tokens(),
+        3,
+        "the revocation did not wake the sweeper within 5 s"
+    );
+    sweeper.shutdown().await;
+}

@@ -194,6 +194,7 @@ impl ScopeGate {
             .delete_api_key(id)
             .await?
             .ok_or(Error::NotFound("API key"))?;
+        self.purge_soon();
         Ok(key)
     }
 
@@ -231,6 +232,7 @@ impl ScopeGate {
             .modify_api_key(id, change)
             .await?
             .ok_or(Error::NotFound("API key"))?;
+        self.purge_soon();
         Ok(key)
     }
 

@@ -92,6 +92,8 @@ struct Shared {
     keys_manage_keys: bool,
     rotated_secrets_for_admins: bool,
     max_tokens_per_key: u64,
+    /// Wakes the gate's sweepers: a revocation left records to purge.
+    purge_wanted: Arc<tokio::sync::Notify>,
     last_use: Option<LastUse>,
     memo: DigestMemo,
 }
@@ -149,6 +151,17 @@ impl ScopeGate {
     /// Whether an administrator rotating another user's key receives the new
     /// secret ([`ScopeGateBuilder::with_rotated_secrets_for_admins`]).
     #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    /// Tells the gate's sweepers that a revocation left records to purge.
+    pub(crate) fn purge_soon(&self) {
+        // A permit, kept if the sweeper is mid-pass: it passes once more after.
+        self.shared.purge_wanted.notify_one();
+    }
+
+    /// What the gate's sweepers wait on besides their period.
+    pub(crate) fn purge_wanted(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.shared.purge_wanted)
+    }
+
     pub(crate) fn rotated_secrets_for_admins(&self) -> bool {
         self.shared.rotated_secrets_for_admins
     }
@@ -440,6 +453,7 @@ impl ScopeGateBuilder {
                 keys_manage_keys: settings.keys_manage_keys,
                 rotated_secrets_for_admins: settings.rotated_secrets_for_admins,
                 max_tokens_per_key: settings.max_tokens_per_key,
+                purge_wanted: Arc::default(),
                 last_use: settings.last_use_interval.map(LastUse::new),
                 memo: DigestMemo::new(MEMO_CAPACITY),
             }),

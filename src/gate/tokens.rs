@@ -182,6 +182,7 @@ impl ScopeGate {
             .store
             .revoke_user(user, KeyDisposal::Deactivate)
             .await?;
+        self.purge_soon();
         Ok(())
     }
 
@@ -191,6 +192,7 @@ impl ScopeGate {
             .store
             .revoke_user(user, KeyDisposal::Delete)
             .await?;
+        self.purge_soon();
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use scopegate::{
 #[derive(Clone, Default)]
 pub struct Probe {
     reads: Arc<AtomicUsize>,
+    purged: Arc<AtomicUsize>,
     touches: Arc<AtomicUsize>,
     failing: Arc<AtomicBool>,
     failing_after_writes: Arc<AtomicBool>,
@@ -28,6 +29,11 @@ impl Probe {
     /// Digest lookups (tokens and keys) so far.
     pub fn digest_reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Tokens purges have removed so far.
+    pub fn purged_tokens(&self) -> usize {
+        self.purged.load(Ordering::SeqCst)
     }
 
     /// `last_use` writes (tokens and keys) that have returned so far.
@@ -212,6 +218,11 @@ impl<S: TokenStore> TokenStore for Instrumented<S> {
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
         self.check()?;
         let outcome = self.inner.purge_expired(now, limit).await;
+        if let Ok(purged) = &outcome {
+            self.probe
+                .purged
+                .fetch_add(purged.tokens.len(), Ordering::SeqCst);
+        }
         self.written(outcome)
     }
 }

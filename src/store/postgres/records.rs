@@ -264,8 +264,12 @@ impl PgStore {
 #[async_trait]
 impl TokenStore for PgStore {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
+        // A copied token of a key counts towards the key's limit.
         let sql = format!(
-            "INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "WITH token AS (INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING api_key_id) \
+             UPDATE {s}.api_keys k SET live_tokens = live_tokens + 1 \
+             FROM token WHERE k.id = token.api_key_id",
             s = self.schema()
         );
         self.call(async {

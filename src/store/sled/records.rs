@@ -36,6 +36,10 @@ use crate::{
     ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
 };
 
+/// Index entries one purge write handles: what bounds how long a purge holds
+/// the write lock (a few milliseconds).
+const PURGE_CHUNK: usize = 128;
+
 /// Name of the sled tree scopegate keeps its records in.
 const TREE: &str = "scopegate";
 /// sled's log file inside its directory: what a sync must reach.
@@ -587,6 +591,13 @@ impl Inner {
         self.write(|db| {
             db.ensure_new(token)?;
             let mut batch = Batch::default();
+            // A copied token of a key counts towards the key's limit.
+            if let Some(key) = &token.api_key_id {
+                if let Some(mut state) = db.key_state(key)? {
+                    state.live += 1;
+                    batch.insert(layout::key_state(key), state.encode()?);
+                }
+            }
             let sequence = db.take_sequence(&mut batch);
             put_token(&mut batch, token, sequence)?;
             Ok(((), Some(batch)))
@@ -768,12 +779,27 @@ impl Inner {
         })
     }
 
+    /// Purges up to `limit` entries' worth, in writes of at most
+    /// [`PURGE_CHUNK`] each: the write lock is released between them, so
+    /// other writes wait for one chunk at most, never for the whole purge.
     pub(super) fn purge_expired(
         &self,
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Purged, StoreError> {
-        self.write(|db| db.stage_purge(now, limit))
+        let mut total = Purged::default();
+        while total.examined < limit {
+            let chunk = PURGE_CHUNK.min(limit - total.examined);
+            let purged = self.write(|db| db.stage_purge(now, chunk))?;
+            total.tokens.extend(purged.tokens);
+            total.api_keys += purged.api_keys;
+            total.changed_keys.extend(purged.changed_keys);
+            total.examined += purged.examined;
+            if purged.examined < chunk {
+                break;
+            }
+        }
+        Ok(total)
     }
 
     fn stage_purge(
