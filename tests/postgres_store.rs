@@ -105,6 +105,7 @@ mod schema {
              DROP SEQUENCE {schema}.token_sequence; \
              ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
              DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
+             DROP INDEX {schema}.api_keys_in_byte_order; \
              ALTER TABLE {schema}.tokens DROP COLUMN last_use; \
              ALTER TABLE {schema}.api_keys DROP COLUMN locked; \
              UPDATE {schema}.schema_version SET version = 1; \
@@ -139,6 +140,104 @@ mod schema {
             .await
             .unwrap();
         assert!(store.token_by_digest(&digest).await.unwrap().is_none());
+    }
+
+    /// `url` with `user` instead of its user (the test server trusts loopback).
+    fn as_user(url: &str, user: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let host = rest.split_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}@{host}")
+    }
+
+    #[tokio::test]
+    async fn a_role_without_ddl_rights_starts_on_an_up_to_date_schema() {
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        drop(pg::open(&schema).await);
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        let role = format!("app_{schema}");
+        let grants = format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN; \
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+             GRANT USAGE ON SCHEMA {schema} TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}; \
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
+        );
+        sqlx::raw_sql(&grants).execute(&pool).await.unwrap();
+        let store =
+            scopegate::PgStore::connect_with(&as_user(&pg::url(), &role), pg::config(&schema))
+                .await
+                .expect("an up-to-date schema needs no DDL rights");
+        let users = crate::common::Users::default();
+        let bob = users.add("bob", false);
+        let gate = scopegate::ScopeGate::builder(store, users).build().unwrap();
+        let key = gate
+            .create_api_key(&bob, scopegate::NewApiKey::new("k"))
+            .await
+            .unwrap();
+        gate.exchange_api_key(key.secret.expose(), scopegate::TokenRequest::new())
+            .await
+            .unwrap();
+        gate.delete_api_key(&key.key.id).await.unwrap();
+        gate.purge_expired().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_migration_waiting_for_a_table_lock_never_holds_other_queries_behind_it() {
+        use std::time::Instant;
+
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        drop(pg::open(&schema).await);
+        let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
+        // Back to version 3: migration 4 alters `tokens` again at the next start.
+        let downgrade = format!(
+            "ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
+             DROP SEQUENCE {schema}.token_sequence; \
+             ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
+             DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
+             DROP INDEX {schema}.api_keys_in_byte_order; \
+             UPDATE {schema}.schema_version SET version = 3"
+        );
+        sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
+        // A long transaction that has read `tokens` holds a lock the migration's
+        // ALTER must wait for.
+        let mut holder = pool.begin().await.unwrap();
+        sqlx::query(&format!("SELECT count(*) FROM {schema}.tokens"))
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let migrating = tokio::spawn({
+            let schema = schema.clone();
+            async move { pg::open(&schema).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Meanwhile the fleet's queries on `tokens` go on.
+        let mut worst = Duration::ZERO;
+        for _ in 0..10 {
+            let started = Instant::now();
+            sqlx::query(&format!("SELECT count(*) FROM {schema}.tokens"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            worst = worst.max(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            worst < Duration::from_millis(1500),
+            "a query waited {worst:?} behind the migration"
+        );
+        assert!(!migrating.is_finished(), "the ALTER cannot have run yet");
+        holder.commit().await.unwrap();
+        let store = tokio::time::timeout(Duration::from_secs(10), migrating)
+            .await
+            .expect("the migration finishes once the lock is free")
+            .unwrap();
+        drop(store);
+        let version: i32 =
+            sqlx::query_scalar(&format!("SELECT version FROM {schema}.schema_version"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(version, 4);
     }
 
     #[tokio::test]

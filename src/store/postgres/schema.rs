@@ -1,7 +1,10 @@
 //! The tables, created and upgraded by numbered migrations.
 //!
 //! Migrations run in one transaction under an advisory lock, so replicas starting
-//! together apply each exactly once. `{s}` stands for the configured schema.
+//! together apply each exactly once. A statement that waits for a lock longer
+//! than a moment gives the attempt up, and the migration tries again, so it
+//! never holds a fleet's queries behind it. An up-to-date schema is only read:
+//! a role without DDL rights starts on it. `{s}` stands for the configured schema.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
@@ -60,7 +63,8 @@ const MIGRATIONS: &[&str] = &[
     // 4: revocations of every token of a key or a user in one small write
     // (`revocations.rs`): tokens carry the sequence of their insert, keys and
     // users the sequence below which theirs are revoked, and the records wait
-    // for the sweeper in `pending_purges`. Keys count their live tokens.
+    // for the sweeper in `pending_purges`. Keys count their live tokens. Copy
+    // pages of keys (byte order) get an index of their own.
     r#"
     CREATE SEQUENCE {s}.token_sequence;
     ALTER TABLE {s}.tokens ADD COLUMN sequence bigint NOT NULL DEFAULT 0;
@@ -78,6 +82,7 @@ const MIGRATIONS: &[&str] = &[
         id    text NOT NULL,
         PRIMARY KEY (kind, id)
     );
+    CREATE INDEX api_keys_in_byte_order ON {s}.api_keys (id COLLATE "C");
     "#,
 ];
 
@@ -99,13 +104,72 @@ pub(super) fn migrate<'a>(
     Box::pin(run_migrations(conn, schema, limit))
 }
 
+/// How long one migration statement waits for a lock before the migration
+/// gives up and tries again. A DDL statement waiting for its table's lock makes
+/// every later query on the table queue behind it: on a busy fleet, a long wait
+/// would stall every replica's requests.
+const LOCK_WAIT_MS: u32 = 500;
+
+/// The pause before another attempt.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 async fn run_migrations(
     conn: &mut PgConnection,
     schema: &str,
     limit: Duration,
 ) -> Result<(), StoreError> {
+    // The caller bounds the whole by its connect timeout.
+    loop {
+        // An up-to-date schema needs no DDL, and so no rights to run any.
+        if version(conn, schema).await? == Some(VERSION) {
+            return Ok(());
+        }
+        match migrate_once(conn, schema, limit).await {
+            Err(err) if is_lock_timeout(&err) => tokio::time::sleep(RETRY_PAUSE).await,
+            outcome => return outcome,
+        }
+    }
+}
+
+/// The schema's version, if it has been set up.
+async fn version(conn: &mut PgConnection, schema: &str) -> Result<Option<i32>, StoreError> {
+    let exists: bool = sqlx::query("SELECT to_regclass($1) IS NOT NULL AS exists")
+        .bind(format!("{schema}.schema_version"))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?
+        .try_get("exists")
+        .map_err(db)?;
+    if !exists {
+        return Ok(None);
+    }
+    let found: i32 = sqlx::query(&format!(
+        "SELECT coalesce(max(version), 0) AS version FROM {schema}.schema_version"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db)?
+    .try_get("version")
+    .map_err(db)?;
+    Ok(Some(found))
+}
+
+/// Whether `err` is a lock wait cut short by `lock_timeout` (SQLSTATE 55P03).
+fn is_lock_timeout(err: &StoreError) -> bool {
+    std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<sqlx::Error>())
+        .and_then(|err| err.as_database_error())
+        .and_then(|err| err.code())
+        .is_some_and(|code| code == "55P03")
+}
+
+async fn migrate_once(
+    conn: &mut PgConnection,
+    schema: &str,
+    limit: Duration,
+) -> Result<(), StoreError> {
     let mut tx = conn.begin().await.map_err(db)?;
-    // `SET` takes no parameters; the value is our own integer.
+    // `SET` takes no parameters; the values are our own integers.
     sqlx::query(&format!(
         "SET LOCAL statement_timeout = {}",
         limit.as_millis().max(1)
@@ -113,6 +177,10 @@ async fn run_migrations(
     .execute(&mut *tx)
     .await
     .map_err(db)?;
+    sqlx::query(&format!("SET LOCAL lock_timeout = {LOCK_WAIT_MS}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     // One migrator at a time per schema, across every replica.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
         .bind(format!("scopegate migrations {schema}"))

@@ -14,8 +14,7 @@
 //! expires     same
 //! api_key_id  0x00, or 0x01 + length-prefixed UTF-8
 //! last_use    0x00, or 0x01 + time
-//! sequence    u64, little-endian: the store's count of tokens written when
-//!             this one was (see `revocations`)
+//! sequence    u64, little-endian: the order of its write (see `revocations`)
 //! ```
 //!
 //! Lengths are LEB128 varints. Older databases hold version 0x01 (the same

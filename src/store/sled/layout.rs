@@ -33,8 +33,6 @@ const LEGACY_KEY_BY_USER: u8 = b'o';
 const EXPIRY: u8 = b'x';
 /// `h` → time of the last probe write of a reopened database.
 const PROBE: u8 = b'h';
-/// `c` → the last sequence number given to a token (u64, big-endian).
-const SEQUENCE: u8 = b'c';
 /// `v` + key id → the key's revocation state ([`super::revocations::KeyState`]).
 const KEY_STATE: u8 = b'v';
 /// `R` + user → the sequence below which the user's tokens are revoked.
@@ -148,10 +146,6 @@ pub(super) fn legacy_tokens_by_user() -> Vec<u8> {
 /// Every per-user key index entry written before the microsecond index.
 pub(super) fn legacy_keys_by_user() -> Vec<u8> {
     vec![LEGACY_KEY_BY_USER]
-}
-
-pub(super) fn sequence() -> Vec<u8> {
-    vec![SEQUENCE]
 }
 
 pub(super) fn key_state(id: &ApiKeyId) -> Vec<u8> {

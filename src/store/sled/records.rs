@@ -12,10 +12,7 @@ use std::{
     collections::{HashMap, HashSet},
     fs::File,
     path::Path,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex, MutexGuard,
-    },
+    sync::{Mutex, MutexGuard},
 };
 
 use chrono::{DateTime, Utc};
@@ -47,16 +44,14 @@ const LOG_FILE: &str = "db";
 
 pub(super) struct Inner {
     tree: Tree,
-    /// Kept so dropping `Inner` closes the database and releases its file lock.
-    _db: Db,
+    /// Kept so dropping `Inner` closes the database and releases its file lock;
+    /// its id generator gives tokens their sequence (see `revocations`).
+    db: Db,
     /// sled's log, opened again to `fdatasync` it: sled's own flush only issues
     /// `sync_file_range` on Linux, which does not reach stable storage.
     log: File,
     write_lock: Mutex<()>,
     commits: GroupCommit,
-    /// The last sequence number a token was written with (see `revocations`);
-    /// changed only under `write_lock`, and stored with each token.
-    sequence: AtomicU64,
 }
 
 pub(super) fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
@@ -271,22 +266,12 @@ impl Inner {
             .map_err(backend)?;
         let tree = db.open_tree(TREE).map_err(backend)?;
         let log = File::open(path.join(LOG_FILE)).map_err(backend)?;
-        let sequence = match tree.get(layout::sequence()).map_err(backend)? {
-            Some(bytes) => u64::from_be_bytes(
-                bytes
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::from_kind(StoreErrorKind::Corrupt))?,
-            ),
-            None => 0,
-        };
         let inner = Self {
             tree,
-            _db: db,
+            db,
             log,
             write_lock: Mutex::new(()),
             commits: GroupCommit::default(),
-            sequence: AtomicU64::new(sequence),
         };
         inner.sync()?;
         // The directory entries of files sled just created.
@@ -425,16 +410,12 @@ impl Inner {
         }
     }
 
-    /// The sequence the next token will be written with.
-    fn next_sequence(&self) -> u64 {
-        self.sequence.load(Ordering::Relaxed) + 1
-    }
-
-    /// Takes the next sequence for a token this batch writes (under the lock).
-    fn take_sequence(&self, batch: &mut Batch) -> u64 {
-        let sequence = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
-        batch.insert(layout::sequence(), sequence.to_be_bytes().to_vec());
-        sequence
+    /// A sequence number above every one given out before and below every
+    /// one given out after, across restarts and crashes (sled's id generator
+    /// persists ahead of what it hands out): for a token, or for a revocation
+    /// mark between the tokens before it and those after.
+    fn next_sequence(&self) -> Result<u64, StoreError> {
+        self.db.generate_id().map_err(backend)
     }
 
     /// The token with `id`, once earlier writes are durable.
@@ -598,8 +579,7 @@ impl Inner {
                     batch.insert(layout::key_state(key), state.encode()?);
                 }
             }
-            let sequence = db.take_sequence(&mut batch);
-            put_token(&mut batch, token, sequence)?;
+            put_token(&mut batch, token, db.next_sequence()?)?;
             Ok(((), Some(batch)))
         })
     }
@@ -631,8 +611,7 @@ impl Inner {
             // Only the record changes: last_use is in no index.
             batch.insert(layout::api_key(&key.id), key.encode()?);
             batch.insert(layout::key_state(&key.id), state.encode()?);
-            let sequence = db.take_sequence(&mut batch);
-            put_token(&mut batch, token, sequence)?;
+            put_token(&mut batch, token, db.next_sequence()?)?;
             Ok((true, Some(batch)))
         })
     }
@@ -694,7 +673,7 @@ impl Inner {
             }
             let mut batch = Batch::default();
             put_key(&mut batch, key)?;
-            let state = KeyState::new(db.next_sequence());
+            let state = KeyState::new(db.next_sequence()?);
             batch.insert(layout::key_state(&key.id), state.encode()?);
             Ok(((), Some(batch)))
         })
@@ -711,14 +690,14 @@ impl Inner {
             };
             let mut key = old.clone();
             let mut removal = Removal::default();
-            let (next, last) = (db.next_sequence(), db.next_sequence() - 1);
+            let next = db.next_sequence()?;
             match (change.apply(&mut key), removal.state_mut(db, id)?) {
                 (TokenFate::Keep, _) | (_, None) => {}
                 (TokenFate::Revoke, Some(state)) => {
                     state.revoke_all(next);
                     schedule_purge(&mut removal.batch, &layout::tokens_of_key(id));
                 }
-                (TokenFate::ExpireBy(at), Some(state)) => state.cap(last, at),
+                (TokenFate::ExpireBy(at), Some(state)) => state.cap(next, at),
             }
             replace_key(&mut removal.batch, &old, &key)?;
             Ok((Some((key, Vec::new())), Some(removal.into_batch()?)))
@@ -753,7 +732,7 @@ impl Inner {
     ) -> Result<Vec<SecretDigest>, StoreError> {
         self.write(|db| {
             let mut removal = Removal::default();
-            let next = db.next_sequence();
+            let next = db.next_sequence()?;
             removal
                 .batch
                 .insert(layout::user_revoked(user), next.to_be_bytes().to_vec());

@@ -1,7 +1,7 @@
 //! Revocations whose cost does not grow with the tokens they revoke.
 //!
-//! Each token is stamped with a sequence number when it is written: the store's
-//! count of tokens written so far, kept under the write lock (`layout::sequence`).
+//! Each token is stamped with a sequence number when it is written, from sled's
+//! id generator: increasing, across restarts and crashes too.
 //! Revoking every token of a key or of a user is then one small write:
 //! - a key's [`KeyState`] says below which sequence its tokens are revoked (a
 //!   deactivation, a rotation without grace, a scope change), and caps the
@@ -80,7 +80,8 @@ impl KeyState {
         *self = Self::new(next);
     }
 
-    /// Makes every token up to sequence `through` expire by `at`.
+    /// Makes every token up to sequence `through` expire by `at` (`through`
+    /// is above every token stored so far).
     pub(super) fn cap(&mut self, through: u64, at: DateTime<Utc>) {
         // A cap at `at` or later on older tokens says nothing this one does not.
         self.caps.retain(|(_, earlier)| *earlier < at);
