@@ -148,9 +148,6 @@ impl ScopeGate {
         }
     }
 
-    /// Whether an administrator rotating another user's key receives the new
-    /// secret ([`ScopeGateBuilder::with_rotated_secrets_for_admins`]).
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
     /// Tells the gate's sweepers that a revocation left records to purge.
     pub(crate) fn purge_soon(&self) {
         // A permit, kept if the sweeper is mid-pass: it passes once more after.
@@ -162,6 +159,9 @@ impl ScopeGate {
         Arc::clone(&self.shared.purge_wanted)
     }
 
+    /// Whether an administrator rotating another user's key receives the new
+    /// secret ([`ScopeGateBuilder::with_rotated_secrets_for_admins`]).
+    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
     pub(crate) fn rotated_secrets_for_admins(&self) -> bool {
         self.shared.rotated_secrets_for_admins
     }
