@@ -265,3 +265,72 @@ async fn a_key_deactivated_while_its_owner_loads_is_refused_by_the_plain_store()
     let dir = tempfile::tempdir().unwrap();
     a_key_deactivated_while_its_owner_loads_is_refused(SledStore::open(dir.path()).unwrap()).await;
 }
+
+/// A user loader that answers without an await, but takes its time doing so:
+/// a blocking call inside its first poll, which the gate cannot tell from one
+/// that answered from memory.
+#[derive(Clone)]
+struct BlockingUsers {
+    held: Arc<AtomicBool>,
+    entered: Arc<std::sync::Mutex<std::sync::mpsc::Sender<()>>>,
+    release: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>,
+}
+
+impl UserLoader for BlockingUsers {
+    type User = TestUser;
+
+    async fn load_user(&self, _: &UserId) -> Result<Option<TestUser>, BoxError> {
+        if self.held.load(Ordering::SeqCst) {
+            let _ = self.entered.lock().unwrap().send(());
+            // Blocks the poll itself: no await between the token's read and here.
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(5));
+        }
+        Ok(Some(TestUser {
+            admin: false,
+            active: true,
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_while_a_loader_blocks_in_its_first_poll_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (entered, loading) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let users = BlockingUsers {
+        held: Arc::default(),
+        entered: Arc::new(std::sync::Mutex::new(entered)),
+        release: Arc::new(std::sync::Mutex::new(released)),
+    };
+    let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users.clone())
+        .with_registry(girder_scopes())
+        .build()
+        .unwrap();
+    let token = gate
+        .create_token(NewToken::for_user(UserId::from("bob")))
+        .await
+        .unwrap();
+    users.held.store(true, Ordering::SeqCst);
+    let request = {
+        let (gate, secret) = (gate.clone(), token.secret.expose().to_owned());
+        tokio::spawn(async move { gate.authenticate(&secret).await })
+    };
+    tokio::task::spawn_blocking(move || loading.recv_timeout(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("the user load starts");
+    gate.revoke_token(&token.token.id).await.unwrap();
+    release.send(()).unwrap();
+    let outcome = request.await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(Error::InvalidToken(InvalidTokenReason::Unknown))
+        ),
+        "accepted after its revocation was acknowledged: {outcome:?}"
+    );
+}

@@ -203,11 +203,15 @@ impl ScopeGate {
             Err(wanted) => wanted,
         };
         let mut load = self.user_load(wanted);
-        // A loader that answers from memory is done on its first poll. One that is
-        // not keeps its future, already boxed, and is polled again with the task's
-        // waker by `resume`: it is never started twice.
+        // A loader that is not done on its first poll keeps its future, already
+        // boxed, and is polled again with the task's waker by `resume`: it is
+        // never started twice. One that is done on its first poll may still have
+        // taken its time in it (a blocking call, a preempted thread): a
+        // revocation may have been acknowledged since the token was read, so it
+        // is checked again as after an await, not admitted here. Only
+        // `load_user_now`, which answers from memory by contract, admits at once.
         match load.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(user) => Checked::Done(self.admit(live, user, secret)),
+            Poll::Ready(user) => Checked::Loading(live, Box::pin(std::future::ready(user))),
             Poll::Pending => Checked::Loading(live, load),
         }
     }
