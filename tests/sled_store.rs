@@ -89,10 +89,26 @@ fn record_key(token: &scopegate::Token) -> Vec<u8> {
     key
 }
 
+/// Retries `open` while the database in `dir` is still locked: sled releases
+/// its lock from its own background threads, a moment after the last handle
+/// is dropped. Bounded: 2 s.
+fn when_unlocked<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
+    for _ in 0..100 {
+        match open() {
+            Ok(opened) => return opened,
+            Err(err) if format!("{err:?}").contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(err) => panic!("{err:?}"),
+        }
+    }
+    panic!("sled's lock was not released within 2 s");
+}
+
 /// Rewrites the stored record of `token` as the JSON of the versions before the
 /// binary record format.
 fn store_as_json(dir: &std::path::Path, token: &scopegate::Token) {
-    let db = sled::open(dir).unwrap();
+    let db = when_unlocked(|| sled::open(dir));
     let tree = db.open_tree("scopegate").unwrap();
     let old = tree
         .get(record_key(token))
@@ -111,7 +127,8 @@ async fn tokens_stored_as_json_by_an_older_version_still_authenticate_after_upgr
     let bob = users.add("bob", false);
     let open = |users: Users| {
         // No background `last_use` write racing the comparisons below.
-        ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+        let store = when_unlocked(|| SledStore::open(dir.path()));
+        ScopeGate::builder(store, users)
             .with_registry(girder_scopes())
             .without_last_use()
             .build()
@@ -143,7 +160,7 @@ async fn tokens_stored_as_json_by_an_older_version_still_authenticate_after_upgr
     assert!(changed.scopes.contains(&read));
     assert_eq!(gate.token(&issued.token.id).await.unwrap(), Some(changed));
     drop(gate);
-    let db = sled::open(dir.path()).unwrap();
+    let db = when_unlocked(|| sled::open(dir.path()));
     let tree = db.open_tree("scopegate").unwrap();
     let record = tree.get(record_key(&issued.token)).unwrap().unwrap();
     assert_eq!(record[0], 0x02, "rewritten in the binary form");
