@@ -89,6 +89,17 @@ mod schema {
         assert!(store.health().await.is_healthy());
     }
 
+    /// SQL that takes `schema` from version 4 back to what version 3 wrote.
+    fn undo_migration_4(schema: &str) -> String {
+        format!(
+            "ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
+             DROP SEQUENCE {schema}.token_sequence; \
+             ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
+             DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
+             DROP INDEX {schema}.api_keys_in_byte_order;"
+        )
+    }
+
     #[tokio::test]
     async fn a_database_of_the_first_schema_version_is_upgraded_and_keeps_its_records() {
         use chrono::{SubsecRound, Utc};
@@ -101,11 +112,7 @@ mod schema {
         let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
         let now = Utc::now().trunc_subsecs(6);
         let downgrade = format!(
-            "ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
-             DROP SEQUENCE {schema}.token_sequence; \
-             ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
-             DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
-             DROP INDEX {schema}.api_keys_in_byte_order; \
+            "{undo_4} \
              ALTER TABLE {schema}.tokens DROP COLUMN last_use; \
              ALTER TABLE {schema}.api_keys DROP COLUMN locked; \
              UPDATE {schema}.schema_version SET version = 1; \
@@ -115,6 +122,7 @@ mod schema {
              INSERT INTO {schema}.api_keys (id, user_id, name, active, created, digest, start) \
              VALUES ('old-key', 'bob', 'old', false, '{now}', decode(repeat('cd', 32), 'hex'), \
                      'sg_key_abcd')",
+            undo_4 = undo_migration_4(&schema),
             later = now + chrono::TimeDelta::days(1),
         );
         sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
@@ -190,12 +198,8 @@ mod schema {
         let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
         // Back to version 3: migration 4 alters `tokens` again at the next start.
         let downgrade = format!(
-            "ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
-             DROP SEQUENCE {schema}.token_sequence; \
-             ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
-             DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
-             DROP INDEX {schema}.api_keys_in_byte_order; \
-             UPDATE {schema}.schema_version SET version = 3"
+            "{undo_4} UPDATE {schema}.schema_version SET version = 3",
+            undo_4 = undo_migration_4(&schema)
         );
         sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
         // A long transaction that has read `tokens` holds a lock the migration's

@@ -203,11 +203,9 @@ impl ScopeGate {
         let mut total = Purged::default();
         for _ in 0..MAX_PURGE_BATCHES {
             let batch = self.shared.store.purge_expired(now, PURGE_BATCH).await?;
-            total.tokens.extend(batch.tokens);
-            total.api_keys += batch.api_keys;
-            total.changed_keys.extend(batch.changed_keys);
-            total.examined += batch.examined;
-            if batch.examined < PURGE_BATCH {
+            let done = batch.examined < PURGE_BATCH;
+            total.add(batch);
+            if done {
                 break;
             }
         }

@@ -87,6 +87,16 @@ pub struct Purged {
     pub examined: usize,
 }
 
+impl Purged {
+    /// Adds what another purge removed: one report for several batches.
+    pub(crate) fn add(&mut self, batch: Purged) {
+        self.tokens.extend(batch.tokens);
+        self.api_keys += batch.api_keys;
+        self.changed_keys.extend(batch.changed_keys);
+        self.examined += batch.examined;
+    }
+}
+
 /// Durable storage of tokens and API keys.
 ///
 /// Contract for implementors (the conformance suite in `tests/` checks it):

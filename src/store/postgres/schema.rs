@@ -143,15 +143,19 @@ async fn version(conn: &mut PgConnection, schema: &str) -> Result<Option<i32>, S
     if !exists {
         return Ok(None);
     }
-    let found: i32 = sqlx::query(&format!(
+    stored_version(conn, schema).await.map(Some)
+}
+
+/// The version `schema_version` records (0 if none), which must exist.
+async fn stored_version(conn: &mut PgConnection, schema: &str) -> Result<i32, StoreError> {
+    sqlx::query(&format!(
         "SELECT coalesce(max(version), 0) AS version FROM {schema}.schema_version"
     ))
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
     .await
     .map_err(db)?
     .try_get("version")
-    .map_err(db)?;
-    Ok(Some(found))
+    .map_err(db)
 }
 
 /// Whether `err` is a lock wait cut short by `lock_timeout` (SQLSTATE 55P03).
@@ -192,14 +196,8 @@ async fn migrate_once(
          CREATE TABLE IF NOT EXISTS {schema}.schema_version (version integer NOT NULL);"
     );
     execute_all(&mut tx, &setup).await?;
-    let found: i32 = sqlx::query(&format!(
-        "SELECT coalesce(max(version), 0) AS version FROM {schema}.schema_version"
-    ))
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db)?
-    .try_get("version")
-    .map_err(db)?;
+    // Read again under the lock: another replica may have migrated meanwhile.
+    let found = stored_version(&mut tx, schema).await?;
     if found > VERSION {
         return Err(StoreError::new(
             StoreErrorKind::Backend,

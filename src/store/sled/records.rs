@@ -439,12 +439,15 @@ impl Inner {
         }
     }
 
-    /// The token with `id` as stored, if it is live.
-    fn live_stamped_by_id(&self, id: &TokenId) -> Result<Option<Stamped>, StoreError> {
-        match self.stamped_by_id(id)? {
-            Some(stamped) if self.live(None, stamped.clone())?.is_some() => Ok(Some(stamped)),
-            _ => Ok(None),
-        }
+    /// The token with `id`, if it is live: as stored (to write it back), and
+    /// as reads answer it (its expiry capped).
+    fn live_by_id(&self, id: &TokenId) -> Result<Option<(Stamped, Token)>, StoreError> {
+        let Some(stamped) = self.stamped_by_id(id)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .live(None, stamped.clone())?
+            .map(|live| (stamped, live)))
     }
 
     pub(super) fn tokens_of_user(
@@ -498,13 +501,15 @@ impl Inner {
         self.keys_under(layout::keys_of_user(user), Some(page))
     }
 
-    /// Up to `limit` records of the family under `prefix`, after the record `after`.
-    fn records_after<T: Stored>(
+    /// Up to `limit` records of the family under `prefix`, after the record
+    /// `after`, as `keep` answers them (`None`: skipped, and not counted).
+    fn records_after<T: Stored, U>(
         &self,
         prefix: Vec<u8>,
         after: Option<Vec<u8>>,
         limit: usize,
-    ) -> Result<Vec<T>, StoreError> {
+        keep: impl Fn(T) -> Result<Option<U>, StoreError>,
+    ) -> Result<Vec<U>, StoreError> {
         self.settled()?;
         let start = match after {
             // The smallest key above `after`.
@@ -515,12 +520,14 @@ impl Inner {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        for entry in self.tree.range(start..).take(limit) {
+        for entry in self.tree.range(start..) {
             let (key, bytes) = entry.map_err(backend)?;
-            if !key.starts_with(&prefix) {
+            if !key.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            out.push(T::decode(&bytes)?);
+            if let Some(kept) = keep(T::decode(&bytes)?)? {
+                out.push(kept);
+            }
         }
         Ok(out)
     }
@@ -530,7 +537,13 @@ impl Inner {
         after: Option<&ApiKeyId>,
         limit: usize,
     ) -> Result<Vec<ApiKey>, StoreError> {
-        self.records_after(layout::all_api_keys(), after.map(layout::api_key), limit)
+        let every = |key| Ok(Some(key));
+        self.records_after(
+            layout::all_api_keys(),
+            after.map(layout::api_key),
+            limit,
+            every,
+        )
     }
 
     /// Up to `limit` live tokens with digests above `after`, in digest order.
@@ -539,23 +552,8 @@ impl Inner {
         after: Option<&SecretDigest>,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        self.settled()?;
-        let prefix = layout::all_tokens();
-        let start = match after {
-            Some(digest) => [layout::token(digest).as_slice(), &[0]].concat(),
-            None => prefix.clone(),
-        };
-        let mut out = Vec::new();
-        for entry in self.tree.range(start..) {
-            let (key, bytes) = entry.map_err(backend)?;
-            if !key.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            if let Some(token) = self.live(None, Stamped::decode(&bytes)?)? {
-                out.push(token);
-            }
-        }
-        Ok(out)
+        let live = |stamped| self.live(None, stamped);
+        self.records_after(layout::all_tokens(), after.map(layout::token), limit, live)
     }
 
     /// A conflict if a token with this digest or id is stored already.
@@ -622,32 +620,32 @@ impl Inner {
         scopes: &[Scope],
     ) -> Result<Option<Token>, StoreError> {
         self.write(|db| {
-            let Some(mut stamped) = db.live_stamped_by_id(id)? else {
+            let Some((mut stamped, mut token)) = db.live_by_id(id)? else {
                 return Ok((None, None));
             };
             stamped.token.scopes.extend(scopes.iter().cloned());
+            token.scopes.clone_from(&stamped.token.scopes);
             let mut batch = Batch::default();
             batch.insert(layout::token(&stamped.token.digest), stamped.encode()?);
-            Ok((db.live(None, stamped)?, Some(batch)))
+            Ok((Some(token), Some(batch)))
         })
     }
 
     pub(super) fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
         self.write(|db| {
-            let Some(stamped) = db.live_stamped_by_id(id)? else {
+            let Some((stamped, token)) = db.live_by_id(id)? else {
                 return Ok((None, None));
             };
             let mut removal = Removal::default();
             removal.token(&stamped.token);
             removal.live_token_removed(db, &stamped.token)?;
-            let token = db.live(None, stamped)?;
-            Ok((token, Some(removal.into_batch()?)))
+            Ok((Some(token), Some(removal.into_batch()?)))
         })
     }
 
     pub(super) fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.write(|db| {
-            let stamped = db.live_stamped_by_id(id)?;
+            let stamped = db.live_by_id(id)?.map(|(stamped, _)| stamped);
             touched(
                 stamped,
                 at,
@@ -770,11 +768,9 @@ impl Inner {
         while total.examined < limit {
             let chunk = PURGE_CHUNK.min(limit - total.examined);
             let purged = self.write(|db| db.stage_purge(now, chunk))?;
-            total.tokens.extend(purged.tokens);
-            total.api_keys += purged.api_keys;
-            total.changed_keys.extend(purged.changed_keys);
-            total.examined += purged.examined;
-            if purged.examined < chunk {
+            let done = purged.examined < chunk;
+            total.add(purged);
+            if done {
                 break;
             }
         }
