@@ -2,7 +2,8 @@
 //!
 //! - cached authenticate on `CachingStore<PgStore>` vs `CachingStore<SledStore>`;
 //! - uncached authenticate vs a raw single-row `SELECT` by primary key, and a
-//!   durable exchange vs a raw `INSERT` + `COMMIT`, each with 1 and 32 clients;
+//!   durable exchange (through the cache, and on `PgStore` alone) vs a raw
+//!   `INSERT` + `COMMIT`, each with 1 and 32 clients;
 //! - how long a revocation on one replica takes to be refused on another, with
 //!   the feed connected and with its connection killed.
 //!
@@ -11,6 +12,9 @@
 //! cargo bench -p scopegate-benches --features postgres --bench postgres
 //! .ci/postgres stop "$SCOPEGATE_PG_DIR"
 //! ```
+//!
+//! `PG_BENCH=exchange` (parts: `cached`, `uncached`, `exchange`,
+//! `propagation`, comma-separated) runs only those.
 
 mod common;
 
@@ -43,6 +47,14 @@ fn gate(store: impl TokenStore) -> ScopeGate {
     ScopeGate::builder(store, Users).build().unwrap()
 }
 
+/// A gate with room for every round's tokens on one key.
+fn unlimited(store: impl TokenStore) -> ScopeGate {
+    ScopeGate::builder(store, Users)
+        .with_max_tokens_per_key(u64::MAX)
+        .build()
+        .unwrap()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -73,10 +85,20 @@ async fn run(url: &str) {
     .await
     .unwrap();
 
-    cached_authenticate(&pg, &sled).await;
-    uncached_authenticate(&pg, &raw, &table).await;
-    exchange(&pg, &raw, &table).await;
-    propagation(url, &config).await;
+    let only = std::env::var("PG_BENCH").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    if wanted("cached") {
+        cached_authenticate(&pg, &sled).await;
+    }
+    if wanted("uncached") {
+        uncached_authenticate(&pg, &raw, &table).await;
+    }
+    if wanted("exchange") {
+        exchange(&pg, &raw, &table).await;
+    }
+    if wanted("propagation") {
+        propagation(url, &config).await;
+    }
 }
 
 async fn cached_authenticate(pg: &PgStore, sled: &SledStore) {
@@ -242,66 +264,150 @@ async fn uncached_authenticate(pg: &PgStore, raw: &PgPool, table: &str) {
 }
 
 async fn exchange(pg: &PgStore, raw: &PgPool, table: &str) {
-    let gate = gate(pg.clone());
+    let uncached = unlimited(pg.clone());
     let bob = UserId::from("bob");
     // One key per client: exchanges of one key serialize on its row lock.
-    let mut keys = Vec::new();
+    let (mut keys, mut ids) = (Vec::new(), Vec::new());
     for i in 0..32 {
-        let key = gate
+        let key = uncached
             .create_api_key(&bob, NewApiKey::new(format!("bench{i}")))
             .await
             .unwrap();
         keys.push(key.secret.expose().to_owned());
+        ids.push(key.key.id.to_string());
     }
-    let keys = Arc::new(keys);
-    header("durable exchange (key → token)", "raw INSERT + COMMIT");
-    for clients in [1, 32] {
-        let (mut ours, mut base) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            let (g, k) = (gate.clone(), keys.clone());
-            ours.push(
-                load(clients, move |c, _| {
-                    let (g, k) = (g.clone(), k.clone());
-                    async move {
-                        g.exchange_api_key(&k[c], TokenRequest::default())
-                            .await
-                            .unwrap();
+    let (keys, ids) = (Arc::new(keys), Arc::new(ids));
+    // What apps run (`AuthState::builder`, `PgStore::cached`): the key is read
+    // from the cache, and the exchange is the mint's one statement.
+    let cached = unlimited(pg.clone().cached(CacheConfig::default()));
+    tokio::time::sleep(Duration::from_millis(500)).await; // the feed connects
+                                                          // The second baseline: the rows an exchange writes, written by hand.
+    let schema = table.split('.').next().unwrap();
+    sqlx::query(&format!(
+        "CREATE TABLE {schema}.hand_tokens (LIKE {schema}.tokens INCLUDING ALL)"
+    ))
+    .execute(raw)
+    .await
+    .unwrap();
+    let (mut minimal, mut by_hand) = (Vec::new(), Vec::new());
+    for (store, gate) in [("PgStore", uncached), ("cached", cached)] {
+        for clients in [1, 32] {
+            let (mut ours, mut base, mut hand) = (Vec::new(), Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                // Each goes first in turn: what the one before leaves the
+                // server to flush falls on all alike.
+                for turn in 0..3 {
+                    match (round + turn) % 3 {
+                        0 => ours.push(exchanges(&gate, &keys, clients).await),
+                        1 => base.push(raw_inserts(raw, table, clients, round).await),
+                        _ => hand.push(hand_writes(raw, schema, &ids, clients).await),
                     }
-                })
-                .await,
-            );
-            let (pool, sql) = (
-                raw.clone(),
-                Arc::new(format!(
-                    "INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                )),
-            );
-            base.push(
-                load(clients, move |c, n| {
-                    let (pool, sql) = (pool.clone(), sql.clone());
-                    async move {
-                        let id = format!("raw-{clients}-{round}-{c}-{n}");
-                        let digest: [u8; 32] = rand::random();
-                        let mut tx = pool.begin().await.unwrap();
-                        sqlx::query(&sql)
-                            .bind(&digest[..])
-                            .bind(&id)
-                            .bind("bob")
-                            .bind(vec!["core.user_auth".to_owned()])
-                            .bind(Utc::now())
-                            .bind(Utc::now())
-                            .bind(None::<String>)
-                            .execute(&mut *tx)
-                            .await
-                            .unwrap();
-                        tx.commit().await.unwrap();
-                    }
-                })
-                .await,
-            );
+                }
+            }
+            let name = format!("{clients}, {store}");
+            minimal.push((name.clone(), ours.clone(), base));
+            by_hand.push((name, ours, hand));
         }
-        report(&clients.to_string(), &ours, &base);
     }
+    header("durable exchange (key → token)", "raw INSERT + COMMIT");
+    for (name, ours, base) in &minimal {
+        report(name, ours, base);
+    }
+    header(
+        "durable exchange (key → token)",
+        "its writes by hand (BEGIN, UPDATE the key's row, INSERT with the token table's indexes, COMMIT)",
+    );
+    for (name, ours, hand) in &by_hand {
+        report(name, ours, hand);
+    }
+}
+
+/// [`load`] of the second baseline: what an exchange writes, by hand.
+async fn hand_writes(raw: &PgPool, schema: &str, ids: &Arc<Vec<String>>, clients: usize) -> Run {
+    let (pool, ids) = (raw.clone(), ids.clone());
+    let key_sql = Arc::new(format!(
+        "UPDATE {schema}.api_keys SET last_use = $2, live_tokens = live_tokens + 1 WHERE id = $1"
+    ));
+    let token_sql = Arc::new(format!(
+        "INSERT INTO {schema}.hand_tokens (digest, id, user_id, scopes, created, expires, \
+         api_key_id) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ));
+    load(clients, move |c, _| {
+        let (pool, ids, key_sql, token_sql) = (
+            pool.clone(),
+            ids.clone(),
+            key_sql.clone(),
+            token_sql.clone(),
+        );
+        async move {
+            let digest: [u8; 32] = rand::random();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(&key_sql)
+                .bind(&ids[c])
+                .bind(Utc::now())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query(&token_sql)
+                .bind(&digest[..])
+                .bind(format!("hand-{}", rand::random::<u64>()))
+                .bind("bob")
+                .bind(vec!["core.user_auth".to_owned()])
+                .bind(Utc::now())
+                .bind(Utc::now())
+                .bind(&ids[c])
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    })
+    .await
+}
+
+/// [`load`] of exchanges from `clients` tasks, each with its own key.
+async fn exchanges(gate: &ScopeGate, keys: &Arc<Vec<String>>, clients: usize) -> Run {
+    let (g, k) = (gate.clone(), keys.clone());
+    load(clients, move |c, _| {
+        let (g, k) = (g.clone(), k.clone());
+        async move {
+            g.exchange_api_key(&k[c], TokenRequest::default())
+                .await
+                .unwrap();
+        }
+    })
+    .await
+}
+
+/// [`load`] of the baseline: a token-sized row inserted and committed.
+async fn raw_inserts(raw: &PgPool, table: &str, clients: usize, round: usize) -> Run {
+    let (pool, sql) = (
+        raw.clone(),
+        Arc::new(format!(
+            "INSERT INTO {table} VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        )),
+    );
+    load(clients, move |c, n| {
+        let (pool, sql) = (pool.clone(), sql.clone());
+        async move {
+            let id = format!("raw-{clients}-{round}-{c}-{n}-{}", rand::random::<u64>());
+            let digest: [u8; 32] = rand::random();
+            let mut tx = pool.begin().await.unwrap();
+            sqlx::query(&sql)
+                .bind(&digest[..])
+                .bind(&id)
+                .bind("bob")
+                .bind(vec!["core.user_auth".to_owned()])
+                .bind(Utc::now())
+                .bind(Utc::now())
+                .bind(None::<String>)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    })
+    .await
 }
 
 /// Polls `gate` until it refuses `secret`.

@@ -373,11 +373,42 @@ async fn feeds_are_back(replicas: [&Replica; 2], schema: &str, killed: &[i32]) -
     listening.len() == 2 && !listening.iter().any(|pid| killed.contains(pid))
 }
 
-/// The pids of the connections listening for `schema`'s revocations.
-async fn listener_pids(schema: &str) -> Vec<i32> {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_channel_of_the_apps_choosing_hear_each_others_revocations_there() {
+    let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+    let channel = format!("{schema}_auth_feed");
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let mut gates = Vec::new();
+    for _ in 0..2 {
+        let config = pg::config(&schema).with_channel(&channel).unwrap();
+        let cache = PgStore::connect_with(&pg::url(), config)
+            .await
+            .unwrap()
+            .cached(CacheConfig::default());
+        pg::wait_until_serving(&cache).await;
+        gates.push(ScopeGate::builder(cache, users.clone()).build().unwrap());
+    }
+    let listening = listening_on(&channel).await;
+    assert_eq!(listening.len(), 2, "both replicas listen on {channel}");
+    assert!(listening_on(&format!("{schema}_revoked")).await.is_empty());
+    let issued = gates[0]
+        .create_token(NewToken::for_user(bob))
+        .await
+        .unwrap();
+    let secret = issued.secret.expose();
+    gates[1].authenticate(secret).await.unwrap(); // cached on the other replica
+    let started = Instant::now();
+    gates[0].revoke_token(&issued.token.id).await.unwrap();
+    let took = time_until_refused(&gates[1], secret, started).await;
+    assert!(took < BOUND, "propagation took {took:?}");
+}
+
+/// The pids of the connections listening on `channel`.
+async fn listening_on(channel: &str) -> Vec<i32> {
     let pool = sqlx::PgPool::connect(&pg::url()).await.unwrap();
     let pids = sqlx::query("SELECT pid FROM pg_stat_activity WHERE query = $1")
-        .bind(format!("LISTEN \"{schema}_revoked\""))
+        .bind(format!("LISTEN \"{channel}\""))
         .fetch_all(&pool)
         .await
         .unwrap()
@@ -386,6 +417,11 @@ async fn listener_pids(schema: &str) -> Vec<i32> {
         .collect();
     pool.close().await;
     pids
+}
+
+/// The pids of the connections listening for `schema`'s revocations.
+async fn listener_pids(schema: &str) -> Vec<i32> {
+    listening_on(&format!("{schema}_revoked")).await
 }
 
 fn signal(pids: &[i32], signal: &str) {

@@ -41,7 +41,7 @@ mod schema {
             .await
             .unwrap();
         assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].get::<i32, _>(0), 4, "every migration applied");
+        assert_eq!(versions[0].get::<i32, _>(0), 5, "every migration applied");
     }
 
     /// Another replica's migration holds the lock for longer than one request may
@@ -90,9 +90,13 @@ mod schema {
     }
 
     /// SQL that takes `schema` from version 4 back to what version 3 wrote.
-    fn undo_migration_4(schema: &str) -> String {
+    /// SQL that takes `schema` back to what version 3 wrote (migrations 5 and 4
+    /// undone).
+    fn undo_migrations_from_4(schema: &str) -> String {
         format!(
-            "ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
+            "DROP INDEX {schema}.api_keys_by_cap; \
+             ALTER TABLE {schema}.api_keys DROP COLUMN capped_below, DROP COLUMN capped_at; \
+             ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
              DROP SEQUENCE {schema}.token_sequence; \
              ALTER TABLE {schema}.api_keys DROP COLUMN revoked_below, DROP COLUMN live_tokens; \
              DROP TABLE {schema}.revoked_users, {schema}.pending_purges; \
@@ -122,7 +126,7 @@ mod schema {
              INSERT INTO {schema}.api_keys (id, user_id, name, active, created, digest, start) \
              VALUES ('old-key', 'bob', 'old', false, '{now}', decode(repeat('cd', 32), 'hex'), \
                      'sg_key_abcd')",
-            undo_4 = undo_migration_4(&schema),
+            undo_4 = undo_migrations_from_4(&schema),
             later = now + chrono::TimeDelta::days(1),
         );
         sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
@@ -199,7 +203,7 @@ mod schema {
         // Back to version 3: migration 4 alters `tokens` again at the next start.
         let downgrade = format!(
             "{undo_4} UPDATE {schema}.schema_version SET version = 3",
-            undo_4 = undo_migration_4(&schema)
+            undo_4 = undo_migrations_from_4(&schema)
         );
         sqlx::raw_sql(&downgrade).execute(&pool).await.unwrap();
         // A long transaction that has read `tokens` holds a lock the migration's
@@ -241,7 +245,7 @@ mod schema {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(version, 4);
+        assert_eq!(version, 5);
     }
 
     #[tokio::test]
@@ -267,6 +271,17 @@ mod schema {
             assert!(PgConfig::default().with_schema(bad).is_err(), "{bad:?}");
         }
         assert!(PgConfig::default().with_schema("app_auth_2").is_ok());
+    }
+
+    #[test]
+    fn channel_names_that_are_not_plain_identifiers_are_refused() {
+        for bad in ["", "Upper", "9lives", "a-b", "a;notify", &"x".repeat(64)] {
+            assert!(PgConfig::default().with_channel(bad).is_err(), "{bad:?}");
+        }
+        let config = PgConfig::default().with_schema("app").unwrap();
+        assert_eq!(config.channel(), "app_revoked", "the default");
+        let named = config.with_channel("x".repeat(63)).unwrap();
+        assert_eq!(named.channel(), "x".repeat(63));
     }
 
     /// A reserved key word would pass a plain identifier check and fail only at
@@ -346,5 +361,64 @@ mod sweepers {
         let rest = store.purge_expired(now, 1_000).await.unwrap();
         assert_eq!(rest.tokens.len(), 1);
         assert_eq!(store.purge_expired(now, 1_000).await.unwrap().examined, 0);
+    }
+
+    /// A key's expiry moved earlier caps its older tokens in one write; once
+    /// that cap has passed (the key's expiry moved out again meanwhile), the
+    /// sweeper counts them gone from the key's token limit and purges them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_passed_expiry_cap_frees_its_keys_token_limit_and_its_tokens_are_purged() {
+        use scopegate::{ApiKeyUpdate, Error};
+
+        let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
+        let store = pg::open(&schema).await;
+        let users = Users::default();
+        let bob = users.add("bob", false);
+        let clock = ManualClock::new(Utc::now());
+        let gate = ScopeGate::builder(store.clone(), users)
+            .with_registry(girder_scopes())
+            .with_clock(clock.clone())
+            .with_max_tokens_per_key(2)
+            .build()
+            .unwrap();
+        let key = gate
+            .create_api_key(&bob, NewApiKey::new("k"))
+            .await
+            .unwrap();
+        let secret = key.secret.expose();
+        let mut capped = Vec::new();
+        for _ in 0..2 {
+            capped.push(
+                gate.exchange_api_key(secret, TokenRequest::new())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let expires_in_days = |days: Option<f64>| ApiKeyUpdate {
+            expires_in_days: Some(days),
+            ..ApiKeyUpdate::default()
+        };
+        gate.update_api_key(&key.key.id, expires_in_days(Some(0.25)))
+            .await
+            .unwrap();
+        gate.update_api_key(&key.key.id, expires_in_days(None))
+            .await
+            .unwrap();
+        clock.advance(TimeDelta::hours(7));
+        let refused = gate.exchange_api_key(secret, TokenRequest::new()).await;
+        assert!(matches!(refused, Err(Error::TooManyTokens)), "{refused:?}");
+
+        let purged = gate.purge_expired().await.unwrap();
+        assert!(purged.changed_keys.contains(&key.key.id), "{purged:?}");
+        gate.purge_expired().await.unwrap();
+        for token in &capped {
+            let record = store.token_by_digest(&token.token.digest).await.unwrap();
+            assert!(record.is_none(), "a capped token's record outlived its cap");
+        }
+        for _ in 0..2 {
+            gate.exchange_api_key(secret, TokenRequest::new())
+                .await
+                .unwrap();
+        }
     }
 }

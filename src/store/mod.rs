@@ -80,8 +80,8 @@ pub struct Purged {
     pub tokens: Vec<SecretDigest>,
     /// Expired keys removed.
     pub api_keys: usize,
-    /// Keys removed, or whose rotated-out secret was dropped: a cache holding
-    /// them must forget them.
+    /// Keys removed, whose rotated-out secret was dropped, or whose passed
+    /// expiry cap became a revocation: a cache holding them must forget them.
     pub changed_keys: Vec<ApiKeyId>,
     /// Expiry-index entries handled: purging stops after `limit` of them.
     pub examined: usize,

@@ -179,6 +179,37 @@ macro_rules! revocation_conformance_tests {
             }
 
             #[tokio::test]
+            async fn a_second_later_expiry_cap_never_lets_the_first_caps_tokens_outlive_it() {
+                let f = Fixture::of::<$backend>().await;
+                let bob = f.user("bob");
+                let key = f.key(&bob, NewApiKey::new("k")).await;
+                let expires_in_days = |days: Option<f64>| ApiKeyUpdate {
+                    expires_in_days: Some(days),
+                    ..ApiKeyUpdate::default()
+                };
+                let first = exchange(&f.gate, key.secret.expose()).await.unwrap();
+                f.gate
+                    .update_api_key(&key.key.id, expires_in_days(Some(0.25)))
+                    .await
+                    .unwrap();
+                f.gate
+                    .update_api_key(&key.key.id, expires_in_days(None))
+                    .await
+                    .unwrap();
+                let second = exchange(&f.gate, key.secret.expose()).await.unwrap();
+                f.gate
+                    .update_api_key(&key.key.id, expires_in_days(Some(0.5)))
+                    .await
+                    .unwrap();
+                f.clock.advance(TimeDelta::hours(5));
+                assert!(works(&f.gate, &first).await && works(&f.gate, &second).await);
+                f.clock.advance(TimeDelta::hours(2));
+                assert!(!works(&f.gate, &first).await, "the first cap was lifted");
+                f.clock.advance(TimeDelta::hours(6));
+                assert!(!works(&f.gate, &second).await, "the second cap was lifted");
+            }
+
+            #[tokio::test]
             async fn a_key_stored_again_under_a_deleted_keys_id_does_not_revive_its_tokens() {
                 let f = Fixture::of::<$backend>().await;
                 let bob = f.user("bob");

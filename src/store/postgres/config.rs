@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::errors::InvalidSchema;
+use super::errors::{InvalidChannel, InvalidSchema};
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Settings of a [`PgStore`](super::PgStore).
@@ -14,13 +14,14 @@ pub struct PgConfig {
     pub(super) max_connections: u32,
     pub(super) heartbeat: Duration,
     pub(super) silence_limit: Duration,
+    pub(super) channel: Option<String>,
 }
 
 impl Default for PgConfig {
     /// Schema `scopegate`; 2 s per call; 30 s to connect and migrate at start;
     /// 10 pooled connections (for pools the store opens itself); a heartbeat
     /// every 200 ms, and the invalidation feed declared lost after 600 ms without
-    /// one.
+    /// one; revocations published on the channel `{schema}_revoked`.
     fn default() -> Self {
         Self {
             schema: "scopegate".into(),
@@ -29,6 +30,7 @@ impl Default for PgConfig {
             max_connections: 10,
             heartbeat: Duration::from_millis(200),
             silence_limit: Duration::from_millis(600),
+            channel: None,
         }
     }
 }
@@ -96,9 +98,40 @@ impl PgConfig {
         self
     }
 
+    /// The `LISTEN`/`NOTIFY` channel on which every replica publishes its
+    /// revocations and hears the others'; `{schema}_revoked` unless set. Set it
+    /// when the app already uses that name for a channel of its own: anything
+    /// else published there makes every replica drop its whole cache. Every
+    /// replica of an app must use the same channel, so change it on all of them
+    /// at once. 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a
+    /// digit.
+    pub fn with_channel(mut self, channel: impl Into<String>) -> Result<Self, StoreError> {
+        let channel = channel.into();
+        let valid = (1..=63).contains(&channel.len())
+            && channel
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && !channel.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(StoreError::new(
+                StoreErrorKind::Backend,
+                InvalidChannel(channel),
+            ));
+        }
+        self.channel = Some(channel);
+        Ok(self)
+    }
+
     /// The schema in use.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The channel revocations are published on.
+    pub fn channel(&self) -> String {
+        self.channel
+            .clone()
+            .unwrap_or_else(|| format!("{}_revoked", self.schema))
     }
 }
 

@@ -14,6 +14,11 @@ pub(super) struct TimedOut(pub(super) Duration);
 #[error("invalid PostgreSQL schema name {0:?}: use 1 to 40 of a-z, 0-9 and _, not starting with a digit, and not a reserved key word such as `user`")]
 pub(super) struct InvalidSchema(pub(super) String);
 
+/// The channel name given is not one PostgreSQL takes as given.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid PostgreSQL channel name {0:?}: use 1 to 63 of a-z, 0-9 and _, not starting with a digit")]
+pub(super) struct InvalidChannel(pub(super) String);
+
 /// The database holds a schema version newer than this build knows.
 #[derive(Debug, thiserror::Error)]
 #[error("the scopegate schema is at version {found}, newer than this build's {known}: upgrade scopegate")]

@@ -23,14 +23,19 @@ use self::{
 };
 use super::{CacheConfig, CachingStore, StoreError, StoreErrorKind};
 
+/// How long a pooled connection may sit idle before it is checked again on its
+/// way out of the pool.
+const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Tokens and API keys in PostgreSQL, shared by every replica of an app.
 ///
 /// - Every call is one transaction: a record changes with its indexes or not at
 ///   all, and minting a token re-checks its key under the key's row lock, so a
 ///   concurrent deactivation, deletion or rotation never leaves a stray token.
 /// - Commits are durable when they return (PostgreSQL's `synchronous_commit`).
-/// - Each revoking write publishes the digests it removed with `NOTIFY`, in the
-///   same transaction. A [`CachingStore`] in front (what [`AuthState::builder`]
+/// - Each revoking write publishes what it revoked (a token's digest, or the tag
+///   of a key or user whose tokens all went) with `NOTIFY`, in the same
+///   transaction. A [`CachingStore`] in front (what [`AuthState::builder`]
 ///   puts there by default, or [`PgStore::cached`]) subscribes to those
 ///   notifications, so a revocation on one replica is refused by every other
 ///   within milliseconds; while the subscription is down, the cache is bypassed.
@@ -94,9 +99,23 @@ impl PgStore {
             probe.close().await.map_err(db)
         };
         within(limit, migrated).await?;
+        // sqlx checks a connection with a round trip when it goes back to the
+        // pool; checking it again when it comes out doubles the round trips of a
+        // one-statement call. Only a connection idle for a while (a restarted
+        // server may have dropped it) is checked again; any other one that broke
+        // meanwhile fails its one call with `Unavailable` and is discarded.
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Ok(Self::from_parts(pool, config))
     }
@@ -120,7 +139,7 @@ impl PgStore {
 
     fn from_parts(pool: PgPool, config: PgConfig) -> Self {
         Self {
-            channel: format!("{}_revoked", config.schema).into(),
+            channel: config.channel().into(),
             pool,
             config: Arc::new(config),
             health: Arc::default(),

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{postgres::PgRow, PgConnection, Row};
 
 use super::{
-    errors::db,
+    errors::{db, TimedOut},
     feed::publish,
-    revocations::{self, live, Owner},
+    revocations::{self, live, token_columns, Owner},
     rows::{self, bind_key, bind_token, KEY_COLUMNS, TOKEN_COLUMNS},
     PgStore,
 };
@@ -36,6 +36,14 @@ fn digests(rows: &[PgRow]) -> Result<Vec<SecretDigest>, StoreError> {
 fn page_bounds(page: Page) -> (i64, i64) {
     let clamp = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     (clamp(page.limit), clamp(page.offset))
+}
+
+/// How long after the server receives a write it may still begin it: three
+/// quarters of what is left of the call's `limit`, counted from `started`. The
+/// last quarter covers the trip to the server and the commit, so that a write
+/// begun in time is answered before the caller gives up on it.
+fn deadline(limit: std::time::Duration, started: std::time::Instant) -> std::time::Duration {
+    limit.saturating_sub(started.elapsed()) * 3 / 4
 }
 
 /// A query with its parameters bound.
@@ -94,26 +102,6 @@ impl PgStore {
             s = self.schema()
         );
         bind_key(sqlx::query(&sql), key)
-            .execute(conn)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    /// Moves the expiry of `key`'s tokens that expire after `at` to `at`.
-    async fn cap_tokens_of_key(
-        &self,
-        conn: &mut PgConnection,
-        key: &ApiKeyId,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let sql = format!(
-            "UPDATE {s}.tokens SET expires = $2 WHERE api_key_id = $1 AND expires > $2",
-            s = self.schema()
-        );
-        sqlx::query(&sql)
-            .bind(key.as_str())
-            .bind(at)
             .execute(conn)
             .await
             .map_err(db)?;
@@ -228,6 +216,15 @@ impl PgStore {
         }
         let left = limit - purged.examined as i64;
         if left > 0 {
+            // Passed expiry caps: their tokens are revoked, and purged below.
+            let folded = revocations::fold_passed_caps(&mut tx, s, now, left).await?;
+            purged.examined += folded.len();
+            purged
+                .changed_keys
+                .extend(folded.into_iter().map(ApiKeyId::from));
+        }
+        let left = limit - purged.examined as i64;
+        if left > 0 {
             let sql = format!(
                 "UPDATE {s}.api_keys SET retired_digest = NULL, retired_until = NULL \
                  WHERE id IN (SELECT id FROM {s}.api_keys WHERE retired_until <= $1 \
@@ -291,69 +288,70 @@ impl TokenStore for PgStore {
         if token.api_key_id.is_none() {
             return Ok(false);
         }
-        // One statement: the UPDATE takes the key's row lock and, after any
-        // concurrent change commits, re-checks the key's conditions on its latest
-        // version (READ COMMITTED); the token is inserted only if they hold. The
-        // conditions are `ApiKey::may_mint`'s. The token's sequence is drawn as
-        // it is inserted, after the lock (see `revocations`). It runs in an
-        // explicit transaction so that a call abandoned at its time limit (the
-        // statement still waiting for a lock on the server) can never commit
-        // later, and so that a mint past the key's limit, counted already, is
-        // rolled back.
+        // One statement in its own implicit transaction, one round trip. It locks
+        // the key's row and, after any concurrent change commits, re-checks the
+        // key's conditions on its latest version (READ COMMITTED); they are
+        // `ApiKey::may_mint`'s. Only then does it count the token and insert it, so
+        // a mint past the key's limit changes nothing. The token's sequence is
+        // drawn as it is inserted, after the lock (see `revocations`).
+        //
+        // A statement still waiting for the lock when the call gives up must not
+        // mint later, once the lock is free: the `ready` step reads the clock after
+        // the lock and goes on only within most of the call's remaining time, so a
+        // late statement commits nothing but its lock (`deadline`).
         let s = self.schema();
         let sql = format!(
-            "WITH key AS (UPDATE {s}.api_keys SET last_use = $5, live_tokens = live_tokens + 1 \
+            "WITH locked AS MATERIALIZED (SELECT id, live_tokens FROM {s}.api_keys \
                WHERE id = $7 AND active AND user_id = $3 \
                AND (expires IS NULL OR expires > $5) \
                AND (digest = $9 OR (retired_digest = $9 AND retired_until > $5)) \
                AND (scope IS NULL OR $4 <@ scope) \
                AND (expires IS NULL OR $6 <= expires) \
-               RETURNING id, live_tokens), \
+               FOR NO KEY UPDATE), \
+             ready AS MATERIALIZED (SELECT id, live_tokens FROM locked \
+               WHERE clock_timestamp() < statement_timestamp() + make_interval(secs => $11)), \
+             key AS (UPDATE {s}.api_keys k SET last_use = $5, live_tokens = k.live_tokens + 1 \
+               FROM ready WHERE k.id = ready.id AND ready.live_tokens < $10 RETURNING k.id), \
              minted AS (INSERT INTO {s}.tokens ({TOKEN_COLUMNS}) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key WHERE key.live_tokens <= $10 \
-               RETURNING digest) \
-             SELECT (SELECT count(*) FROM key) AS keys, (SELECT count(*) FROM minted) AS minted"
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM key RETURNING digest) \
+             SELECT (SELECT count(*) FROM locked) AS keys, (SELECT count(*) FROM ready) AS ready, \
+               (SELECT count(*) FROM minted) AS minted"
         );
         let most = i64::try_from(max_tokens).unwrap_or(i64::MAX);
+        let started = std::time::Instant::now();
         self.call(async {
             if token.user_id.is_none() {
                 return Ok(false);
             }
-            let mut tx = self.pool.begin().await.map_err(db)?;
             let row = bind_token(sqlx::query(&sql), token)
                 .bind(&key_digest.as_bytes()[..])
                 .bind(most)
-                .fetch_one(&mut *tx)
+                .bind(deadline(self.config.timeout, started).as_secs_f64())
+                .fetch_one(&self.pool)
                 .await
                 .map_err(db)?;
-            let keys: i64 = row.try_get("keys").map_err(db)?;
-            let minted: i64 = row.try_get("minted").map_err(db)?;
-            if keys == 1 && minted == 0 {
-                tx.rollback().await.map_err(db)?;
-                return Err(StoreError::from_kind(StoreErrorKind::TooManyTokens));
+            let count = |column: &str| row.try_get::<i64, _>(column).map_err(db);
+            match (count("keys")?, count("ready")?, count("minted")?) {
+                (_, _, 1) => Ok(true),
+                (0, _, _) => Ok(false),
+                (_, 0, _) => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    TimedOut(self.config.timeout),
+                )),
+                _ => Err(StoreError::from_kind(StoreErrorKind::TooManyTokens)),
             }
-            tx.commit().await.map_err(db)?;
-            Ok(minted == 1)
         })
         .await
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
-        let s = self.schema();
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t WHERE digest = $1 AND {live}",
-            live = live(s)
-        );
+        let sql = revocations::one_live_token(self.schema(), "digest");
         let query = sqlx::query(&sql).bind(&digest.as_bytes()[..]);
         self.read_one(query, rows::token).await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        let s = self.schema();
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t WHERE id = $1 AND {live}",
-            live = live(s)
-        );
+        let sql = revocations::one_live_token(self.schema(), "id");
         let query = sqlx::query(&sql).bind(id.as_str());
         self.read_one(query, rows::token).await
     }
@@ -381,8 +379,9 @@ impl TokenStore for PgStore {
     ) -> Result<Vec<Token>, StoreError> {
         let s = self.schema();
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t \
+            "SELECT {columns} FROM {s}.tokens t \
              WHERE ($1::bytea IS NULL OR digest > $1) AND {live} ORDER BY digest LIMIT $2",
+            columns = token_columns(s),
             live = live(s)
         );
         let query = sqlx::query(&sql)
@@ -394,8 +393,9 @@ impl TokenStore for PgStore {
     async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
         let s = self.schema();
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM {s}.tokens t WHERE user_id = $1 AND {live} \
+            "SELECT {columns} FROM {s}.tokens t WHERE user_id = $1 AND {live} \
              ORDER BY created, id COLLATE \"C\" LIMIT $2 OFFSET $3",
+            columns = token_columns(s),
             live = live(s)
         );
         let (limit, offset) = page_bounds(page);
@@ -414,7 +414,8 @@ impl TokenStore for PgStore {
         let s = self.schema();
         let sql = format!(
             "UPDATE {s}.tokens t SET scopes = ARRAY(SELECT DISTINCT unnest(scopes || $2::text[]) \
-             ORDER BY 1) WHERE id = $1 AND {live} RETURNING {TOKEN_COLUMNS}",
+             ORDER BY 1) WHERE id = $1 AND {live} RETURNING {columns}",
+            columns = token_columns(s),
             live = live(s)
         );
         self.call(async {
@@ -440,10 +441,11 @@ impl TokenStore for PgStore {
         let s = self.schema();
         let sql = format!(
             "WITH gone AS (DELETE FROM {s}.tokens t WHERE id = $1 AND {live} \
-               RETURNING {TOKEN_COLUMNS}), \
+               RETURNING {columns}), \
              counted AS (UPDATE {s}.api_keys k SET live_tokens = greatest(live_tokens - 1, 0) \
                FROM gone WHERE k.id = gone.api_key_id) \
              SELECT {TOKEN_COLUMNS} FROM gone",
+            columns = token_columns(s),
             live = live(s)
         );
         self.call(async {
@@ -537,7 +539,9 @@ impl TokenStore for PgStore {
                 TokenFate::Revoke => {
                     revocations::revoke_key_tokens(&mut tx, self.schema(), id.as_str()).await?
                 }
-                TokenFate::ExpireBy(at) => self.cap_tokens_of_key(&mut tx, id, at).await?,
+                TokenFate::ExpireBy(at) => {
+                    revocations::cap_key_tokens(&mut tx, self.schema(), id.as_str(), at).await?
+                }
             }
             self.update_key(&mut tx, &key).await?;
             // Other replicas' caches hold the key under its digests, and its

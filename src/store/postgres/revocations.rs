@@ -13,7 +13,15 @@
 //!
 //! The rows are purged by the sweeper's `purge_expired` ([`purge_pending`]),
 //! in chunks, each skipping rows another transaction holds.
+//!
+//! An earlier expiry of a key caps its older tokens the same way: one write
+//! sets the key's `capped_below` and `capped_at`, and every read answers a
+//! token below the mark with its expiry capped ([`token_columns`]). A key holds
+//! one cap; a second, later one merges into it at the earlier time, so a token
+//! may expire earlier than its cap, never later. Once a cap has passed, the
+//! sweeper folds it into `revoked_below` ([`fold_passed_caps`]).
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 
 use super::errors::db;
@@ -46,6 +54,87 @@ pub(super) fn live(s: &str) -> String {
     )
 }
 
+/// The columns of token row `t` as reads answer them: its expiry capped by
+/// its key's cap when the token is below it.
+pub(super) fn token_columns(s: &str) -> String {
+    format!(
+        "t.digest, t.id, t.user_id, t.scopes, t.created, \
+         LEAST(t.expires, (SELECT k.capped_at FROM {s}.api_keys k \
+           WHERE k.id = t.api_key_id AND t.sequence < k.capped_below)) AS expires, \
+         t.api_key_id, t.last_use"
+    )
+}
+
+/// A read of the one live token whose column `by` is `$1`, as [`token_columns`]
+/// answers it and [`live`] admits it, with one probe of its key's row for both.
+pub(super) fn one_live_token(s: &str, by: &str) -> String {
+    format!(
+        "SELECT t.digest, t.id, t.user_id, t.scopes, t.created, \
+           LEAST(t.expires, CASE WHEN t.sequence < k.capped_below THEN k.capped_at END) \
+             AS expires, \
+           t.api_key_id, t.last_use \
+         FROM {s}.tokens t LEFT JOIN {s}.api_keys k ON k.id = t.api_key_id \
+         WHERE t.{by} = $1 AND (t.api_key_id IS NULL OR t.sequence >= k.revoked_below) \
+         AND NOT EXISTS (SELECT 1 FROM {s}.revoked_users r \
+           WHERE r.user_id = t.user_id AND t.sequence < r.revoked_below)"
+    )
+}
+
+/// Makes every token of key `id` stored so far (its row the caller has
+/// locked) expire by `at`, in one write. Over an earlier cap still to come,
+/// the earlier time wins for both.
+pub(super) async fn cap_key_tokens(
+    conn: &mut PgConnection,
+    s: &str,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE {s}.api_keys SET capped_below = nextval('{s}.token_sequence'), \
+           capped_at = LEAST(capped_at, $2) WHERE id = $1"
+    );
+    sqlx::query(&sql)
+        .bind(id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Folds up to `limit` caps passed by `now` into their keys' revocation marks
+/// (their tokens below are expired, so revoked), recounts those keys' live
+/// tokens and schedules their purge. Returns the keys.
+pub(super) async fn fold_passed_caps(
+    conn: &mut PgConnection,
+    s: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "WITH passed AS (SELECT id FROM {s}.api_keys WHERE capped_at <= $1 \
+           ORDER BY capped_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         UPDATE {s}.api_keys k SET revoked_below = GREATEST(k.revoked_below, k.capped_below), \
+           capped_below = NULL, capped_at = NULL, \
+           live_tokens = (SELECT count(*) FROM {s}.tokens t WHERE t.api_key_id = k.id \
+             AND t.sequence >= GREATEST(k.revoked_below, k.capped_below)) \
+         FROM passed WHERE k.id = passed.id RETURNING k.id"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("id").map_err(db)?;
+        schedule_purge(conn, s, Owner::Key, &id).await?;
+        keys.push(id);
+    }
+    Ok(keys)
+}
+
 /// Revokes every token of key `id` (whose row the caller has locked).
 pub(super) async fn revoke_key_tokens(
     conn: &mut PgConnection,
@@ -53,8 +142,8 @@ pub(super) async fn revoke_key_tokens(
     id: &str,
 ) -> Result<(), StoreError> {
     let sql = format!(
-        "UPDATE {s}.api_keys SET revoked_below = nextval('{s}.token_sequence'), live_tokens = 0 \
-         WHERE id = $1"
+        "UPDATE {s}.api_keys SET revoked_below = nextval('{s}.token_sequence'), live_tokens = 0, \
+         capped_below = NULL, capped_at = NULL WHERE id = $1"
     );
     sqlx::query(&sql)
         .bind(id)

@@ -84,6 +84,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX api_keys_in_byte_order ON {s}.api_keys (id COLLATE "C");
     "#,
+    // 5: an earlier key expiry caps the key's older tokens in one small write
+    // (`revocations.rs`): tokens below `capped_below` expire by `capped_at`.
+    r#"
+    ALTER TABLE {s}.api_keys ADD COLUMN capped_below bigint;
+    ALTER TABLE {s}.api_keys ADD COLUMN capped_at timestamptz;
+    ALTER TABLE {s}.api_keys ADD CHECK ((capped_below IS NULL) = (capped_at IS NULL));
+    CREATE INDEX api_keys_by_cap ON {s}.api_keys (capped_at) WHERE capped_at IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.
