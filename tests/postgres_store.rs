@@ -368,7 +368,9 @@ mod sweepers {
     /// sweeper counts them gone from the key's token limit and purges them.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_passed_expiry_cap_frees_its_keys_token_limit_and_its_tokens_are_purged() {
-        use scopegate::{ApiKeyUpdate, Error};
+        use scopegate::Error;
+
+        use crate::common::expires_in_days;
 
         let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
         let store = pg::open(&schema).await;
@@ -394,10 +396,6 @@ mod sweepers {
                     .unwrap(),
             );
         }
-        let expires_in_days = |days: Option<f64>| ApiKeyUpdate {
-            expires_in_days: Some(days),
-            ..ApiKeyUpdate::default()
-        };
         gate.update_api_key(&key.key.id, expires_in_days(Some(0.25)))
             .await
             .unwrap();

@@ -223,6 +223,14 @@ impl Backend for CachedSledBackend {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// A key update that only moves the key's expiry: `days` from now, or never.
+pub fn expires_in_days(days: Option<f64>) -> scopegate::ApiKeyUpdate {
+    scopegate::ApiKeyUpdate {
+        expires_in_days: Some(days),
+        ..scopegate::ApiKeyUpdate::default()
+    }
+}
+
 /// A gate over a real store in a temporary place, with a manual clock and a count
 /// of the digest lookups that reach the store. The conformance fixture
 /// ([`Fixture::of`]) lets API keys authenticate directly; [`Fixture::new`]'s

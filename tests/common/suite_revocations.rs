@@ -13,7 +13,7 @@ macro_rules! revocation_conformance_tests {
                 TokenRequest,
             };
 
-            use $crate::common::Fixture;
+            use $crate::common::{expires_in_days, Fixture};
 
             type Store = <$backend as $crate::common::Backend>::Store;
 
@@ -157,10 +157,6 @@ macro_rules! revocation_conformance_tests {
                 let f = Fixture::of::<$backend>().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
-                let expires_in_days = |days: Option<f64>| ApiKeyUpdate {
-                    expires_in_days: Some(days),
-                    ..ApiKeyUpdate::default()
-                };
                 let capped = exchange(&f.gate, key.secret.expose()).await.unwrap();
                 f.gate
                     .update_api_key(&key.key.id, expires_in_days(Some(0.25)))
@@ -183,10 +179,6 @@ macro_rules! revocation_conformance_tests {
                 let f = Fixture::of::<$backend>().await;
                 let bob = f.user("bob");
                 let key = f.key(&bob, NewApiKey::new("k")).await;
-                let expires_in_days = |days: Option<f64>| ApiKeyUpdate {
-                    expires_in_days: Some(days),
-                    ..ApiKeyUpdate::default()
-                };
                 let first = exchange(&f.gate, key.secret.expose()).await.unwrap();
                 f.gate
                     .update_api_key(&key.key.id, expires_in_days(Some(0.25)))

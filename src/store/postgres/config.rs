@@ -42,12 +42,7 @@ impl PgConfig {
     /// (`user`, `order`, …), which would pass here and fail at start.
     pub fn with_schema(mut self, schema: impl Into<String>) -> Result<Self, StoreError> {
         let schema = schema.into();
-        let valid = (1..=40).contains(&schema.len())
-            && schema
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !schema.as_bytes()[0].is_ascii_digit()
-            && !RESERVED.contains(&schema.as_str());
+        let valid = is_plain_name(&schema, 40) && !RESERVED.contains(&schema.as_str());
         if !valid {
             return Err(StoreError::new(
                 StoreErrorKind::Backend,
@@ -107,12 +102,7 @@ impl PgConfig {
     /// digit.
     pub fn with_channel(mut self, channel: impl Into<String>) -> Result<Self, StoreError> {
         let channel = channel.into();
-        let valid = (1..=63).contains(&channel.len())
-            && channel
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && !channel.as_bytes()[0].is_ascii_digit();
-        if !valid {
+        if !is_plain_name(&channel, 63) {
             return Err(StoreError::new(
                 StoreErrorKind::Backend,
                 InvalidChannel(channel),
@@ -133,6 +123,16 @@ impl PgConfig {
             .clone()
             .unwrap_or_else(|| format!("{}_revoked", self.schema))
     }
+}
+
+/// Whether `name` is 1 to `longest` characters of `a-z`, `0-9` and `_`, not
+/// starting with a digit: an identifier PostgreSQL takes as written, unquoted.
+fn is_plain_name(name: &str, longest: usize) -> bool {
+    (1..=longest).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
 }
 
 /// PostgreSQL's reserved key words, those that cannot name a schema unquoted

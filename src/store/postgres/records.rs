@@ -345,13 +345,23 @@ impl TokenStore for PgStore {
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
-        let sql = revocations::one_live_token(self.schema(), "digest");
+        let s = self.schema();
+        let sql = format!(
+            "SELECT {columns} FROM {s}.tokens t WHERE digest = $1 AND {live}",
+            columns = token_columns(s),
+            live = live(s)
+        );
         let query = sqlx::query(&sql).bind(&digest.as_bytes()[..]);
         self.read_one(query, rows::token).await
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        let sql = revocations::one_live_token(self.schema(), "id");
+        let s = self.schema();
+        let sql = format!(
+            "SELECT {columns} FROM {s}.tokens t WHERE id = $1 AND {live}",
+            columns = token_columns(s),
+            live = live(s)
+        );
         let query = sqlx::query(&sql).bind(id.as_str());
         self.read_one(query, rows::token).await
     }

@@ -65,21 +65,6 @@ pub(super) fn token_columns(s: &str) -> String {
     )
 }
 
-/// A read of the one live token whose column `by` is `$1`, as [`token_columns`]
-/// answers it and [`live`] admits it, with one probe of its key's row for both.
-pub(super) fn one_live_token(s: &str, by: &str) -> String {
-    format!(
-        "SELECT t.digest, t.id, t.user_id, t.scopes, t.created, \
-           LEAST(t.expires, CASE WHEN t.sequence < k.capped_below THEN k.capped_at END) \
-             AS expires, \
-           t.api_key_id, t.last_use \
-         FROM {s}.tokens t LEFT JOIN {s}.api_keys k ON k.id = t.api_key_id \
-         WHERE t.{by} = $1 AND (t.api_key_id IS NULL OR t.sequence >= k.revoked_below) \
-         AND NOT EXISTS (SELECT 1 FROM {s}.revoked_users r \
-           WHERE r.user_id = t.user_id AND t.sequence < r.revoked_below)"
-    )
-}
-
 /// Makes every token of key `id` stored so far (its row the caller has
 /// locked) expire by `at`, in one write. Over an earlier cap still to come,
 /// the earlier time wins for both.
