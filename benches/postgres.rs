@@ -5,7 +5,10 @@
 //!   durable exchange (through the cache, and on `PgStore` alone) vs a raw
 //!   `INSERT` + `COMMIT`, each with 1 and 32 clients;
 //! - how long a revocation on one replica takes to be refused on another, with
-//!   the feed connected and with its connection killed.
+//!   the feed connected and with its connection killed;
+//! - what the feeds' liveness round trips (one `SELECT 1` per replica per 50 ms)
+//!   cost the database, with 2 and 20 replicas idle: transaction ids and WAL
+//!   per second.
 //!
 //! ```text
 //! eval "$(.ci/postgres start)"
@@ -14,7 +17,7 @@
 //! ```
 //!
 //! `PG_BENCH=exchange` (parts: `cached`, `uncached`, `exchange`,
-//! `propagation`, comma-separated) runs only those.
+//! `propagation`, `liveness`, comma-separated) runs only those.
 
 mod common;
 
@@ -98,6 +101,9 @@ async fn run(url: &str) {
     }
     if wanted("propagation") {
         propagation(url, &config).await;
+    }
+    if wanted("liveness") {
+        liveness(url, &config).await;
     }
 }
 
@@ -468,9 +474,9 @@ async fn propagation(url: &str, config: &PgConfig) {
         b.authenticate(issued.secret.expose()).await.unwrap();
         sqlx::query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE query = $1 AND pid <> pg_backend_pid()",
+             WHERE application_name = $1",
         )
-        .bind(format!("LISTEN \"{}_revoked\"", config.schema()))
+        .bind(format!("scopegate feed {}", config.channel()))
         .execute(&killer)
         .await
         .unwrap();
@@ -486,4 +492,46 @@ async fn propagation(url: &str, config: &PgConfig) {
     println!("|---|---|---|---|---|");
     summary("connected", connected);
     summary("listener killed just before", killed);
+}
+
+/// The database's counters: the next transaction id, WAL written.
+async fn counters(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, \
+                pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+async fn liveness(url: &str, config: &PgConfig) {
+    println!();
+    println!("## the feeds' liveness, replicas idle: what the database spends per second");
+    println!("| replicas | transaction ids/s | WAL bytes/s |");
+    println!("|---|---|---|");
+    let stats = PgPool::connect(url).await.unwrap();
+    const SECONDS: u64 = 10;
+    for replicas in [2usize, 20] {
+        let mut caches = Vec::new();
+        for _ in 0..replicas {
+            let store = PgStore::connect_with(url, config.clone()).await.unwrap();
+            caches.push(CachingStore::new(store));
+        }
+        while !caches.iter().all(CachingStore::is_serving_from_cache) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = counters(&stats).await;
+        tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+        let after = counters(&stats).await;
+        let per_second = |a: i64, b: i64| (b - a) as f64 / SECONDS as f64;
+        println!(
+            "| {replicas} | {:.1} | {:.0} |",
+            per_second(before.0, after.0),
+            per_second(before.1, after.1)
+        );
+        drop(caches);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -41,7 +41,7 @@ mod schema {
             .await
             .unwrap();
         assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].get::<i32, _>(0), 5, "every migration applied");
+        assert_eq!(versions[0].get::<i32, _>(0), 6, "every migration applied");
     }
 
     /// Another replica's migration holds the lock for longer than one request may
@@ -89,12 +89,12 @@ mod schema {
         assert!(store.health().await.is_healthy());
     }
 
-    /// SQL that takes `schema` from version 4 back to what version 3 wrote.
-    /// SQL that takes `schema` back to what version 3 wrote (migrations 5 and 4
-    /// undone).
+    /// SQL that takes `schema` back to what version 3 wrote (migrations 6, 5 and
+    /// 4 undone).
     fn undo_migrations_from_4(schema: &str) -> String {
         format!(
-            "DROP INDEX {schema}.api_keys_by_cap; \
+            "DROP TABLE {schema}.feed_key; \
+             DROP INDEX {schema}.api_keys_by_cap; \
              ALTER TABLE {schema}.api_keys DROP COLUMN capped_below, DROP COLUMN capped_at; \
              ALTER TABLE {schema}.tokens DROP COLUMN sequence; \
              DROP SEQUENCE {schema}.token_sequence; \
@@ -245,7 +245,7 @@ mod schema {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(version, 5);
+        assert_eq!(version, 6);
     }
 
     #[tokio::test]

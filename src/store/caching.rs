@@ -303,7 +303,7 @@ impl Shared {
     /// The token in the hot table, when the cache may serve from memory.
     fn hot_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
         // Asked before the epoch (in `get`): see `serving` for why the order matters.
-        match self.serving.serves_memory() {
+        match self.serving.serves_memory_at(now) {
             true => self.hot.get(digest, &self.epochs, now),
             false => None,
         }
@@ -404,9 +404,9 @@ impl<S: TokenStore> CachingStore<S> {
     }
 
     /// Whether lookups are served from memory: `false` while an invalidation feed
-    /// is disconnected.
+    /// is disconnected, or behind by more than it vouches for.
     pub fn is_serving_from_cache(&self) -> bool {
-        self.shared.serving.feed_connected()
+        self.shared.serving.feed_vouches_at(Instant::now())
     }
 
     /// The wrapped store.

@@ -5,6 +5,7 @@ pub mod app;
 pub mod cancellation;
 pub mod captured;
 pub mod instrumented;
+pub mod link;
 pub mod parking;
 #[cfg(feature = "postgres")]
 pub mod pg;

@@ -81,6 +81,20 @@ impl InvalidationSink {
         }
     }
 
+    /// The feed has delivered every revocation committed before some moment, and
+    /// vouches for the cache until `until`: past it, lookups go to the store
+    /// until the feed vouches again (nothing is emptied, since nothing was
+    /// missed, only late). A feed that measures how far behind it may be (the
+    /// PostgreSQL feed, by a round trip on its own connection) calls this after
+    /// each measurement, so its lag bounds how long a revocation made elsewhere
+    /// can be served from memory, even when its own timers run late. A feed that
+    /// never calls it is trusted for as long as it is [connected](Self::connected).
+    pub fn vouch_until(&self, until: std::time::Instant) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.serving.vouch_until(until);
+        }
+    }
+
     /// A revoking write of this process is about to reach the shared store: the
     /// cache asks the store until [`end_write`](Self::end_write).
     #[cfg_attr(not(feature = "sled"), allow(dead_code))] // sled's in-process feed

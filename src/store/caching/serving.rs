@@ -8,7 +8,10 @@
 //!   flight, lookups ask the store instead.
 //!
 //! Both live in one word (bit 0: feed down; the rest: writes in flight), so the
-//! hot path's question costs one load. A lookup asks it *before* checking an
+//! hot path's question costs one load. A feed that measures its own lag (the
+//! PostgreSQL feed's round trips) also vouches for memory only until a deadline:
+//! past it, lookups ask the store until the feed vouches again, whether or not its
+//! timer noticed. Feeds that never set one leave it at "forever". A lookup asks it *before* checking an
 //! entry's epoch. A revocation announces itself here before its store write,
 //! bumps the epoch after its commit, and only then clears its mark. So if the
 //! word reads clear, any revocation either began later (its commit comes after
@@ -17,47 +20,108 @@
 //! between its two reads could see the old epoch, then the word already clear
 //! again, and serve a credential whose revocation was acknowledged meanwhile.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::{
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
+    time::Instant,
+};
 
 /// Bit 0 set: the feed is down.
 const FEED_DOWN: usize = 1;
 /// One revoking write in flight.
 const IN_FLIGHT: usize = 2;
 
+/// No deadline: the feed vouches for memory for as long as it is connected.
+const FOREVER: u64 = u64::MAX;
+
 #[derive(Debug)]
-pub(super) struct Serving(AtomicUsize);
+pub(super) struct Serving {
+    word: AtomicUsize,
+    /// Microseconds after `origin` until which the feed vouches for memory.
+    vouched_until: AtomicU64,
+    origin: Instant,
+}
 
 impl Serving {
     /// Serving: a cache without a feed.
     pub(super) fn without_feed() -> Self {
-        Self(AtomicUsize::new(0))
+        Self {
+            word: AtomicUsize::new(0),
+            vouched_until: AtomicU64::new(FOREVER),
+            origin: Instant::now(),
+        }
     }
 
-    /// Whether the cache may answer from memory now.
+    /// Whether the cache may answer from memory at `now` (the monotonic time,
+    /// read by the caller).
+    pub(super) fn serves_memory_at(&self, now: Instant) -> bool {
+        self.serves_memory_by(|| now)
+    }
+
+    /// Whether the cache may answer from memory now; reads the clock only when
+    /// the feed set a deadline.
     pub(super) fn serves_memory(&self) -> bool {
-        self.0.load(Ordering::SeqCst) == 0
+        self.serves_memory_by(Instant::now)
+    }
+
+    fn serves_memory_by(&self, now: impl FnOnce() -> Instant) -> bool {
+        // The word first, then the deadline, then (in the caller) the epochs: a
+        // feed moves its deadline only after delivering what it vouches for.
+        self.word.load(Ordering::SeqCst) == 0
+            && match self.vouched_until() {
+                FOREVER => true,
+                until => self.micros(now()) < until,
+            }
+    }
+
+    fn vouched_until(&self) -> u64 {
+        self.vouched_until.load(Ordering::SeqCst)
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.origin);
+        since.as_secs() * 1_000_000 + u64::from(since.subsec_micros())
     }
 
     /// Whether the invalidation feed (if any) is connected.
     pub(super) fn feed_connected(&self) -> bool {
-        self.0.load(Ordering::SeqCst) & FEED_DOWN == 0
+        self.word.load(Ordering::SeqCst) & FEED_DOWN == 0
+    }
+
+    /// Whether the invalidation feed (if any) is connected and within its deadline.
+    pub(super) fn feed_vouches_at(&self, now: Instant) -> bool {
+        self.feed_connected()
+            && match self.vouched_until() {
+                FOREVER => true,
+                until => self.micros(now) < until,
+            }
     }
 
     pub(super) fn set_feed_connected(&self, connected: bool) {
         match connected {
-            true => self.0.fetch_and(!FEED_DOWN, Ordering::SeqCst),
-            false => self.0.fetch_or(FEED_DOWN, Ordering::SeqCst),
+            true => self.word.fetch_and(!FEED_DOWN, Ordering::SeqCst),
+            false => self.word.fetch_or(FEED_DOWN, Ordering::SeqCst),
         };
+    }
+
+    /// The feed vouches for memory until `until` (never past `FOREVER`). Only
+    /// ever moves forward: a late call for an older round trip changes nothing.
+    pub(super) fn vouch_until(&self, until: Instant) {
+        let until = self.micros(until).min(FOREVER - 1);
+        self.vouched_until.fetch_max(until, Ordering::SeqCst);
+        // A deadline once set replaces "forever": `fetch_max` cannot lower it.
+        let _ =
+            self.vouched_until
+                .compare_exchange(FOREVER, until, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// A revoking write is about to reach the store.
     pub(super) fn begin_write(&self) {
-        self.0.fetch_add(IN_FLIGHT, Ordering::SeqCst);
+        self.word.fetch_add(IN_FLIGHT, Ordering::SeqCst);
     }
 
     /// A revoking write has been settled: its epochs are bumped.
     pub(super) fn end_write(&self) {
-        self.0.fetch_sub(IN_FLIGHT, Ordering::SeqCst);
+        self.word.fetch_sub(IN_FLIGHT, Ordering::SeqCst);
     }
 }
 
@@ -81,5 +145,31 @@ mod tests {
         assert!(!serving.feed_connected());
         serving.set_feed_connected(true);
         assert!(serving.serves_memory());
+    }
+
+    #[test]
+    fn memory_serves_only_until_the_feeds_latest_deadline() {
+        let serving = Serving::without_feed();
+        let now = Instant::now();
+        let later = now + std::time::Duration::from_millis(200);
+        assert!(
+            serving.serves_memory_at(later),
+            "no deadline without a feed"
+        );
+        serving.vouch_until(now + std::time::Duration::from_millis(100));
+        assert!(serving.serves_memory_at(now));
+        assert!(!serving.serves_memory_at(later), "past the deadline");
+        serving.vouch_until(now + std::time::Duration::from_millis(50));
+        assert!(
+            serving.serves_memory_at(now + std::time::Duration::from_millis(99)),
+            "an older round trip does not pull the deadline back"
+        );
+        serving.vouch_until(later + std::time::Duration::from_millis(1));
+        assert!(serving.serves_memory_at(later));
+        serving.begin_write();
+        assert!(
+            !serving.serves_memory_at(now),
+            "a write in flight still counts"
+        );
     }
 }

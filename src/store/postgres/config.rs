@@ -12,24 +12,25 @@ pub struct PgConfig {
     pub(super) timeout: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) max_connections: u32,
-    pub(super) heartbeat: Duration,
-    pub(super) silence_limit: Duration,
+    pub(super) probe_every: Duration,
+    pub(super) lag_limit: Duration,
     pub(super) channel: Option<String>,
 }
 
 impl Default for PgConfig {
     /// Schema `scopegate`; 2 s per call; 30 s to connect and migrate at start;
-    /// 10 pooled connections (for pools the store opens itself); a heartbeat
-    /// every 200 ms, and the invalidation feed declared lost after 600 ms without
-    /// one; revocations published on the channel `{schema}_revoked`.
+    /// 10 pooled connections (for pools the store opens itself); the invalidation
+    /// feed makes a round trip every 50 ms and the cache serves from memory at most
+    /// 200 ms past the last one answered; revocations published on the channel
+    /// `{schema}_revoked`.
     fn default() -> Self {
         Self {
             schema: "scopegate".into(),
             timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(30),
             max_connections: 10,
-            heartbeat: Duration::from_millis(200),
-            silence_limit: Duration::from_millis(600),
+            probe_every: Duration::from_millis(50),
+            lag_limit: Duration::from_millis(200),
             channel: None,
         }
     }
@@ -82,14 +83,20 @@ impl PgConfig {
         self
     }
 
-    /// How often each instance sends a heartbeat on the invalidation channel, and
-    /// how long its feed may hear nothing before it declares itself lost and its
-    /// cache stops serving from memory. The limit bounds how long a silently
-    /// broken connection (no error, no data) can hide a revocation.
+    /// How often the invalidation feed makes a round trip (`SELECT 1`) on its own
+    /// connection, and the lag limit: the longest a revocation made on another
+    /// replica can go unseen here. An answered round trip proves every revocation
+    /// committed before it was delivered, so the cache serves from memory only
+    /// until `lag_limit` after the latest one was sent, then asks the database
+    /// until the next answer, however the feed fell behind (a cut network, a
+    /// frozen server, a backlog on the channel). A round trip unanswered for
+    /// `lag_limit` also declares the database unreachable: calls are refused at
+    /// once (503) until it answers again, unless other calls got answers
+    /// meanwhile. The limit is at least twice `every`.
     #[must_use]
-    pub fn with_heartbeat(mut self, every: Duration, silence_limit: Duration) -> Self {
-        self.heartbeat = every;
-        self.silence_limit = silence_limit.max(every);
+    pub fn with_feed_probe(mut self, every: Duration, lag_limit: Duration) -> Self {
+        self.probe_every = every;
+        self.lag_limit = lag_limit.max(every * 2);
         self
     }
 

@@ -1,36 +1,117 @@
 //! Cross-instance invalidation over `LISTEN/NOTIFY`.
 //!
-//! Every revoking write publishes the digests it removed with `pg_notify` inside
-//! its own transaction, so the notification goes out exactly when the write
-//! commits. Each instance's [`PgInvalidationFeed`] listens on a dedicated
-//! connection and drops those digests from its cache. A heartbeat notification,
-//! sent by every feed, proves the connection alive: after `silence_limit` without
-//! any notification (or at once, if the connection drops) the feed declares itself
-//! disconnected, and the cache answers from the database until it is back.
+//! Every revoking write publishes what it revoked (tokens' digests, keys' and
+//! users' tags) with `pg_notify` inside its own transaction, so the notification
+//! goes out exactly when the write commits. Each instance's [`PgInvalidationFeed`]
+//! listens on a connection of its own, outside the request pool, and drops those
+//! digests from its cache.
+//!
+//! **Lag, not silence.** Every `probe_every` the feed makes a round trip
+//! (`SELECT 1`) on the listening connection. PostgreSQL sends a session the
+//! notifications committed before a statement ahead of that statement's answer, so
+//! an answer proves that everything committed before the round trip began has
+//! been delivered, however busy the channel. The cache serves from memory only
+//! until `lag_limit` after the start of the latest answered round trip; past it,
+//! lookups ask the database, whether or not a timer noticed. A round trip
+//! unanswered for `lag_limit` while notifications still arrive is a backlog: the
+//! cache waits, bypassed but not emptied, for the feed to catch up. One
+//! unanswered in silence declares the database unreachable (the
+//! [breaker](super::breaker) opens, unless something else got an answer since)
+//! and the connection lost. The round trips take no transaction id and write
+//! nothing: liveness costs the database one trivial statement per replica per
+//! `probe_every`, however many replicas there are.
+//!
+//! **Sealed payloads.** Any role that can connect can `NOTIFY` any channel. Each
+//! payload carries an HMAC under a key kept in the schema (`feed_key`, readable
+//! only by roles granted the schema's tables); payloads without a valid one are
+//! ignored, so a flood of garbage neither empties the fleet's caches nor sends
+//! them to the database. The payloads are not encrypted: a role that can `LISTEN`
+//! sees when revocations happen and the digests and tags revoked (a tag is a hash
+//! of a key or user id, so a guessed id can be confirmed).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::{postgres::PgListener, PgConnection, PgPool};
-
-use super::errors::db;
-use crate::{
-    secret::SecretDigest,
-    store::{InvalidationFeed, InvalidationSink, StoreError},
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::{
+    postgres::{PgConnectOptions, PgListener, PgNotification, PgPoolOptions},
+    PgConnection,
 };
 
-/// Digests per notification: 100 × 65 bytes stays under PostgreSQL's 8000-byte payload.
+use super::{breaker::Breaker, errors::db};
+use crate::{
+    secret::SecretDigest,
+    store::{InvalidationFeed, InvalidationSink, StoreError, StoreErrorKind},
+};
+
+/// Digests per notification: 100 × 65 bytes and the seal stay under PostgreSQL's
+/// 8000-byte payload.
 const PER_NOTIFICATION: usize = 100;
-/// Payload prefix of a revocation; the rest is comma-separated hex digests.
+/// Body prefix of a revocation; the rest is comma-separated hex digests.
 const REVOKED: &str = "r:";
-/// Payload of a heartbeat.
-const HEARTBEAT: &str = "ping";
+/// Bytes of the HMAC a payload carries (hex-encoded, then `:`).
+const SEAL_BYTES: usize = 16;
 /// Wait between attempts to (re)connect the listener.
 const RECONNECT_EVERY: Duration = Duration::from_millis(100);
+/// The least time between two warnings about ignored payloads.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// The key that seals the channel's payloads, shared by every replica through
+/// the schema.
+#[derive(Clone)]
+pub(super) struct FeedKey([u8; 32]);
+
+impl std::fmt::Debug for FeedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedKey(..)")
+    }
+}
+
+impl FeedKey {
+    pub(super) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    fn mac(&self, channel: &str, body: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(channel.as_bytes());
+        mac.update(b"\n");
+        mac.update(body.as_bytes());
+        mac
+    }
+
+    /// `body` with its seal in front: `hex(hmac[..16]):body`.
+    fn seal(&self, channel: &str, body: &str) -> String {
+        let tag = self.mac(channel, body).finalize().into_bytes();
+        let hex: String = tag[..SEAL_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{hex}:{body}")
+    }
+
+    /// The body of `payload` if its seal is this key's (compared in constant time).
+    fn open<'a>(&self, channel: &str, payload: &'a str) -> Option<&'a str> {
+        let (hex, body) = payload.split_once(':')?;
+        if hex.len() != SEAL_BYTES * 2 {
+            return None;
+        }
+        let mut tag = [0u8; SEAL_BYTES];
+        for (byte, pair) in tag.iter_mut().zip(hex.as_bytes().chunks(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+        }
+        self.mac(channel, body)
+            .verify_truncated_left(&tag)
+            .ok()
+            .map(|()| body)
+    }
+}
 
 /// Publishes `digests` on `channel`, delivered when the surrounding transaction commits.
 pub(super) async fn publish(
     conn: &mut PgConnection,
     channel: &str,
+    key: &FeedKey,
     digests: &[SecretDigest],
 ) -> Result<(), StoreError> {
     if digests.is_empty() {
@@ -40,7 +121,7 @@ pub(super) async fn publish(
         .chunks(PER_NOTIFICATION)
         .map(|chunk| {
             let hex: Vec<String> = chunk.iter().map(SecretDigest::to_hex).collect();
-            format!("{REVOKED}{}", hex.join(","))
+            key.seal(channel, &format!("{REVOKED}{}", hex.join(",")))
         })
         .collect();
     sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
@@ -52,20 +133,17 @@ pub(super) async fn publish(
     Ok(())
 }
 
-/// What a notification says.
+/// What a sealed body says.
 #[derive(Debug, PartialEq)]
 enum Message {
-    Heartbeat,
     Revoked(Vec<SecretDigest>),
-    /// Not ours to read (a newer format?): treat as "anything may be revoked".
+    /// Sealed by a replica but not ours to read (a newer format?): treat as
+    /// "anything may be revoked".
     Unreadable,
 }
 
-fn parse(payload: &str) -> Message {
-    if payload == HEARTBEAT {
-        return Message::Heartbeat;
-    }
-    let Some(list) = payload.strip_prefix(REVOKED) else {
+fn parse(body: &str) -> Message {
+    let Some(list) = body.strip_prefix(REVOKED) else {
         return Message::Unreadable;
     };
     list.split(',')
@@ -75,107 +153,221 @@ fn parse(payload: &str) -> Message {
 }
 
 /// The [`InvalidationFeed`] of a [`PgStore`](super::PgStore): listens for the
-/// revocations every instance publishes. Made by
+/// revocations every instance publishes, on a connection of its own. Made by
 /// [`PgStore::notifications`](super::PgStore::notifications).
-#[derive(Debug, Clone)]
 pub struct PgInvalidationFeed {
-    pub(super) pool: PgPool,
+    pub(super) options: PgConnectOptions,
     pub(super) channel: String,
-    pub(super) heartbeat: Duration,
-    pub(super) silence_limit: Duration,
+    pub(super) key: FeedKey,
+    pub(super) probe_every: Duration,
+    pub(super) lag_limit: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) breaker: std::sync::Arc<Breaker>,
+}
+
+impl std::fmt::Debug for PgInvalidationFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the connect options: they hold the password.
+        f.debug_struct("PgInvalidationFeed")
+            .field("channel", &self.channel)
+            .field("probe_every", &self.probe_every)
+            .field("lag_limit", &self.lag_limit)
+            .finish_non_exhaustive()
+    }
 }
 
 impl InvalidationFeed for PgInvalidationFeed {
     fn start(self: Box<Self>, sink: InvalidationSink) {
-        tokio::spawn(self.clone().heartbeats(sink.clone()));
         tokio::spawn(self.listen(sink));
     }
 }
 
+/// Payloads ignored since the last warning about them.
+#[derive(Default)]
+struct Ignored {
+    count: u64,
+    warned_at: Option<Instant>,
+}
+
 impl PgInvalidationFeed {
-    /// Sends a heartbeat every `heartbeat` while the cache lives.
-    async fn heartbeats(self: Box<Self>, sink: InvalidationSink) {
-        let mut every = tokio::time::interval(self.heartbeat);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while !sink.is_closed() {
-            every.tick().await;
-            let ping = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(HEARTBEAT)
-                .execute(&self.pool);
-            // A failed ping shows as silence on the listener: nothing to do here.
-            let _ = tokio::time::timeout(self.heartbeat, ping).await;
-        }
-    }
-
-    /// A connection that is listening on the channel.
-    async fn subscribe(&self) -> Result<PgListener, sqlx::Error> {
-        let connect = async {
-            let mut listener = PgListener::connect_with(&self.pool).await?;
-            listener.listen(&self.channel).await?;
-            Ok(listener)
-        };
-        tokio::time::timeout(self.silence_limit, connect)
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
-    }
-
     /// Listens until the cache is dropped, reconnecting whenever the connection
     /// is lost; the cache is bypassed while it is.
     async fn listen(self: Box<Self>, sink: InvalidationSink) {
-        let mut down: Option<(std::time::Instant, String)> = None;
+        let mut down: Option<Instant> = None;
+        let mut ignored = Ignored::default();
         while !sink.is_closed() {
-            let mut listener = match self.subscribe().await {
-                Ok(listener) => listener,
-                Err(err) => {
-                    if down.is_none() {
-                        tracing::warn!(error = %err, "token cache invalidation feed cannot connect: the cache is bypassed");
-                        down = Some((std::time::Instant::now(), err.to_string()));
+            let why = match self.subscribe(&sink, &mut ignored).await {
+                Ok(mut listener) => {
+                    sink.connected();
+                    match down.take() {
+                        Some(since) => tracing::info!(
+                            after = ?since.elapsed(),
+                            "token cache invalidation feed connected: the cache serves again"
+                        ),
+                        None => tracing::debug!("token cache invalidation feed connected"),
                     }
-                    tokio::time::sleep(RECONNECT_EVERY).await;
-                    continue;
+                    let why = self.relay(&mut listener, &sink, &mut ignored).await;
+                    sink.disconnected();
+                    why
                 }
+                Err(why) => why,
             };
-            sink.connected();
-            match down.take() {
-                Some((since, _)) => tracing::info!(
-                    after = ?since.elapsed(),
-                    "token cache invalidation feed connected: the cache serves again"
-                ),
-                None => tracing::debug!("token cache invalidation feed connected"),
+            if sink.is_closed() {
+                return;
             }
-            let why = self.relay(&mut listener, &sink).await;
-            sink.disconnected();
-            if !sink.is_closed() {
+            if down.is_none() {
                 tracing::warn!(reason = %why, "token cache invalidation feed lost: the cache is bypassed until it reconnects");
-                down = Some((std::time::Instant::now(), why));
+                down = Some(Instant::now());
             }
+            tokio::time::sleep(RECONNECT_EVERY).await;
         }
     }
 
-    /// Passes revocations to the sink until the connection fails or falls silent;
-    /// returns why it stopped.
-    async fn relay(&self, listener: &mut PgListener, sink: &InvalidationSink) -> String {
+    /// A connection of the feed's own (a pool of one, apart from the request
+    /// pool) listening on the channel, its first round trip answered.
+    async fn subscribe(
+        &self,
+        sink: &InvalidationSink,
+        ignored: &mut Ignored,
+    ) -> Result<PgListener, String> {
+        let started = Instant::now();
+        let name = format!("scopegate feed {}", self.channel);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.connect_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(self.options.clone().application_name(&name));
+        let connect = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            // A lost connection ends the subscription here; a new one starts
+            // with an emptied cache.
+            listener.eager_reconnect(false);
+            listener.ignore_pool_close_event(true);
+            listener.listen(&self.channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = match tokio::time::timeout(self.connect_timeout, connect).await {
+            Ok(Ok(listener)) => listener,
+            Ok(Err(err)) => {
+                let why = format!("cannot connect: {err}");
+                // Refused or cut off, not turned away (a wrong password answers).
+                if db(err).kind() == StoreErrorKind::Unavailable {
+                    self.breaker.unanswered(started);
+                }
+                return Err(why);
+            }
+            Err(_) => {
+                self.breaker.unanswered(started);
+                return Err(format!("cannot connect within {:?}", self.connect_timeout));
+            }
+        };
+        self.round_trip(&mut listener, sink, ignored).await?;
+        Ok(listener)
+    }
+
+    /// Passes revocations to the sink and makes a round trip every
+    /// `probe_every`, until the connection fails or a round trip goes
+    /// unanswered; returns why it stopped.
+    async fn relay(
+        &self,
+        listener: &mut PgListener,
+        sink: &InvalidationSink,
+        ignored: &mut Ignored,
+    ) -> String {
+        let mut next_probe = Instant::now() + self.probe_every;
         loop {
             if sink.is_closed() {
                 return "the cache was dropped".into();
             }
-            let notification =
-                match tokio::time::timeout(self.silence_limit, listener.try_recv()).await {
-                    Ok(Ok(Some(notification))) => notification,
-                    Ok(Ok(None)) => return "the connection was closed".into(),
-                    Ok(Err(err)) => return err.to_string(),
-                    Err(_) => {
-                        return format!("no heartbeat for {:?}", self.silence_limit);
+            // `try_recv` is cancel-safe: a message half read stays buffered.
+            match tokio::time::timeout_at(next_probe.into(), listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => self.deliver(&notification, sink, ignored),
+                Ok(Ok(None)) => return "the connection was closed".into(),
+                Ok(Err(err)) => return err.to_string(),
+                Err(_) => {
+                    next_probe = Instant::now() + self.probe_every;
+                    if let Err(why) = self.round_trip(listener, sink, ignored).await {
+                        return why;
                     }
-                };
-            match parse(notification.payload()) {
-                Message::Heartbeat => {}
-                Message::Revoked(digests) => sink.revoked(&digests),
-                Message::Unreadable => {
-                    sink.disconnected();
-                    sink.connected();
                 }
+            }
+        }
+    }
+
+    /// One `SELECT 1` on the listening connection: once answered, every
+    /// notification committed before it was sent has been delivered, so the
+    /// cache may serve until `lag_limit` after it was sent.
+    async fn round_trip(
+        &self,
+        listener: &mut PgListener,
+        sink: &InvalidationSink,
+        ignored: &mut Ignored,
+    ) -> Result<(), String> {
+        let sent = Instant::now();
+        let answer = sqlx::query("SELECT 1").execute(&mut *listener);
+        match tokio::time::timeout(self.lag_limit, answer).await {
+            Ok(Ok(_)) => {
+                // Notifications that came in ahead of the answer wait in the
+                // listener's buffer: they are older than the answer.
+                while let Some(notification) = listener.next_buffered() {
+                    self.deliver(&notification, sink, ignored);
+                }
+                self.breaker.answered(sent);
+                sink.vouch_until(sent + self.lag_limit);
+                Ok(())
+            }
+            // An error is an answer: the connection failed, the server did not
+            // go silent.
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => {
+                // Behind a backlog, notifications keep arriving ahead of the
+                // answer: the cache stays bypassed (its deadline passes) but
+                // keeps its contents, and the answer is skipped when it comes.
+                // Silence is a cut: the database is unreachable from here.
+                let mut arrived = 0;
+                while let Some(notification) = listener.next_buffered() {
+                    self.deliver(&notification, sink, ignored);
+                    arrived += 1;
+                }
+                if arrived > 0 {
+                    return Ok(());
+                }
+                self.breaker.unanswered(sent);
+                Err(format!(
+                    "no answer to a round trip within {:?}",
+                    self.lag_limit
+                ))
+            }
+        }
+    }
+
+    fn deliver(
+        &self,
+        notification: &PgNotification,
+        sink: &InvalidationSink,
+        ignored: &mut Ignored,
+    ) {
+        let Some(body) = self.key.open(&self.channel, notification.payload()) else {
+            ignored.count += 1;
+            let due = ignored
+                .warned_at
+                .is_none_or(|at| at.elapsed() >= WARN_EVERY);
+            if due {
+                tracing::warn!(
+                    ignored = ignored.count,
+                    process_id = notification.process_id(),
+                    "ignoring notifications on the invalidation channel that no replica sealed"
+                );
+                ignored.count = 0;
+                ignored.warned_at = Some(Instant::now());
+            }
+            return;
+        };
+        match parse(body) {
+            Message::Revoked(digests) => sink.revoked(&digests),
+            Message::Unreadable => {
+                sink.disconnected();
+                sink.connected();
             }
         }
     }
@@ -186,16 +378,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn payloads_round_trip_and_unknown_ones_are_unreadable() {
+    fn sealed_payloads_round_trip_and_anything_else_is_refused() {
+        let key = FeedKey([3; 32]);
         let digests = [
             SecretDigest::from_bytes([7; 32]),
             SecretDigest::from_bytes([9; 32]),
         ];
         let hex: Vec<String> = digests.iter().map(SecretDigest::to_hex).collect();
-        let payload = format!("{REVOKED}{}", hex.join(","));
-        assert!(payload.len() * PER_NOTIFICATION / 2 < 8000);
-        assert_eq!(parse(&payload), Message::Revoked(digests.to_vec()));
-        assert_eq!(parse(HEARTBEAT), Message::Heartbeat);
+        let body = format!("{REVOKED}{}", hex.join(","));
+        let payload = key.seal("chan", &body);
+        let full: Vec<String> = (0..PER_NOTIFICATION).map(|_| hex[0].clone()).collect();
+        let largest = key.seal("chan", &format!("{REVOKED}{}", full.join(",")));
+        assert!(largest.len() < 8000, "{} bytes", largest.len());
+        assert_eq!(key.open("chan", &payload), Some(body.as_str()));
+        assert_eq!(parse(&body), Message::Revoked(digests.to_vec()));
+        assert_eq!(
+            key.open("other", &payload),
+            None,
+            "sealed for another channel"
+        );
+        assert_eq!(FeedKey([4; 32]).open("chan", &payload), None, "another key");
+        assert_eq!(key.open("chan", &body), None, "unsealed");
+        let mut forged = payload.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(
+            key.open("chan", std::str::from_utf8(&forged).unwrap()),
+            None
+        );
         assert_eq!(parse("r:zz"), Message::Unreadable);
         assert_eq!(parse("v2:whatever"), Message::Unreadable);
     }

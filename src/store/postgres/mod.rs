@@ -1,5 +1,6 @@
 //! [`PgStore`]: the PostgreSQL backend, for several replicas sharing one database.
 
+mod breaker;
 mod config;
 mod errors;
 mod feed;
@@ -16,11 +17,13 @@ use sqlx::{
     Connection, PgConnection, PgPool,
 };
 
-pub use self::{config::PgConfig, feed::PgInvalidationFeed};
 use self::{
+    breaker::{Breaker, CircuitOpen},
     errors::{db, TimedOut},
+    feed::FeedKey,
     health::Health,
 };
+pub use self::{config::PgConfig, feed::PgInvalidationFeed};
 use super::{CacheConfig, CachingStore, StoreError, StoreErrorKind};
 
 /// How long a pooled connection may sit idle before it is checked again on its
@@ -62,6 +65,10 @@ pub struct PgStore {
     config: Arc<PgConfig>,
     channel: Arc<str>,
     health: Arc<Health>,
+    breaker: Arc<Breaker>,
+    /// Opens each transaction with the server-side limits (see [`PgStore::begin`]).
+    begin: Arc<str>,
+    feed_key: FeedKey,
 }
 
 impl fmt::Debug for PgStore {
@@ -95,10 +102,11 @@ impl PgStore {
         let limit = config.connect_timeout;
         let migrated = async {
             let mut probe = PgConnection::connect_with(&options).await.map_err(db)?;
-            schema::migrate(&mut probe, &config.schema, limit).await?;
-            probe.close().await.map_err(db)
+            let key = schema::migrate(&mut probe, &config.schema, limit).await?;
+            probe.close().await.map_err(db)?;
+            Ok(key)
         };
-        within(limit, migrated).await?;
+        let key = within(limit, migrated).await?;
         // sqlx checks a connection with a round trip when it goes back to the
         // pool; checking it again when it comes out doubles the round trips of a
         // one-statement call. Only a connection idle for a while (a restarted
@@ -117,7 +125,7 @@ impl PgStore {
                 })
             })
             .connect_lazy_with(options);
-        Ok(Self::from_parts(pool, config))
+        Ok(Self::from_parts(pool, config, key))
     }
 
     /// Uses a pool the app already has, with the default [`PgConfig`].
@@ -133,16 +141,24 @@ impl PgStore {
             let mut conn = pool.acquire().await.map_err(db)?;
             schema::migrate(&mut conn, &config.schema, limit).await
         };
-        within(limit, migrated).await?;
-        Ok(Self::from_parts(pool, config))
+        let key = within(limit, migrated).await?;
+        Ok(Self::from_parts(pool, config, key))
     }
 
-    fn from_parts(pool: PgPool, config: PgConfig) -> Self {
+    fn from_parts(pool: PgPool, config: PgConfig, feed_key: FeedKey) -> Self {
+        let limit = config.timeout.as_millis().max(1);
         Self {
+            begin: format!(
+                "BEGIN; SET LOCAL statement_timeout = {limit}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {limit}"
+            )
+            .into(),
             channel: config.channel().into(),
             pool,
             config: Arc::new(config),
             health: Arc::default(),
+            breaker: Arc::default(),
+            feed_key,
         }
     }
 
@@ -152,13 +168,17 @@ impl PgStore {
     }
 
     /// The notifications of this store's revocations; a [`CachingStore`] in front
-    /// subscribes to them on its own.
+    /// subscribes to them on its own. The feed connects with the pool's options,
+    /// on a connection of its own outside the pool.
     pub fn notifications(&self) -> PgInvalidationFeed {
         PgInvalidationFeed {
-            pool: self.pool.clone(),
+            options: PgConnectOptions::clone(&self.pool.connect_options()),
             channel: self.channel.to_string(),
-            heartbeat: self.config.heartbeat,
-            silence_limit: self.config.silence_limit,
+            key: self.feed_key.clone(),
+            probe_every: self.config.probe_every,
+            lag_limit: self.config.lag_limit,
+            connect_timeout: self.config.timeout,
+            breaker: Arc::clone(&self.breaker),
         }
     }
 
@@ -172,14 +192,68 @@ impl PgStore {
         &self.config.schema
     }
 
-    /// Runs one call under the time limit and records whether the database answered.
+    /// A transaction that the server itself ends past the call's time limit,
+    /// whatever pool it runs on (an app's pool has no `statement_timeout` of
+    /// ours): a replica frozen or cut off between locking a key's row and
+    /// `COMMIT` would otherwise hold the lock until TCP gives up, hours later,
+    /// and every change to that key would time out meanwhile. Set in the
+    /// `BEGIN`'s own round trip.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.pool
+            .begin_with(self.begin.to_string())
+            .await
+            .map_err(db)
+    }
+
+    /// Runs one call under the time limit and records whether the database
+    /// answered. While the breaker is open the call is refused at once, and a
+    /// call in flight when it trips fails with it.
     async fn call<T>(
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let outcome = within(self.config.timeout, op).await;
+        let tripped = self.breaker.tripped();
+        tokio::pin!(tripped);
+        tripped.as_mut().enable();
+        let started = std::time::Instant::now();
+        let outcome = match self.breaker.admit(started) {
+            Err(refused) => {
+                if refused.probe_due {
+                    tokio::spawn(self.clone().probe());
+                }
+                Err(refused.error)
+            }
+            Ok(()) => {
+                let outcome = tokio::select! {
+                    biased;
+                    outcome = within(self.config.timeout, op) => outcome,
+                    () = tripped => Err(StoreError::new(
+                        StoreErrorKind::Unavailable,
+                        CircuitOpen(started.elapsed()),
+                    )),
+                };
+                self.breaker.record(started, &outcome);
+                outcome
+            }
+        };
         self.health.record(&outcome);
         outcome
+    }
+
+    /// The open breaker's probe: a round trip on a fresh connection (the pooled
+    /// ones may hang on a dead path), under the call limit.
+    async fn probe(self) {
+        let started = std::time::Instant::now();
+        let options = self.pool.connect_options();
+        let round_trip = async {
+            let mut conn = PgConnection::connect_with(&options).await?;
+            conn.ping().await?;
+            conn.close().await
+        };
+        match tokio::time::timeout(self.config.timeout, round_trip).await {
+            Ok(Ok(())) => self.breaker.answered(started),
+            _ => self.breaker.probe_failed(),
+        }
     }
 }
 

@@ -158,13 +158,13 @@ impl PgStore {
         conn: &mut PgConnection,
         digests: &[SecretDigest],
     ) -> Result<(), StoreError> {
-        publish(conn, &self.channel, digests).await
+        publish(conn, &self.channel, &self.feed_key, digests).await
     }
 
     async fn purge(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
         let s = self.schema();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         // Expired tokens, oldest first, through the expiry index; rows another
         // purge holds are left to it. Those still counted by their key are
         // uncounted.
@@ -429,7 +429,7 @@ impl TokenStore for PgStore {
             live = live(s)
         );
         self.call(async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let mut tx = self.begin().await?;
             let row = sqlx::query(&sql)
                 .bind(id.as_str())
                 .bind(rows::scope_names(scopes))
@@ -459,7 +459,7 @@ impl TokenStore for PgStore {
             live = live(s)
         );
         self.call(async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let mut tx = self.begin().await?;
             let row = sqlx::query(&sql)
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
@@ -540,7 +540,7 @@ impl TokenStore for PgStore {
         change: &KeyChange,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.call(async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let mut tx = self.begin().await?;
             let Some(mut key) = self.key_for_update(&mut tx, id).await? else {
                 return Ok(None);
             };
@@ -568,7 +568,7 @@ impl TokenStore for PgStore {
         id: &ApiKeyId,
     ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
         self.call(async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let mut tx = self.begin().await?;
             let Some(key) = self.key_for_update(&mut tx, id).await? else {
                 return Ok(None);
             };
@@ -607,7 +607,7 @@ impl TokenStore for PgStore {
             ),
         };
         self.call(async {
-            let mut tx = self.pool.begin().await.map_err(db)?;
+            let mut tx = self.begin().await?;
             sqlx::query(&dispose)
                 .bind(user.as_str())
                 .execute(&mut *tx)

@@ -10,7 +10,10 @@ use std::{future::Future, pin::Pin, time::Duration};
 
 use sqlx::{Connection, PgConnection, Row};
 
-use super::errors::{db, NewerSchema};
+use super::{
+    errors::{corrupt, db, NewerSchema},
+    feed::FeedKey,
+};
 use crate::store::{StoreError, StoreErrorKind};
 
 /// Migration `n` is `MIGRATIONS[n - 1]`. Never edit one that has shipped: add one.
@@ -92,12 +95,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE {s}.api_keys ADD CHECK ((capped_below IS NULL) = (capped_at IS NULL));
     CREATE INDEX api_keys_by_cap ON {s}.api_keys (capped_at) WHERE capped_at IS NOT NULL;
     "#,
+    // 6: the key that seals the invalidation feed's payloads (`feed.rs`), made
+    // by the server's strong random source, for roles granted this table only.
+    r#"
+    CREATE TABLE {s}.feed_key (
+        only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        key       bytea NOT NULL CHECK (length(key) = 32)
+    );
+    REVOKE ALL ON {s}.feed_key FROM PUBLIC;
+    INSERT INTO {s}.feed_key (key) VALUES
+        (decode(replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'));
+    "#,
 ];
 
 /// The schema version this build writes.
 pub(super) const VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// Brings `schema` up to [`VERSION`]; refuses a database from a newer build.
+/// Brings `schema` up to [`VERSION`] and reads its feed key; refuses a database
+/// from a newer build.
 ///
 /// Boxed as `Send` here, where lifetimes are concrete: left to inference, a caller
 /// that needs a `Send` future (`tokio::spawn`) hits rustc's "`Executor` is not
@@ -108,9 +123,28 @@ pub(super) fn migrate<'a>(
     conn: &'a mut PgConnection,
     schema: &'a str,
     limit: Duration,
-) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
-    Box::pin(run_migrations(conn, schema, limit))
+) -> Pin<Box<dyn Future<Output = Result<FeedKey, StoreError>> + Send + 'a>> {
+    Box::pin(async move {
+        run_migrations(conn, schema, limit).await?;
+        feed_key(conn, schema).await
+    })
 }
+
+/// The key sealing the feed's payloads.
+async fn feed_key(conn: &mut PgConnection, schema: &str) -> Result<FeedKey, StoreError> {
+    let key: Vec<u8> = sqlx::query(&format!("SELECT key FROM {schema}.feed_key"))
+        .fetch_one(conn)
+        .await
+        .map_err(db)?
+        .try_get("key")
+        .map_err(db)?;
+    FeedKey::from_bytes(&key).ok_or_else(|| corrupt(BadFeedKey))
+}
+
+/// The stored feed key is not 32 bytes (the table's check forbids it).
+#[derive(Debug, thiserror::Error)]
+#[error("the scopegate schema's feed_key is not 32 bytes")]
+struct BadFeedKey;
 
 /// How long one migration statement waits for a lock before the migration
 /// gives up and tries again. A DDL statement waiting for its table's lock makes
