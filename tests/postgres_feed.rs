@@ -23,8 +23,9 @@ use scopegate::{
     UserId,
 };
 
-/// Notifications in the backlog test: enough to take B a while to read.
-const FLOOD: i32 = 1_500_000;
+/// Notifications in the backlog test (6.5 KB each): about 10 s at the 1 MiB/s
+/// the test lets B read.
+const FLOOD: i32 = 1_500;
 
 /// `PgConfig`'s default lag limit.
 const LAG_LIMIT: Duration = Duration::from_millis(200);
@@ -294,12 +295,14 @@ async fn the_feed_has_a_connection_of_its_own_so_a_one_connection_pool_keeps_ser
 }
 
 /// Sends `n` notifications on `channel` in one transaction from an outside
-/// session: `r:` and a made-up digest whose first bytes are `prefix`, so each
-/// reads as a revocation in the format revocations are written in, unsealed.
+/// session, each `r:` and 100 made-up digests whose first bytes are `prefix`:
+/// as large as revocations are written, and in their format, unsealed.
 async fn flood(url: &str, channel: &str, prefix: [u8; 2], n: i32) {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
     sqlx::query(
-        "SELECT count(pg_notify($1, 'r:' || $2 || lpad(to_hex(g), 60, '0'))) \
+        "SELECT count(pg_notify($1, 'r:' || array_to_string(ARRAY( \
+             SELECT $2 || lpad(to_hex(g * 100 + i), 60, '0') FROM generate_series(0, 99) AS i), \
+             ','))) \
          FROM generate_series(1, $3) AS g",
     )
     .bind(channel)
@@ -329,19 +332,26 @@ fn prefix_avoiding(avoid: &[scopegate::secret::SecretDigest]) -> [u8; 2] {
 async fn a_backlog_on_the_channel_does_not_keep_a_replica_serving_a_revocation_queued_behind_it() {
     // Its own server: every listener of a server reads every channel's queue.
     let Some(server) = own_server() else { return };
-    let (a, b, bob, schema) = two_replicas(&server.url()).await;
+    let schema = fresh_schema();
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let a = replica(&server.url(), pg::config(&schema), &users).await;
+    // B reads the database over a link that can slow to a trickle: a listener
+    // that keeps receiving, ever further behind.
+    let link = Link::to(upstream(&server.url())).await;
+    let b = replica(&link.url(&server.url()), pg::config(&schema), &users).await;
     let issued = cached_on(&b, &a, &bob).await;
     let secret = issued.secret.expose();
     let kept = cached_on(&b, &a, &bob).await;
     // Messages that keep B's listener receiving, and behind them the revocation.
     let prefix = prefix_avoiding(&[issued.token.digest, kept.token.digest, user_tag(&bob)]);
-    let flooded = Instant::now();
+    link.trickle(Some(1 << 20));
     flood(&server.url(), &format!("{schema}_revoked"), prefix, FLOOD).await;
-    eprintln!("{FLOOD} notifications sent in {:?}", flooded.elapsed());
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     a.gate.revoke_token(&issued.token.id).await.unwrap();
     let (took, refusal) = time_until_refused(&b.gate, secret, started).await;
-    eprintln!("B refused the revoked token after {took:?}");
+    eprintln!("B accepted the revoked token until {took:?} after the revocation");
     assert!(
         matches!(refusal, Error::InvalidToken(InvalidTokenReason::Unknown)),
         "{refusal:?}"
@@ -351,6 +361,7 @@ async fn a_backlog_on_the_channel_does_not_keep_a_replica_serving_a_revocation_q
         "B served a revocation stuck behind the backlog for {took:?}"
     );
     // The backlog was real: B's feed vouches again only once through it.
+    link.trickle(None);
     while !b.cache.is_serving_from_cache() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -489,4 +500,39 @@ async fn a_key_locked_by_a_replica_frozen_before_commit_can_be_deactivated_elsew
     let stored = b.gate.api_key(&key.key.id).await.unwrap().unwrap();
     assert!(!stored.active);
     assert_eq!(stored.name, "k", "A's change never committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_while_the_feed_reconnects_is_noticed_within_the_lag_limit_not_the_connect_limit() {
+    let schema = fresh_schema();
+    let users = Users::default();
+    let bob = users.add("bob", false);
+    let link = Link::to(upstream(&pg::url())).await;
+    let a = replica(&link.url(&pg::url()), pg::config(&schema), &users).await;
+    let issued = a.gate.create_token(NewToken::for_user(bob)).await.unwrap();
+    // The feed loses its connection (an administrator ends it), and while it
+    // waits to reconnect, the link goes silent: its next attempt hangs.
+    let ended = count(
+        &pg::url(),
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'scopegate feed {schema}_revoked'"
+        ),
+    )
+    .await;
+    assert_eq!(ended, 1);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    link.cut();
+    // A lookup the cache cannot answer goes to the store over the dead link; the
+    // breaker hears of the hanging attempt within the lag limit and fails it,
+    // long before the 10 s limit of a call or of a connection attempt.
+    let asked = Instant::now();
+    let outcome = a.gate.authenticate(issued.secret.expose()).await;
+    let waited = asked.elapsed();
+    assert!(
+        matches!(&outcome, Err(Error::Store(err)) if err.kind() == StoreErrorKind::Unavailable),
+        "{outcome:?}"
+    );
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    link.restore();
 }

@@ -2,14 +2,16 @@
 //! relay whose connections stop carrying bytes, both ways, without closing, as
 //! when a route drops packets. New connections through a cut link get no answer
 //! either. It can also freeze one connection just before it sends `COMMIT`, as
-//! a replica frozen between locking a row and committing.
+//! a replica frozen between locking a row and committing, and slow what the
+//! server sends to a trickle, as a congested path or a slow reader.
 
 use std::{
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
+    time::Duration,
 };
 
 use tokio::{
@@ -23,21 +25,30 @@ pub struct Link {
     cut: watch::Sender<bool>,
     freeze_at_commit: Arc<AtomicBool>,
     froze: Arc<AtomicBool>,
+    /// Bytes per second from the server, each connection; 0: no limit.
+    trickle: Arc<AtomicU64>,
 }
 
 impl Link {
     /// A link to the server at `upstream` (`host:port`).
     pub async fn to(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::between("127.0.0.1:0".parse().unwrap(), upstream).await
+    }
+
+    /// A link from `listen` (another host's way in) to the server at `upstream`.
+    pub async fn between(listen: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(listen).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, _) = watch::channel(false);
         let freeze_at_commit = Arc::new(AtomicBool::new(false));
         let froze = Arc::new(AtomicBool::new(false));
+        let trickle = Arc::new(AtomicU64::new(0));
         let link = Self {
             addr,
             cut: cut.clone(),
             freeze_at_commit: Arc::clone(&freeze_at_commit),
             froze: Arc::clone(&froze),
+            trickle: Arc::clone(&trickle),
         };
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -46,7 +57,8 @@ impl Link {
                 };
                 let watch = cut.subscribe();
                 let (freeze, froze) = (Arc::clone(&freeze_at_commit), Arc::clone(&froze));
-                tokio::spawn(relay(client, server, watch, freeze, froze));
+                let trickle = Arc::clone(&trickle);
+                tokio::spawn(relay(client, server, watch, (freeze, froze), trickle));
             }
         });
         link
@@ -74,6 +86,13 @@ impl Link {
         self.freeze_at_commit.store(true, Ordering::SeqCst);
     }
 
+    /// Lets each connection receive at most `bytes_per_second` from the server
+    /// (`None`: as fast as it comes).
+    pub fn trickle(&self, bytes_per_second: Option<u64>) {
+        self.trickle
+            .store(bytes_per_second.unwrap_or(0), Ordering::SeqCst);
+    }
+
     /// Whether a connection froze at its `COMMIT`.
     pub fn froze(&self) -> bool {
         self.froze.load(Ordering::SeqCst)
@@ -91,8 +110,8 @@ async fn relay(
     client: TcpStream,
     server: TcpStream,
     cut: watch::Receiver<bool>,
-    freeze_at_commit: Arc<AtomicBool>,
-    froze: Arc<AtomicBool>,
+    (freeze_at_commit, froze): (Arc<AtomicBool>, Arc<AtomicBool>),
+    trickle: Arc<AtomicU64>,
 ) {
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
@@ -101,32 +120,54 @@ async fn relay(
         client_read,
         server_write,
         cut.clone(),
-        Some((freeze_at_commit, froze, Arc::clone(&frozen))),
+        Direction::Up((freeze_at_commit, froze, Arc::clone(&frozen))),
     );
-    let down = pump(server_read, client_write, cut, None);
+    let down = pump(server_read, client_write, cut, Direction::Down(trickle));
     let (_halves, _) = tokio::join!(up, down);
     // Both halves are kept until both ends gave up: a cut link never closes a
     // connection on its own.
 }
 
+/// Armed, froze (for the test to see), frozen (this connection).
 type Freeze = (Arc<AtomicBool>, Arc<AtomicBool>, Arc<AtomicBool>);
+
+enum Direction {
+    /// Client to server: may freeze at `COMMIT`.
+    Up(Freeze),
+    /// Server to client: may trickle.
+    Down(Arc<AtomicU64>),
+}
 
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut cut: watch::Receiver<bool>,
-    freeze: Option<Freeze>,
+    direction: Direction,
 ) -> (
     tokio::net::tcp::OwnedReadHalf,
     tokio::net::tcp::OwnedWriteHalf,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let freeze = match &direction {
+        Direction::Up(freeze) => Some(freeze),
+        Direction::Down(_) => None,
+    };
     loop {
-        let n = match from.read(&mut buf).await {
+        let limit = match &direction {
+            Direction::Down(rate) => rate.load(Ordering::SeqCst),
+            Direction::Up(_) => 0,
+        };
+        // A trickle reads a little at a time, so the server's data waits in
+        // the socket, not here.
+        let chunk = if limit == 0 { buf.len() } else { 1024 };
+        let n = match from.read(&mut buf[..chunk]).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some((armed, froze, frozen)) = &freeze {
+        if limit > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(n as f64 / limit as f64)).await;
+        }
+        if let Some((armed, froze, frozen)) = freeze {
             if !frozen.load(Ordering::SeqCst)
                 && is_commit(&buf[..n])
                 && armed.swap(false, Ordering::SeqCst)
@@ -153,10 +194,7 @@ async fn pump(
     }
     // The other side closed: close ours too, unless frozen or cut (then the
     // server never learns, as over a dead path).
-    let silent = *cut.borrow()
-        || freeze
-            .as_ref()
-            .is_some_and(|(_, _, f)| f.load(Ordering::SeqCst));
+    let silent = *cut.borrow() || freeze.is_some_and(|(_, _, f)| f.load(Ordering::SeqCst));
     if silent {
         std::future::pending::<()>().await;
     }

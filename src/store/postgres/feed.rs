@@ -246,6 +246,19 @@ impl PgInvalidationFeed {
             listener.listen(&self.channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };
+        // A connection that has not come up within the lag limit is silence like
+        // an unanswered round trip: the breaker hears of it then (it trips unless
+        // something else got an answer since), while the attempt goes on.
+        let connect = async {
+            tokio::pin!(connect);
+            match tokio::time::timeout(self.lag_limit, &mut connect).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    self.breaker.unanswered(started);
+                    connect.await
+                }
+            }
+        };
         let mut listener = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(listener)) => listener,
             Ok(Err(err)) => {
