@@ -381,12 +381,16 @@ impl MissingAuthLayer {
         ErrorCode::ServerError
     }
 
-    /// The message of the response.
+    /// The message of the response: plain, since the client can do nothing about
+    /// it. The developer's hint goes to the log ([`MissingAuthLayer::HINT`]).
     pub fn body_text(&self) -> String {
-        "Missing request extension `scopegate::Authentication`: is `AuthLayer` installed \
-         around this route (`.layer(AuthLayer::new(state))`)?"
-            .to_owned()
+        "Internal server error.".to_owned()
     }
+
+    /// What the server logs, at `error`, when a guard finds no verdict.
+    pub const HINT: &'static str = "a scopegate guard ran on a request the layer never saw: \
+         install the layer around this route (`.layer(auth.layer())`, where `auth` is \
+         the app's `AuthState`), or around the whole router";
 }
 
 /// A guard requires scopes the app never registered: a bug in the app, refused with

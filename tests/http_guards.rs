@@ -18,7 +18,7 @@ use common::{
 };
 use scopegate::{
     rejection::{AuthRejection, ErrorCode},
-    AuthState, NewToken, Principal, Scope, SledStore,
+    AuthState, NewToken, Scope, SledStore,
 };
 use serde_json::json;
 
@@ -356,18 +356,6 @@ async fn a_disabled_users_tokens_stop_working_at_once() {
     let reply = app.send(get_with("/user", Some(&token))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error(), "invalid_token");
-}
-
-#[tokio::test]
-async fn a_guard_without_the_layer_is_a_500_with_a_hint() {
-    let router: Router = Router::new().route("/me", get(|_: Principal| async { "me" }));
-    let reply = send(&router, get_with("/me", None)).await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(reply.error(), "server_error");
-    assert!(reply.body["message"]
-        .as_str()
-        .unwrap()
-        .contains("AuthLayer"));
 }
 
 #[tokio::test]
@@ -975,4 +963,23 @@ async fn a_user_loader_that_is_not_ready_at_once_authenticates_and_is_asked_once
     let reply = send(&app, get_with("/user", Some(secret))).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error(), "invalid_token");
+}
+
+#[tokio::test]
+async fn a_guard_without_the_layer_answers_a_plain_500_and_logs_the_hint_for_the_developer() {
+    let (captured, _guard) = common::captured::Captured::start();
+    let app: Router = Router::new().route(
+        "/me",
+        get(|user: scopegate::CurrentUser| async move { user.id().to_string() }),
+    );
+    let reply = send(&app, get_with("/me", None)).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.error(), "server_error");
+    let body = reply.body.to_string();
+    assert!(
+        !body.contains("layer") && !body.contains("Authentication"),
+        "the client gets no developer hint: {body}"
+    );
+    let log = captured.text();
+    assert!(log.contains("auth.layer()"), "the log has the hint: {log}");
 }

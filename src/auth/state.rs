@@ -29,6 +29,26 @@ pub const DEFAULT_REALM: &str = "scopegate";
 ///
 /// Put it in the app's state (`AuthState: FromRef<AppState>`) to serve the router,
 /// and hand it to [`AuthLayer::new`].
+///
+/// # "`Router<AppState>: From<Router<AuthState>>` is not satisfied"
+///
+/// That is axum's error for an app state without `FromRef` to `AuthState`: the
+/// extractors and [`router`](crate::router()) read the `AuthState` from the
+/// app's state through it. Implement it:
+///
+/// ```
+/// # use scopegate::AuthState;
+/// #[derive(Clone)]
+/// struct AppState {
+///     auth: AuthState,
+/// }
+///
+/// impl axum::extract::FromRef<AppState> for AuthState {
+///     fn from_ref(state: &AppState) -> AuthState {
+///         state.auth.clone()
+///     }
+/// }
+/// ```
 #[derive(Clone)]
 pub struct AuthState {
     inner: Arc<Inner>,

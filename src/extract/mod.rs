@@ -134,10 +134,11 @@ where
     }
 }
 
-/// The layer's verdict, or a 500 if the layer is missing.
+/// The layer's verdict, or a 500 if the layer is missing (the hint logged, not
+/// sent).
 fn authentication(parts: &Parts) -> Result<&Authentication, AuthRejection> {
-    parts
-        .extensions
-        .get::<Authentication>()
-        .ok_or_else(|| MissingAuthLayer.into())
+    parts.extensions.get::<Authentication>().ok_or_else(|| {
+        tracing::error!(path = %parts.uri.path(), "{}", MissingAuthLayer::HINT);
+        MissingAuthLayer.into()
+    })
 }

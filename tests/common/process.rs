@@ -11,11 +11,16 @@ use std::{
 
 /// `target/<profile>/examples/quickstart`, built by `cargo test` with the tests.
 pub fn quickstart_binary() -> PathBuf {
+    example_binary("quickstart")
+}
+
+/// `target/<profile>/examples/<name>`, built by `cargo test` with the tests.
+pub fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     profile_dir
         .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 /// A running quickstart and what it printed.
@@ -41,7 +46,7 @@ pub fn start(mut command: Command) -> Running {
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
-        .expect("the quickstart example is built");
+        .expect("the example is built (`cargo test` builds the examples)");
     let stdout = child.stdout.take().unwrap();
     let (send, lines) = mpsc::channel();
     std::thread::spawn(move || {
