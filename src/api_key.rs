@@ -83,6 +83,26 @@ impl ApiKey {
         current | retired
     }
 
+    /// Whether the key may be used with the secret whose digest is `digest` at
+    /// `at`: it accepts the secret, is active and has not expired. The one rule
+    /// behind an exchange, a key sent directly and a mint's re-check; each
+    /// caller answers the reason in its own terms.
+    pub(crate) fn usable_with(
+        &self,
+        digest: &SecretDigest,
+        at: DateTime<Utc>,
+    ) -> Result<(), Unusable> {
+        if !self.accepts(digest, at) {
+            Err(Unusable::Unknown)
+        } else if !self.active {
+            Err(Unusable::Inactive)
+        } else if self.is_expired_at(at) {
+            Err(Unusable::Expired)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether `token`, minted from this key with the secret whose digest is
     /// `key_digest`, is legitimate against the key as it is now: the key is
     /// active, unexpired at the token's creation and accepts the secret; the
@@ -95,9 +115,7 @@ impl ApiKey {
             .scope
             .as_ref()
             .is_none_or(|granted| token.scopes.iter().all(|s| granted.contains(s)));
-        self.active
-            && !self.is_expired_at(token.created)
-            && self.accepts(key_digest, token.created)
+        self.usable_with(key_digest, token.created).is_ok()
             && token.user_id.as_ref() == Some(&self.user_id)
             && within_scope
             && self.expires.is_none_or(|end| token.expires <= end)
@@ -109,6 +127,15 @@ impl ApiKey {
             .clone()
             .unwrap_or_else(|| BTreeSet::from([Scope::USER_AUTH]))
     }
+}
+
+/// Why a key cannot be used ([`ApiKey::usable_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// The secret is not the key's (nor its retired one within the grace).
+    Unknown,
+    Inactive,
+    Expired,
 }
 
 /// What to create: [`ScopeGate::create_api_key`](crate::ScopeGate::create_api_key)'s input.

@@ -267,7 +267,7 @@ impl ScopeGate {
             .store
             .api_key_by_digest(&digest)
             .await?
-            .filter(|key| key.active && !key.is_expired_at(now) && key.accepts(&digest, now))
+            .filter(|key| key.usable_with(&digest, now).is_ok())
             .ok_or(Error::InvalidGrant)?;
         let owner = self
             .load_active_user(&key.user_id)

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use super::{last_use::Used, tokens::refuse, ScopeGate};
 use crate::{
+    api_key::Unusable,
     error::InvalidTokenReason,
     secret::{SecretDigest, SecretKind},
     user::{BoxError, LoadedUser, UserLoad, UserLoadFor},
@@ -252,14 +253,14 @@ impl ScopeGate {
             .store
             .api_key_by_digest(&digest)
             .await?
-            .filter(|key| key.accepts(&digest, now))
             .ok_or_else(|| refuse(InvalidTokenReason::Unknown))?;
-        if !key.active {
-            return Err(refuse(InvalidTokenReason::InactiveKey));
-        }
-        if key.is_expired_at(now) {
-            return Err(refuse(InvalidTokenReason::Expired));
-        }
+        key.usable_with(&digest, now).map_err(|unusable| {
+            refuse(match unusable {
+                Unusable::Unknown => InvalidTokenReason::Unknown,
+                Unusable::Inactive => InvalidTokenReason::InactiveKey,
+                Unusable::Expired => InvalidTokenReason::Expired,
+            })
+        })?;
         let (owner, awaited) = self.load_active_user_telling(&key.user_id).await;
         if awaited {
             // The key was read before that await: a revocation may have been
