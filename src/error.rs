@@ -2,11 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::{
-    store::{error_chain, StoreError, StoreErrorKind},
-    user::BoxError,
-    InvalidScopes,
-};
+use crate::{store::StoreError, user::BoxError, InvalidScopes};
 
 /// Why a gate operation failed.
 ///
@@ -49,20 +45,6 @@ pub enum Error {
 impl Error {
     pub(crate) fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
         Error::InvalidRequest(message.into())
-    }
-
-    /// Logs a failure that refused a request with 503. A store that stopped
-    /// serving logged that once already, so its refusals are only `debug`.
-    // Used by the HTTP parts only.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn log_refusal(&self, what: &str) {
-        let chain = error_chain(self);
-        match self {
-            Error::Store(err) if err.kind() == StoreErrorKind::Unavailable => {
-                tracing::debug!(error = %chain, "{what}")
-            }
-            _ => tracing::warn!(error = %chain, "{what}"),
-        }
     }
 }
 

@@ -15,7 +15,11 @@ use axum::{
 };
 use http::{header, HeaderValue, StatusCode};
 
-use crate::{scope::join_scopes, Error, Scope};
+use crate::{
+    scope::join_scopes,
+    store::{error_chain, StoreErrorKind},
+    Error, Scope,
+};
 
 /// The one message of every `invalid_token`, whatever the reason.
 const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";
@@ -158,7 +162,7 @@ fn error_response(
 }
 
 /// A 429 `too_many_requests` with `Retry-After` in whole seconds (at least 1).
-#[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+#[cfg(feature = "router")] // used by the router
 pub(crate) fn too_many_requests(message: &str, retry_after: std::time::Duration) -> Response {
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -174,13 +178,13 @@ pub(crate) fn too_many_requests(message: &str, retry_after: std::time::Duration)
 }
 
 /// A 400 `invalid_request` for bad input outside authentication (no challenge).
-#[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+#[cfg(feature = "router")] // used by the router
 pub(crate) fn invalid_input(message: &str) -> Response {
     input_error(StatusCode::BAD_REQUEST, message)
 }
 
 /// An `invalid_request` with another 4xx status, such as 413 for a body too large.
-#[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+#[cfg(feature = "router")] // used by the router
 pub(crate) fn input_error(status: StatusCode, message: &str) -> Response {
     error_response(status, ErrorCode::InvalidRequest, message, None)
 }
@@ -587,7 +591,7 @@ impl IntoResponse for Error {
             Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             Error::TooManyTokens => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests),
             Error::Store(_) | Error::UserLoader(_) => {
-                self.log_refusal("request refused: 503");
+                log_refusal(&self, "request refused: 503");
                 return TemporarilyUnavailable.into_response();
             }
         };
@@ -601,6 +605,18 @@ impl IntoResponse for Error {
             _ => self.to_string(),
         };
         error_response(status, code, &message, challenge)
+    }
+}
+
+/// Logs a failure that refused a request with 503. A store that stopped serving
+/// logged that once already, so its refusals are only `debug`.
+pub(crate) fn log_refusal(err: &Error, what: &str) {
+    let chain = error_chain(err);
+    match err {
+        Error::Store(store) if store.kind() == StoreErrorKind::Unavailable => {
+            tracing::debug!(error = %chain, "{what}")
+        }
+        _ => tracing::warn!(error = %chain, "{what}"),
     }
 }
 

@@ -101,7 +101,6 @@ macro_rules! scopes {
 
         impl $name {
             /// The scope this marker stands for.
-            #[allow(dead_code)]
             $vis const SCOPE: $crate::Scope = $crate::Scope::from_static($id);
         }
 

@@ -1,14 +1,7 @@
 //! [`AnonymousSessions`]: anonymous tokens from `GET /token/session`, off unless
 //! turned on, short-lived, and bounded in number.
-// The limiter serves the `/token/session` route: without the router it is kept
-// only as configuration.
-#![cfg_attr(not(feature = "router"), allow(dead_code))]
 
-use std::{
-    collections::VecDeque,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use crate::{gate::limits, ConfigError};
 
@@ -65,6 +58,7 @@ impl AnonymousSessions {
     }
 
     /// The lifetime of each anonymous token.
+    #[cfg(feature = "router")]
     pub(crate) fn lifetime(&self) -> Duration {
         self.lifetime
     }
@@ -77,16 +71,20 @@ impl AnonymousSessions {
     }
 }
 
-/// The sliding window: when each anonymous token created here expires.
+/// The sliding window: when each anonymous token created here expires. Only
+/// the router's `GET /token/session` makes them; without it the limiter is
+/// configuration alone.
 #[derive(Debug)]
 pub(crate) struct AnonymousLimiter {
     config: AnonymousSessions,
-    window: Mutex<Window>,
+    #[cfg(feature = "router")]
+    window: std::sync::Mutex<Window>,
 }
 
+#[cfg(feature = "router")]
 #[derive(Debug, Default)]
 struct Window {
-    expiries: VecDeque<Instant>,
+    expiries: std::collections::VecDeque<std::time::Instant>,
     /// Refusing since the window filled: logged once, not per refused call, so a
     /// flood does not turn into a flood of log lines.
     full: bool,
@@ -96,7 +94,8 @@ impl AnonymousLimiter {
     pub(crate) fn new(config: AnonymousSessions) -> Self {
         Self {
             config,
-            window: Mutex::new(Window::default()),
+            #[cfg(feature = "router")]
+            window: std::sync::Mutex::default(),
         }
     }
 
@@ -105,8 +104,9 @@ impl AnonymousLimiter {
     }
 
     /// Takes a slot for a new anonymous token, or says how long until one frees.
+    #[cfg(feature = "router")]
     pub(crate) fn admit(&self) -> Result<(), Duration> {
-        let now = Instant::now();
+        let now = std::time::Instant::now();
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         // Every expiry is `now + lifetime` at the time, so they are in order.
         while window.expiries.front().is_some_and(|&at| at <= now) {
@@ -132,7 +132,7 @@ impl AnonymousLimiter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "router"))]
 mod tests {
     use super::*;
 

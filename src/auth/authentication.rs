@@ -168,7 +168,7 @@ impl Authentication {
     }
 
     /// Where the layer that made this reads credentials from.
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    #[cfg(feature = "router")] // used by the router
     pub(crate) fn sources(&self) -> &TokenSources {
         &self.context.sources
     }

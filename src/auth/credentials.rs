@@ -55,7 +55,7 @@ impl TokenSources {
     }
 
     /// Whether the request has a token in the query parameter, if one is read.
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    #[cfg(feature = "router")] // used by the router
     pub(crate) fn in_query(&self, uri: &Uri) -> bool {
         self.query
             .as_ref()
@@ -64,7 +64,7 @@ impl TokenSources {
 
     /// Whether the request has the token cookie, if one is read: a browser may
     /// have attached it to a request another site made.
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    #[cfg(feature = "router")] // used by the router
     pub(crate) fn in_cookie(&self, headers: &HeaderMap) -> bool {
         self.cookie
             .as_ref()

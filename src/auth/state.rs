@@ -14,7 +14,6 @@ use crate::{
     clock::Clock,
     gate::resolve::{Resolving, Resume},
     gate::GateSettings,
-    rejection::AuthRejection,
     store::TokenStore,
     user::DynUserLoader,
     CacheConfig, CachingStore, ConfigError, Error, InvalidTokenReason, Principal, ScopeGate,
@@ -128,13 +127,13 @@ impl AuthState {
     }
 
     /// The 401 for a request without credentials, naming where they are read from.
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
-    pub(crate) fn missing_credentials(&self) -> AuthRejection {
+    #[cfg(feature = "router")] // used by the router
+    pub(crate) fn missing_credentials(&self) -> crate::rejection::AuthRejection {
         self.inner.context.missing_credentials()
     }
 
     /// The anonymous-session window, if anonymous sessions are on.
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    #[cfg(feature = "router")] // used by the router
     pub(crate) fn anonymous_sessions(&self) -> Option<&AnonymousLimiter> {
         self.inner.anonymous.as_ref()
     }
@@ -302,7 +301,10 @@ impl AuthState {
             }
             Err(err) => {
                 record("outcome", &"unavailable");
-                err.log_refusal("authentication failed; the request is refused");
+                crate::rejection::log_refusal(
+                    &err,
+                    "authentication failed; the request is refused",
+                );
                 Authentication::refused(context, Refusal::Unavailable)
             }
         }

@@ -22,7 +22,7 @@ use self::{digest_memo::DigestMemo, last_use::LastUse};
 use crate::{
     clock::{Clock, SystemClock},
     error::ConfigError,
-    secret::{SecretCodec, SecretKind},
+    secret::SecretCodec,
     store::{StoreHealth, TokenStore},
     user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor},
     Credential, Error, Principal, ScopeRegistry, UserId, UserLoader,
@@ -90,6 +90,7 @@ struct Shared {
     token_lifetime_days: f64,
     direct_api_keys: bool,
     keys_manage_keys: bool,
+    #[cfg(feature = "router")] // the router's rotation route reads it
     rotated_secrets_for_admins: bool,
     max_tokens_per_key: u64,
     /// Wakes the gate's sweepers: a revocation left records to purge.
@@ -161,7 +162,7 @@ impl ScopeGate {
 
     /// Whether an administrator rotating another user's key receives the new
     /// secret ([`ScopeGateBuilder::with_rotated_secrets_for_admins`]).
-    #[cfg_attr(not(feature = "router"), allow(dead_code))] // used by the router
+    #[cfg(feature = "router")] // used by the router
     pub(crate) fn rotated_secrets_for_admins(&self) -> bool {
         self.shared.rotated_secrets_for_admins
     }
@@ -178,7 +179,7 @@ impl ScopeGate {
     }
 
     // Used by the HTTP parts only.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    #[cfg(feature = "axum")]
     pub(crate) fn shared_registry(&self) -> Arc<ScopeRegistry> {
         self.shared.registry.clone()
     }
@@ -196,8 +197,9 @@ impl ScopeGate {
     }
 
     /// What kind of credential `secret` looks like, for the request's span.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // used by the HTTP parts
+    #[cfg(feature = "axum")] // used by the HTTP parts
     pub(crate) fn credential_kind(&self, secret: &[u8]) -> &'static str {
+        use crate::secret::SecretKind;
         match self.shared.codec.claimed_kind_of(secret) {
             Some(SecretKind::ApiKey) => "api_key",
             Some(SecretKind::Token) => "token",
@@ -416,7 +418,7 @@ impl ScopeGateBuilder {
     }
 
     // Used by the HTTP parts only.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    #[cfg(feature = "axum")]
     pub(crate) fn with_settings(mut self, settings: GateSettings) -> Self {
         self.settings = settings;
         self
@@ -451,6 +453,7 @@ impl ScopeGateBuilder {
                 token_lifetime_days: settings.token_lifetime_days,
                 direct_api_keys: settings.direct_api_keys,
                 keys_manage_keys: settings.keys_manage_keys,
+                #[cfg(feature = "router")]
                 rotated_secrets_for_admins: settings.rotated_secrets_for_admins,
                 max_tokens_per_key: settings.max_tokens_per_key,
                 purge_wanted: Arc::default(),

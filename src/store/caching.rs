@@ -29,12 +29,12 @@ pub use self::{
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::{
-    error::ConfigError, fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, KeyChange,
-    Scope, Token, TokenId, UserId,
+    fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token,
+    TokenId, UserId,
 };
 
 /// The longest a cache keeps anything (100 years): TTLs and intervals above it
-/// are refused when a gate or state is built ([`ConfigError::InvalidCacheLifetime`]),
+/// are refused when a gate or state is built ([`ConfigError::InvalidCacheLifetime`](crate::ConfigError::InvalidCacheLifetime)),
 /// and capped by [`CachingStore::with_config`], which cannot fail. moka refuses
 /// lifetimes of a thousand years or more.
 pub const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
@@ -63,11 +63,11 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Whether every lifetime is at most [`MAX_CACHE_LIFETIME`].
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))] // AuthStateBuilder's check
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    #[cfg(feature = "axum")] // AuthStateBuilder's check
+    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
         match self.ttl.max(self.negative_ttl) <= MAX_CACHE_LIFETIME {
             true => Ok(()),
-            false => Err(ConfigError::InvalidCacheLifetime),
+            false => Err(crate::ConfigError::InvalidCacheLifetime),
         }
     }
 

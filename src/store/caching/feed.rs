@@ -97,7 +97,7 @@ impl InvalidationSink {
 
     /// A revoking write of this process is about to reach the shared store: the
     /// cache asks the store until [`end_write`](Self::end_write).
-    #[cfg_attr(not(feature = "sled"), allow(dead_code))] // sled's in-process feed
+    #[cfg(feature = "sled")] // sled's in-process feed
     pub(crate) fn begin_write(&self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.serving.begin_write();
@@ -105,7 +105,7 @@ impl InvalidationSink {
     }
 
     /// The write [`begin_write`](Self::begin_write) announced is settled.
-    #[cfg_attr(not(feature = "sled"), allow(dead_code))] // sled's in-process feed
+    #[cfg(feature = "sled")] // sled's in-process feed
     pub(crate) fn end_write(&self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.serving.end_write();
@@ -113,7 +113,7 @@ impl InvalidationSink {
     }
 
     /// A revoking write failed and may have half-happened: forget everything.
-    #[cfg_attr(not(feature = "sled"), allow(dead_code))] // sled's in-process feed
+    #[cfg(feature = "sled")] // sled's in-process feed
     pub(crate) fn forget_everything(&self) {
         if let Some(shared) = self.shared.upgrade() {
             shared.forget_all();
