@@ -18,8 +18,8 @@ use super::{
     key_creator, key_manager, owner_or_admin,
 };
 use crate::{
-    rejection::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser, Error,
-    NewApiKey, TokenRequest, UserId,
+    router::responses::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser,
+    Error, NewApiKey, TokenRequest, UserId,
 };
 
 /// `POST /api_key`: a key for the caller; the secret is in this response only.

@@ -10,7 +10,7 @@ use serde::{de::DeserializeOwned, Deserialize};
 
 use super::error::ApiError;
 use crate::{
-    rejection::{input_error, invalid_input},
+    router::responses::{input_error, invalid_input},
     store::MAX_PAGE,
     Authentication, Page,
 };

@@ -5,6 +5,7 @@ mod documents;
 mod error;
 mod input;
 mod openapi;
+mod responses;
 mod tokens;
 
 use std::{future::Future, sync::Arc};

@@ -15,8 +15,8 @@ use super::{
     key_manager,
 };
 use crate::{
-    rejection::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal, Token,
-    TokenId,
+    router::responses::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal,
+    Token, TokenId,
 };
 
 /// `GET /token/current`: the caller's token, or `null` without one.

@@ -1,193 +1,19 @@
-//! Error responses (RFC 6750): what guards and the router answer when they refuse.
-//!
-//! Each failure is one type with a fixed status and body, like axum's rejections;
-//! [`AuthRejection`] is the composite the extractors return. Every response has a
-//! JSON body `{"error": "<code>", "message": "<text>"}`, auth failures carry a
-//! `WWW-Authenticate: Bearer …` header, and the [`ErrorCode`] (plus, for guards, the
-//! [`AuthRejection`] itself) is put into the response extensions so outer layers can
-//! tell a 401 from a 403 from a 503 without parsing bodies.
+//! The guards' refusals: one type per failure, and [`AuthRejection`], the
+//! composite the extractors return.
 
 use std::{fmt, sync::Arc};
 
-use axum::{
-    body::{Body, Bytes},
-    response::{IntoResponse, Response},
-};
+use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
-use crate::{
-    scope::join_scopes,
-    store::{error_chain, StoreErrorKind},
-    Error, Scope,
-};
+use super::{Challenge, ErrorCode, Rendered};
+use crate::{scope::join_scopes, Scope};
 
 /// The one message of every `invalid_token`, whatever the reason.
-const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";
+pub(super) const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";
 const API_KEY_AS_TOKEN_MESSAGE: &str = "This is an API key, not a token: exchange it for a \
      short-lived token with POST /api_key/token ({\"key\": \"…\"}) and send that token \
      (this server does not accept API keys directly).";
-
-/// The `error` code of an error response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// No credentials on a route that needs them (401).
-    Unauthorized,
-    /// A malformed request or invalid input (400).
-    InvalidRequest,
-    /// A token string that is not a live token (401).
-    InvalidToken,
-    /// A live token without the scope or admin right a route needs (403).
-    InsufficientScope,
-    /// An API key that cannot be exchanged (400).
-    InvalidGrant,
-    /// No such record (404).
-    NotFound,
-    /// The token store or user loader failed; nothing was granted (503).
-    TemporarilyUnavailable,
-    /// A bounded resource (anonymous sessions) is used up for now (429).
-    TooManyRequests,
-    /// The server is misconfigured, e.g. `AuthLayer` is missing (500).
-    ServerError,
-}
-
-impl ErrorCode {
-    /// The code as it appears in bodies and `WWW-Authenticate` headers.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::InvalidToken => "invalid_token",
-            ErrorCode::InsufficientScope => "insufficient_scope",
-            ErrorCode::InvalidGrant => "invalid_grant",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-            ErrorCode::TooManyRequests => "too_many_requests",
-            ErrorCode::ServerError => "server_error",
-        }
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The `WWW-Authenticate` challenge of an auth failure.
-struct Challenge<'a> {
-    realm: Option<&'a str>,
-    error: Option<ErrorCode>,
-    scope: Option<&'a str>,
-}
-
-impl Challenge<'_> {
-    fn header_value(&self) -> Option<HeaderValue> {
-        // Realms and scope ids are checked to be quotable when configured.
-        let mut params = Vec::new();
-        if let Some(realm) = self.realm {
-            params.push(format!("realm=\"{realm}\""));
-        }
-        if let Some(error) = self.error {
-            params.push(format!("error=\"{error}\""));
-        }
-        if let Some(scope) = self.scope {
-            params.push(format!("scope=\"{scope}\""));
-        }
-        let value = match params.is_empty() {
-            true => "Bearer".to_owned(),
-            false => format!("Bearer {}", params.join(", ")),
-        };
-        HeaderValue::from_str(&value).ok()
-    }
-}
-
-/// A refusal's JSON body and challenge, rendered.
-///
-/// The refusals every made-up token gets (`invalid_token`, no credentials) are
-/// rendered once per [`AuthState`](crate::AuthState) and shared, so a flood of
-/// bogus tokens costs no JSON encoding or formatting per request.
-#[derive(Debug, Clone)]
-pub(crate) struct Rendered {
-    body: Bytes,
-    challenge: Option<HeaderValue>,
-}
-
-impl Rendered {
-    fn new(code: ErrorCode, message: &str, challenge: Option<Challenge<'_>>) -> Self {
-        // A struct, not `json!`: no map of owned keys to build and free.
-        #[derive(serde::Serialize)]
-        struct ErrorBody<'a> {
-            error: &'a str,
-            message: &'a str,
-        }
-        let body = ErrorBody {
-            error: code.as_str(),
-            message,
-        };
-        let body = serde_json::to_vec(&body).unwrap_or_default();
-        Self {
-            // Shared from the start, so each clone is a reference count.
-            body: Bytes::from(body).slice(..),
-            challenge: challenge.and_then(|c| c.header_value()),
-        }
-    }
-
-    /// The response: this body and challenge, the status, and the typed code in
-    /// the extensions.
-    fn response(&self, status: StatusCode, code: ErrorCode) -> Response {
-        let mut response = Response::new(Body::from(self.body.clone()));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(challenge) = &self.challenge {
-            headers.insert(header::WWW_AUTHENTICATE, challenge.clone());
-        }
-        response.extensions_mut().insert(code);
-        response
-    }
-}
-
-/// Renders the JSON body, the challenge and the typed code.
-fn error_response(
-    status: StatusCode,
-    code: ErrorCode,
-    message: &str,
-    challenge: Option<Challenge<'_>>,
-) -> Response {
-    Rendered::new(code, message, challenge).response(status, code)
-}
-
-/// A 429 `too_many_requests` with `Retry-After` in whole seconds (at least 1).
-#[cfg(feature = "router")] // used by the router
-pub(crate) fn too_many_requests(message: &str, retry_after: std::time::Duration) -> Response {
-    let mut response = error_response(
-        StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::TooManyRequests,
-        message,
-        None,
-    );
-    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
-}
-
-/// A 400 `invalid_request` for bad input outside authentication (no challenge).
-#[cfg(feature = "router")] // used by the router
-pub(crate) fn invalid_input(message: &str) -> Response {
-    input_error(StatusCode::BAD_REQUEST, message)
-}
-
-/// An `invalid_request` with another 4xx status, such as 413 for a body too large.
-#[cfg(feature = "router")] // used by the router
-pub(crate) fn input_error(status: StatusCode, message: &str) -> Response {
-    error_response(status, ErrorCode::InvalidRequest, message, None)
-}
 
 /// No credentials on a route that needs them: 401 with a bare `Bearer` challenge.
 /// The message names where this app reads credentials from.
@@ -577,52 +403,10 @@ into_composite!(
     UnregisteredScopes
 );
 
-/// Gate errors as HTTP responses, for handlers that call [`ScopeGate`](crate::ScopeGate)
-/// directly: bad input 400 `invalid_request`, a bad key 400 `invalid_grant`, a bad
-/// token 401 `invalid_token`, a missing record 404, a key with as many tokens as
-/// allowed 429 `too_many_requests`, a store or loader failure 503 (logged, never
-/// shown).
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
-            Error::InvalidGrant => (StatusCode::BAD_REQUEST, ErrorCode::InvalidGrant),
-            Error::InvalidToken(_) => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken),
-            Error::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            Error::TooManyTokens => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests),
-            Error::Store(_) | Error::UserLoader(_) => {
-                log_refusal(&self, "request refused: 503");
-                return TemporarilyUnavailable.into_response();
-            }
-        };
-        let challenge = (code == ErrorCode::InvalidToken).then_some(Challenge {
-            realm: None,
-            error: Some(code),
-            scope: None,
-        });
-        let message = match code {
-            ErrorCode::InvalidToken => INVALID_TOKEN_MESSAGE.to_owned(),
-            _ => self.to_string(),
-        };
-        error_response(status, code, &message, challenge)
-    }
-}
-
-/// Logs a failure that refused a request with 503. A store that stopped serving
-/// logged that once already, so its refusals are only `debug`.
-pub(crate) fn log_refusal(err: &Error, what: &str) {
-    let chain = error_chain(err);
-    match err {
-        Error::Store(store) if store.kind() == StoreErrorKind::Unavailable => {
-            tracing::debug!(error = %chain, "{what}")
-        }
-        _ => tracing::warn!(error = %chain, "{what}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rejection::Challenge;
 
     #[test]
     fn challenge_lists_realm_error_and_scope_in_order() {
