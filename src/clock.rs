@@ -22,6 +22,24 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
+/// Monotonic instants as microseconds after an origin, so that one fits in an
+/// atomic integer (a deadline, the start of the latest answered round trip).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MonotonicMicros(Instant);
+
+impl MonotonicMicros {
+    /// Counting from now.
+    pub(crate) fn from_now() -> Self {
+        Self(Instant::now())
+    }
+
+    /// `at`, in microseconds after the origin (0 for anything before it).
+    pub(crate) fn of(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.0);
+        since.as_secs() * 1_000_000 + u64::from(since.subsec_micros())
+    }
+}
+
 /// The system clock: the default.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;

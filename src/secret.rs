@@ -131,21 +131,31 @@ impl SecretDigest {
 
     /// Lower-case hex, for text-based stores.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        to_hex(&self.0)
     }
 
     /// Parses [`SecretDigest::to_hex`] output.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        // Digits only: `from_str_radix` alone would take a sign (`+f`).
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-        }
-        Some(Self(out))
+        from_hex(hex).map(Self)
     }
+}
+
+/// `bytes` as lower-case hex.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Exactly `2 * N` hex digits as `N` bytes.
+pub(crate) fn from_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    // Digits only: `from_str_radix` alone would take a sign (`+f`).
+    if hex.len() != 2 * N || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
 }
 
 impl PartialEq for SecretDigest {

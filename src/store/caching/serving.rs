@@ -10,10 +10,12 @@
 //! Both live in one word (bit 0: feed down; the rest: writes in flight), so the
 //! hot path's question costs one load. A feed that measures its own lag (the
 //! PostgreSQL feed's round trips) also vouches for memory only until a deadline:
-//! past it, lookups ask the store until the feed vouches again, whether or not its
-//! timer noticed. Feeds that never set one leave it at "forever". A lookup asks it *before* checking an
-//! entry's epoch. A revocation announces itself here before its store write,
-//! bumps the epoch after its commit, and only then clears its mark. So if the
+//! past it, lookups ask the store until the feed vouches again, whether or not
+//! its timer noticed. Feeds that never set one leave it at "forever".
+//!
+//! A lookup asks the word *before* checking an entry's epoch. A revocation
+//! announces itself here before its store write, bumps the epoch after its
+//! commit, and only then clears its mark. So if the
 //! word reads clear, any revocation either began later (its commit comes after
 //! this read: the lookup is ordered before it) or had ended, and then its bump
 //! shows in the epoch read next. Asked the other way round, a lookup delayed
@@ -24,6 +26,8 @@ use std::{
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     time::Instant,
 };
+
+use crate::clock::MonotonicMicros;
 
 /// Bit 0 set: the feed is down.
 const FEED_DOWN: usize = 1;
@@ -36,9 +40,9 @@ const FOREVER: u64 = u64::MAX;
 #[derive(Debug)]
 pub(super) struct Serving {
     word: AtomicUsize,
-    /// Microseconds after `origin` until which the feed vouches for memory.
+    /// Until when the feed vouches for memory, or `FOREVER`.
     vouched_until: AtomicU64,
-    origin: Instant,
+    micros: MonotonicMicros,
 }
 
 impl Serving {
@@ -47,7 +51,7 @@ impl Serving {
         Self {
             word: AtomicUsize::new(0),
             vouched_until: AtomicU64::new(FOREVER),
-            origin: Instant::now(),
+            micros: MonotonicMicros::from_now(),
         }
     }
 
@@ -66,20 +70,15 @@ impl Serving {
     fn serves_memory_by(&self, now: impl FnOnce() -> Instant) -> bool {
         // The word first, then the deadline, then (in the caller) the epochs: a
         // feed moves its deadline only after delivering what it vouches for.
-        self.word.load(Ordering::SeqCst) == 0
-            && match self.vouched_until() {
-                FOREVER => true,
-                until => self.micros(now()) < until,
-            }
+        self.word.load(Ordering::SeqCst) == 0 && self.vouched_at(now)
     }
 
-    fn vouched_until(&self) -> u64 {
-        self.vouched_until.load(Ordering::SeqCst)
-    }
-
-    fn micros(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.origin);
-        since.as_secs() * 1_000_000 + u64::from(since.subsec_micros())
+    /// Whether the feed's deadline (if it set one) is still ahead.
+    fn vouched_at(&self, now: impl FnOnce() -> Instant) -> bool {
+        match self.vouched_until.load(Ordering::SeqCst) {
+            FOREVER => true,
+            until => self.micros.of(now()) < until,
+        }
     }
 
     /// Whether the invalidation feed (if any) is connected.
@@ -89,11 +88,7 @@ impl Serving {
 
     /// Whether the invalidation feed (if any) is connected and within its deadline.
     pub(super) fn feed_vouches_at(&self, now: Instant) -> bool {
-        self.feed_connected()
-            && match self.vouched_until() {
-                FOREVER => true,
-                until => self.micros(now) < until,
-            }
+        self.feed_connected() && self.vouched_at(|| now)
     }
 
     pub(super) fn set_feed_connected(&self, connected: bool) {
@@ -103,15 +98,18 @@ impl Serving {
         };
     }
 
-    /// The feed vouches for memory until `until` (never past `FOREVER`). Only
+    /// The feed vouches for memory until `until`. Replaces "forever", then only
     /// ever moves forward: a late call for an older round trip changes nothing.
     pub(super) fn vouch_until(&self, until: Instant) {
-        let until = self.micros(until).min(FOREVER - 1);
-        self.vouched_until.fetch_max(until, Ordering::SeqCst);
-        // A deadline once set replaces "forever": `fetch_max` cannot lower it.
-        let _ =
-            self.vouched_until
-                .compare_exchange(FOREVER, until, Ordering::SeqCst, Ordering::SeqCst);
+        let until = self.micros.of(until).min(FOREVER - 1);
+        let _ = self
+            .vouched_until
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |current| {
+                Some(match current {
+                    FOREVER => until,
+                    current => current.max(until),
+                })
+            });
     }
 
     /// A revoking write is about to reach the store.

@@ -23,14 +23,17 @@ use std::{
 
 use tokio::sync::Notify;
 
-use crate::store::{StoreError, StoreErrorKind};
+use crate::{
+    clock::MonotonicMicros,
+    store::{StoreError, StoreErrorKind},
+};
 
 /// The first wait before a probe; doubled after each failed one.
 const FIRST_BACK_OFF: Duration = Duration::from_millis(100);
 /// The longest wait between probes.
 const LONGEST_BACK_OFF: Duration = Duration::from_secs(1);
 
-/// Refused at once: the database has not answered since `since`.
+/// Refused at once: the database has not answered for this long.
 #[derive(Debug, thiserror::Error)]
 #[error("PostgreSQL has not answered for {0:?}: refusing calls until it does")]
 pub(super) struct CircuitOpen(pub(super) Duration);
@@ -54,8 +57,8 @@ enum State {
 /// Why a call may not go to the database.
 pub(super) struct Refused {
     pub(super) error: StoreError,
-    /// The caller should start a probe (see [`Breaker::probe_answered`] and
-    /// [`Breaker::probe_failed`]).
+    /// The caller should start a probe, and report its outcome to
+    /// [`Breaker::answered`] or [`Breaker::probe_failed`].
     pub(super) probe_due: bool,
 }
 
@@ -65,10 +68,9 @@ pub(super) struct Breaker {
     /// the database answers.
     open: AtomicBool,
     state: Mutex<State>,
-    /// When the latest round trip that got an answer started, in microseconds
-    /// after `origin`.
+    /// When the latest round trip that got an answer started.
     answered: AtomicU64,
-    origin: Instant,
+    micros: MonotonicMicros,
     tripped: Notify,
 }
 
@@ -78,18 +80,13 @@ impl Default for Breaker {
             open: AtomicBool::new(false),
             state: Mutex::new(State::Closed),
             answered: AtomicU64::new(0),
-            origin: Instant::now(),
+            micros: MonotonicMicros::from_now(),
             tripped: Notify::new(),
         }
     }
 }
 
 impl Breaker {
-    fn micros(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.origin);
-        since.as_secs() * 1_000_000 + u64::from(since.subsec_micros())
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -145,7 +142,7 @@ impl Breaker {
     /// answers, so the breaker closes.
     pub(super) fn answered(&self, started: Instant) {
         self.answered
-            .fetch_max(self.micros(started), Ordering::SeqCst);
+            .fetch_max(self.micros.of(started), Ordering::SeqCst);
         if self.open.load(Ordering::SeqCst) {
             let mut state = self.state();
             if let State::Open { since, .. } | State::Probing { since, .. } = *state {
@@ -165,7 +162,7 @@ impl Breaker {
     pub(super) fn unanswered(&self, started: Instant) {
         let now = Instant::now();
         let mut state = self.state();
-        if self.answered.load(Ordering::SeqCst) > self.micros(started) {
+        if self.answered.load(Ordering::SeqCst) > self.micros.of(started) {
             return; // something got an answer meanwhile: this call's own trouble
         }
         if let State::Closed = *state {

@@ -89,10 +89,10 @@ impl PgConfig {
     /// committed before it was delivered, so the cache serves from memory only
     /// until `lag_limit` after the latest one was sent, then asks the database
     /// until the next answer, however the feed fell behind (a cut network, a
-    /// frozen server, a backlog on the channel). A round trip unanswered for
-    /// `lag_limit` also declares the database unreachable: calls are refused at
-    /// once (503) until it answers again, unless other calls got answers
-    /// meanwhile. The limit is at least twice `every`.
+    /// frozen server, a backlog on the channel). A round trip unanswered in
+    /// silence for `lag_limit` also declares the database unreachable: calls are
+    /// refused at once (503) until it answers again, unless other calls got
+    /// answers meanwhile. The limit is at least twice `every`.
     #[must_use]
     pub fn with_feed_probe(mut self, every: Duration, lag_limit: Duration) -> Self {
         self.probe_every = every;
@@ -102,8 +102,8 @@ impl PgConfig {
 
     /// The `LISTEN`/`NOTIFY` channel on which every replica publishes its
     /// revocations and hears the others'; `{schema}_revoked` unless set. Set it
-    /// when the app already uses that name for a channel of its own: anything
-    /// else published there makes every replica drop its whole cache. Every
+    /// when the app already uses that name for a channel of its own: replicas
+    /// ignore what they did not seal, but still read all of it. Every
     /// replica of an app must use the same channel, so change it on all of them
     /// at once. 1 to 63 characters of `a-z`, `0-9` and `_`, not starting with a
     /// digit.

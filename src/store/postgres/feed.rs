@@ -40,7 +40,7 @@ use sqlx::{
 
 use super::{breaker::Breaker, errors::db};
 use crate::{
-    secret::SecretDigest,
+    secret::{self, SecretDigest},
     store::{InvalidationFeed, InvalidationSink, StoreError, StoreErrorKind},
 };
 
@@ -83,23 +83,13 @@ impl FeedKey {
     /// `body` with its seal in front: `hex(hmac[..16]):body`.
     fn seal(&self, channel: &str, body: &str) -> String {
         let tag = self.mac(channel, body).finalize().into_bytes();
-        let hex: String = tag[..SEAL_BYTES]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("{hex}:{body}")
+        format!("{}:{body}", secret::to_hex(&tag[..SEAL_BYTES]))
     }
 
     /// The body of `payload` if its seal is this key's (compared in constant time).
     fn open<'a>(&self, channel: &str, payload: &'a str) -> Option<&'a str> {
         let (hex, body) = payload.split_once(':')?;
-        if hex.len() != SEAL_BYTES * 2 {
-            return None;
-        }
-        let mut tag = [0u8; SEAL_BYTES];
-        for (byte, pair) in tag.iter_mut().zip(hex.as_bytes().chunks(2)) {
-            *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-        }
+        let tag: [u8; SEAL_BYTES] = secret::from_hex(hex)?;
         self.mac(channel, body)
             .verify_truncated_left(&tag)
             .ok()
@@ -322,9 +312,7 @@ impl PgInvalidationFeed {
             Ok(Ok(_)) => {
                 // Notifications that came in ahead of the answer wait in the
                 // listener's buffer: they are older than the answer.
-                while let Some(notification) = listener.next_buffered() {
-                    self.deliver(&notification, sink, ignored);
-                }
+                self.deliver_buffered(listener, sink, ignored);
                 self.breaker.answered(sent);
                 sink.vouch_until(sent + self.lag_limit);
                 Ok(())
@@ -337,12 +325,7 @@ impl PgInvalidationFeed {
                 // answer: the cache stays bypassed (its deadline passes) but
                 // keeps its contents, and the answer is skipped when it comes.
                 // Silence is a cut: the database is unreachable from here.
-                let mut arrived = 0;
-                while let Some(notification) = listener.next_buffered() {
-                    self.deliver(&notification, sink, ignored);
-                    arrived += 1;
-                }
-                if arrived > 0 {
+                if self.deliver_buffered(listener, sink, ignored) > 0 {
                     return Ok(());
                 }
                 self.breaker.unanswered(sent);
@@ -352,6 +335,22 @@ impl PgInvalidationFeed {
                 ))
             }
         }
+    }
+
+    /// Delivers the notifications the listener buffered while a statement ran;
+    /// returns how many there were.
+    fn deliver_buffered(
+        &self,
+        listener: &mut PgListener,
+        sink: &InvalidationSink,
+        ignored: &mut Ignored,
+    ) -> usize {
+        let mut arrived = 0;
+        while let Some(notification) = listener.next_buffered() {
+            self.deliver(&notification, sink, ignored);
+            arrived += 1;
+        }
+        arrived
     }
 
     fn deliver(
