@@ -4,36 +4,10 @@
 
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::process::{Command, Stdio};
 
-use common::process::{self, example_binary};
-
-/// One HTTP/1.1 exchange over a fresh connection: status and body.
-fn call(addr: &str, request: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, body.to_owned())
-}
-
-fn get_data(addr: &str, auth: &str) -> u16 {
-    call(
-        addr,
-        &format!("GET /data HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n"),
-    )
-    .0
-}
+use common::process::{self, bearer, call, example_binary};
+use serde_json::json;
 
 #[test]
 fn the_minimal_example_logs_in_and_guards_its_route() {
@@ -45,24 +19,14 @@ fn the_minimal_example_logs_in_and_guards_its_route() {
         .stdin(Stdio::null());
     let app = process::start(command);
     let login = |password: &str| {
-        let body = format!(r#"{{"user": "bob", "password": "{password}"}}"#);
-        call(
-            &app.addr,
-            &format!(
-                "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ),
-        )
+        let body = json!({"user": "bob", "password": password});
+        call(&app.addr, "POST", "/login", "", Some(&body))
     };
     assert_eq!(login("wrong").0, 401);
     let (status, body) = login("bob-pass");
     assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let token = json["token"].as_str().unwrap();
-    assert_eq!(get_data(&app.addr, ""), 401);
-    assert_eq!(
-        get_data(&app.addr, &format!("Authorization: Bearer {token}\r\n")),
-        200
-    );
+    let token = body["token"].as_str().unwrap();
+    let data = |auth: &str| call(&app.addr, "GET", "/data", auth, None).0;
+    assert_eq!(data(""), 401);
+    assert_eq!(data(&bearer(token)), 200);
 }

@@ -8,7 +8,6 @@
 mod common;
 
 use std::{
-    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
@@ -16,11 +15,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{girder_scopes, link::Link, pg, pg_server::PgServer, Users};
+use common::{
+    assert_unavailable, girder_scopes, is_unavailable,
+    link::{server_of, Link},
+    pg,
+    pg_server::PgServer,
+    Users,
+};
 use scopegate::{
     store::user_tag, ApiKeyUpdate, CacheConfig, CachingStore, Error, InvalidTokenReason,
-    IssuedToken, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate, StoreErrorKind, TokenStore,
-    UserId,
+    IssuedToken, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate, TokenStore, UserId,
 };
 
 /// Notifications in the backlog test (6.5 KB each): about 10 s at the 1 MiB/s
@@ -46,6 +50,13 @@ async fn replica(url: &str, config: PgConfig, users: &Users) -> Replica {
         .build()
         .unwrap();
     Replica { gate, cache }
+}
+
+/// A replica reaching the server at `url` over a link the test can cut.
+async fn linked_replica(url: &str, config: PgConfig, users: &Users) -> (Link, Replica) {
+    let link = Link::to(server_of(url)).await;
+    let replica = replica(&link.url(url), config, users).await;
+    (link, replica)
 }
 
 /// Two replicas on a fresh schema of the server at `url`, and a user of theirs.
@@ -84,11 +95,6 @@ fn own_server() -> Option<PgServer> {
     server
 }
 
-fn upstream(url: &str) -> SocketAddr {
-    let (_, rest) = url.split_once('@').unwrap();
-    rest.split_once('/').unwrap().0.parse().unwrap()
-}
-
 /// Polls `gate` until it stops accepting `secret`; returns how long after
 /// `started` it last accepted it (as it answered), and what it answered next.
 async fn time_until_refused(gate: &ScopeGate, secret: &str, started: Instant) -> (Duration, Error) {
@@ -120,8 +126,7 @@ async fn a_replica_cut_off_stops_serving_a_revoked_token_within_the_lag_limit_an
     let schema = fresh_schema();
     let users = Users::default();
     let bob = users.add("bob", false);
-    let link = Link::to(upstream(&pg::url())).await;
-    let a = replica(&link.url(&pg::url()), pg::config(&schema), &users).await;
+    let (link, a) = linked_replica(&pg::url(), pg::config(&schema), &users).await;
     let b = replica(&pg::url(), pg::config(&schema), &users).await;
     let issued = b
         .gate
@@ -151,10 +156,7 @@ async fn a_replica_cut_off_stops_serving_a_revoked_token_within_the_lag_limit_an
         "A served the revoked token for {took:?}"
     );
     // Unknown to A's cache now, and the database out of reach: a 503, not a 401.
-    assert!(
-        matches!(&refusal, Error::Store(err) if err.kind() == StoreErrorKind::Unavailable),
-        "{refusal:?}"
-    );
+    assert!(is_unavailable(&refusal), "{refusal:?}");
     // The lookup that was waiting on the cut fails with the breaker, not after
     // the call's 10 s limit.
     let (outcome, waited) = in_flight.await.unwrap();
@@ -166,10 +168,7 @@ async fn a_replica_cut_off_stops_serving_a_revoked_token_within_the_lag_limit_an
         let asked = Instant::now();
         let outcome = a.gate.authenticate(other.secret.expose()).await;
         slowest = slowest.max(asked.elapsed());
-        assert!(
-            matches!(&outcome, Err(Error::Store(err)) if err.kind() == StoreErrorKind::Unavailable),
-            "{outcome:?}"
-        );
+        assert_unavailable(&outcome);
     }
     eprintln!("served the revoked token for {took:?}; slowest refusal while cut: {slowest:?}");
     assert!(slowest < Duration::from_millis(50), "{slowest:?}");
@@ -200,8 +199,7 @@ async fn calls_refused_while_cut_off_answer_long_before_the_call_limit() {
     let schema = fresh_schema();
     let users = Users::default();
     let bob = users.add("bob", false);
-    let link = Link::to(upstream(&pg::url())).await;
-    let a = replica(&link.url(&pg::url()), pg::config(&schema), &users).await;
+    let (link, a) = linked_replica(&pg::url(), pg::config(&schema), &users).await;
     let issued = a.gate.create_token(NewToken::for_user(bob)).await.unwrap();
     link.cut();
     // Once the feed's round trip goes unanswered for the lag limit, the breaker
@@ -214,10 +212,7 @@ async fn calls_refused_while_cut_off_answer_long_before_the_call_limit() {
         let asked = Instant::now();
         let outcome = a.gate.authenticate(issued.secret.expose()).await;
         times.push(asked.elapsed());
-        assert!(
-            matches!(&outcome, Err(Error::Store(err)) if err.kind() == StoreErrorKind::Unavailable),
-            "{outcome:?}"
-        );
+        assert_unavailable(&outcome);
         tokio::time::sleep(Duration::from_millis(7)).await;
     }
     times.sort();
@@ -338,8 +333,7 @@ async fn a_backlog_on_the_channel_does_not_keep_a_replica_serving_a_revocation_q
     let a = replica(&server.url(), pg::config(&schema), &users).await;
     // B reads the database over a link that can slow to a trickle: a listener
     // that keeps receiving, ever further behind.
-    let link = Link::to(upstream(&server.url())).await;
-    let b = replica(&link.url(&server.url()), pg::config(&schema), &users).await;
+    let (link, b) = linked_replica(&server.url(), pg::config(&schema), &users).await;
     let issued = cached_on(&b, &a, &bob).await;
     let secret = issued.secret.expose();
     let kept = cached_on(&b, &a, &bob).await;
@@ -463,7 +457,7 @@ async fn a_key_locked_by_a_replica_frozen_before_commit_can_be_deactivated_elsew
     let schema = fresh_schema();
     let users = Users::default();
     let owner = users.add("owner", false);
-    let link = Link::to(upstream(&pg::url())).await;
+    let link = Link::to(server_of(&pg::url())).await;
     // The app hands A its own pool: no statement_timeout of the store's on it.
     let pool = sqlx::PgPool::connect(&link.url(&pg::url())).await.unwrap();
     let config = pg::config(&schema).with_timeout(Duration::from_secs(1));
@@ -507,8 +501,7 @@ async fn a_cut_while_the_feed_reconnects_is_noticed_within_the_lag_limit_not_the
     let schema = fresh_schema();
     let users = Users::default();
     let bob = users.add("bob", false);
-    let link = Link::to(upstream(&pg::url())).await;
-    let a = replica(&link.url(&pg::url()), pg::config(&schema), &users).await;
+    let (link, a) = linked_replica(&pg::url(), pg::config(&schema), &users).await;
     let issued = a.gate.create_token(NewToken::for_user(bob)).await.unwrap();
     // The feed loses its connection (an administrator ends it), and while it
     // waits to reconnect, the link goes silent: its next attempt hangs.
@@ -529,10 +522,7 @@ async fn a_cut_while_the_feed_reconnects_is_noticed_within_the_lag_limit_not_the
     let asked = Instant::now();
     let outcome = a.gate.authenticate(issued.secret.expose()).await;
     let waited = asked.elapsed();
-    assert!(
-        matches!(&outcome, Err(Error::Store(err)) if err.kind() == StoreErrorKind::Unavailable),
-        "{outcome:?}"
-    );
+    assert_unavailable(&outcome);
     assert!(waited < Duration::from_secs(2), "waited {waited:?}");
     link.restore();
 }

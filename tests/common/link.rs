@@ -29,6 +29,12 @@ pub struct Link {
     trickle: Arc<AtomicU64>,
 }
 
+/// The server address of a `postgres://user@host:port/db` URL.
+pub fn server_of(url: &str) -> SocketAddr {
+    let (_, rest) = url.split_once('@').unwrap();
+    rest.split_once('/').unwrap().0.parse().unwrap()
+}
+
 impl Link {
     /// A link to the server at `upstream` (`host:port`).
     pub async fn to(upstream: SocketAddr) -> Self {

@@ -103,6 +103,20 @@ impl Users {
     }
 }
 
+/// Whether `err` is a store failure the caller sees as unavailable (503),
+/// never access and never a refusal of the credential.
+pub fn is_unavailable(err: &scopegate::Error) -> bool {
+    matches!(err, scopegate::Error::Store(err) if err.kind() == scopegate::StoreErrorKind::Unavailable)
+}
+
+/// Asserts that `result` failed as [unavailable](is_unavailable).
+pub fn assert_unavailable<T: std::fmt::Debug>(result: &Result<T, scopegate::Error>) {
+    match result {
+        Err(err) if is_unavailable(err) => {}
+        other => panic!("expected an unavailable store, got {other:?}"),
+    }
+}
+
 /// A test that cannot run here: fails under CI (which must run it), and otherwise
 /// says so on the terminal. Straight to the process's stderr: the harness hides
 /// what a passing test prints with `eprintln!`, so a local run would skip in

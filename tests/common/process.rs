@@ -1,13 +1,17 @@
-//! The quickstart as a process: started on an ephemeral loopback port, its stdout
-//! read line by line, killed and reaped when dropped (even if the test fails).
+//! The examples as processes: started on an ephemeral port, their stdout read
+//! line by line, killed and reaped when dropped (even if the test fails), and
+//! called over HTTP/1.1.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
+
+use serde_json::Value;
 
 /// `target/<profile>/examples/quickstart`, built by `cargo test` with the tests.
 pub fn quickstart_binary() -> PathBuf {
@@ -74,4 +78,38 @@ pub fn start(mut command: Command) -> Running {
             return running;
         }
     }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: status and JSON body.
+pub fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let json = response
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// An `Authorization` header line for `token`.
+pub fn bearer(token: &str) -> String {
+    format!("Authorization: Bearer {token}\r\n")
 }
