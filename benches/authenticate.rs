@@ -41,16 +41,21 @@ use criterion::{
     criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion,
 };
 use scopegate::{
-    AuthState, CachingStore, ManualClock, NewToken, RequireScope, ScopeGate, SledStore, TokenStore,
+    clock::ManualClock,
+    store::{SledStore, TokenStore},
+    AuthState, NewToken, RequireScope, ScopeGate,
 };
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
 
-fn gate(store: impl TokenStore, clock: ManualClock) -> ScopeGate {
-    ScopeGate::builder(store, Users)
-        .with_clock(clock)
-        .build()
-        .unwrap()
+fn gate(store: impl TokenStore, clock: ManualClock, cached: bool) -> ScopeGate {
+    let builder = ScopeGate::builder(store, Users).with_clock(clock);
+    let builder = if cached {
+        builder
+    } else {
+        builder.without_cache()
+    };
+    builder.build().unwrap()
 }
 
 fn authenticate(c: &mut Criterion) {
@@ -61,13 +66,18 @@ fn authenticate(c: &mut Criterion) {
     let gates = [
         (
             "sled",
-            gate(SledStore::open(dirs[0].path()).unwrap(), clock.clone()),
+            gate(
+                SledStore::open(dirs[0].path()).unwrap(),
+                clock.clone(),
+                false,
+            ),
         ),
         (
             "cached",
             gate(
-                CachingStore::new(SledStore::open(dirs[1].path()).unwrap()),
+                SledStore::open(dirs[1].path()).unwrap(),
                 clock.clone(),
+                true,
             ),
         ),
     ];
@@ -113,7 +123,7 @@ fn purge(c: &mut Criterion) {
     for live in [0usize, 5000] {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(Utc::now());
-        let gate = gate(SledStore::open(dir.path()).unwrap(), clock.clone());
+        let gate = gate(SledStore::open(dir.path()).unwrap(), clock.clone(), false);
         rt.block_on(async {
             for _ in 0..live {
                 gate.create_token(
@@ -159,10 +169,12 @@ fn http(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let mut group = c.benchmark_group("http");
     let dir = tempfile::tempdir().unwrap();
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
-        .with_registry(scopegate::ScopeRegistry::of::<DataRead>().unwrap())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users)
+            .with_registry(scopegate::ScopeRegistry::of::<DataRead>().unwrap()),
+    )
+    .build()
+    .unwrap();
     let token = rt
         .block_on(
             state

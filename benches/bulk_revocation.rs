@@ -37,14 +37,14 @@ use std::{
 };
 
 use common::{runtime, scratch_dir, setting, Users};
-use scopegate::ManualClock;
+use scopegate::clock::ManualClock;
 
 /// The clock of every gate here: `expire` moves it on.
 static CLOCK: std::sync::LazyLock<ManualClock> =
     std::sync::LazyLock::new(|| ManualClock::new(chrono::Utc::now()));
 use scopegate::{
-    ApiKeyUpdate, CachingStore, IssuedApiKey, NewApiKey, NewToken, Page, ScopeGate, ScopeRegistry,
-    SledStore, TokenRequest, TokenStore,
+    store::{Page, SledStore, TokenStore},
+    ApiKeyUpdate, IssuedApiKey, NewApiKey, NewToken, ScopeGate, ScopeRegistry, TokenRequest,
 };
 
 fn main() {
@@ -68,7 +68,7 @@ fn main() {
                 "postgres" => postgres::measure(count, &op).await,
                 _ => {
                     let dir = scratch_dir();
-                    let store = CachingStore::new(SledStore::open(dir.path()).unwrap());
+                    let store = SledStore::open(dir.path()).unwrap();
                     let (gate, key) = busy_key(store).await;
                     exchange_all(&gate, &key, count).await;
                     measure(&gate, &key, count, &op).await
@@ -257,7 +257,7 @@ fn spread(latencies: &[Duration], median: bool) -> String {
 mod postgres {
     use std::time::Duration;
 
-    use scopegate::{CachingStore, PgConfig, PgStore};
+    use scopegate::store::{PgConfig, PgStore};
 
     pub(super) async fn measure(count: usize, op: &str) -> String {
         let url = std::env::var("SCOPEGATE_TEST_DATABASE_URL")
@@ -270,7 +270,7 @@ mod postgres {
             .with_timeout(Duration::from_secs(60));
         let pg = PgStore::connect_with(&url, config).await.unwrap();
         let pool = pg.pool().clone();
-        let (gate, key) = super::busy_key(CachingStore::new(pg)).await;
+        let (gate, key) = super::busy_key(pg).await;
         // The key's tokens, as its exchanges would have stored them.
         let insert = format!(
             "INSERT INTO {schema}.tokens (digest, id, user_id, scopes, created, expires, api_key_id) \

@@ -30,7 +30,7 @@ use common::{
     hello::{hello_apps, hello_request},
     median, setting,
 };
-use scopegate::CacheConfig;
+use scopegate::store::CacheConfig;
 use tower::{util::BoxCloneSyncService, Service, ServiceExt};
 
 type App = BoxCloneSyncService<Request<Body>, Response, Infallible>;

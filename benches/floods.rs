@@ -27,14 +27,11 @@ use std::{
 };
 
 use axum::{body::Body, http::Request, Router};
-use chrono::{DateTime, Utc};
 use common::{live_heap, rss_bytes, runtime, scratch_dir, Users};
 use scopegate::{
-    async_trait,
-    secret::{SecretCodec, SecretDigest, SecretKind},
-    store::{KeyChange, KeyDisposal, Purged},
-    AnonymousSessions, ApiKey, ApiKeyId, AuthState, CacheConfig, CachingStore, NewToken, Page,
-    Scope, ScopeGate, SledStore, StoreError, Token, TokenId, TokenStore, UserId,
+    secret::{SecretCodec, SecretKind},
+    store::{CacheConfig, Intercepted, Interceptor, SledStore, StoreCall, StoreError},
+    AnonymousSessions, AuthState, NewToken, ScopeGate, ScopeGateBuilder, UserId,
 };
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::ServiceExt;
@@ -63,10 +60,13 @@ fn mb(bytes: i64) -> String {
 
 async fn anonymous_flood() {
     let dir = scratch_dir();
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
-        .with_anonymous_sessions(AnonymousSessions::default())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(ScopeGate::builder(
+        SledStore::open(dir.path()).unwrap(),
+        Users,
+    ))
+    .with_anonymous_sessions(AnonymousSessions::default())
+    .build()
+    .unwrap();
     let app: Router = scopegate::router().layer(state.layer()).with_state(state);
     let (disk0, rss0, heap0) = (disk_usage(dir.path()), rss_bytes() as i64, live_heap(HEAP));
     let issued = Arc::new(AtomicUsize::new(0));
@@ -93,93 +93,33 @@ async fn anonymous_flood() {
     );
 }
 
-/// The bare store with a count of the token lookups that reach it.
-struct Counting<S> {
-    inner: S,
-    lookups: Arc<AtomicUsize>,
-}
+/// Counts the token lookups that reach the store.
+struct Lookups(Arc<AtomicUsize>);
 
-#[async_trait]
-impl<S: TokenStore> TokenStore for Counting<S> {
-    async fn insert_token(&self, t: &Token) -> Result<(), StoreError> {
-        self.inner.insert_token(t).await
-    }
-    async fn mint_token(&self, t: &Token, d: &SecretDigest, n: u64) -> Result<bool, StoreError> {
-        self.inner.mint_token(t, d, n).await
-    }
-    async fn token_by_digest(&self, d: &SecretDigest) -> Result<Option<Token>, StoreError> {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        self.inner.token_by_digest(d).await
-    }
-    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.inner.token_by_id(id).await
-    }
-    async fn tokens_of_user(&self, u: &UserId, p: Page) -> Result<Vec<Token>, StoreError> {
-        self.inner.tokens_of_user(u, p).await
-    }
-    async fn add_token_scopes(
+impl Interceptor for Lookups {
+    async fn around<T: Send + 'static>(
         &self,
-        id: &TokenId,
-        s: &[Scope],
-    ) -> Result<Option<Token>, StoreError> {
-        self.inner.add_token_scopes(id, s).await
-    }
-    async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.inner.delete_token(id).await
-    }
-    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.touch_token(id, at).await
-    }
-    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.touch_api_key(id, at).await
-    }
-    async fn insert_api_key(&self, k: &ApiKey) -> Result<(), StoreError> {
-        self.inner.insert_api_key(k).await
-    }
-    async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.inner.api_key_by_id(id).await
-    }
-    async fn api_key_by_digest(&self, d: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
-        self.inner.api_key_by_digest(d).await
-    }
-    async fn api_keys_of_user(&self, u: &UserId, p: Page) -> Result<Vec<ApiKey>, StoreError> {
-        self.inner.api_keys_of_user(u, p).await
-    }
-    async fn modify_api_key(
-        &self,
-        id: &ApiKeyId,
-        c: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        self.inner.modify_api_key(id, c).await
-    }
-    async fn delete_api_key(
-        &self,
-        id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        self.inner.delete_api_key(id).await
-    }
-    async fn revoke_user(
-        &self,
-        u: &UserId,
-        k: KeyDisposal,
-    ) -> Result<Vec<SecretDigest>, StoreError> {
-        self.inner.revoke_user(u, k).await
-    }
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
-        self.inner.purge_expired(now, limit).await
+        call: StoreCall,
+        inner: impl std::future::Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        if call == StoreCall::TokenByDigest {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.await
     }
 }
 
 async fn unknown_token_flood() {
     let dir = scratch_dir();
     let lookups = Arc::new(AtomicUsize::new(0));
-    let counting = Counting {
-        inner: SledStore::open(dir.path()).unwrap(),
-        lookups: lookups.clone(),
-    };
+    let counting = Intercepted::new(
+        SledStore::open(dir.path()).unwrap(),
+        Lookups(lookups.clone()),
+    );
     // A cache sized for the app's 1 000 live tokens with room to spare.
     let config = CacheConfig::default().with_max_capacity(10_000);
-    let gate = ScopeGate::builder(CachingStore::with_config(counting, config), Users)
+    let gate = ScopeGate::builder(counting, Users)
+        .with_cache(config)
         .build()
         .unwrap();
     let user = UserId::from("bench");
@@ -213,8 +153,8 @@ async fn unknown_token_flood() {
 }
 
 /// Live-heap growth over `n` revocations (32 at a time) through a gate over `store`.
-async fn heap_over_revocations(store: impl TokenStore, n: usize) -> i64 {
-    let gate = ScopeGate::builder(store, Users).build().unwrap();
+async fn heap_over_revocations(gate: ScopeGateBuilder, n: usize) -> i64 {
+    let gate = gate.build().unwrap();
     let user = UserId::from("bench");
     let mut ids = Vec::new();
     for _ in 0..n {
@@ -242,8 +182,9 @@ async fn heap_over_revocations(store: impl TokenStore, n: usize) -> i64 {
 async fn revocation_memory() {
     let n = 50_000;
     let (bare_dir, cached_dir) = (scratch_dir(), scratch_dir());
-    let bare = heap_over_revocations(SledStore::open(bare_dir.path()).unwrap(), n).await;
-    let cached = CachingStore::new(SledStore::open(cached_dir.path()).unwrap());
+    let bare = ScopeGate::builder(SledStore::open(bare_dir.path()).unwrap(), Users);
+    let bare = heap_over_revocations(bare.without_cache(), n).await;
+    let cached = ScopeGate::builder(SledStore::open(cached_dir.path()).unwrap(), Users);
     let cached = heap_over_revocations(cached, n).await;
     println!(
         "| 50 000 revocations, cached vs bare store | the cache kept {} ({} B per revocation) |",

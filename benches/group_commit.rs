@@ -23,7 +23,7 @@ use std::{
 };
 
 use common::{median, runtime, scratch_dir, Users};
-use scopegate::{NewApiKey, ScopeGate, SledStore, TokenRequest, UserId};
+use scopegate::{store::SledStore, NewApiKey, ScopeGate, TokenRequest, UserId};
 
 const WRITERS: usize = 32;
 const ROUNDS: usize = 3;
@@ -33,6 +33,7 @@ fn exchanges_per_second(rt: &tokio::runtime::Runtime, writers: usize, total: usi
     let dir = scratch_dir();
     rt.block_on(async {
         let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users)
+            .without_cache()
             .build()
             .unwrap();
         let owner = UserId::from("bench");

@@ -31,7 +31,7 @@ use std::{
 
 use axum::{body::Body, http::Request, response::Response};
 use common::hello::{hello_apps, hello_request};
-use scopegate::CacheConfig;
+use scopegate::store::CacheConfig;
 use tower::{Service, ServiceExt};
 
 /// Sends `n` requests; the only function callgrind counts.

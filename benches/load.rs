@@ -32,7 +32,7 @@ use std::{convert::Infallible, net::SocketAddr, process::Command};
 
 use axum::{extract::Request, response::Response, ServiceExt};
 use common::{chosen, hello::hello_apps, median, setting};
-use scopegate::CacheConfig;
+use scopegate::store::CacheConfig;
 use tower::Service;
 
 /// Serves `app` (a router, or a layer wrapped around one) on a loopback port.

@@ -27,7 +27,10 @@ use std::{
 };
 
 use common::{live_heap, rss_bytes, setting, Users};
-use scopegate::{CacheConfig, CachingStore, NewToken, ScopeGate, SledStore, TokenStore};
+use scopegate::{
+    store::{CacheConfig, SledStore, TokenStore},
+    NewToken, ScopeGate,
+};
 use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -69,11 +72,9 @@ fn live_and_copied(dir: &Path) -> (u64, u64) {
 
 fn gate(store: impl TokenStore, cached: Option<u64>) -> ScopeGate {
     let builder = match cached {
-        Some(entries) => ScopeGate::builder(
-            CachingStore::with_config(store, CacheConfig::default().with_max_capacity(entries)),
-            Users,
-        ),
-        None => ScopeGate::builder(store, Users),
+        Some(entries) => ScopeGate::builder(store, Users)
+            .with_cache(CacheConfig::default().with_max_capacity(entries)),
+        None => ScopeGate::builder(store, Users).without_cache(),
     };
     builder.without_last_use().build().unwrap()
 }

@@ -24,16 +24,19 @@ use axum::{
     Router,
 };
 use common::{setting, Users};
-use scopegate::{AuthState, NewApiKey, NewToken, SledStore};
+use scopegate::{store::SledStore, AuthState, NewApiKey, NewToken, ScopeGate};
 use tower::ServiceExt;
 
 fn main() {
     let rounds: usize = setting("NOT_FOUND_ROUNDS", 20_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = common::scratch_dir();
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users)
-        .build()
-        .unwrap();
+    let state = AuthState::builder(ScopeGate::builder(
+        SledStore::open(dir.path()).unwrap(),
+        Users,
+    ))
+    .build()
+    .unwrap();
     let gate = state.gate();
     let (theirs_key, theirs_token, caller) = rt.block_on(async {
         let owner = "owner".into();

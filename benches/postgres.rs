@@ -1,6 +1,6 @@
 //! The PostgreSQL backend against baselines measured in the same run:
 //!
-//! - cached authenticate on `CachingStore<PgStore>` vs `CachingStore<SledStore>`;
+//! - cached authenticate on `PgStore` vs `SledStore`;
 //! - uncached authenticate vs a raw single-row `SELECT` by primary key, and a
 //!   durable exchange (through the cache, and on `PgStore` alone) vs a raw
 //!   `INSERT` + `COMMIT`, each with 1 and 32 clients;
@@ -29,8 +29,8 @@ use std::{
 use chrono::Utc;
 use common::Users;
 use scopegate::{
-    CacheConfig, CachingStore, Error, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate, SledStore,
-    TokenRequest, TokenStore, UserId,
+    store::{PgConfig, PgStore, SledStore, TokenStore},
+    Error, NewApiKey, NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, UserId,
 };
 use sqlx::PgPool;
 
@@ -50,12 +50,17 @@ fn gate(store: impl TokenStore) -> ScopeGate {
     ScopeGate::builder(store, Users).build().unwrap()
 }
 
-/// A gate with room for every round's tokens on one key.
-fn unlimited(store: impl TokenStore) -> ScopeGate {
+/// A gate with no cache in front of `store`.
+fn uncached(store: impl TokenStore) -> ScopeGate {
     ScopeGate::builder(store, Users)
-        .with_max_tokens_per_key(u64::MAX)
+        .without_cache()
         .build()
         .unwrap()
+}
+
+/// A gate with room for every round's tokens on one key.
+fn unlimited(gate: ScopeGateBuilder) -> ScopeGate {
+    gate.with_max_tokens_per_key(u64::MAX).build().unwrap()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -108,8 +113,8 @@ async fn run(url: &str) {
 }
 
 async fn cached_authenticate(pg: &PgStore, sled: &SledStore) {
-    let on_pg = gate(CachingStore::new(pg.clone()));
-    let on_sled = gate(CachingStore::new(sled.clone()));
+    let on_pg = gate(pg.clone());
+    let on_sled = gate(sled.clone());
     let bob = UserId::from("bob");
     let mut ratios = Vec::new();
     let mut per_call = (Vec::new(), Vec::new());
@@ -136,7 +141,7 @@ async fn cached_authenticate(pg: &PgStore, sled: &SledStore) {
     }
     println!("## cached authenticate ({ROUNDS} rounds × {CACHED_CALLS} calls, medians)");
     println!(
-        "CachingStore<PgStore> {:.0} ns/call, CachingStore<SledStore> {:.0} ns/call: ratio {:.3}",
+        "cached PgStore {:.0} ns/call, cached SledStore {:.0} ns/call: ratio {:.3}",
         median(per_call.0),
         median(per_call.1),
         median(ratios)
@@ -203,7 +208,7 @@ fn header(what: &str, baseline: &str) {
 }
 
 async fn uncached_authenticate(pg: &PgStore, raw: &PgPool, table: &str) {
-    let uncached = gate(pg.clone());
+    let uncached = self::uncached(pg.clone());
     let bob = UserId::from("bob");
     let mut secrets = Vec::new();
     for _ in 0..64 {
@@ -270,7 +275,7 @@ async fn uncached_authenticate(pg: &PgStore, raw: &PgPool, table: &str) {
 }
 
 async fn exchange(pg: &PgStore, raw: &PgPool, table: &str) {
-    let uncached = unlimited(pg.clone());
+    let uncached = unlimited(ScopeGate::builder(pg.clone(), Users).without_cache());
     let bob = UserId::from("bob");
     // One key per client: exchanges of one key serialize on its row lock.
     let (mut keys, mut ids) = (Vec::new(), Vec::new());
@@ -283,9 +288,9 @@ async fn exchange(pg: &PgStore, raw: &PgPool, table: &str) {
         ids.push(key.key.id.to_string());
     }
     let (keys, ids) = (Arc::new(keys), Arc::new(ids));
-    // What apps run (`AuthState::builder`, `PgStore::cached`): the key is read
-    // from the cache, and the exchange is the mint's one statement.
-    let cached = unlimited(pg.clone().cached(CacheConfig::default()));
+    // What apps run (the gate's default cache): the key is read from the
+    // cache, and the exchange is the mint's one statement.
+    let cached = unlimited(ScopeGate::builder(pg.clone(), Users));
     tokio::time::sleep(Duration::from_millis(500)).await; // the feed connects
                                                           // The second baseline: the rows an exchange writes, written by hand.
     let schema = table.split('.').next().unwrap();
@@ -440,13 +445,9 @@ fn summary(name: &str, mut times: Vec<Duration>) {
 }
 
 async fn propagation(url: &str, config: &PgConfig) {
-    let a = gate(CachingStore::with_config(
-        PgStore::connect_with(url, config.clone()).await.unwrap(),
-        CacheConfig::default(),
-    ));
-    let b_cache = CachingStore::new(PgStore::connect_with(url, config.clone()).await.unwrap());
-    let b = gate(b_cache.clone());
-    while !b_cache.is_serving_from_cache() {
+    let a = gate(PgStore::connect_with(url, config.clone()).await.unwrap());
+    let b = gate(PgStore::connect_with(url, config.clone()).await.unwrap());
+    while !b.is_serving_from_cache() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let bob = UserId::from("bob");
@@ -464,7 +465,7 @@ async fn propagation(url: &str, config: &PgConfig) {
     let killer = PgPool::connect(url).await.unwrap();
     let mut killed = Vec::new();
     for _ in 0..30 {
-        while !b_cache.is_serving_from_cache() {
+        while !b.is_serving_from_cache() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let issued = a
@@ -516,9 +517,9 @@ async fn liveness(url: &str, config: &PgConfig) {
         let mut caches = Vec::new();
         for _ in 0..replicas {
             let store = PgStore::connect_with(url, config.clone()).await.unwrap();
-            caches.push(CachingStore::new(store));
+            caches.push(gate(store));
         }
-        while !caches.iter().all(CachingStore::is_serving_from_cache) {
+        while !caches.iter().all(ScopeGate::is_serving_from_cache) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use scopegate::{error_chain, store::copy_records, PgStore, SledStore, StoreError};
+use scopegate::store::{copy_records, error_chain, PgStore, SledStore, StoreError};
 
 enum Store {
     Sled(SledStore),

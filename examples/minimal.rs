@@ -20,8 +20,8 @@ use axum::{
     Json, Router,
 };
 use scopegate::{
-    AuthState, AuthUser, BoxError, NewToken, RequireScope, ScopeRegistry, SledStore, UserId,
-    UserLoader,
+    store::SledStore, AuthState, AuthUser, BoxError, NewToken, RequireScope, ScopeGate,
+    ScopeRegistry, UserId, UserLoader,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -111,9 +111,11 @@ async fn data(who: RequireScope<DataRead>) -> String {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::var_os("SCOPEGATE_DATA").unwrap_or_else(|| "scopegate-minimal-data".into());
     let addr = std::env::var("SCOPEGATE_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
-    let auth = AuthState::builder(SledStore::open(dir)?, Users)
-        .with_registry(ScopeRegistry::of::<DataRead>()?)
-        .build()?;
+    let auth = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir)?, Users)
+            .with_registry(ScopeRegistry::of::<DataRead>()?),
+    )
+    .build()?;
     let app = Router::new()
         .route("/login", post(login))
         .route("/data", get(data))

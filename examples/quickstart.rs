@@ -39,9 +39,10 @@ use axum::{
 };
 use base64::{engine::general_purpose::STANDARD, Engine};
 use scopegate::{
-    error_chain, AnonymousSessions, AuthState, AuthTokenResponse, AuthUser, BoxError, CurrentUser,
-    NewToken, RequireAdmin, RequireScope, ScopeRegistry, SledStore, StoreHealth, UserId,
-    UserLoader,
+    router::AuthTokenResponse,
+    store::{error_chain, SledStore, StoreHealth},
+    AnonymousSessions, AuthState, AuthUser, BoxError, CurrentUser, NewToken, RequireAdmin,
+    RequireScope, ScopeGate, ScopeRegistry, UserId, UserLoader,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -156,12 +157,14 @@ pub(crate) fn auth_state(data: &Path) -> Result<AuthState, Box<dyn Error>> {
 /// revokes.
 #[cfg(feature = "postgres")]
 async fn postgres_auth_state(url: &str) -> Result<AuthState, Box<dyn Error>> {
-    let store = scopegate::PgStore::connect(url).await.map_err(|err| {
-        format!(
-            "cannot use the PostgreSQL database in SCOPEGATE_DATABASE_URL: {}",
-            error_chain(&err)
-        )
-    })?;
+    let store = scopegate::store::PgStore::connect(url)
+        .await
+        .map_err(|err| {
+            format!(
+                "cannot use the PostgreSQL database in SCOPEGATE_DATABASE_URL: {}",
+                error_chain(&err)
+            )
+        })?;
     state_over(store)
 }
 
@@ -174,12 +177,13 @@ async fn postgres_auth_state(_: &str) -> Result<AuthState, Box<dyn Error>> {
     )
 }
 
-fn state_over(store: impl scopegate::TokenStore) -> Result<AuthState, Box<dyn Error>> {
-    Ok(AuthState::builder(store, Users)
-        .with_realm("scopegate quickstart")
-        .with_registry(girder_scopes()?)
-        .with_anonymous_sessions(AnonymousSessions::default())
-        .build()?)
+fn state_over(store: impl scopegate::store::TokenStore) -> Result<AuthState, Box<dyn Error>> {
+    Ok(
+        AuthState::builder(ScopeGate::builder(store, Users).with_registry(girder_scopes()?))
+            .with_realm("scopegate quickstart")
+            .with_anonymous_sessions(AnonymousSessions::default())
+            .build()?,
+    )
 }
 
 #[derive(Clone)]
@@ -207,7 +211,7 @@ pub(crate) fn app(auth: AuthState) -> Router {
         // The OpenAPI 3.1 description of scopegate's routes.
         .route(
             "/openapi.json",
-            get(|| async { Json(scopegate::openapi()) }),
+            get(|| async { Json(scopegate::router::openapi()) }),
         )
         .route("/me", get(me))
         .route("/data", get(list_data).post(add_data))

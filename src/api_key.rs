@@ -260,7 +260,7 @@ pub struct IssuedApiKey {
 }
 
 /// A validated change to a key, applied by the store atomically with whatever it
-/// implies for the key's tokens: [`TokenStore::modify_api_key`](crate::TokenStore::modify_api_key).
+/// implies for the key's tokens: [`TokenStore::modify_api_key`](crate::store::TokenStore::modify_api_key).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum KeyChange {

@@ -95,9 +95,9 @@ pub enum ConfigError {
     /// at least one.
     #[error("anonymous sessions need a lifetime from 1 s to 3650 days and max_live of at least 1")]
     InvalidAnonymousSessions,
-    /// A cache lifetime ([`CacheConfig`](crate::CacheConfig)'s TTLs) or the
+    /// A cache lifetime ([`CacheConfig`](crate::store::CacheConfig)'s TTLs) or the
     /// `last_use` interval must be at most
-    /// [`MAX_CACHE_LIFETIME`](crate::MAX_CACHE_LIFETIME).
+    /// [`MAX_CACHE_LIFETIME`](crate::store::MAX_CACHE_LIFETIME).
     #[error("cache lifetimes and the last_use interval must be at most 100 years")]
     InvalidCacheLifetime,
     /// A token header, cookie or query parameter name that is not a valid name.

@@ -4,20 +4,20 @@
 #![forbid(unsafe_code)]
 
 mod api_key;
-#[cfg(feature = "axum")]
-mod auth;
-mod clock;
+pub mod clock;
 mod error;
 #[cfg(feature = "axum")]
-mod extract;
+pub mod extract;
 mod fast_hash;
 mod gate;
 mod ids;
+#[cfg(feature = "axum")]
+pub mod middleware;
 mod principal;
 #[cfg(feature = "axum")]
 pub mod rejection;
 #[cfg(feature = "router")]
-mod router;
+pub mod router;
 mod scope;
 mod scope_set;
 mod scopes;
@@ -27,58 +27,33 @@ mod sweeper;
 mod token;
 mod user;
 
-pub use async_trait::async_trait;
-
-#[cfg(feature = "postgres")]
-pub use crate::store::{PgConfig, PgStore};
-
-// Types for store implementors are public under `store` and `secret`, not at the
-// root, which holds what an app uses; the crate's own code still names KeyChange from here.
-pub(crate) use crate::api_key::KeyChange;
-
-// The core: the gate, its records and stores, with no HTTP in them.
+// The root holds what an app uses: the layer and its state, the extractors,
+// scopes, users, the gate and its records, the errors. Store implementors find
+// theirs under `store` and `secret`; the middleware's service, the rest of the
+// routes and guards, and the clocks have modules of their own.
 pub use crate::{
     api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, NewApiKey},
-    clock::{Clock, ManualClock, SystemClock},
     error::{ConfigError, Error, InvalidTokenReason},
-    gate::{
-        NewToken, ScopeGate, ScopeGateBuilder, TokenRequest, DEFAULT_LAST_USE_INTERVAL,
-        DEFAULT_MAX_TOKENS_PER_KEY, DEFAULT_TOKEN_LIFETIME, MAX_LIFETIME, MIN_LIFETIME,
-    },
+    gate::{NewToken, ScopeGate, ScopeGateBuilder, TokenRequest},
     ids::{ApiKeyId, TokenId, UserId},
     principal::{Credential, Principal},
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
     scope_set::ScopeSet,
     scopes::Scopes,
     secret::Secret,
-    store::{
-        error_chain, CacheConfig, CacheStats, CachingStore, Page, StoreError, StoreErrorKind,
-        StoreHealth, TokenStore, MAX_CACHE_LIFETIME,
-    },
     sweeper::Sweeper,
-    token::{has_scope, IssuedToken, MissingScopes, Token},
+    token::{IssuedToken, MissingScopes, Token},
     user::{AuthUser, BoxError, LoadedUser, UserLoader},
 };
-
-#[cfg(feature = "sled")]
-pub use crate::store::{SledConfig, SledStore};
 
 // The Tower layer and the extractors (feature `axum`).
 #[cfg(feature = "axum")]
 pub use crate::{
-    auth::{
-        AnonymousSessions, AuthLayer, AuthService, AuthState, AuthStateBuilder, Authentication,
-        ResponseFuture, DEFAULT_REALM,
-    },
-    extract::{
-        guard, CurrentUser, Guarded, RequireAdmin, RequireAnyScope, RequireScope,
-        RequireScopeStrict, RouteGuard,
-    },
+    extract::{CurrentUser, RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict},
+    middleware::{AnonymousSessions, AuthLayer, AuthState, AuthStateBuilder, Authentication},
     rejection::AuthRejection,
 };
 
 // The API-key and token routes (feature `router`).
 #[cfg(feature = "router")]
-pub use crate::router::{
-    api_key_router, openapi, router, session_router, token_router, AuthTokenResponse,
-};
+pub use crate::router::router;

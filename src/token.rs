@@ -111,21 +111,6 @@ impl Token {
     }
 }
 
-/// Whether `token` has every scope of `required`: no token has no scope; no
-/// requirement is always met.
-///
-/// ```
-/// use scopegate::{has_scope, Scope};
-/// assert!(!has_scope(None, Some(&[Scope::USER_AUTH])));
-/// ```
-pub fn has_scope(token: Option<&Token>, required: Option<&[Scope]>) -> bool {
-    match (token, required) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(token), Some(required)) => token.has_scope(required),
-    }
-}
-
 /// A token lacks scopes a caller required ([`Token::require_scope`]). Not to be
 /// confused with the HTTP 403 `rejection::InsufficientScope` (feature `axum`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -169,13 +154,10 @@ mod tests {
     }
 
     #[test]
-    fn has_scope_of_no_token_is_false_and_of_no_requirement_true() {
+    fn a_token_has_the_scopes_it_holds_and_no_others() {
         let t = token(Some("u"), &[DATA_READ]);
-        assert!(!has_scope(None, Some(&[DATA_READ])));
-        assert!(!has_scope(None, None));
-        assert!(has_scope(Some(&t), None));
-        assert!(has_scope(Some(&t), Some(&[DATA_READ])));
-        assert!(!has_scope(Some(&t), Some(&[DATA_READ, DATA_WRITE])));
+        assert!(t.has_scope(&[DATA_READ]));
+        assert!(!t.has_scope(&[DATA_READ, DATA_WRITE]));
     }
 
     #[test]

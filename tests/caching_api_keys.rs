@@ -12,7 +12,7 @@ use std::{
 };
 
 use common::Users;
-use scopegate::{ApiKeyUpdate, CacheConfig, Error, NewApiKey, ScopeGate};
+use scopegate::{store::CacheConfig, ApiKeyUpdate, Error, NewApiKey, ScopeGate};
 
 /// A gate accepting keys directly, over a cache over an instrumented sled store.
 fn gate() -> (

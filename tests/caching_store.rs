@@ -7,11 +7,11 @@ conformance_tests!(crate::common::CachedSledBackend);
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use common::{Instrumented, Users};
+use common::{instrumented::instrumented, Users};
 use scopegate::{
     secret::{SecretCodec, SecretKind},
-    CacheConfig, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SledStore, Token, TokenId,
-    TokenRequest, TokenStore,
+    store::{CacheConfig, SledStore, TokenStore},
+    Error, NewApiKey, NewToken, ScopeGate, Token, TokenId, TokenRequest,
 };
 
 /// A gate over a cache over an instrumented sled store: its probe counts the store reads the cache let through.
@@ -63,9 +63,10 @@ async fn unknown_tokens_are_negatively_cached_for_a_short_time() {
 #[tokio::test]
 async fn cached_token_does_not_outlive_its_own_expiry() {
     let dir = tempfile::tempdir().unwrap();
-    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
-    let probe = sled.probe();
-    let store = CachingStore::new(sled);
+    let (sled, probe) = instrumented(SledStore::open(dir.path()).unwrap());
+    let gate = ScopeGate::builder(sled, Users::default()).build().unwrap();
+    // The gate's store: its cache in front of the probed one.
+    let store = gate.store();
     let (_, digest) = SecretCodec::default().generate(SecretKind::Token);
     let now = Utc::now();
     let mut token = Token::new(
@@ -211,7 +212,7 @@ async fn a_revocation_that_failed_before_the_store_sends_the_next_lookup_to_the_
     probe.set_failing(true);
     let failed = gate.revoke_token(&token.token.id).await;
     assert!(
-        matches!(&failed, Err(Error::Store(e)) if e.kind() == scopegate::StoreErrorKind::Backend),
+        matches!(&failed, Err(Error::Store(e)) if e.kind() == scopegate::store::StoreErrorKind::Backend),
         "{failed:?}"
     );
     probe.set_failing(false);
@@ -257,10 +258,12 @@ async fn a_flood_of_unknown_tokens_does_not_evict_live_ones() {
 async fn unknown_digests_are_remembered_within_their_own_capacity() {
     let dir = tempfile::tempdir().unwrap();
     let config = CacheConfig::default().with_max_unknown(100);
-    let store = CachingStore::with_config(SledStore::open(dir.path()).unwrap(), config);
     let users = Users::default();
     let bob = users.add("bob", false);
-    let gate = ScopeGate::builder(store.clone(), users).build().unwrap();
+    let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+        .with_cache(config)
+        .build()
+        .unwrap();
     let live = gate.create_token(NewToken::for_user(bob)).await.unwrap();
     gate.authenticate(live.secret.expose()).await.unwrap();
     let codec = SecretCodec::default();
@@ -268,7 +271,7 @@ async fn unknown_digests_are_remembered_within_their_own_capacity() {
         let (bogus, _) = codec.generate(SecretKind::Token);
         assert!(common::refused(gate.authenticate(bogus.expose()).await));
     }
-    let stats = store.stats().await;
+    let stats = gate.cache_stats().await.unwrap();
     assert!(stats.unknown <= 100, "{stats:?}");
     assert_eq!(stats.tokens, 1, "the live token is still cached: {stats:?}");
 }
@@ -311,7 +314,7 @@ async fn a_token_served_from_memory_shows_a_scope_change_and_a_revocation_at_onc
 
 #[tokio::test]
 async fn lifetimes_moka_would_refuse_are_a_config_error_not_a_panic() {
-    use scopegate::{AuthState, ConfigError, MAX_CACHE_LIFETIME};
+    use scopegate::{store::MAX_CACHE_LIFETIME, AuthState, ConfigError};
     let too_long = MAX_CACHE_LIFETIME + Duration::from_secs(1);
     for config in [
         CacheConfig::default().with_ttl(Duration::MAX),
@@ -319,16 +322,12 @@ async fn lifetimes_moka_would_refuse_are_a_config_error_not_a_panic() {
         CacheConfig::default().with_negative_ttl(Duration::MAX),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let built = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users::default())
-            .with_cache(config)
-            .build();
+        let built = AuthState::builder(
+            ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users::default())
+                .with_cache(config),
+        )
+        .build();
         assert_eq!(built.err(), Some(ConfigError::InvalidCacheLifetime));
-        // Built directly, the cache cannot fail: it caps them and works.
-        let dir = tempfile::tempdir().unwrap();
-        let cache = CachingStore::with_config(SledStore::open(dir.path()).unwrap(), config);
-        let gate = ScopeGate::builder(cache, Users::default()).build().unwrap();
-        let anonymous = gate.create_token(NewToken::anonymous()).await.unwrap();
-        gate.authenticate(anonymous.secret.expose()).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let built = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users::default())
@@ -337,10 +336,12 @@ async fn lifetimes_moka_would_refuse_are_a_config_error_not_a_panic() {
     assert_eq!(built.err(), Some(ConfigError::InvalidCacheLifetime));
     let dir = tempfile::tempdir().unwrap();
     let at_the_limit = CacheConfig::default().with_ttl(MAX_CACHE_LIFETIME);
-    let built = AuthState::builder(SledStore::open(dir.path()).unwrap(), Users::default())
-        .with_cache(at_the_limit)
-        .with_last_use_interval(MAX_CACHE_LIFETIME)
-        .build();
+    let built = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users::default())
+            .with_cache(at_the_limit)
+            .with_last_use_interval(MAX_CACHE_LIFETIME),
+    )
+    .build();
     assert!(built.is_ok());
 }
 
@@ -363,11 +364,11 @@ async fn two_caches_over_clones_of_one_sled_store_see_each_others_revocations() 
     let sled = SledStore::open(dir.path()).unwrap();
     let users = Users::default();
     let bob = users.add("bob", false);
-    let a = ScopeGate::builder(CachingStore::new(sled.clone()), users.clone())
+    let a = ScopeGate::builder(sled.clone(), users.clone())
         .build()
         .unwrap();
     // AuthState caches its store by default: a second cache over the same database.
-    let state = AuthState::builder(sled.clone(), users.clone())
+    let state = AuthState::builder(ScopeGate::builder(sled.clone(), users.clone()))
         .build()
         .unwrap();
     let b = state.gate().clone();
@@ -431,26 +432,25 @@ impl HandFeed {
 /// is refused at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_its_feed_is_down_the_cache_serves_nothing_it_might_have_missed() {
-    use common::parking::Parking;
+    use common::parking::{parking_with, Feed};
     let dir = tempfile::tempdir().unwrap();
     let sled = SledStore::open(dir.path()).unwrap();
     // The other replica: writes this cache hears of only through its feed.
     let elsewhere = sled.clone();
-    let (parking, parks) = Parking::new(sled);
     let feed = HandFeed::default();
-    let cache = CachingStore::new(parking.without_feed()).with_invalidation_feed(feed.clone());
+    let (parking, parks) = parking_with(sled, Feed::given(feed.clone()));
     let users = Users::default();
     let bob = users.add("bob", false);
-    let gate = ScopeGate::builder(cache.clone(), users).build().unwrap();
+    let gate = ScopeGate::builder(parking, users).build().unwrap();
     let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
     let secret = token.secret.expose();
 
     assert!(
-        !cache.is_serving_from_cache(),
+        !gate.is_serving_from_cache(),
         "down until the feed says otherwise"
     );
     feed.sink().connected();
-    assert!(cache.is_serving_from_cache());
+    assert!(gate.is_serving_from_cache());
     gate.authenticate(secret).await.unwrap();
     let calls = parks.calls();
     gate.authenticate(secret).await.unwrap();
@@ -461,7 +461,7 @@ async fn while_its_feed_is_down_the_cache_serves_nothing_it_might_have_missed() 
     );
 
     feed.sink().disconnected();
-    assert!(!cache.is_serving_from_cache());
+    assert!(!gate.is_serving_from_cache());
     for _ in 0..3 {
         let calls = parks.calls();
         gate.authenticate(secret).await.unwrap();
@@ -494,6 +494,8 @@ async fn while_its_feed_is_down_the_cache_serves_nothing_it_might_have_missed() 
 #[test]
 fn a_cache_over_sled_built_outside_a_runtime_still_serves_from_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = CachingStore::new(SledStore::open(dir.path()).unwrap());
-    assert!(cache.is_serving_from_cache());
+    let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), Users::default())
+        .build()
+        .unwrap();
+    assert!(gate.is_serving_from_cache());
 }

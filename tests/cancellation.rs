@@ -10,18 +10,22 @@ mod forced_races {
     //! A lookup whose store read came before a revocation, and whose cache insert
     //! comes after it, is forced into that order by parking the read.
 
-    use scopegate::{ApiKeyUpdate, CachingStore, Error, NewApiKey, NewToken, ScopeGate, SledStore};
+    use scopegate::{store::SledStore, ApiKeyUpdate, Error, NewApiKey, NewToken, ScopeGate};
 
-    use crate::common::{girder_scopes, parking::Parking, refused, Users};
+    use crate::common::{
+        girder_scopes,
+        parking::{parking_with, Feed},
+        refused, Users,
+    };
 
     /// A gate over a cache over a parked sled store (its feed hidden, so the cache
     /// alone must get the order right).
     fn gate() -> (ScopeGate, crate::common::parking::Parks, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let (parking, parks) = Parking::new(SledStore::open(dir.path()).unwrap());
+        let (parking, parks) = parking_with(SledStore::open(dir.path()).unwrap(), Feed::Hidden);
         let users = Users::default();
         users.add("bob", false);
-        let gate = ScopeGate::builder(CachingStore::new(parking.without_feed()), users)
+        let gate = ScopeGate::builder(parking, users)
             .with_registry(girder_scopes())
             .with_direct_api_keys()
             .without_last_use()

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{girder_scopes, Users};
 use scopegate::{
-    store::copy_records, ApiKeyUpdate, NewApiKey, NewToken, Page, ScopeGate, SledStore,
-    TokenRequest, TokenStore, UserId,
+    store::{copy_records, Page, SledStore, TokenStore},
+    ApiKeyUpdate, NewApiKey, NewToken, ScopeGate, TokenRequest, UserId,
 };
 
 /// What the source held, to check on the destination.
@@ -23,6 +23,7 @@ struct Issued {
 
 fn gate(store: impl TokenStore, users: &Users) -> ScopeGate {
     ScopeGate::builder(store, users.clone())
+        .without_cache()
         .with_registry(girder_scopes())
         .build()
         .unwrap()

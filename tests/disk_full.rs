@@ -28,7 +28,10 @@ use common::{
     app::{get_with, request, routes, send},
     girder_scopes, Users,
 };
-use scopegate::{AuthState, NewToken, ScopeGate, SledStore, StoreHealth};
+use scopegate::{
+    store::{SledStore, StoreHealth},
+    AuthState, NewToken, ScopeGate,
+};
 use serde_json::json;
 
 /// A tmpfs mounted on a temporary directory, unmounted on drop.
@@ -142,10 +145,12 @@ fn log_lines(path: &Path, what: &str) -> usize {
 
 /// The app as it would run: a cached sled store in `data`.
 fn start(data: &Path, users: &Users) -> (Router, ScopeGate) {
-    let state = AuthState::builder(SledStore::open(data).unwrap(), users.clone())
-        .with_registry(girder_scopes())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(SledStore::open(data).unwrap(), users.clone())
+            .with_registry(girder_scopes()),
+    )
+    .build()
+    .unwrap();
     (routes(state.clone()), state.gate().clone())
 }
 

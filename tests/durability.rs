@@ -18,7 +18,7 @@ mod common;
 use std::{collections::HashMap, path::Path, process::Command};
 
 use common::{girder_scopes, Users};
-use scopegate::{ApiKeyUpdate, NewApiKey, NewToken, ScopeGate, SledStore, TokenRequest};
+use scopegate::{store::SledStore, ApiKeyUpdate, NewApiKey, NewToken, ScopeGate, TokenRequest};
 
 /// Set in the child's environment: the directory of its database.
 const CHILD_DIR: &str = "SCOPEGATE_DURABILITY_CHILD_DIR";
@@ -32,6 +32,7 @@ async fn child_writes_and_acknowledges() {
     let users = Users::default();
     let bob = users.add("bob", false);
     let gate = ScopeGate::builder(SledStore::open(&dir).unwrap(), users)
+        .without_cache()
         .with_registry(girder_scopes())
         .build()
         .unwrap();

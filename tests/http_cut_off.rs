@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{app::routes, girder_scopes, Users};
 use scopegate::{
-    AuthState, CachingStore, IssuedToken, NewApiKey, NewToken, ScopeGate, SledStore, TokenStore,
+    store::{SledStore, TokenStore},
+    AuthState, IssuedToken, NewApiKey, NewToken, ScopeGate,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -30,7 +31,7 @@ impl Served {
         let dir = tempfile::tempdir().unwrap();
         let real = SledStore::open(dir.path()).unwrap();
         let users = Users::default();
-        let gate = ScopeGate::builder(CachingStore::new(real.clone()), users.clone())
+        let gate = ScopeGate::builder(real.clone(), users.clone())
             .with_registry(girder_scopes())
             .build()
             .unwrap();

@@ -185,13 +185,14 @@ async fn a_key_sent_directly_cannot_manage_keys_by_default() {
 
 #[tokio::test]
 async fn a_gate_built_with_keys_managing_keys_lets_a_key_sent_directly_manage_keys() {
-    use scopegate::{ScopeGate, SledStore};
+    use scopegate::{store::SledStore, ScopeGate};
     for opted_in in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let users = common::Users::default();
         let bob = users.add("bob", false);
-        let mut builder =
-            ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users).with_direct_api_keys();
+        let mut builder = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+            .without_cache()
+            .with_direct_api_keys();
         if opted_in {
             builder = builder.with_keys_managing_keys();
         }

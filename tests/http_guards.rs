@@ -18,7 +18,8 @@ use common::{
 };
 use scopegate::{
     rejection::{AuthRejection, ErrorCode},
-    AuthState, NewToken, Scope, SledStore,
+    store::SledStore,
+    AuthState, NewToken, Scope, ScopeGate,
 };
 use serde_json::json;
 
@@ -705,10 +706,11 @@ async fn a_guard_found_registered_in_one_state_is_still_checked_in_another() {
     let bob = users.add("bob", false);
     let mut registry = girder_scopes();
     registry.register("core.data.reed", "Reed", "").unwrap();
-    let declared = AuthState::builder(SledStore::open(dir.path()).unwrap(), users)
-        .with_registry(registry)
-        .build()
-        .unwrap();
+    let declared = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users).with_registry(registry),
+    )
+    .build()
+    .unwrap();
     let guarded = |state: &AuthState| {
         Router::new()
             .route(
@@ -742,11 +744,12 @@ async fn states_taking_turns_on_one_thread_each_answer_with_their_own_realm() {
     let store = SledStore::open(dir.path()).unwrap();
     let apps: Vec<Router> = (0..6)
         .map(|i| {
-            let state = AuthState::builder(store.clone(), Users::default())
-                .with_registry(girder_scopes())
-                .with_realm(format!("realm-{i}"))
-                .build()
-                .unwrap();
+            let state = AuthState::builder(
+                ScopeGate::builder(store.clone(), Users::default()).with_registry(girder_scopes()),
+            )
+            .with_realm(format!("realm-{i}"))
+            .build()
+            .unwrap();
             common::app::routes(state)
         })
         .collect();
@@ -824,10 +827,11 @@ async fn routes_and_session(
     users: impl scopegate::UserLoader,
     user: &scopegate::UserId,
 ) -> (Router, String) {
-    let state = AuthState::builder(SledStore::open(dir).unwrap(), users)
-        .with_registry(girder_scopes())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir).unwrap(), users).with_registry(girder_scopes()),
+    )
+    .build()
+    .unwrap();
     let issued = state
         .gate()
         .create_token(NewToken::for_user(user.clone()))

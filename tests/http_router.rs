@@ -831,7 +831,7 @@ async fn an_app_can_mount_only_the_key_routes_under_its_own_prefix() {
     let bob = app.fixture.user("bob");
     let session = app.session(&bob).await;
     let router = axum::Router::new()
-        .nest("/api/v1", scopegate::api_key_router())
+        .nest("/api/v1", scopegate::router::api_key_router())
         .layer(app.state.layer())
         .with_state(app.state.clone());
     let created = send(
@@ -867,7 +867,7 @@ async fn an_app_can_mount_only_the_key_routes_under_its_own_prefix() {
     let tokens_only = axum::Router::new()
         .nest(
             "/auth",
-            scopegate::token_router().merge(scopegate::session_router()),
+            scopegate::router::token_router().merge(scopegate::router::session_router()),
         )
         .layer(app.state.layer())
         .with_state(app.state.clone());

@@ -15,7 +15,9 @@ use common::{
     app::{get_with, request, send, AllSources, Reply, SettingRead, TestApp},
     girder_scopes, Users,
 };
-use scopegate::{guard, AuthState, CurrentUser, NewToken, RequireAdmin, Scope, SledStore};
+use scopegate::{
+    extract::guard, store::SledStore, AuthState, CurrentUser, NewToken, RequireAdmin, Scope,
+};
 use serde_json::{json, Value};
 
 /// Exchanges `key` for a token: the reply, and the token's secret if one came back.
@@ -368,6 +370,9 @@ async fn someone_elses_key_or_token_answers_exactly_as_an_unknown_id() {
     let carol = app.fixture.user("carol");
     let bob_session = app.session(&bob).await;
     let carol_session = app.session(&carol).await;
+    // Carol's session is in the cache before the comparisons: her own lookup
+    // must not count for either side.
+    app.fixture.gate.authenticate(&carol_session).await.unwrap();
     let key = app
         .create_key(&bob_session, json!({ "name": "bob's" }))
         .await;
@@ -438,7 +443,7 @@ async fn a_route_guard_never_turns_a_scoped_token_into_a_full_session() {
             "/admin/whoami",
             get(|user: CurrentUser| async move { user.id().as_str().to_owned() }),
         )
-        .nest("/admin", scopegate::api_key_router())
+        .nest("/admin", scopegate::router::api_key_router())
         .route_layer(guard::<RequireAdmin<SettingRead>>())
         .layer(app.state.layer())
         .with_state(app.state.clone());
@@ -641,13 +646,14 @@ async fn an_owner_with_more_than_a_page_of_keys_and_tokens_manages_the_last_ones
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owners_reactivation_racing_an_admins_lock_leaves_the_key_locked() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, parks) = common::parking::Parking::new(SledStore::open(dir.path()).unwrap());
+    let (store, parks) = common::parking::parking(SledStore::open(dir.path()).unwrap());
     let users = Users::default();
     let bob = users.add("bob", false);
     let alice = users.add("alice", true);
     // No cache and no background `last_use` writes: every store call is the
     // request's own, in a known order.
     let gate = scopegate::ScopeGate::builder(store, users)
+        .without_cache()
         .with_registry(girder_scopes())
         .without_last_use()
         .build()

@@ -25,7 +25,7 @@ fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 
 #[tokio::test]
 async fn every_operation_the_description_lists_is_served_and_every_ref_resolves() {
-    let spec = scopegate::openapi();
+    let spec = scopegate::router::openapi();
     assert_eq!(spec["openapi"], "3.1.0");
     let mut targets = Vec::new();
     refs(&spec, &mut targets);

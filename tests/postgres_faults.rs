@@ -15,7 +15,10 @@ use common::{
     pg_server::PgServer,
     Users,
 };
-use scopegate::{AuthState, NewToken, PgConfig, PgStore, ScopeGate, TokenRequest};
+use scopegate::{
+    store::{PgConfig, PgStore},
+    AuthState, NewToken, ScopeGate, TokenRequest,
+};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// `PgConfig`'s default lag limit: the longest the cache serves from memory
@@ -43,10 +46,11 @@ async fn database_down_is_503_never_access_and_the_app_recovers_without_restart(
     let users = Users::default();
     let bob = users.add("bob", false);
     // The builder's default cache subscribes to the store's notifications.
-    let state = AuthState::builder(store(&server.url(), 4).await, users)
-        .with_registry(girder_scopes())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(store(&server.url(), 4).await, users).with_registry(girder_scopes()),
+    )
+    .build()
+    .unwrap();
     let app = routes(state.clone());
     let gate = state.gate();
     let cached = gate
@@ -140,6 +144,7 @@ async fn an_exhausted_pool_times_out_into_503_instead_of_hanging() {
     let bob = users.add("bob", false);
     let pg = store(&server.url(), 1).await;
     let gate = ScopeGate::builder(pg.clone(), users)
+        .without_cache()
         .with_registry(girder_scopes())
         .build()
         .unwrap();
@@ -160,6 +165,7 @@ async fn an_exchange_stuck_behind_a_row_lock_times_out_into_503_and_mints_nothin
     let bob = users.add("bob", false);
     let pg = store(&server.url(), 4).await;
     let gate = ScopeGate::builder(pg.clone(), users)
+        .without_cache()
         .with_registry(girder_scopes())
         .build()
         .unwrap();
@@ -185,7 +191,7 @@ async fn an_exchange_stuck_behind_a_row_lock_times_out_into_503_and_mints_nothin
     // The abandoned exchange left nothing behind; the next one works.
     tokio::time::sleep(TIMEOUT).await;
     let tokens = gate
-        .tokens_of_user(&bob, scopegate::Page::default())
+        .tokens_of_user(&bob, scopegate::store::Page::default())
         .await
         .unwrap();
     assert!(tokens.is_empty(), "{tokens:?}");

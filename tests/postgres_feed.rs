@@ -16,15 +16,17 @@ use std::{
 };
 
 use common::{
-    assert_unavailable, girder_scopes, is_unavailable,
+    assert_unavailable, girder_scopes,
+    instrumented::{instrumented, Probe},
+    is_unavailable,
     link::{server_of, Link},
     pg,
     pg_server::PgServer,
     Users,
 };
 use scopegate::{
-    store::user_tag, ApiKeyUpdate, CacheConfig, CachingStore, Error, InvalidTokenReason,
-    IssuedToken, NewApiKey, NewToken, PgConfig, PgStore, ScopeGate, TokenStore, UserId,
+    store::{user_tag, PgConfig, PgStore},
+    ApiKeyUpdate, Error, InvalidTokenReason, IssuedToken, NewApiKey, NewToken, ScopeGate, UserId,
 };
 
 /// Notifications in the backlog test (6.5 KB each): about 10 s at the 1 MiB/s
@@ -36,20 +38,29 @@ const LAG_LIMIT: Duration = Duration::from_millis(200);
 
 struct Replica {
     gate: ScopeGate,
-    cache: CachingStore<PgStore>,
+    store: PgStore,
+    /// Counts the digest lookups that reach the store, past the gate's cache.
+    probe: Probe,
+}
+
+impl Replica {
+    /// Whether the replica answers for `secret` from memory: it authenticates
+    /// it without a store read.
+    async fn serves_from_memory(&self, secret: &str) -> bool {
+        let before = self.probe.digest_reads();
+        self.gate.authenticate(secret).await.is_ok() && self.probe.digest_reads() == before
+    }
 }
 
 async fn replica(url: &str, config: PgConfig, users: &Users) -> Replica {
-    let cache = PgStore::connect_with(url, config)
-        .await
-        .unwrap()
-        .cached(CacheConfig::default());
-    pg::wait_until_serving(&cache).await;
-    let gate = ScopeGate::builder(cache.clone(), users.clone())
+    let store = PgStore::connect_with(url, config).await.unwrap();
+    let (instrumented, probe) = instrumented(store.clone());
+    let gate = ScopeGate::builder(instrumented, users.clone())
         .with_registry(girder_scopes())
         .build()
         .unwrap();
-    Replica { gate, cache }
+    pg::wait_until_serving(&gate).await;
+    Replica { gate, store, probe }
 }
 
 /// A replica reaching the server at `url` over a link the test can cut.
@@ -172,7 +183,7 @@ async fn a_replica_cut_off_stops_serving_a_revoked_token_within_the_lag_limit_an
     }
     eprintln!("served the revoked token for {took:?}; slowest refusal while cut: {slowest:?}");
     assert!(slowest < Duration::from_millis(50), "{slowest:?}");
-    assert!(!a.cache.is_serving_from_cache());
+    assert!(!a.gate.is_serving_from_cache());
 
     link.restore();
     let back = Instant::now();
@@ -252,11 +263,11 @@ async fn the_feed_has_a_connection_of_its_own_so_a_one_connection_pool_keeps_ser
     // watching the cache: the feed never flaps, and every write gets through.
     let flapped = Arc::new(AtomicBool::new(false));
     let watching = {
-        let (cache, flapped) = (a.cache.clone(), Arc::clone(&flapped));
+        let (gate, flapped) = (a.gate.clone(), Arc::clone(&flapped));
         tokio::spawn(async move {
             let until = Instant::now() + Duration::from_secs(1);
             while Instant::now() < until {
-                if !cache.is_serving_from_cache() {
+                if !gate.is_serving_from_cache() {
                     flapped.store(true, Ordering::SeqCst);
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -286,7 +297,7 @@ async fn the_feed_has_a_connection_of_its_own_so_a_one_connection_pool_keeps_ser
         !flapped.load(Ordering::SeqCst),
         "the cache stopped serving while the pool was busy"
     );
-    assert_eq!(a.cache.get_ref().pool().size(), 1);
+    assert_eq!(a.store.pool().size(), 1);
 }
 
 /// Sends `n` notifications on `channel` in one transaction from an outside
@@ -356,7 +367,7 @@ async fn a_backlog_on_the_channel_does_not_keep_a_replica_serving_a_revocation_q
     );
     // The backlog was real: B's feed vouches again only once through it.
     link.trickle(None);
-    while !b.cache.is_serving_from_cache() {
+    while !b.gate.is_serving_from_cache() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "B never caught up"
@@ -366,10 +377,7 @@ async fn a_backlog_on_the_channel_does_not_keep_a_replica_serving_a_revocation_q
     eprintln!("B caught up {:?} after the revocation", started.elapsed());
     // Behind is not lost: B's cache kept what it held (a lost connection would
     // have emptied it).
-    assert!(b
-        .cache
-        .cached_token(&kept.token.digest, Instant::now())
-        .is_some());
+    assert!(b.serves_from_memory(kept.secret.expose()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,7 +386,7 @@ async fn garbage_on_the_channel_neither_empties_a_replicas_cache_nor_revokes_wha
     let (a, b, bob, schema) = two_replicas(&server.url()).await;
     let issued = cached_on(&b, &a, &bob).await;
     let digest = issued.token.digest;
-    assert!(b.cache.cached_token(&digest, Instant::now()).is_some());
+    assert!(b.serves_from_memory(issued.secret.expose()).await);
     // Any role that can connect can NOTIFY: unreadable payloads, and a forged
     // revocation of the very token, in the format replicas write.
     let pool = sqlx::PgPool::connect(&server.url()).await.unwrap();
@@ -405,12 +413,12 @@ async fn garbage_on_the_channel_neither_empties_a_replicas_cache_nor_revokes_wha
     // Two of B's round trips later, everything sent before has been delivered.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let waited = Instant::now();
-    while !b.cache.is_serving_from_cache() {
+    while !b.gate.is_serving_from_cache() {
         assert!(waited.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
-        b.cache.cached_token(&digest, Instant::now()).is_some(),
+        b.serves_from_memory(issued.secret.expose()).await,
         "garbage on the channel dropped B's cached token"
     );
     // A sealed revocation from a replica still gets through.
@@ -448,7 +456,7 @@ async fn the_feeds_liveness_takes_no_transaction_ids() {
         "{} transaction ids in 1 s",
         after - before
     );
-    assert!(replicas.iter().all(|r| r.cache.is_serving_from_cache()));
+    assert!(replicas.iter().all(|r| r.gate.is_serving_from_cache()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,7 +470,10 @@ async fn a_key_locked_by_a_replica_frozen_before_commit_can_be_deactivated_elsew
     let pool = sqlx::PgPool::connect(&link.url(&pg::url())).await.unwrap();
     let config = pg::config(&schema).with_timeout(Duration::from_secs(1));
     let store = PgStore::with_pool(pool, config).await.unwrap();
-    let a = ScopeGate::builder(store, users.clone()).build().unwrap();
+    let a = ScopeGate::builder(store, users.clone())
+        .without_cache()
+        .build()
+        .unwrap();
     let b = replica(&pg::url(), pg::config(&schema), &users).await;
     let key = b
         .gate

@@ -14,8 +14,8 @@ use std::{
 
 use common::{girder_scopes, pg, Users};
 use scopegate::{
-    ApiKeyUpdate, CacheConfig, CachingStore, Error, InvalidTokenReason, NewApiKey, NewToken,
-    PgStore, ScopeGate, Secret, TokenRequest,
+    store::PgStore, ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, ScopeGate,
+    Secret, TokenRequest,
 };
 use sqlx::Row;
 
@@ -28,7 +28,6 @@ const LAG_LIMIT: Duration = Duration::from_millis(200);
 
 struct Replica {
     gate: ScopeGate,
-    cache: CachingStore<PgStore>,
 }
 
 /// Two replicas on a fresh schema, sharing one user table; both accept API keys
@@ -38,14 +37,13 @@ async fn replicas() -> (Replica, Replica, Users, String) {
     let users = Users::default();
     let mut out = Vec::new();
     for _ in 0..2 {
-        let cache = pg::open(&schema).await.cached(CacheConfig::default());
-        pg::wait_until_serving(&cache).await;
-        let gate = ScopeGate::builder(cache.clone(), users.clone())
+        let gate = ScopeGate::builder(pg::open(&schema).await, users.clone())
             .with_registry(girder_scopes())
             .with_direct_api_keys()
             .build()
             .unwrap();
-        out.push(Replica { gate, cache });
+        pg::wait_until_serving(&gate).await;
+        out.push(Replica { gate });
     }
     let b = out.pop().unwrap();
     let a = out.pop().unwrap();
@@ -96,7 +94,7 @@ async fn a_token_issued_on_one_replica_works_on_the_other_and_dies_on_both_when_
         worst = worst.max(time_until_refused(&b.gate, secret, started).await);
     }
     assert!(worst < BOUND, "slowest propagation {worst:?}");
-    assert!(b.cache.is_serving_from_cache(), "the feed stayed connected");
+    assert!(b.gate.is_serving_from_cache(), "the feed stayed connected");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +366,7 @@ async fn with_its_listener_killed_a_replica_still_refuses_revoked_tokens_within_
 /// Whether both replicas serve from their caches again, through two listeners
 /// other than the `killed` ones.
 async fn feeds_are_back(replicas: [&Replica; 2], schema: &str, killed: &[i32]) -> bool {
-    if !replicas.iter().all(|r| r.cache.is_serving_from_cache()) {
+    if !replicas.iter().all(|r| r.gate.is_serving_from_cache()) {
         return false;
     }
     let listening = listener_pids(schema).await;
@@ -384,12 +382,10 @@ async fn replicas_on_a_channel_of_the_apps_choosing_hear_each_others_revocations
     let mut gates = Vec::new();
     for _ in 0..2 {
         let config = pg::config(&schema).with_channel(&channel).unwrap();
-        let cache = PgStore::connect_with(&pg::url(), config)
-            .await
-            .unwrap()
-            .cached(CacheConfig::default());
-        pg::wait_until_serving(&cache).await;
-        gates.push(ScopeGate::builder(cache, users.clone()).build().unwrap());
+        let store = PgStore::connect_with(&pg::url(), config).await.unwrap();
+        let gate = ScopeGate::builder(store, users.clone()).build().unwrap();
+        pg::wait_until_serving(&gate).await;
+        gates.push(gate);
     }
     let listening = listening_on(&channel).await;
     assert_eq!(listening.len(), 2, "both replicas listen on {channel}");
@@ -475,7 +471,7 @@ async fn with_its_listener_silently_stalled_a_replica_refuses_revoked_tokens_wit
     );
     drop(resume);
     let back = Instant::now();
-    while !b.cache.is_serving_from_cache() {
+    while !b.gate.is_serving_from_cache() {
         assert!(
             back.elapsed() < Duration::from_secs(5),
             "feed did not come back"

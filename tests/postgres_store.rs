@@ -19,7 +19,7 @@ crate::cancellation_tests!(crate::common::pg::PgReal);
 mod schema {
     use std::time::Duration;
 
-    use scopegate::{PgConfig, PgStore, StoreErrorKind, TokenStore};
+    use scopegate::store::{PgConfig, PgStore, StoreErrorKind, TokenStore};
     use sqlx::Row;
 
     use crate::common::pg;
@@ -107,7 +107,7 @@ mod schema {
     #[tokio::test]
     async fn a_database_of_the_first_schema_version_is_upgraded_and_keeps_its_records() {
         use chrono::{SubsecRound, Utc};
-        use scopegate::{secret::SecretDigest, ApiKeyId, Token, TokenId, TokenStore};
+        use scopegate::{secret::SecretDigest, store::TokenStore, ApiKeyId, Token, TokenId};
 
         let schema = pg::schema_of(tempfile::tempdir().unwrap().path());
         drop(pg::open(&schema).await);
@@ -175,13 +175,18 @@ mod schema {
              GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}"
         );
         sqlx::raw_sql(&grants).execute(&pool).await.unwrap();
-        let store =
-            scopegate::PgStore::connect_with(&as_user(&pg::url(), &role), pg::config(&schema))
-                .await
-                .expect("an up-to-date schema needs no DDL rights");
+        let store = scopegate::store::PgStore::connect_with(
+            &as_user(&pg::url(), &role),
+            pg::config(&schema),
+        )
+        .await
+        .expect("an up-to-date schema needs no DDL rights");
         let users = crate::common::Users::default();
         let bob = users.add("bob", false);
-        let gate = scopegate::ScopeGate::builder(store, users).build().unwrap();
+        let gate = scopegate::ScopeGate::builder(store, users)
+            .without_cache()
+            .build()
+            .unwrap();
         let key = gate
             .create_api_key(&bob, scopegate::NewApiKey::new("k"))
             .await
@@ -261,7 +266,7 @@ mod schema {
             .await
             .unwrap_err();
         assert_eq!(err.kind(), StoreErrorKind::Unavailable);
-        let chain = scopegate::error_chain(&err);
+        let chain = scopegate::store::error_chain(&err);
         assert!(chain.to_lowercase().contains("refused"), "{chain}");
     }
 
@@ -298,7 +303,7 @@ mod schema {
         for row in reserved {
             let word: String = row.get(0);
             let refused = PgConfig::default().with_schema(&word);
-            let message = scopegate::error_chain(&refused.expect_err(&word));
+            let message = scopegate::store::error_chain(&refused.expect_err(&word));
             assert!(message.contains("reserved"), "{word}: {message}");
         }
         // Unreserved ones are fine names, and the store starts on one.
@@ -314,7 +319,7 @@ mod sweepers {
     use std::time::Duration;
 
     use chrono::{TimeDelta, Utc};
-    use scopegate::{ManualClock, NewApiKey, ScopeGate, TokenRequest, TokenStore};
+    use scopegate::{clock::ManualClock, store::TokenStore, NewApiKey, ScopeGate, TokenRequest};
 
     use crate::common::{girder_scopes, pg, Users};
 
@@ -332,6 +337,7 @@ mod sweepers {
         let bob = users.add("bob", false);
         let clock = ManualClock::new(Utc::now());
         let gate = ScopeGate::builder(pg::open(&schema).await, users)
+            .without_cache()
             .with_registry(girder_scopes())
             .with_clock(clock.clone())
             .build()
@@ -378,6 +384,7 @@ mod sweepers {
         let bob = users.add("bob", false);
         let clock = ManualClock::new(Utc::now());
         let gate = ScopeGate::builder(store.clone(), users)
+            .without_cache()
             .with_registry(girder_scopes())
             .with_clock(clock.clone())
             .with_max_tokens_per_key(2)

@@ -18,7 +18,10 @@ use std::alloc::System;
 
 use axum::{body::Body, http::Request, routing::get, Router};
 use common::Users;
-use scopegate::{AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore};
+use scopegate::{
+    store::{CacheConfig, SledStore},
+    AuthState, NewToken, RequireScope, ScopeGate, ScopeRegistry,
+};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{Layer, Service, ServiceExt};
 
@@ -68,11 +71,13 @@ async fn a_cached_token_costs_two_allocations_through_the_wrapped_layer() {
     // The tests' loader answers at once from its table, without allocating.
     let users = Users::default();
     let member = users.add("member", false);
-    let state = AuthState::builder(SledStore::open(dir.path()).unwrap(), users)
-        .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
-        .with_cache(CacheConfig::default())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+            .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
+            .with_cache(CacheConfig::default()),
+    )
+    .build()
+    .unwrap();
     let issued = state
         .gate()
         .create_token(NewToken::for_user(member))

@@ -14,8 +14,9 @@ use std::{
 
 use common::{girder_scopes, TestUser};
 use scopegate::{
-    ApiKeyUpdate, BoxError, CachingStore, Error, InvalidTokenReason, NewApiKey, NewToken, Scope,
-    ScopeGate, SledStore, TokenStore, UserId, UserLoader,
+    store::{SledStore, TokenStore},
+    ApiKeyUpdate, BoxError, Error, InvalidTokenReason, NewApiKey, NewToken, Scope, ScopeGate,
+    UserId, UserLoader,
 };
 use tokio::sync::Notify;
 
@@ -47,8 +48,14 @@ impl UserLoader for HeldUsers {
     }
 }
 
-fn gate(store: impl TokenStore, users: &HeldUsers) -> ScopeGate {
-    ScopeGate::builder(store, users.clone())
+fn gate(store: impl TokenStore, users: &HeldUsers, cached: bool) -> ScopeGate {
+    let builder = ScopeGate::builder(store, users.clone());
+    let builder = if cached {
+        builder
+    } else {
+        builder.without_cache()
+    };
+    builder
         .with_registry(girder_scopes())
         .with_direct_api_keys()
         .build()
@@ -119,9 +126,12 @@ const DATA_WRITE: Scope = Scope::from_static("core.data.write");
 /// A token untouched while its user loads is accepted on that one load; one
 /// whose scopes grew, or whose expiry was capped, meanwhile is judged again and
 /// accepted as it is now.
-async fn a_token_changed_while_its_user_loads_is_judged_again(store: impl TokenStore) {
+async fn a_token_changed_while_its_user_loads_is_judged_again(
+    store: impl TokenStore,
+    cached: bool,
+) {
     let users = HeldUsers::default();
-    let gate = gate(store, &users);
+    let gate = gate(store, &users, cached);
     let bob = UserId::from("bob");
 
     let untouched = gate
@@ -171,20 +181,23 @@ async fn a_token_changed_while_its_user_loads_is_judged_again(store: impl TokenS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_changed_while_its_user_loads_is_judged_again_by_the_cached_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CachingStore::new(SledStore::open(dir.path()).unwrap());
-    a_token_changed_while_its_user_loads_is_judged_again(store).await;
+    let store = SledStore::open(dir.path()).unwrap();
+    a_token_changed_while_its_user_loads_is_judged_again(store, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_changed_while_its_user_loads_is_judged_again_by_the_plain_store() {
     let dir = tempfile::tempdir().unwrap();
-    a_token_changed_while_its_user_loads_is_judged_again(SledStore::open(dir.path()).unwrap())
-        .await;
+    a_token_changed_while_its_user_loads_is_judged_again(
+        SledStore::open(dir.path()).unwrap(),
+        false,
+    )
+    .await;
 }
 
-async fn a_token_revoked_while_its_user_loads_is_refused(store: impl TokenStore) {
+async fn a_token_revoked_while_its_user_loads_is_refused(store: impl TokenStore, cached: bool) {
     let users = HeldUsers::default();
-    let gate = gate(store, &users);
+    let gate = gate(store, &users, cached);
     let bob = UserId::from("bob");
     let token = gate.create_token(NewToken::for_user(bob)).await.unwrap();
     let secret = token.secret.expose();
@@ -211,9 +224,9 @@ async fn a_token_revoked_while_its_user_loads_is_refused(store: impl TokenStore)
     assert!(outcome.is_ok(), "{outcome:?}");
 }
 
-async fn a_key_deactivated_while_its_owner_loads_is_refused(store: impl TokenStore) {
+async fn a_key_deactivated_while_its_owner_loads_is_refused(store: impl TokenStore, cached: bool) {
     let users = HeldUsers::default();
-    let gate = gate(store, &users);
+    let gate = gate(store, &users, cached);
     let bob = UserId::from("bob");
     let key = gate
         .create_api_key(&bob, NewApiKey::new("k"))
@@ -243,27 +256,29 @@ async fn a_key_deactivated_while_its_owner_loads_is_refused(store: impl TokenSto
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_while_its_user_loads_is_refused_by_the_cached_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CachingStore::new(SledStore::open(dir.path()).unwrap());
-    a_token_revoked_while_its_user_loads_is_refused(store).await;
+    let store = SledStore::open(dir.path()).unwrap();
+    a_token_revoked_while_its_user_loads_is_refused(store, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_while_its_user_loads_is_refused_by_the_plain_store() {
     let dir = tempfile::tempdir().unwrap();
-    a_token_revoked_while_its_user_loads_is_refused(SledStore::open(dir.path()).unwrap()).await;
+    a_token_revoked_while_its_user_loads_is_refused(SledStore::open(dir.path()).unwrap(), false)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_deactivated_while_its_owner_loads_is_refused_by_the_cached_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = CachingStore::new(SledStore::open(dir.path()).unwrap());
-    a_key_deactivated_while_its_owner_loads_is_refused(store).await;
+    let store = SledStore::open(dir.path()).unwrap();
+    a_key_deactivated_while_its_owner_loads_is_refused(store, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_deactivated_while_its_owner_loads_is_refused_by_the_plain_store() {
     let dir = tempfile::tempdir().unwrap();
-    a_key_deactivated_while_its_owner_loads_is_refused(SledStore::open(dir.path()).unwrap()).await;
+    a_key_deactivated_while_its_owner_loads_is_refused(SledStore::open(dir.path()).unwrap(), false)
+        .await;
 }
 
 /// A user loader that answers without an await, but takes its time doing so:
@@ -307,6 +322,7 @@ async fn a_token_revoked_while_a_loader_blocks_in_its_first_poll_is_refused() {
         release: Arc::new(std::sync::Mutex::new(released)),
     };
     let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users.clone())
+        .without_cache()
         .with_registry(girder_scopes())
         .build()
         .unwrap();

@@ -13,7 +13,7 @@ use std::alloc::System;
 
 use alloc_metrics::{thread_metrics, MetricAlloc};
 use common::Users;
-use scopegate::{CachingStore, NewToken, ScopeGate, SledStore, TokenStore};
+use scopegate::{store::SledStore, NewToken, ScopeGate, ScopeGateBuilder, UserId};
 
 #[global_allocator]
 static HEAP: MetricAlloc<System> = MetricAlloc::new(System);
@@ -22,10 +22,9 @@ const REVOCATIONS: usize = 5_000;
 
 /// Bytes this thread still holds after `REVOCATIONS` revocations through a gate
 /// over `store`, beyond what it held before them.
-async fn kept_over_revocations(store: impl TokenStore) -> isize {
-    let users = Users::default();
-    let bob = users.add("bob", false);
-    let gate = ScopeGate::builder(store, users).build().unwrap();
+async fn kept_over_revocations(gate: ScopeGateBuilder) -> isize {
+    let gate = gate.build().unwrap();
+    let bob = UserId::from("bob");
     let mut tokens = Vec::with_capacity(REVOCATIONS);
     for _ in 0..REVOCATIONS {
         let token = gate
@@ -44,9 +43,12 @@ async fn kept_over_revocations(store: impl TokenStore) -> isize {
 #[tokio::test(flavor = "current_thread")]
 async fn revocations_through_the_cache_keep_no_memory_per_revocation() {
     let (bare_dir, cached_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let bare = kept_over_revocations(SledStore::open(bare_dir.path()).unwrap()).await;
-    let store = CachingStore::new(SledStore::open(cached_dir.path()).unwrap());
-    let cached = kept_over_revocations(store).await;
+    let users = Users::default();
+    users.add("bob", false);
+    let bare = SledStore::open(bare_dir.path()).unwrap();
+    let bare = kept_over_revocations(ScopeGate::builder(bare, users.clone()).without_cache()).await;
+    let cached = SledStore::open(cached_dir.path()).unwrap();
+    let cached = kept_over_revocations(ScopeGate::builder(cached, users)).await;
     let per_revocation = (cached - bare) / REVOCATIONS as isize;
     eprintln!("over {REVOCATIONS} revocations: bare {bare} B, cached {cached} B kept");
     assert!(

@@ -4,18 +4,18 @@
 
 mod common;
 
-use common::{captured::Captured, parking::Parking, refused, Instrumented, Users};
-use scopegate::{CachingStore, NewToken, ScopeGate, SledStore};
+use common::{captured::Captured, instrumented::instrumented, parking::parking, refused, Users};
+use scopegate::{store::SledStore, NewToken, ScopeGate};
 
 /// A revocation through the cache, and through sled's in-process feed, makes
 /// only its own token stale: another cached token is still served from memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_forgets_only_what_it_revoked() {
     let dir = tempfile::tempdir().unwrap();
-    let (parking, parks) = Parking::new(SledStore::open(dir.path()).unwrap());
+    let (parking, parks) = parking(SledStore::open(dir.path()).unwrap());
     let users = Users::default();
     let bob = users.add("bob", false);
-    let gate = ScopeGate::builder(CachingStore::new(parking), users)
+    let gate = ScopeGate::builder(parking, users)
         .without_last_use()
         .build()
         .unwrap();
@@ -44,12 +44,11 @@ async fn a_revoking_write_abandoned_midway_leaves_the_cache_asking_the_store() {
     let (log, _guard) = Captured::start();
 
     let dir = tempfile::tempdir().unwrap();
-    // Instrumented hides sled's feed: the cache settles its writes alone.
-    let store = Instrumented::new(SledStore::open(dir.path()).unwrap());
-    let probe = store.probe();
+    // The probe can make the store panic after applying a write.
+    let (store, probe) = instrumented(SledStore::open(dir.path()).unwrap());
     let users = Users::default();
     let bob = users.add("bob", false);
-    let gate = ScopeGate::builder(CachingStore::new(store), users)
+    let gate = ScopeGate::builder(store, users)
         .without_last_use()
         .build()
         .unwrap();

@@ -10,7 +10,10 @@ use std::sync::{
 };
 
 use common::{girder_scopes, Users};
-use scopegate::{ApiKeyUpdate, Error, NewApiKey, Page, ScopeGate, SledStore, TokenRequest};
+use scopegate::{
+    store::{Page, SledStore},
+    ApiKeyUpdate, Error, NewApiKey, ScopeGate, TokenRequest,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_minted_concurrently_with_deactivation_survives_it() {
@@ -18,6 +21,7 @@ async fn no_token_minted_concurrently_with_deactivation_survives_it() {
     let users = Users::default();
     let bob = users.add("bob", false);
     let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+        .without_cache()
         .with_registry(girder_scopes())
         .build()
         .unwrap();
@@ -129,6 +133,7 @@ async fn tokens_stored_as_json_by_an_older_version_still_authenticate_after_upgr
         // No background `last_use` write racing the comparisons below.
         let store = when_unlocked(|| SledStore::open(dir.path()));
         ScopeGate::builder(store, users)
+            .without_cache()
             .with_registry(girder_scopes())
             .without_last_use()
             .build()

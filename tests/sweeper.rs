@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::{girder_scopes, Users};
-use scopegate::{ManualClock, NewToken, ScopeGate, SledStore};
+use scopegate::{clock::ManualClock, store::SledStore, NewToken, ScopeGate};
 
 #[tokio::test]
 async fn sweeper_purges_expired_tokens_in_the_background_and_stops_on_shutdown() {
@@ -15,6 +15,7 @@ async fn sweeper_purges_expired_tokens_in_the_background_and_stops_on_shutdown()
     let bob = users.add("bob", false);
     let clock = ManualClock::new(Utc::now());
     let gate = ScopeGate::builder(SledStore::open(dir.path()).unwrap(), users)
+        .without_cache()
         .with_registry(girder_scopes())
         .with_clock(clock.clone())
         .build()

@@ -165,7 +165,9 @@ async fn a_request_sent_with_an_api_key_is_traced_as_one_by_its_id_never_its_sec
 /// type that carries one redacts it.
 #[tokio::test]
 async fn every_public_type_carrying_a_secret_redacts_it_in_debug() {
-    use scopegate::{AuthState, AuthTokenResponse, ScopeGate, SledStore, TokenRequest};
+    use scopegate::{
+        router::AuthTokenResponse, store::SledStore, AuthState, ScopeGate, TokenRequest,
+    };
     let app = TestApp::new();
     let gate = &app.fixture.gate;
     let bob = app.fixture.user("bob");
@@ -181,10 +183,12 @@ async fn every_public_type_carrying_a_secret_redacts_it_in_debug() {
     let pepper = "a pepper of at least sixteen bytes";
     let dir = tempfile::tempdir().unwrap();
     let peppered = AuthState::builder(
-        SledStore::open(dir.path()).unwrap(),
-        common::Users::default(),
+        ScopeGate::builder(
+            SledStore::open(dir.path()).unwrap(),
+            common::Users::default(),
+        )
+        .with_pepper(pepper),
     )
-    .with_pepper(pepper)
     .build()
     .unwrap();
     let dir = tempfile::tempdir().unwrap();

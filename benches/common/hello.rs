@@ -16,7 +16,9 @@ use axum::{
     Router,
 };
 use scopegate::{
-    AuthService, AuthState, CacheConfig, NewToken, RequireScope, ScopeRegistry, SledStore,
+    middleware::AuthService,
+    store::{CacheConfig, SledStore},
+    AuthState, NewToken, RequireScope, ScopeGate, ScopeRegistry,
 };
 use sha2::{Digest, Sha256};
 use tower::{
@@ -75,11 +77,13 @@ fn insert_identity(mut request: Request) -> Request {
 
 /// The routers over a sled store in `dir`, cached with `cache`.
 pub(crate) async fn hello_apps(dir: &Path, cache: CacheConfig) -> HelloApps {
-    let state = AuthState::builder(SledStore::open(dir).unwrap(), Users)
-        .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
-        .with_cache(cache)
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir).unwrap(), Users)
+            .with_registry(ScopeRegistry::of::<DataRead>().unwrap())
+            .with_cache(cache),
+    )
+    .build()
+    .unwrap();
     let mut secrets = Vec::new();
     for user in ["bench", "bench-2"] {
         let issued = state

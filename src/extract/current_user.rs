@@ -9,7 +9,7 @@ use crate::{rejection::AuthRejection, LoadedUser, Principal, UserId};
 /// The user of the request.
 ///
 /// Needs a user's full session (`core.user_auth`): nothing else makes one, not a
-/// route's [`guard`](crate::guard) layer nor another extractor. Anonymous tokens
+/// route's [`guard`](crate::extract::guard) layer nor another extractor. Anonymous tokens
 /// and scoped tokens get 403 `insufficient_scope`: a handler guarded by a scope
 /// gets the user from the guard itself (`RequireScope::user`, through its
 /// [`Principal`]).

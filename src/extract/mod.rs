@@ -51,7 +51,7 @@ use crate::{
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use scopegate::{guard, RequireAdmin};
+/// use scopegate::{extract::guard, RequireAdmin};
 ///
 /// let admin: Router = Router::new()
 ///     .route("/admin/users", get(|| async { "…" }))
@@ -59,13 +59,13 @@ use crate::{
 /// ```
 ///
 /// ```compile_fail
-/// # use scopegate::{guard, RequireScope};
+/// # use scopegate::{extract::guard, RequireScope};
 /// // `Option<_>` lets a request without a credential through.
 /// let _ = guard::<Option<RequireScope>>();
 /// ```
 ///
 /// ```compile_fail
-/// # use scopegate::{guard, Authentication};
+/// # use scopegate::{extract::guard, Authentication};
 /// let _ = guard::<Authentication>();
 /// ```
 ///
@@ -76,7 +76,7 @@ use crate::{
 pub fn guard<G: RouteGuard>() -> FromExtractorLayer<Guarded<G>, ()> {
     assert!(
         G::refuses_live_credentials(),
-        "scopegate::guard::<{}>() would let every live credential through: \
+        "scopegate::extract::guard::<{}>() would let every live credential through: \
          name the scopes it requires",
         std::any::type_name::<G>()
     );

@@ -6,11 +6,12 @@ use chrono::{SubsecRound, TimeDelta};
 use serde::Deserialize;
 
 use super::{limits, span, ScopeGate};
+use crate::api_key::KeyChange;
 use crate::{
     secret::SecretKind,
     store::{Page, StoreErrorKind},
-    ApiKey, ApiKeyId, ApiKeyUpdate, Error, InvalidScopes, IssuedApiKey, IssuedToken, KeyChange,
-    NewApiKey, Scope, Token, TokenId, UserId,
+    ApiKey, ApiKeyId, ApiKeyUpdate, Error, InvalidScopes, IssuedApiKey, IssuedToken, NewApiKey,
+    Scope, Token, TokenId, UserId,
 };
 
 /// The longest a rotated-out secret may keep working.

@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use crate::{fast_hash::UniformKeys, secret::SecretDigest, store::TokenStore, ApiKeyId, TokenId};
 
 /// How often a credential's `last_use` is written unless configured.
-pub const DEFAULT_LAST_USE_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LAST_USE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A shorter interval is taken as this: a write per request is what throttling avoids.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -23,8 +23,9 @@ const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// forgotten and may be written once more than needed.
 const REMEMBERED: u64 = 100_000;
 
-type Write =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), crate::StoreError>> + Send>>;
+type Write = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), crate::store::StoreError>> + Send>,
+>;
 
 /// The credential a request used.
 pub(super) enum Used<'a> {

@@ -11,9 +11,9 @@ pub(super) const MAX_DAYS: f64 = 3650.0;
 /// to a token that has expired before anyone can use it.
 pub(crate) const MIN_DAYS: f64 = 1.0 / 86_400.0;
 /// The shortest lifetime of any token or key: one second.
-pub const MIN_LIFETIME: Duration = Duration::from_secs(1);
+pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// The longest: 3650 days.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
 
 /// A Rust-API duration in the days the records and the HTTP API use.
 pub(crate) fn as_days(duration: Duration) -> f64 {

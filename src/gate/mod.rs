@@ -12,18 +12,17 @@ use std::{fmt, sync::Arc};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 pub(crate) use self::limits::as_days;
-pub use self::{
-    api_keys::TokenRequest,
-    last_use::DEFAULT_LAST_USE_INTERVAL,
+pub use self::{api_keys::TokenRequest, tokens::NewToken};
+use self::{
+    digest_memo::DigestMemo,
+    last_use::{LastUse, DEFAULT_LAST_USE_INTERVAL},
     limits::{MAX_LIFETIME, MIN_LIFETIME},
-    tokens::NewToken,
 };
-use self::{digest_memo::DigestMemo, last_use::LastUse};
 use crate::{
-    clock::{Clock, SystemClock},
+    clock::{Clock, TimeSource},
     error::ConfigError,
     secret::SecretCodec,
-    store::{StoreHealth, TokenStore},
+    store::{CacheConfig, CacheStats, CachingStore, StoreHealth, TokenStore},
     user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor},
     Credential, Error, Principal, ScopeRegistry, UserId, UserLoader,
 };
@@ -32,22 +31,15 @@ use crate::{
 /// allocated with the gate.
 const MEMO_CAPACITY: usize = 65_536;
 
-/// Tokens last one day unless configured: a token is a short-lived credential,
-/// and API keys mint new ones on demand.
-pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
 const DEFAULT_TOKEN_LIFETIME_DAYS: f64 = 1.0;
-
-/// How many live tokens one API key may have unless configured
-/// ([`ScopeGateBuilder::with_max_tokens_per_key`]).
-pub const DEFAULT_MAX_TOKENS_PER_KEY: u64 = 100_000;
 
 /// Issues, checks and revokes tokens and API keys.
 ///
 /// Cheap to clone (one `Arc`); share one per app.
 ///
 /// ```
-/// use scopegate::{AuthUser, BoxError, CachingStore, NewApiKey, ScopeGate,
-///     ScopeRegistry, SledStore, TokenRequest, UserId, UserLoader};
+/// use scopegate::{store::SledStore, AuthUser, BoxError, NewApiKey, ScopeGate,
+///     ScopeRegistry, TokenRequest, UserId, UserLoader};
 ///
 /// struct User { admin: bool }
 /// impl AuthUser for User { fn is_admin(&self) -> bool { self.admin } }
@@ -65,7 +57,7 @@ pub const DEFAULT_MAX_TOKENS_PER_KEY: u64 = 100_000;
 /// # let dir = tempfile::tempdir()?;
 /// let mut scopes = ScopeRegistry::new();
 /// scopes.register("core.data.read", "Read data", "Read your data.")?;
-/// let gate = ScopeGate::builder(CachingStore::new(SledStore::open(dir.path())?), Users)
+/// let gate = ScopeGate::builder(SledStore::open(dir.path())?, Users)
 ///     .with_registry(scopes)
 ///     .build()?;
 ///
@@ -82,11 +74,14 @@ pub struct ScopeGate {
 }
 
 struct Shared {
+    /// The cache when there is one, else the backend: every write and read.
     store: Arc<dyn TokenStore>,
+    /// The same cache, for the request path's reads that need no await.
+    cache: Option<CachingStore>,
     users: Arc<dyn DynUserLoader>,
     registry: Arc<ScopeRegistry>,
     codec: SecretCodec,
-    clock: Arc<dyn Clock>,
+    clock: TimeSource,
     token_lifetime_days: f64,
     direct_api_keys: bool,
     keys_manage_keys: bool,
@@ -110,20 +105,42 @@ impl fmt::Debug for ScopeGate {
 }
 
 impl ScopeGate {
-    /// Starts configuring a gate over `store`, loading users with `users`.
-    pub fn builder(store: impl TokenStore, users: impl UserLoader) -> ScopeGateBuilder {
-        Self::builder_shared(Arc::new(store), Arc::new(users))
-    }
+    /// Tokens last one day unless configured: a token is a short-lived
+    /// credential, and API keys mint new ones on demand.
+    pub const DEFAULT_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(86_400);
 
-    /// [`ScopeGate::builder`] over a store and loader already behind `Arc`s.
-    pub(crate) fn builder_shared(
-        store: Arc<dyn TokenStore>,
-        users: Arc<dyn DynUserLoader>,
-    ) -> ScopeGateBuilder {
+    /// How many live tokens one API key may have unless configured
+    /// ([`ScopeGateBuilder::with_max_tokens_per_key`]).
+    pub const DEFAULT_MAX_TOKENS_PER_KEY: u64 = 100_000;
+
+    /// How often a credential's `last_use` is written unless configured
+    /// ([`ScopeGateBuilder::with_last_use_interval`]).
+    pub const DEFAULT_LAST_USE_INTERVAL: std::time::Duration = DEFAULT_LAST_USE_INTERVAL;
+
+    /// The shortest lifetime of any token or key: one second.
+    pub const MIN_LIFETIME: std::time::Duration = MIN_LIFETIME;
+
+    /// The longest lifetime of any token or key: 3650 days.
+    pub const MAX_LIFETIME: std::time::Duration = MAX_LIFETIME;
+
+    /// Starts configuring a gate over `store`, loading users with `users`. The
+    /// gate caches lookups in front of the store unless built
+    /// [`without_cache`](ScopeGateBuilder::without_cache).
+    pub fn builder(store: impl TokenStore, users: impl UserLoader) -> ScopeGateBuilder {
         ScopeGateBuilder {
-            store,
-            users,
-            settings: GateSettings::default(),
+            store: Arc::new(store),
+            users: Arc::new(users),
+            cache: Some(CacheConfig::default()),
+            registry: ScopeRegistry::new(),
+            prefix: None,
+            pepper: None,
+            token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
+            clock: TimeSource::System,
+            direct_api_keys: false,
+            keys_manage_keys: false,
+            rotated_secrets_for_admins: false,
+            max_tokens_per_key: ScopeGate::DEFAULT_MAX_TOKENS_PER_KEY,
+            last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
         }
     }
 
@@ -184,9 +201,29 @@ impl ScopeGate {
         self.shared.registry.clone()
     }
 
-    /// The store behind the gate.
+    /// The store behind the gate, through its cache if it has one: a write
+    /// made here drops what it revoked from the cache, as the gate's own do.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.shared.store
+    }
+
+    /// Whether token lookups are answered from memory: `false` without a cache,
+    /// and while the store's invalidation feed is disconnected or behind by more
+    /// than it vouches for (lookups then go to the store).
+    pub fn is_serving_from_cache(&self) -> bool {
+        self.shared
+            .cache
+            .as_ref()
+            .is_some_and(CachingStore::is_serving_from_cache)
+    }
+
+    /// How full the cache is, after running its pending maintenance; `None`
+    /// without a cache.
+    pub async fn cache_stats(&self) -> Option<CacheStats> {
+        match &self.shared.cache {
+            Some(cache) => Some(cache.stats().await),
+            None => None,
+        }
     }
 
     /// Whether the store is serving. A failing store refuses every call (503) until
@@ -252,45 +289,24 @@ impl ScopeGate {
 pub struct ScopeGateBuilder {
     store: Arc<dyn TokenStore>,
     users: Arc<dyn DynUserLoader>,
-    settings: GateSettings,
+    cache: Option<CacheConfig>,
+    registry: ScopeRegistry,
+    prefix: Option<String>,
+    pepper: Option<Vec<u8>>,
+    token_lifetime_days: f64,
+    clock: TimeSource,
+    direct_api_keys: bool,
+    keys_manage_keys: bool,
+    rotated_secrets_for_admins: bool,
+    max_tokens_per_key: u64,
+    last_use_interval: Option<std::time::Duration>,
 }
 
-/// A gate's settings, apart from its store and loader: what
-/// [`ScopeGateBuilder`] and `AuthStateBuilder` both configure, kept once.
-pub(crate) struct GateSettings {
-    pub(crate) registry: ScopeRegistry,
-    pub(crate) prefix: Option<String>,
-    pub(crate) pepper: Option<Vec<u8>>,
-    pub(crate) token_lifetime_days: f64,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) direct_api_keys: bool,
-    pub(crate) keys_manage_keys: bool,
-    pub(crate) rotated_secrets_for_admins: bool,
-    pub(crate) max_tokens_per_key: u64,
-    pub(crate) last_use_interval: Option<std::time::Duration>,
-}
-
-impl Default for GateSettings {
-    fn default() -> Self {
-        Self {
-            registry: ScopeRegistry::new(),
-            prefix: None,
-            pepper: None,
-            token_lifetime_days: DEFAULT_TOKEN_LIFETIME_DAYS,
-            clock: Arc::new(SystemClock),
-            direct_api_keys: false,
-            keys_manage_keys: false,
-            rotated_secrets_for_admins: false,
-            max_tokens_per_key: DEFAULT_MAX_TOKENS_PER_KEY,
-            last_use_interval: Some(DEFAULT_LAST_USE_INTERVAL),
-        }
-    }
-}
-
-impl fmt::Debug for GateSettings {
+impl fmt::Debug for ScopeGateBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The pepper is a secret, and the clock says nothing useful.
-        f.debug_struct("GateSettings")
+        f.debug_struct("ScopeGateBuilder")
+            .field("cache", &self.cache)
             .field("prefix", &self.prefix)
             .field("token_lifetime_days", &self.token_lifetime_days)
             .field("direct_api_keys", &self.direct_api_keys)
@@ -305,24 +321,16 @@ impl fmt::Debug for GateSettings {
     }
 }
 
-impl fmt::Debug for ScopeGateBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopeGateBuilder")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
 impl ScopeGateBuilder {
     /// The scopes the app offers (default: only the built-ins).
     pub fn with_registry(mut self, registry: ScopeRegistry) -> Self {
-        self.settings.registry = registry;
+        self.registry = registry;
         self
     }
 
     /// The prefix of every secret (default `sg`): 1–16 lower-case ASCII letters or digits.
     pub fn with_token_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.settings.prefix = Some(prefix.into());
+        self.prefix = Some(prefix.into());
         self
     }
 
@@ -331,16 +339,16 @@ impl ScopeGateBuilder {
     /// # Warning
     /// Changing or losing the pepper invalidates every stored key and token.
     pub fn with_pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
-        self.settings.pepper = Some(pepper.into());
+        self.pepper = Some(pepper.into());
         self
     }
 
     /// Lifetime of tokens when nothing shorter is asked for, and the cap of
     /// exchanges from keys without a `token_duration`: from
-    /// [`MIN_LIFETIME`] to [`MAX_LIFETIME`]
-    /// (default [`DEFAULT_TOKEN_LIFETIME`]).
+    /// [`ScopeGate::MIN_LIFETIME`] to [`ScopeGate::MAX_LIFETIME`]
+    /// (default [`ScopeGate::DEFAULT_TOKEN_LIFETIME`]).
     pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
-        self.settings.token_lifetime_days = limits::as_days(lifetime);
+        self.token_lifetime_days = limits::as_days(lifetime);
         self
     }
 
@@ -356,7 +364,7 @@ impl ScopeGateBuilder {
     /// Keys are cached and revoked exactly like tokens: deactivating, rotating
     /// (without grace) or deleting a key stops it at once, on every replica.
     pub fn with_direct_api_keys(mut self) -> Self {
-        self.settings.direct_api_keys = true;
+        self.direct_api_keys = true;
         self
     }
 
@@ -368,7 +376,7 @@ impl ScopeGateBuilder {
     /// secret cannot take the key over during its grace period. Tokens minted
     /// from a key never manage keys.
     pub fn with_keys_managing_keys(mut self) -> Self {
-        self.settings.keys_manage_keys = true;
+        self.keys_manage_keys = true;
         self
     }
 
@@ -379,54 +387,65 @@ impl ScopeGateBuilder {
     /// quietly hold a working copy of someone else's key while the owner's old
     /// secret keeps working. The owner then rotates the key to use it again.
     pub fn with_rotated_secrets_for_admins(mut self) -> Self {
-        self.settings.rotated_secrets_for_admins = true;
+        self.rotated_secrets_for_admins = true;
         self
     }
 
     /// The most live tokens one API key may have (default
-    /// [`DEFAULT_MAX_TOKENS_PER_KEY`]): an exchange past it is refused with
+    /// [`ScopeGate::DEFAULT_MAX_TOKENS_PER_KEY`]): an exchange past it is refused with
     /// [`Error::TooManyTokens`] (429 through the router) until tokens are
     /// revoked, or expire and are purged (the [`Sweeper`](crate::Sweeper)).
     /// It bounds what the holder of one key can make the store keep, and so
     /// what revoking that key leaves to purge.
     pub fn with_max_tokens_per_key(mut self, tokens: u64) -> Self {
-        self.settings.max_tokens_per_key = tokens;
+        self.max_tokens_per_key = tokens;
         self
     }
 
     /// How often a credential's `last_use` is written: at most once per
     /// `interval` per credential and process, in the background, never once per
-    /// request (default [`DEFAULT_LAST_USE_INTERVAL`]; at least one second, at
-    /// most [`MAX_CACHE_LIFETIME`](crate::MAX_CACHE_LIFETIME)).
+    /// request (default [`ScopeGate::DEFAULT_LAST_USE_INTERVAL`]; at least one second, at
+    /// most [`MAX_CACHE_LIFETIME`](crate::store::MAX_CACHE_LIFETIME)).
     /// Listings show it, so it may lag by up to `interval`.
     pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
-        self.settings.last_use_interval = Some(interval);
+        self.last_use_interval = Some(interval);
         self
     }
 
     /// Never writes `last_use` on authentication (exchanging a key still stamps
     /// the key's).
     pub fn without_last_use(mut self) -> Self {
-        self.settings.last_use_interval = None;
+        self.last_use_interval = None;
         self
     }
 
     /// Where "now" comes from (default: the system clock). For tests of expiry.
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.settings.clock = Arc::new(clock);
+        self.clock = TimeSource::App(Arc::new(clock));
         self
     }
 
-    // Used by the HTTP parts only.
-    #[cfg(feature = "axum")]
-    pub(crate) fn with_settings(mut self, settings: GateSettings) -> Self {
-        self.settings = settings;
+    /// Sizes and lifetimes of the cache in front of the store (default
+    /// [`CacheConfig::default`]).
+    pub fn with_cache(mut self, config: CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Reads every token from the store itself, with no cache in front.
+    /// Revocation is immediate either way; this only costs speed.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
         self
     }
 
     /// Checks the settings and builds the gate.
+    ///
+    /// A store shared with other processes (one with an
+    /// [`invalidation_feed`](TokenStore::invalidation_feed)) has its cache
+    /// subscribe to it: build within a Tokio runtime then.
     pub fn build(self) -> Result<ScopeGate, ConfigError> {
-        let settings = self.settings;
+        let settings = self;
         let mut codec = match &settings.prefix {
             Some(prefix) => SecretCodec::new(prefix)?,
             None => SecretCodec::default(),
@@ -443,10 +462,22 @@ impl ScopeGateBuilder {
         {
             return Err(ConfigError::InvalidCacheLifetime);
         }
+        let cache = match settings.cache {
+            Some(config) => {
+                config.validate()?;
+                Some(CachingStore::with_config(settings.store.clone(), config))
+            }
+            None => None,
+        };
+        let store: Arc<dyn TokenStore> = match &cache {
+            Some(cache) => Arc::new(cache.clone()),
+            None => settings.store,
+        };
         Ok(ScopeGate {
             shared: Arc::new(Shared {
-                store: self.store,
-                users: self.users,
+                store,
+                cache,
+                users: settings.users,
                 registry: Arc::new(settings.registry),
                 codec,
                 clock: settings.clock,

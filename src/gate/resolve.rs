@@ -80,9 +80,8 @@ impl ScopeGate {
     }
 
     /// Resolves `secret` as far as it can without awaiting: a malformed secret,
-    /// and a token the store answers for synchronously
-    /// ([`TokenStore::cached_token`](crate::TokenStore::cached_token)) whose user
-    /// the loader returns on its first poll, are settled here.
+    /// and a token in the cache's hot table whose user the loader returns on its
+    /// first poll, are settled here.
     pub(crate) fn resolve_now(&self, secret: &[u8]) -> Resolving {
         let codec = &self.shared.codec;
         // Format and checksum first: a made-up string is refused before anything
@@ -102,7 +101,7 @@ impl ScopeGate {
         };
         // One read of the clock serves the cache's lifetimes and the gate's time.
         let at = Instant::now();
-        match self.shared.store.cached_token(&digest, at) {
+        match self.hot_token(&digest, at) {
             Some(token) => match self.check_token(Some(token), digest, remembered, secret, at) {
                 Checked::Done(outcome) => Resolving::Done(outcome),
                 Checked::Loading(live, load) => Resolving::Pending(Resume::User { live, load }),
@@ -118,7 +117,7 @@ impl ScopeGate {
             let (live, load) = match resume {
                 Resume::ApiKey => return self.resolve_api_key(secret).await,
                 Resume::Token { digest, remembered } => {
-                    let token = self.shared.store.shared_token_by_digest(&digest).await?;
+                    let token = self.token_by_digest(&digest).await?;
                     match self.check_token(token, digest, remembered, secret, Instant::now()) {
                         Checked::Done(outcome) => return outcome,
                         Checked::Loading(live, load) => (live, load),
@@ -143,9 +142,8 @@ impl ScopeGate {
     }
 
     /// Whether the token `principal` was built from still grants what it did,
-    /// after an await: asked of the store's synchronous path first (a cache
-    /// answers from memory, and answers nothing for a token with a revocation
-    /// settled or in flight), then of the store. `false`: it changed (its scopes
+    /// after an await: asked of the cache's hot table first (it answers nothing
+    /// for a token with a revocation settled or in flight), then of the store. `false`: it changed (its scopes
     /// grew, its expiry was capped) and must be judged again; an error: it is
     /// gone.
     async fn still_granted(
@@ -156,17 +154,34 @@ impl ScopeGate {
         let Some(token) = principal.token() else {
             return Ok(true);
         };
-        let store = &self.shared.store;
-        if let Some(current) = store.cached_token(digest, Instant::now()) {
+        if let Some(current) = self.hot_token(digest, Instant::now()) {
             if current.grants_as(token) {
                 return Ok(true);
             }
         }
-        match store.shared_token_by_digest(digest).await? {
+        match self.token_by_digest(digest).await? {
             Some(current) if current.grants_as(token) => Ok(true),
             Some(current) if current.id == token.id => Ok(false),
             _ => Err(refuse(InvalidTokenReason::Unknown)),
         }
+    }
+
+    /// The token whose secret has `digest`, if the cache's hot table holds it.
+    fn hot_token(&self, digest: &SecretDigest, at: Instant) -> Option<Arc<Token>> {
+        self.shared.cache.as_ref()?.hot_token(digest, at)
+    }
+
+    /// The token whose secret has `digest`, through the cache if there is one.
+    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Arc<Token>>, Error> {
+        Ok(match &self.shared.cache {
+            Some(cache) => cache.shared_token(digest).await?,
+            None => self
+                .shared
+                .store
+                .token_by_digest(digest)
+                .await?
+                .map(Arc::new),
+        })
     }
 
     /// The token, if it is the one for `digest` and live at `at` (the monotonic

@@ -59,7 +59,7 @@ impl NewToken {
     }
 
     /// Lifetime instead of the gate's default, from
-    /// [`MIN_LIFETIME`](crate::MIN_LIFETIME) to [`MAX_LIFETIME`](crate::MAX_LIFETIME).
+    /// [`MIN_LIFETIME`](crate::ScopeGate::MIN_LIFETIME) to [`MAX_LIFETIME`](crate::ScopeGate::MAX_LIFETIME).
     #[must_use]
     pub fn lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.days = Some(limits::as_days(lifetime));

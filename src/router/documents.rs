@@ -139,7 +139,7 @@ impl From<IssuedToken> for IssuedTokenDocument {
 /// `Cache-Control: no-store`.
 ///
 /// ```
-/// use scopegate::{AuthState, AuthTokenResponse, NewToken, UserId};
+/// use scopegate::{router::AuthTokenResponse, AuthState, NewToken, UserId};
 ///
 /// // After checking the user's password in the app's own login handler:
 /// async fn login(state: AuthState, user: UserId) -> Result<AuthTokenResponse, scopegate::Error> {

@@ -11,8 +11,8 @@ use serde::{de::DeserializeOwned, Deserialize};
 use super::error::ApiError;
 use crate::{
     router::responses::{input_error, invalid_input},
-    store::MAX_PAGE,
-    Authentication, Page,
+    store::{Page, MAX_PAGE},
+    Authentication,
 };
 
 /// A JSON object body, sent with `Content-Type: application/json`, which plain

@@ -20,7 +20,9 @@ use axum::{
 pub use self::{documents::AuthTokenResponse, openapi::openapi};
 use self::{error::ApiError, input::SafelyCarried};
 use crate::{
-    rejection::InsufficientScope, store::MAX_PAGE, AuthState, CurrentUser, Error, Page, UserId,
+    rejection::InsufficientScope,
+    store::{Page, MAX_PAGE},
+    AuthState, CurrentUser, Error, UserId,
 };
 
 /// The API-key lifecycle and token routes (`/api_key` and `/token`), generic
@@ -93,7 +95,7 @@ where
 ///
 /// fn app(auth: AuthState) -> Router {
 ///     Router::new()
-///         .nest("/api/v1", scopegate::api_key_router().merge(scopegate::token_router()))
+///         .nest("/api/v1", scopegate::router::api_key_router().merge(scopegate::router::token_router()))
 ///         .layer(auth.layer())
 ///         .with_state(auth)
 /// }

@@ -1,4 +1,5 @@
-//! [`CachingStore`]: a moka cache of token lookups in front of any [`TokenStore`].
+//! The gate's cache: moka in front of any [`TokenStore`], with a lock-free hot
+//! table for the tokens requests present most.
 
 mod epochs;
 mod feed;
@@ -28,14 +29,14 @@ pub use self::{
     tags::{api_key_tag, user_tag},
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
+use crate::api_key::KeyChange;
 use crate::{
-    fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token,
-    TokenId, UserId,
+    fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
 };
 
 /// The longest a cache keeps anything (100 years): TTLs and intervals above it
 /// are refused when a gate or state is built ([`ConfigError::InvalidCacheLifetime`](crate::ConfigError::InvalidCacheLifetime)),
-/// and capped by [`CachingStore::with_config`], which cannot fail. moka refuses
+/// and capped where the cache is made, which cannot fail. moka refuses
 /// lifetimes of a thousand years or more.
 pub const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
 
@@ -63,7 +64,6 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     /// Whether every lifetime is at most [`MAX_CACHE_LIFETIME`].
-    #[cfg(feature = "axum")] // AuthStateBuilder's check
     pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
         match self.ttl.max(self.negative_ttl) <= MAX_CACHE_LIFETIME {
             true => Ok(()),
@@ -219,7 +219,7 @@ const RACED_LOADS: usize = 3;
 /// - Concurrent misses for one digest share one store read (moka's `try_get_with`).
 /// - Tokens moka just answered for are also kept in a small fixed table that a
 ///   request reads without a lock, an allocation or an await
-///   ([`TokenStore::cached_token`]); it obeys the same revocations and lifetimes.
+///   ([`CachingStore::hot_token`]); it obeys the same revocations and lifetimes.
 /// - Unknown digests are remembered briefly in a cache of their own, with its own
 ///   capacity, so made-up tokens cannot evict live ones.
 /// - A store error is never cached: the next request asks the store again.
@@ -235,27 +235,18 @@ const RACED_LOADS: usize = 3;
 ///   credentials, bumps them: a store revokes every token of a key or a user
 ///   with one small write, and the cache follows in one step.
 /// - Revocations by other processes reach the cache through an
-///   [`InvalidationFeed`] ([`with_invalidation_feed`](Self::with_invalidation_feed));
+///   [`InvalidationFeed`] the store offers ([`TokenStore::invalidation_feed`]);
 ///   while the feed is disconnected, lookups bypass the cache. Without a feed,
-///   another process's revocation goes unseen for up to the TTL.
+///   only this process writes the store.
 ///
-/// ```
-/// # fn main() -> Result<(), scopegate::StoreError> {
-/// use scopegate::{CacheConfig, CachingStore, SledStore};
-/// let dir = tempfile::tempdir().unwrap();
-/// let store = CachingStore::with_config(
-///     SledStore::open(dir.path())?,
-///     CacheConfig::default().with_ttl(std::time::Duration::from_secs(60)),
-/// );
-/// # let _ = store; Ok(()) }
-/// ```
-pub struct CachingStore<S> {
+/// The gate makes one unless built [`without_cache`](crate::ScopeGateBuilder::without_cache).
+pub(crate) struct CachingStore {
     /// Shared with a write that runs on after its caller was dropped (see `writes`).
-    inner: Arc<S>,
+    inner: Arc<dyn TokenStore>,
     shared: Arc<Shared>,
 }
 
-impl<S> Clone for CachingStore<S> {
+impl Clone for CachingStore {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -318,7 +309,7 @@ impl Shared {
     }
 }
 
-impl<S> std::fmt::Debug for CachingStore<S> {
+impl std::fmt::Debug for CachingStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CachingStore")
             .field("cached_tokens", &self.shared.tokens.entry_count())
@@ -328,17 +319,12 @@ impl<S> std::fmt::Debug for CachingStore<S> {
     }
 }
 
-impl<S: TokenStore> CachingStore<S> {
-    /// Caches `inner` with the default [`CacheConfig`].
-    pub fn new(inner: S) -> Self {
-        Self::with_config(inner, CacheConfig::default())
-    }
-
+impl CachingStore {
     /// Caches `inner` with `config`, its lifetimes capped at
     /// [`MAX_CACHE_LIFETIME`]. If `inner` is shared with other processes (it
     /// has an [`invalidation feed`](TokenStore::invalidation_feed)), the cache
     /// subscribes to it: call this within a Tokio runtime then.
-    pub fn with_config(inner: S, config: CacheConfig) -> Self {
+    pub(crate) fn with_config(inner: Arc<dyn TokenStore>, config: CacheConfig) -> Self {
         let config = CacheConfig {
             ttl: config.ttl.min(MAX_CACHE_LIFETIME),
             negative_ttl: config.negative_ttl.min(MAX_CACHE_LIFETIME),
@@ -359,7 +345,7 @@ impl<S: TokenStore> CachingStore<S> {
             .build();
         let feed = inner.invalidation_feed();
         let cache = Self {
-            inner: Arc::new(inner),
+            inner,
             shared: Arc::new(Shared {
                 tokens,
                 keys,
@@ -380,13 +366,6 @@ impl<S: TokenStore> CachingStore<S> {
     /// backend. Until the feed reports itself connected, and whenever it loses its
     /// connection, lookups bypass the cache (and the cache is emptied), so a
     /// revocation it may have missed is never served from memory.
-    ///
-    /// Call it within a Tokio runtime: most feeds spawn a task.
-    #[must_use]
-    pub fn with_invalidation_feed(self, feed: impl InvalidationFeed) -> Self {
-        self.subscribe(Box::new(feed))
-    }
-
     fn subscribe(self, feed: Box<dyn InvalidationFeed>) -> Self {
         self.shared.serving.set_feed_connected(false);
         self.shared.forget_all();
@@ -396,7 +375,7 @@ impl<S: TokenStore> CachingStore<S> {
             // Without its feed the cache could serve what another process revoked:
             // it stays bypassed instead.
             tracing::error!(
-                "CachingStore created outside a Tokio runtime: its invalidation feed \
+                "gate built outside a Tokio runtime: its cache's invalidation feed \
                  cannot start, so every token lookup goes to the store"
             );
         }
@@ -405,17 +384,12 @@ impl<S: TokenStore> CachingStore<S> {
 
     /// Whether lookups are served from memory: `false` while an invalidation feed
     /// is disconnected, or behind by more than it vouches for.
-    pub fn is_serving_from_cache(&self) -> bool {
+    pub(crate) fn is_serving_from_cache(&self) -> bool {
         self.shared.serving.feed_vouches_at(Instant::now())
     }
 
-    /// The wrapped store.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     /// How full the cache is, after running moka's pending maintenance.
-    pub async fn stats(&self) -> CacheStats {
+    pub(crate) async fn stats(&self) -> CacheStats {
         self.shared.tokens.run_pending_tasks().await;
         self.shared.keys.run_pending_tasks().await;
         self.shared.unknown.run_pending_tasks();
@@ -424,6 +398,43 @@ impl<S: TokenStore> CachingStore<S> {
             api_keys: self.shared.keys.entry_count(),
             unknown: self.shared.unknown.entry_count(),
         }
+    }
+
+    /// The token whose secret has `digest`, shared: the cache hands out its own
+    /// copy instead of cloning the record on every request.
+    pub(crate) async fn shared_token(
+        &self,
+        digest: &SecretDigest,
+    ) -> Result<Option<Arc<Token>>, StoreError> {
+        // The hot table was asked already (`hot_token`, which callers try
+        // first). Next a fresh moka entry answers before anything else is asked
+        // (a digest in the cache is not in the cache of unknown ones).
+        if let Some(token) = self
+            .shared
+            .tokens
+            .get(digest)
+            .await
+            .and_then(|c| self.shared.fresh(digest, c))
+        {
+            return Ok(Some(token));
+        }
+        // Boxed apart, so the hit path's own future (which the trait boxes) stays
+        // small: a large allocation and copy per request cost more than this one
+        // per miss.
+        Box::pin(self.look_up(
+            digest,
+            || self.cached_lookup(digest),
+            || async { Ok(self.inner.token_by_digest(digest).await?.map(Arc::new)) },
+        ))
+        .await
+    }
+
+    /// The token whose secret has `digest`, if the hot table holds it: read
+    /// without a lock, an allocation or an await. `None` means "ask
+    /// [`shared_token`](Self::shared_token)", never "no such token". `now` is the
+    /// monotonic time the caller has just read.
+    pub(crate) fn hot_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
+        self.shared.hot_token(digest, now)
     }
 
     /// One lookup through the cache; `None` if the entry raced a revocation.
@@ -535,7 +546,7 @@ impl<S: TokenStore> CachingStore<S> {
 }
 
 #[async_trait]
-impl<S: TokenStore> TokenStore for CachingStore<S> {
+impl TokenStore for CachingStore {
     async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
         let token = token.clone();
         let digest = token.digest;
@@ -564,39 +575,8 @@ impl<S: TokenStore> TokenStore for CachingStore<S> {
     }
 
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
-        let shared = self.shared_token_by_digest(digest).await?;
+        let shared = self.shared_token(digest).await?;
         Ok(shared.map(|token| Token::clone(&token)))
-    }
-
-    async fn shared_token_by_digest(
-        &self,
-        digest: &SecretDigest,
-    ) -> Result<Option<Arc<Token>>, StoreError> {
-        // The hot table was asked already (`cached_token`, which callers try
-        // first). Next a fresh moka entry answers before anything else is asked
-        // (a digest in the cache is not in the cache of unknown ones).
-        if let Some(token) = self
-            .shared
-            .tokens
-            .get(digest)
-            .await
-            .and_then(|c| self.shared.fresh(digest, c))
-        {
-            return Ok(Some(token));
-        }
-        // Boxed apart, so the hit path's own future (which the trait boxes) stays
-        // small: a large allocation and copy per request cost more than this one
-        // per miss.
-        Box::pin(self.look_up(
-            digest,
-            || self.cached_lookup(digest),
-            || self.inner.shared_token_by_digest(digest),
-        ))
-        .await
-    }
-
-    fn cached_token(&self, digest: &SecretDigest, now: Instant) -> Option<Arc<Token>> {
-        self.shared.hot_token(digest, now)
     }
 
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {

@@ -43,8 +43,8 @@ pub struct CopyReport {
 /// so an interrupted copy can simply be run again.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), scopegate::StoreError> {
-/// use scopegate::{store::copy_records, SledStore};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), scopegate::store::StoreError> {
+/// use scopegate::store::{copy_records, SledStore};
 /// let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
 /// let report = copy_records(&SledStore::open(a.path())?, &SledStore::open(b.path())?).await?;
 /// assert_eq!(report.tokens, 0);

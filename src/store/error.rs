@@ -27,7 +27,7 @@ pub enum StoreErrorKind {
     /// A record with the same id or digest exists already.
     Conflict,
     /// The API key has as many live tokens as it may have
-    /// ([`TokenStore::mint_token`](crate::TokenStore::mint_token)): a refusal,
+    /// ([`TokenStore::mint_token`](crate::store::TokenStore::mint_token)): a refusal,
     /// not a failure.
     TooManyTokens,
 }

@@ -1,4 +1,5 @@
-//! Persistence: the [`TokenStore`] trait, its sled backend, and the moka cache in front.
+//! Persistence: the [`TokenStore`] trait for backends, the sled and PostgreSQL
+//! backends, and the moka cache the gate puts in front of them.
 //!
 //! The trait is shaped for networked backends too (Redis, PostgreSQL): every method
 //! is one atomic operation, and each write returns the digests it removed so a
@@ -8,14 +9,18 @@ mod caching;
 mod copy;
 mod error;
 mod health;
+mod intercept;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sled")]
 mod sled;
 
-use async_trait::async_trait;
+/// The attribute [`TokenStore`] implementations carry: the trait is used as
+/// `dyn TokenStore`, which native `async fn` in traits cannot be yet.
+pub use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+pub(crate) use self::caching::CachingStore;
 #[cfg(feature = "sled")]
 use self::caching::{touched_by_key_change, touched_token};
 #[cfg(feature = "postgres")]
@@ -24,12 +29,13 @@ pub use self::postgres::{PgConfig, PgInvalidationFeed, PgStore};
 pub use self::sled::{SledConfig, SledStore, DEFAULT_SLED_CACHE_BYTES};
 pub use self::{
     caching::{
-        api_key_tag, user_tag, CacheConfig, CacheStats, CachingStore, InvalidationFeed,
-        InvalidationSink, MAX_CACHE_LIFETIME,
+        api_key_tag, user_tag, CacheConfig, CacheStats, InvalidationFeed, InvalidationSink,
+        MAX_CACHE_LIFETIME,
     },
     copy::{copy_records, CopyReport},
     error::{error_chain, StoreError, StoreErrorKind},
     health::StoreHealth,
+    intercept::{Intercepted, Interceptor, StoreCall},
 };
 pub use crate::api_key::{KeyChange, RetiredSecret, TokenFate};
 use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
@@ -107,8 +113,16 @@ impl Purged {
 /// - reads return records as stored, expired or not: the gate judges expiry;
 /// - a write that removes or shortens tokens returns their digests;
 /// - every `.await` is a cancellation point: a write whose future is dropped at any
-///   of them has happened entirely or not at all (a cache in front settles it
-///   either way: see `CachingStore`).
+///   of them has happened entirely or not at all (the gate's cache settles it
+///   either way).
+///
+/// What a backend must do is the required methods: records, atomic revocation.
+/// Three abilities are optional, with defaults that say the store lacks them:
+/// listing everything for a copy ([`api_keys_after`](TokenStore::api_keys_after),
+/// [`tokens_after`](TokenStore::tokens_after)), an invalidation feed for stores
+/// shared by several processes ([`invalidation_feed`](TokenStore::invalidation_feed)),
+/// and a health report ([`health`](TokenStore::health)). Nothing here is for
+/// the cache: the gate owns it ([`ScopeGateBuilder::with_cache`](crate::ScopeGateBuilder::with_cache)).
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
     /// Stores a token not minted from a key. A second token with the same id or
@@ -132,33 +146,6 @@ pub trait TokenStore: Send + Sync + 'static {
 
     /// The token whose secret has `digest`.
     async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError>;
-
-    /// The token whose secret has `digest`, if it can be answered from memory at
-    /// once: a cache's fast path, tried before
-    /// [`shared_token_by_digest`](TokenStore::shared_token_by_digest). `None`
-    /// means "ask `shared_token_by_digest`", never "no such token". A store must
-    /// not answer a token revoked (or changed) since it was written. `now` is the
-    /// monotonic time the caller has just read, for a cache to judge its
-    /// entries' lifetimes by without reading the clock again. The default
-    /// answers `None`.
-    fn cached_token(
-        &self,
-        digest: &SecretDigest,
-        now: std::time::Instant,
-    ) -> Option<std::sync::Arc<Token>> {
-        let _ = (digest, now);
-        None
-    }
-
-    /// [`TokenStore::token_by_digest`], shared: a cache in front hands out its own
-    /// copy instead of cloning the record on every request. The default wraps
-    /// `token_by_digest`.
-    async fn shared_token_by_digest(
-        &self,
-        digest: &SecretDigest,
-    ) -> Result<Option<std::sync::Arc<Token>>, StoreError> {
-        Ok(self.token_by_digest(digest).await?.map(std::sync::Arc::new))
-    }
 
     /// The token with `id`.
     async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError>;
@@ -227,7 +214,7 @@ pub trait TokenStore: Send + Sync + 'static {
     /// the work grows with what expired, not with what is stored.
     async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError>;
 
-    /// Up to `limit` keys with ids above `after`, in byte order of their ids: every
+    /// Optional: up to `limit` keys with ids above `after`, in byte order of their ids: every
     /// key, page by page, to copy a store ([`copy_records`]). The default says the
     /// store cannot list everything.
     async fn api_keys_after(
@@ -239,7 +226,7 @@ pub trait TokenStore: Send + Sync + 'static {
         Err(copy::unsupported())
     }
 
-    /// Up to `limit` tokens with digests above `after`, in byte order of their
+    /// Optional: up to `limit` tokens with digests above `after`, in byte order of their
     /// digests; see [`TokenStore::api_keys_after`].
     async fn tokens_after(
         &self,
@@ -250,14 +237,14 @@ pub trait TokenStore: Send + Sync + 'static {
         Err(copy::unsupported())
     }
 
-    /// Revocations that other processes sharing this store make, for a
-    /// [`CachingStore`] in front to subscribe to. `None` (the default): only this
+    /// Optional: revocations that other processes sharing this store make, for
+    /// the gate's cache to subscribe to. `None` (the default): only this
     /// process writes the store, and the cache sees every revocation itself.
     fn invalidation_feed(&self) -> Option<Box<dyn InvalidationFeed>> {
         None
     }
 
-    /// Whether the store is serving; a failing store may use the call to try to
+    /// Optional: whether the store is serving; a failing store may use the call to try to
     /// recover. The default is always healthy.
     async fn health(&self) -> StoreHealth {
         StoreHealth::Healthy

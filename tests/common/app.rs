@@ -8,9 +8,9 @@ use axum::{
     Json, Router,
 };
 use scopegate::{
-    guard, AnonymousSessions, AuthState, CachingStore, CurrentUser, NewToken, Principal,
-    RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict, Scope, ScopeGateBuilder,
-    SledStore, UserId,
+    extract::guard, store::SledStore, AnonymousSessions, AuthState, CurrentUser, NewToken,
+    Principal, RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict, Scope, ScopeGate,
+    ScopeGateBuilder, UserId,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -29,13 +29,13 @@ pub const SETTING_READ: Scope = SettingRead::SCOPE;
 
 /// A fixture over a cached sled store, its auth state, and the test router.
 pub struct TestApp {
-    pub fixture: Fixture<CachingStore<SledStore>>,
+    pub fixture: Fixture<SledStore>,
     pub state: AuthState,
     pub router: Router,
 }
 
-fn open(path: &std::path::Path) -> CachingStore<SledStore> {
-    CachingStore::new(SledStore::open(path).unwrap())
+fn open(path: &std::path::Path) -> SledStore {
+    SledStore::open(path).unwrap()
 }
 
 impl TestApp {
@@ -50,20 +50,20 @@ impl TestApp {
 
     /// An app that accepts API keys as credentials.
     pub fn with_direct_api_keys() -> Self {
-        Self::assemble(Fixture::with_direct_api_keys(open), |state| state)
+        Self::assemble(Fixture::cached_with_direct_api_keys(open), |state| state)
     }
 
     /// An app that accepts API keys as credentials, its gate further configured.
     pub fn with_gate(configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder) -> Self {
-        Self::assemble(Fixture::configured(open, configure), |state| state)
+        Self::assemble(Fixture::cached_configured(open, configure), |state| state)
     }
 
     fn with_state(configure: impl FnOnce(AuthState) -> AuthState) -> Self {
-        Self::assemble(Fixture::new(open), configure)
+        Self::assemble(Fixture::cached(open), configure)
     }
 
     fn assemble(
-        fixture: Fixture<CachingStore<SledStore>>,
+        fixture: Fixture<SledStore>,
         configure: impl FnOnce(AuthState) -> AuthState,
     ) -> Self {
         let state = configure(AuthState::new(fixture.gate.clone()));
@@ -117,15 +117,16 @@ impl TestApp {
 /// (realm `files`): [`routes`], and `/anything`, which answers any method and is
 /// guarded by nothing but the credential itself.
 pub fn app_with_all_sources(dir: &std::path::Path, users: Users) -> (Router, AuthState) {
-    let state = AuthState::builder(SledStore::open(dir).unwrap(), users)
-        .with_registry(girder_scopes())
-        .with_realm("files")
-        .with_token_header("Girder-Token")
-        .with_token_cookie("token")
-        .with_token_query("token")
-        .with_anonymous_sessions(AnonymousSessions::default())
-        .build()
-        .unwrap();
+    let state = AuthState::builder(
+        ScopeGate::builder(SledStore::open(dir).unwrap(), users).with_registry(girder_scopes()),
+    )
+    .with_realm("files")
+    .with_token_header("Girder-Token")
+    .with_token_cookie("token")
+    .with_token_query("token")
+    .with_anonymous_sessions(AnonymousSessions::default())
+    .build()
+    .unwrap();
     let anything = Router::new()
         .route(
             "/anything",

@@ -9,14 +9,14 @@ use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
 use scopegate::{
-    ApiKeyUpdate, CacheConfig, CachingStore, Error, IssuedApiKey, IssuedToken, ManualClock,
-    NewApiKey, NewToken, ScopeGate, Secret, TokenRequest, TokenStore,
+    clock::ManualClock, store::TokenStore, ApiKeyUpdate, Error, IssuedApiKey, IssuedToken,
+    NewApiKey, NewToken, ScopeGate, Secret, TokenRequest,
 };
 use tempfile::TempDir;
 
 use super::{
     girder_scopes, key_and_token,
-    parking::{Parking, Parks, Run},
+    parking::{parking_with, Feed, Parks, Run},
     Users,
 };
 
@@ -85,18 +85,17 @@ impl Case {
     pub async fn new<R: Real>(layering: Layering) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let real = R::open(dir.path().to_owned()).await;
-        let (parking, parks) = Parking::new(real.clone());
+        let feed = match layering {
+            Layering::CachedWithoutFeed => Feed::Hidden,
+            Layering::Uncached | Layering::Cached => Feed::Inner,
+        };
+        let (parking, parks) = parking_with(real.clone(), feed);
         let users = Users::default();
         let clock = ManualClock::new(Utc::now());
-        let cached = |parking| async {
-            let cache = CachingStore::with_config(parking, CacheConfig::default());
-            wait_until_serving(&cache).await;
-            ScopeGate::builder(cache, users.clone())
-        };
         let builder = match layering {
-            Layering::Uncached => ScopeGate::builder(parking, users.clone()),
-            Layering::Cached => cached(parking).await,
-            Layering::CachedWithoutFeed => cached(parking.without_feed()).await,
+            Layering::Uncached => ScopeGate::builder(parking, users.clone()).without_cache(),
+            Layering::Cached => ScopeGate::builder(parking, users.clone()),
+            Layering::CachedWithoutFeed => ScopeGate::builder(parking, users.clone()),
         };
         // Without last_use: its background writes would reach the park points.
         let gate = builder
@@ -106,6 +105,9 @@ impl Case {
             .without_last_use()
             .build()
             .unwrap();
+        if layering != Layering::Uncached {
+            wait_until_serving(&gate).await;
+        }
         let bob = users.add("bob", false);
         let both = NewApiKey::new("k").scope(["core.data.read", "core.data.write"]);
         let (key, minted) = key_and_token(&gate, &bob, both).await;
@@ -331,9 +333,9 @@ impl Case {
 }
 
 /// Waits (bounded) until a cache with an invalidation feed serves from memory.
-async fn wait_until_serving<S: TokenStore>(cache: &CachingStore<S>) {
+async fn wait_until_serving(gate: &ScopeGate) {
     for _ in 0..500 {
-        if cache.is_serving_from_cache() {
+        if gate.is_serving_from_cache() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -430,9 +432,9 @@ macro_rules! cancellation_tests {
 pub struct SledReal;
 
 impl Real for SledReal {
-    type Store = scopegate::SledStore;
+    type Store = scopegate::store::SledStore;
 
     async fn open(place: PathBuf) -> Self::Store {
-        scopegate::SledStore::open(place).unwrap()
+        scopegate::store::SledStore::open(place).unwrap()
     }
 }

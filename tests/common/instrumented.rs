@@ -2,18 +2,16 @@
 //! it and can be told to fail, like a backend whose disk or network is gone, or whose
 //! writes reach the disk and then report failure (a half-applied write).
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering},
-    Arc,
+use std::{
+    any::Any,
+    future::Future,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
 };
 
-use chrono::{DateTime, Utc};
-use scopegate::{
-    async_trait,
-    secret::SecretDigest,
-    store::{KeyChange, KeyDisposal, Purged},
-    ApiKey, ApiKeyId, Page, Scope, StoreError, StoreErrorKind, Token, TokenId, TokenStore, UserId,
-};
+use scopegate::store::{Intercepted, Interceptor, Purged, StoreCall, StoreError, StoreErrorKind};
 
 #[derive(Clone, Default)]
 pub struct Probe {
@@ -59,25 +57,18 @@ impl Probe {
     }
 }
 
-pub struct Instrumented<S> {
-    inner: S,
-    probe: Probe,
+/// A real backend whose calls the probe counts and can fail.
+pub type Instrumented<S> = Intercepted<S, Probe>;
+
+/// `inner` with a probe around every call.
+pub fn instrumented<S>(inner: S) -> (Instrumented<S>, Probe) {
+    let probe = Probe::default();
+    (Intercepted::new(inner, probe.clone()), probe)
 }
 
-impl<S> Instrumented<S> {
-    pub fn new(inner: S) -> Self {
-        Self {
-            inner,
-            probe: Probe::default(),
-        }
-    }
-
-    pub fn probe(&self) -> Probe {
-        self.probe.clone()
-    }
-
+impl Probe {
     fn check(&self) -> Result<(), StoreError> {
-        if self.probe.failing.load(Ordering::SeqCst) {
+        if self.failing.load(Ordering::SeqCst) {
             Err(StoreError::from_kind(StoreErrorKind::Backend))
         } else {
             Ok(())
@@ -86,10 +77,10 @@ impl<S> Instrumented<S> {
 
     /// The answer of a write the real store has applied.
     fn written<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
-        if self.probe.panicking_after_writes.load(Ordering::SeqCst) {
+        if self.panicking_after_writes.load(Ordering::SeqCst) {
             panic!("the store panicked after its write");
         }
-        if self.probe.failing_after_writes.load(Ordering::SeqCst) {
+        if self.failing_after_writes.load(Ordering::SeqCst) {
             Err(StoreError::from_kind(StoreErrorKind::Backend))
         } else {
             outcome
@@ -97,131 +88,32 @@ impl<S> Instrumented<S> {
     }
 }
 
-#[async_trait]
-impl<S: TokenStore> TokenStore for Instrumented<S> {
-    async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
-        self.check()?;
-        let outcome = self.inner.insert_token(token).await;
-        self.written(outcome)
-    }
-    async fn mint_token(
+impl Interceptor for Probe {
+    async fn around<T: Send + 'static>(
         &self,
-        token: &Token,
-        key_digest: &SecretDigest,
-        most: u64,
-    ) -> Result<bool, StoreError> {
+        call: StoreCall,
+        inner: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        if call.is_digest_lookup() {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+        }
         self.check()?;
-        let outcome = self.inner.mint_token(token, key_digest, most).await;
-        self.written(outcome)
-    }
-    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
-        self.probe.reads.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.token_by_digest(digest).await
-    }
-    async fn api_keys_after(
-        &self,
-        after: Option<&ApiKeyId>,
-        limit: usize,
-    ) -> Result<Vec<ApiKey>, StoreError> {
-        self.check()?;
-        self.inner.api_keys_after(after, limit).await
-    }
-    async fn tokens_after(
-        &self,
-        after: Option<&SecretDigest>,
-        limit: usize,
-    ) -> Result<Vec<Token>, StoreError> {
-        self.check()?;
-        self.inner.tokens_after(after, limit).await
-    }
-    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.check()?;
-        self.inner.token_by_id(id).await
-    }
-    async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
-        self.check()?;
-        self.inner.tokens_of_user(user, page).await
-    }
-    async fn add_token_scopes(
-        &self,
-        id: &TokenId,
-        scopes: &[Scope],
-    ) -> Result<Option<Token>, StoreError> {
-        self.check()?;
-        let outcome = self.inner.add_token_scopes(id, scopes).await;
-        self.written(outcome)
-    }
-    async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.check()?;
-        let outcome = self.inner.delete_token(id).await;
-        self.written(outcome)
-    }
-    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.check()?;
-        let outcome = self.inner.touch_token(id, at).await;
-        // Counted once the write returned, so a listing after it sees it.
-        self.probe.touches.fetch_add(1, Ordering::SeqCst);
-        self.written(outcome)
-    }
-    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.check()?;
-        let outcome = self.inner.touch_api_key(id, at).await;
-        // Counted once the write returned, so a listing after it sees it.
-        self.probe.touches.fetch_add(1, Ordering::SeqCst);
-        self.written(outcome)
-    }
-    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.check()?;
-        let outcome = self.inner.insert_api_key(key).await;
-        self.written(outcome)
-    }
-    async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.check()?;
-        self.inner.api_key_by_id(id).await
-    }
-    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
-        self.probe.reads.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.api_key_by_digest(digest).await
-    }
-    async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
-        self.check()?;
-        self.inner.api_keys_of_user(user, page).await
-    }
-    async fn modify_api_key(
-        &self,
-        id: &ApiKeyId,
-        change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        self.check()?;
-        let outcome = self.inner.modify_api_key(id, change).await;
-        self.written(outcome)
-    }
-    async fn delete_api_key(
-        &self,
-        id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        self.check()?;
-        let outcome = self.inner.delete_api_key(id).await;
-        self.written(outcome)
-    }
-    async fn revoke_user(
-        &self,
-        user: &UserId,
-        keys: KeyDisposal,
-    ) -> Result<Vec<SecretDigest>, StoreError> {
-        self.check()?;
-        let outcome = self.inner.revoke_user(user, keys).await;
-        self.written(outcome)
-    }
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
-        self.check()?;
-        let outcome = self.inner.purge_expired(now, limit).await;
-        if let Ok(purged) = &outcome {
-            self.probe
-                .purged
-                .fetch_add(purged.tokens.len(), Ordering::SeqCst);
+        let outcome = inner.await;
+        if !call.is_write() {
+            return outcome;
+        }
+        match call {
+            // Counted once the write returned, so a listing after it sees it.
+            StoreCall::TouchToken | StoreCall::TouchApiKey => {
+                self.touches.fetch_add(1, Ordering::SeqCst);
+            }
+            StoreCall::PurgeExpired => {
+                let purged = (&outcome as &dyn Any).downcast_ref::<Result<Purged, StoreError>>();
+                if let Some(Ok(purged)) = purged {
+                    self.purged.fetch_add(purged.tokens.len(), Ordering::SeqCst);
+                }
+            }
+            _ => {}
         }
         self.written(outcome)
     }

@@ -25,12 +25,12 @@ use std::{
 
 use chrono::Utc;
 use scopegate::{
-    AuthUser, BoxError, CacheConfig, CachingStore, IssuedApiKey, ManualClock, NewApiKey, ScopeGate,
-    ScopeGateBuilder, ScopeRegistry, SledStore, TokenStore, UserId, UserLoader,
+    clock::ManualClock,
+    store::{CacheConfig, SledStore, TokenStore},
+    AuthUser, BoxError, IssuedApiKey, NewApiKey, ScopeGate, ScopeGateBuilder, ScopeRegistry,
+    UserId, UserLoader,
 };
 use tempfile::TempDir;
-
-pub use self::instrumented::Instrumented;
 
 /// The app's user, as a test app would define it.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl Users {
 /// Whether `err` is a store failure the caller sees as unavailable (503),
 /// never access and never a refusal of the credential.
 pub fn is_unavailable(err: &scopegate::Error) -> bool {
-    matches!(err, scopegate::Error::Store(err) if err.kind() == scopegate::StoreErrorKind::Unavailable)
+    matches!(err, scopegate::Error::Store(err) if err.kind() == scopegate::store::StoreErrorKind::Unavailable)
 }
 
 /// Asserts that `result` failed as [unavailable](is_unavailable).
@@ -171,10 +171,10 @@ pub fn cached_sled_gate(
     configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
 ) -> (ScopeGate, instrumented::Probe, Users, TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let sled = Instrumented::new(SledStore::open(dir.path()).unwrap());
-    let probe = sled.probe();
+    let (sled, probe) = instrumented::instrumented(SledStore::open(dir.path()).unwrap());
     let users = Users::default();
-    let builder = ScopeGate::builder(CachingStore::with_config(sled, config), users.clone())
+    let builder = ScopeGate::builder(sled, users.clone())
+        .with_cache(config)
         .with_registry(girder_scopes());
     let gate = configure(builder).build().unwrap();
     (gate, probe, users, dir)
@@ -185,6 +185,9 @@ pub fn cached_sled_gate(
 /// derived from its name for PostgreSQL.
 pub trait Backend: 'static {
     type Store: TokenStore;
+
+    /// Whether the gate puts its cache in front of the store.
+    const CACHED: bool;
 
     /// Opens (or reopens) the store whose data lives at `place`.
     fn open(place: PathBuf) -> impl Future<Output = Self::Store> + Send;
@@ -202,7 +205,7 @@ pub async fn reopen_sled(place: &Path) -> SledStore {
     for _ in 0..100 {
         match SledStore::open(place) {
             Ok(store) => return store,
-            Err(err) if scopegate::error_chain(&err).contains("could not acquire lock") => {
+            Err(err) if scopegate::store::error_chain(&err).contains("could not acquire lock") => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             Err(err) => panic!("{err:?}"),
@@ -219,6 +222,7 @@ pub struct SledBackend;
 
 impl Backend for SledBackend {
     type Store = SledStore;
+    const CACHED: bool = false;
 
     async fn open(place: PathBuf) -> SledStore {
         reopen_sled(&place).await
@@ -229,10 +233,11 @@ impl Backend for SledBackend {
 pub struct CachedSledBackend;
 
 impl Backend for CachedSledBackend {
-    type Store = CachingStore<SledStore>;
+    type Store = SledStore;
+    const CACHED: bool = true;
 
     async fn open(place: PathBuf) -> Self::Store {
-        CachingStore::new(reopen_sled(&place).await)
+        reopen_sled(&place).await
     }
 }
 
@@ -256,38 +261,41 @@ pub struct Fixture<S: TokenStore> {
     pub users: Users,
     pub clock: ManualClock,
     pub probe: instrumented::Probe,
+    cached: bool,
     open: Arc<dyn Fn(PathBuf) -> BoxFuture<S> + Send + Sync>,
     bytes: fn(PathBuf) -> BoxFuture<Vec<u8>>,
     dir: TempDir,
 }
 
 impl<S: TokenStore> Fixture<S> {
-    /// A fixture over the store `open` opens in a temporary directory.
+    /// A fixture over the store `open` opens in a temporary directory, with no
+    /// cache in front.
     pub fn new(open: fn(&Path) -> S) -> Self {
-        Self::with_options(open, false)
+        Self::with_options(open, (false, false), |gate| gate)
     }
 
-    /// [`Fixture::new`] with API keys accepted as credentials.
-    pub fn with_direct_api_keys(open: fn(&Path) -> S) -> Self {
-        Self::with_options(open, true)
+    /// [`Fixture::new`] with the gate's cache in front of the store.
+    pub fn cached(open: fn(&Path) -> S) -> Self {
+        Self::with_options(open, (true, false), |gate| gate)
     }
 
-    /// [`Fixture::new`], API keys accepted as credentials, and the gate further
+    /// [`Fixture::cached`] with API keys accepted as credentials.
+    pub fn cached_with_direct_api_keys(open: fn(&Path) -> S) -> Self {
+        Self::with_options(open, (true, true), |gate| gate)
+    }
+
+    /// [`Fixture::cached`], API keys accepted as credentials, and the gate further
     /// configured by `configure` (lost by [`Fixture::reopen`]).
-    pub fn configured(
+    pub fn cached_configured(
         open: fn(&Path) -> S,
         configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
     ) -> Self {
-        Self::with_options_configured(open, true, configure)
+        Self::with_options(open, (true, true), configure)
     }
 
-    fn with_options(open: fn(&Path) -> S, direct_api_keys: bool) -> Self {
-        Self::with_options_configured(open, direct_api_keys, |gate| gate)
-    }
-
-    fn with_options_configured(
+    fn with_options(
         open: fn(&Path) -> S,
-        direct_api_keys: bool,
+        (cached, direct_api_keys): (bool, bool),
         configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -304,7 +312,7 @@ impl<S: TokenStore> Fixture<S> {
             bytes,
             dir,
             (Users::default(), ManualClock::new(Utc::now())),
-            direct_api_keys,
+            (cached, direct_api_keys),
             configure,
         )
     }
@@ -329,9 +337,26 @@ impl<S: TokenStore> Fixture<S> {
             bytes,
             dir,
             (Users::default(), ManualClock::new(Utc::now())),
-            true,
+            (B::CACHED, true),
             configure,
         )
+        .serving()
+        .await
+    }
+
+    /// The fixture, once its gate's cache serves from memory: a shared store's
+    /// feed has connected (bounded wait).
+    async fn serving(self) -> Self {
+        if self.cached {
+            for _ in 0..200 {
+                if self.gate.is_serving_from_cache() {
+                    return self;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the cache's invalidation feed did not connect within 2 s");
+        }
+        self
     }
 
     fn assemble(
@@ -340,14 +365,16 @@ impl<S: TokenStore> Fixture<S> {
         bytes: fn(PathBuf) -> BoxFuture<Vec<u8>>,
         dir: TempDir,
         (users, clock): (Users, ManualClock),
-        direct_api_keys: bool,
+        (cached, direct_api_keys): (bool, bool),
         configure: impl FnOnce(ScopeGateBuilder) -> ScopeGateBuilder,
     ) -> Self {
-        let store = Instrumented::new(store);
-        let probe = store.probe();
+        let (store, probe) = instrumented::instrumented(store);
         let mut gate = ScopeGate::builder(store, users.clone())
             .with_registry(girder_scopes())
             .with_clock(clock.clone());
+        if !cached {
+            gate = gate.without_cache();
+        }
         if direct_api_keys {
             gate = gate.with_direct_api_keys();
         }
@@ -358,6 +385,7 @@ impl<S: TokenStore> Fixture<S> {
             users,
             clock,
             probe,
+            cached,
             open,
             bytes,
             dir,
@@ -374,6 +402,7 @@ impl<S: TokenStore> Fixture<S> {
             bytes,
             dir,
             direct_api_keys,
+            cached,
             ..
         } = self;
         drop(gate);
@@ -384,9 +413,11 @@ impl<S: TokenStore> Fixture<S> {
             bytes,
             dir,
             (users, clock),
-            direct_api_keys,
+            (cached, direct_api_keys),
             |gate| gate,
         )
+        .serving()
+        .await
     }
 
     /// Every byte the store holds.

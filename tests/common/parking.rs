@@ -11,13 +11,7 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, Utc};
-use scopegate::{
-    async_trait,
-    secret::SecretDigest,
-    store::{InvalidationFeed, KeyChange, KeyDisposal, Purged},
-    ApiKey, ApiKeyId, Page, Scope, StoreError, Token, TokenId, TokenStore, UserId,
-};
+use scopegate::store::{Intercepted, Interceptor, InvalidationFeed, StoreCall, StoreError};
 use tokio::sync::watch;
 
 /// The test's handle on the park points.
@@ -166,118 +160,65 @@ impl Drop for Decrement<'_> {
     }
 }
 
-/// A real backend whose every call can be parked ([`Parks`]).
-pub struct Parking<S> {
-    inner: S,
+/// The invalidation feed a parked store offers.
+pub enum Feed {
+    /// The backend's own.
+    Inner,
+    /// None, as a store without one would have: a cache in front then settles
+    /// its own writes alone.
+    Hidden,
+    /// One the test drives, handed out afresh to each cache.
+    Given(Box<dyn Fn() -> Box<dyn InvalidationFeed> + Send + Sync>),
+}
+
+impl Feed {
+    /// `feed` in place of the backend's: the test says when it is up.
+    pub fn given(feed: impl InvalidationFeed + Clone + Sync) -> Self {
+        Self::Given(Box::new(move || Box::new(feed.clone())))
+    }
+}
+
+/// Parks every call to the real backend ([`Parks`]).
+pub struct Parker {
     parks: Parks,
-    feed: bool,
+    feed: Feed,
 }
 
-impl<S> Parking<S> {
-    pub fn new(inner: S) -> (Self, Parks) {
-        let parks = Parks::default();
-        let store = Self {
-            inner,
-            parks: parks.clone(),
-            feed: true,
-        };
-        (store, parks)
+impl Interceptor for Parker {
+    async fn around<T: Send + 'static>(
+        &self,
+        _: StoreCall,
+        inner: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
+        self.parks.around(inner).await
     }
 
-    /// Hides the backend's invalidation feed, as a store without one would have:
-    /// a cache in front then settles its own writes alone.
-    pub fn without_feed(mut self) -> Self {
-        self.feed = false;
-        self
+    fn invalidation_feed(
+        &self,
+        inner: Option<Box<dyn InvalidationFeed>>,
+    ) -> Option<Box<dyn InvalidationFeed>> {
+        match &self.feed {
+            Feed::Inner => inner,
+            Feed::Hidden => None,
+            Feed::Given(feed) => Some(feed()),
+        }
     }
 }
 
-#[async_trait]
-impl<S: TokenStore> TokenStore for Parking<S> {
-    async fn insert_token(&self, token: &Token) -> Result<(), StoreError> {
-        self.parks.around(self.inner.insert_token(token)).await
-    }
-    async fn mint_token(
-        &self,
-        token: &Token,
-        key_digest: &SecretDigest,
-        most: u64,
-    ) -> Result<bool, StoreError> {
-        let call = self.inner.mint_token(token, key_digest, most);
-        self.parks.around(call).await
-    }
-    async fn token_by_digest(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
-        self.parks.around(self.inner.token_by_digest(digest)).await
-    }
-    async fn token_by_id(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.parks.around(self.inner.token_by_id(id)).await
-    }
-    async fn tokens_of_user(&self, user: &UserId, page: Page) -> Result<Vec<Token>, StoreError> {
-        self.parks
-            .around(self.inner.tokens_of_user(user, page))
-            .await
-    }
-    async fn add_token_scopes(
-        &self,
-        id: &TokenId,
-        scopes: &[Scope],
-    ) -> Result<Option<Token>, StoreError> {
-        let call = self.inner.add_token_scopes(id, scopes);
-        self.parks.around(call).await
-    }
-    async fn delete_token(&self, id: &TokenId) -> Result<Option<Token>, StoreError> {
-        self.parks.around(self.inner.delete_token(id)).await
-    }
-    async fn touch_token(&self, id: &TokenId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.parks.around(self.inner.touch_token(id, at)).await
-    }
-    async fn insert_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.parks.around(self.inner.insert_api_key(key)).await
-    }
-    async fn api_key_by_id(&self, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
-        self.parks.around(self.inner.api_key_by_id(id)).await
-    }
-    async fn api_key_by_digest(&self, digest: &SecretDigest) -> Result<Option<ApiKey>, StoreError> {
-        self.parks
-            .around(self.inner.api_key_by_digest(digest))
-            .await
-    }
-    async fn touch_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.parks.around(self.inner.touch_api_key(id, at)).await
-    }
-    async fn api_keys_of_user(&self, user: &UserId, page: Page) -> Result<Vec<ApiKey>, StoreError> {
-        self.parks
-            .around(self.inner.api_keys_of_user(user, page))
-            .await
-    }
-    async fn modify_api_key(
-        &self,
-        id: &ApiKeyId,
-        change: &KeyChange,
-    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        self.parks
-            .around(self.inner.modify_api_key(id, change))
-            .await
-    }
-    async fn delete_api_key(
-        &self,
-        id: &ApiKeyId,
-    ) -> Result<Option<(ApiKey, Vec<SecretDigest>)>, StoreError> {
-        self.parks.around(self.inner.delete_api_key(id)).await
-    }
-    async fn revoke_user(
-        &self,
-        user: &UserId,
-        keys: KeyDisposal,
-    ) -> Result<Vec<SecretDigest>, StoreError> {
-        self.parks.around(self.inner.revoke_user(user, keys)).await
-    }
-    async fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<Purged, StoreError> {
-        self.parks
-            .around(self.inner.purge_expired(now, limit))
-            .await
-    }
-    fn invalidation_feed(&self) -> Option<Box<dyn InvalidationFeed>> {
-        self.inner.invalidation_feed().filter(|_| self.feed)
-    }
+/// A real backend whose every call can be parked.
+pub type Parking<S> = Intercepted<S, Parker>;
+
+/// `inner` with every call parkable, offering its own feed.
+pub fn parking<S>(inner: S) -> (Parking<S>, Parks) {
+    parking_with(inner, Feed::Inner)
+}
+
+/// `inner` with every call parkable, offering `feed`.
+pub fn parking_with<S>(inner: S, feed: Feed) -> (Parking<S>, Parks) {
+    let parks = Parks::default();
+    let parker = Parker {
+        parks: parks.clone(),
+        feed,
+    };
+    (Intercepted::new(inner, parker), parks)
 }

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use scopegate::{CacheConfig, CachingStore, PgConfig, PgStore};
+use scopegate::store::{PgConfig, PgStore};
 use sqlx::Row;
 
 use super::{pg_server::database_url, Backend};
@@ -44,6 +44,7 @@ pub struct PgBackend;
 
 impl Backend for PgBackend {
     type Store = PgStore;
+    const CACHED: bool = false;
 
     async fn open(place: PathBuf) -> PgStore {
         open(&schema_of(&place)).await
@@ -58,14 +59,11 @@ impl Backend for PgBackend {
 pub struct CachedPgBackend;
 
 impl Backend for CachedPgBackend {
-    type Store = CachingStore<PgStore>;
+    type Store = PgStore;
+    const CACHED: bool = true;
 
     async fn open(place: PathBuf) -> Self::Store {
-        let cached = open(&schema_of(&place))
-            .await
-            .cached(CacheConfig::default());
-        wait_until_serving(&cached).await;
-        cached
+        open(&schema_of(&place)).await
     }
 
     async fn stored_bytes(place: PathBuf) -> Vec<u8> {
@@ -73,10 +71,10 @@ impl Backend for CachedPgBackend {
     }
 }
 
-/// Waits (bounded) until the cache's feed is connected, so tests exercise the cache.
-pub async fn wait_until_serving(cached: &CachingStore<PgStore>) {
+/// Waits (bounded) until the gate's cache feed is connected, so tests exercise the cache.
+pub async fn wait_until_serving(gate: &scopegate::ScopeGate) {
     for _ in 0..200 {
-        if cached.is_serving_from_cache() {
+        if gate.is_serving_from_cache() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

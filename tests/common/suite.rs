@@ -13,8 +13,8 @@ macro_rules! conformance_tests {
             use chrono::TimeDelta;
             use scopegate::{
                 secret::{SecretCodec, SecretKind},
-                ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, Page, Scope,
-                TokenRequest,
+                store::Page,
+                ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, Scope, TokenRequest,
             };
 
             use $crate::common::Fixture;
@@ -947,7 +947,7 @@ macro_rules! conformance_tests {
                     .insert_token(&issued.token)
                     .await
                     .unwrap_err();
-                assert_eq!(err.kind(), scopegate::StoreErrorKind::Conflict);
+                assert_eq!(err.kind(), scopegate::store::StoreErrorKind::Conflict);
 
                 let key = f.key(&bob, NewApiKey::new("k").active(false)).await;
                 let (_, digest) = SecretCodec::default().generate(SecretKind::Token);

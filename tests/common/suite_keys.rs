@@ -9,10 +9,7 @@ macro_rules! direct_key_conformance_tests {
             use std::time::Duration;
 
             use chrono::{SubsecRound, TimeDelta};
-            use scopegate::{
-                ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, Page, Principal,
-                Scope,
-            };
+            use scopegate::{store::Page, ApiKeyUpdate, Error, InvalidTokenReason, NewApiKey, NewToken, Principal, Scope};
 
             use $crate::common::Fixture;
 
@@ -38,7 +35,7 @@ macro_rules! direct_key_conformance_tests {
 
             /// Polls until the background `last_use` writes reach `want`, then
             /// gives stray writes a moment to show up.
-            async fn touches_reach<S: scopegate::TokenStore>(f: &Fixture<S>, want: usize) {
+            async fn touches_reach<S: scopegate::store::TokenStore>(f: &Fixture<S>, want: usize) {
                 for _ in 0..500 {
                     if f.probe.touches() >= want {
                         break;

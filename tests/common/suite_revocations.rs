@@ -8,10 +8,7 @@ macro_rules! revocation_conformance_tests {
     ($backend:ty) => {
         mod revocations {
             use chrono::TimeDelta;
-            use scopegate::{
-                ApiKeyUpdate, Error, IssuedToken, NewApiKey, NewToken, Page, ScopeGate,
-                TokenRequest,
-            };
+            use scopegate::{store::Page, ApiKeyUpdate, Error, IssuedToken, NewApiKey, NewToken, ScopeGate, TokenRequest};
 
             use $crate::common::{expires_in_days, Fixture};
 

@@ -16,8 +16,8 @@ use crate::secret::SecretDigest;
 /// from memory: every lookup goes to the store.
 ///
 /// A store shared between processes hands its feed out through
-/// [`TokenStore::invalidation_feed`](crate::TokenStore::invalidation_feed), and
-/// [`CachingStore`](super::CachingStore) subscribes to it on its own.
+/// [`TokenStore::invalidation_feed`](crate::store::TokenStore::invalidation_feed), and
+/// the gate's cache subscribes to it on its own.
 pub trait InvalidationFeed: Send + 'static {
     /// Starts delivering to `sink`. Called once, from within a Tokio runtime
     /// unless [`needs_runtime`](Self::needs_runtime) says otherwise; the feed

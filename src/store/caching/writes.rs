@@ -58,12 +58,12 @@ impl<T> Effect<T> {
     }
 }
 
-impl<S: TokenStore> CachingStore<S> {
+impl CachingStore {
     /// Runs `write` on the store and settles its `effect` on the cache, as one
     /// unit that runs to its end however the caller ends.
     pub(super) async fn write<T: Send + 'static>(
         &self,
-        write: impl FnOnce(Arc<S>) -> StoreWrite<T>,
+        write: impl FnOnce(Arc<dyn TokenStore>) -> StoreWrite<T>,
         effect: Effect<T>,
     ) -> Result<T, StoreError> {
         let unit = settled(

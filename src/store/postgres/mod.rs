@@ -24,7 +24,7 @@ use self::{
     health::Health,
 };
 pub use self::{config::PgConfig, feed::PgInvalidationFeed};
-use super::{CacheConfig, CachingStore, StoreError, StoreErrorKind};
+use super::{StoreError, StoreErrorKind};
 
 /// How long a pooled connection may sit idle before it is checked again on its
 /// way out of the pool.
@@ -38,12 +38,11 @@ const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// - Commits are durable when they return (PostgreSQL's `synchronous_commit`).
 /// - Each revoking write publishes what it revoked (a token's digest, or the tag
 ///   of a key or user whose tokens all went) with `NOTIFY`, in the same
-///   transaction. A [`CachingStore`] in front (what [`AuthState::builder`]
-///   puts there by default, or [`PgStore::cached`]) subscribes to those
+///   transaction. The gate's cache in front (unless built
+///   [`without_cache`](crate::ScopeGateBuilder::without_cache)) subscribes to those
 ///   notifications, so a revocation on one replica is refused by every other
 ///   within milliseconds; while the subscription is down, the cache is bypassed.
 ///
-/// [`AuthState::builder`]: crate::AuthState::builder
 /// - Every call has a time limit ([`PgConfig::with_timeout`]): a database that is
 ///   down, an exhausted pool or a lock wait ends in [`StoreErrorKind::Unavailable`]
 ///   (503), never in a hung request, and the store serves again when the database
@@ -53,11 +52,10 @@ const CHECK_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// upgraded on start by numbered migrations.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), scopegate::StoreError> {
-/// use scopegate::{CacheConfig, PgStore};
+/// # async fn run() -> Result<(), scopegate::store::StoreError> {
+/// use scopegate::store::PgStore;
 /// let store = PgStore::connect("postgres://app@localhost/app").await?;
-/// let cached = store.cached(CacheConfig::default());
-/// # let _ = cached; Ok(()) }
+/// # let _ = store; Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct PgStore {
@@ -167,7 +165,7 @@ impl PgStore {
         &self.pool
     }
 
-    /// The notifications of this store's revocations; a [`CachingStore`] in front
+    /// The notifications of this store's revocations; a gate's cache in front
     /// subscribes to them on its own. The feed connects with the pool's options,
     /// on a connection of its own outside the pool.
     pub fn notifications(&self) -> PgInvalidationFeed {
@@ -180,12 +178,6 @@ impl PgStore {
             connect_timeout: self.config.timeout,
             breaker: Arc::clone(&self.breaker),
         }
-    }
-
-    /// The store behind a token cache that drops what any replica revokes
-    /// (the same as [`CachingStore::with_config`]). Call it within a Tokio runtime.
-    pub fn cached(self, cache: CacheConfig) -> CachingStore<Self> {
-        CachingStore::with_config(self, cache)
     }
 
     fn schema(&self) -> &str {

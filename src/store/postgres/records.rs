@@ -17,6 +17,7 @@ use super::{
     rows::{self, bind_key, bind_token, KEY_COLUMNS, TOKEN_COLUMNS},
     PgStore,
 };
+use crate::api_key::KeyChange;
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
@@ -24,7 +25,7 @@ use crate::{
         api_key_tag, user_tag, InvalidationFeed, KeyDisposal, Page, Purged, StoreError,
         StoreErrorKind, StoreHealth, TokenStore,
     },
-    ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
+    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
 };
 
 fn digests(rows: &[PgRow]) -> Result<Vec<SecretDigest>, StoreError> {

@@ -1,15 +1,15 @@
 //! [`SledConfig`]: how a [`SledStore`](super::SledStore) opens its database.
 
 /// sled's page cache unless configured: 64 MiB. sled's own default, 1 GiB, is
-/// more than an auth store should claim; the [`CachingStore`](crate::CachingStore)
+/// more than an auth store should claim; the gate's cache
 /// in front serves the hot records, so sled's cache only serves misses.
 pub const DEFAULT_SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Settings of a [`SledStore`](super::SledStore).
 ///
 /// ```
-/// # fn main() -> Result<(), scopegate::StoreError> {
-/// use scopegate::{SledConfig, SledStore};
+/// # fn main() -> Result<(), scopegate::store::StoreError> {
+/// use scopegate::store::{SledConfig, SledStore};
 /// let dir = tempfile::tempdir().unwrap();
 /// let store = SledStore::open_with(dir.path(), SledConfig::default().with_cache_bytes(16 << 20))?;
 /// # let _ = store; Ok(()) }

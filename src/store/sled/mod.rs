@@ -21,7 +21,9 @@ use super::{
     api_key_tag, touched_by_key_change, touched_token, user_tag, InvalidationFeed, KeyDisposal,
     Page, Purged, StoreError, StoreErrorKind, StoreHealth, TokenStore,
 };
-use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId};
+use crate::{
+    api_key::KeyChange, secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+};
 
 /// Tokens and API keys in an embedded sled database, for one process.
 ///
@@ -43,9 +45,9 @@ use crate::{secret::SecretDigest, ApiKey, ApiKeyId, KeyChange, Scope, Token, Tok
 /// when it starts failing, an `info` when it recovers.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), scopegate::StoreError> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), scopegate::store::StoreError> {
 /// let dir = tempfile::tempdir().unwrap();
-/// let store = scopegate::SledStore::open(dir.path())?;
+/// let store = scopegate::store::SledStore::open(dir.path())?;
 /// # let _ = store; Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -26,11 +26,12 @@ use super::{
     revocations::{self, KeyState, Stamped},
     upgrade, SledConfig,
 };
+use crate::api_key::KeyChange;
 use crate::{
     api_key::TokenFate,
     secret::SecretDigest,
     store::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind},
-    ApiKey, ApiKeyId, KeyChange, Scope, Token, TokenId, UserId,
+    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
 };
 
 /// Index entries one purge write handles: what bounds how long a purge holds

@@ -12,7 +12,7 @@
 //!
 //! Every read checks a token against them ([`Inner::live`]), so a revoked token
 //! is never answered, even while its record waits to be purged. The revocation
-//! leaves a marker, and [`purge_expired`](crate::TokenStore::purge_expired)
+//! leaves a marker, and [`purge_expired`](crate::store::TokenStore::purge_expired)
 //! (the [`Sweeper`](crate::Sweeper)'s call) spends what its budget leaves on
 //! the marked records ([`pending_purge`]): chunk by chunk, each its own write,
 //! so the write lock is never held for long, and a chunk only ever removes

@@ -125,7 +125,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        secret::SecretDigest, store::Page, ApiKey, ApiKeyId, SledConfig, Token, TokenId, UserId,
+        secret::SecretDigest, store::Page, store::SledConfig, ApiKey, ApiKeyId, Token, TokenId,
+        UserId,
     };
 
     /// An index key as databases before the microsecond index held it: family,

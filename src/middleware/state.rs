@@ -11,17 +11,9 @@ use super::{
     AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
-    clock::Clock,
     gate::resolve::{Resolving, Resume},
-    gate::GateSettings,
-    store::TokenStore,
-    user::DynUserLoader,
-    CacheConfig, CachingStore, ConfigError, Error, InvalidTokenReason, Principal, ScopeGate,
-    ScopeRegistry, UserLoader,
+    ConfigError, Error, InvalidTokenReason, Principal, ScopeGate, ScopeGateBuilder,
 };
-
-/// The realm of `WWW-Authenticate` challenges unless configured.
-pub const DEFAULT_REALM: &str = "scopegate";
 
 /// What the [`AuthLayer`] and [`router`](crate::router()) share: the [`ScopeGate`],
 /// the realm, and where tokens are read from. Cheap to clone (one `Arc`).
@@ -75,15 +67,35 @@ impl fmt::Debug for AuthState {
 }
 
 impl AuthState {
-    /// Configures a state over `store` (wrapped in a [`CachingStore`] unless
-    /// [`AuthStateBuilder::without_cache`]), loading users with `users`.
-    pub fn builder<T: TokenStore>(store: T, users: impl UserLoader) -> AuthStateBuilder<T> {
+    /// The realm of `WWW-Authenticate` challenges unless configured.
+    pub const DEFAULT_REALM: &'static str = "scopegate";
+
+    /// Configures a state over the gate `gate` configures: the gate's settings
+    /// (store, users, scopes, cache, lifetimes) are set on its
+    /// [`ScopeGateBuilder`], the HTTP ones (realm, where tokens are read from,
+    /// anonymous sessions) here.
+    ///
+    /// ```
+    /// # use scopegate::{AuthState, AuthUser, BoxError, ScopeGate, UserId, UserLoader};
+    /// # struct User;
+    /// # impl AuthUser for User { fn is_admin(&self) -> bool { false } }
+    /// # struct Users;
+    /// # impl UserLoader for Users {
+    /// #     type User = User;
+    /// #     async fn load_user(&self, _: &UserId) -> Result<Option<User>, BoxError> { Ok(None) }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let store = scopegate::store::SledStore::open(dir.path())?;
+    /// let auth = AuthState::builder(ScopeGate::builder(store, Users).with_pepper(*b"0123456789abcdef"))
+    ///     .with_realm("example")
+    ///     .build()?;
+    /// # let _ = auth; Ok(()) }
+    /// ```
+    pub fn builder(gate: ScopeGateBuilder) -> AuthStateBuilder {
         AuthStateBuilder {
-            store,
-            users: Arc::new(users),
-            cache: Some(CacheConfig::default()),
-            gate: GateSettings::default(),
-            realm: DEFAULT_REALM.to_owned(),
+            gate,
+            realm: Self::DEFAULT_REALM.to_owned(),
             header: None,
             cookie: None,
             query: None,
@@ -91,12 +103,13 @@ impl AuthState {
         }
     }
 
-    /// A state over a gate built by hand: realm [`DEFAULT_REALM`], tokens read only
+    /// A state over a gate built by hand: realm [`AuthState::DEFAULT_REALM`], tokens read only
     /// from `Authorization: Bearer`.
     pub fn new(gate: ScopeGate) -> Self {
         Self {
             inner: Arc::new(Inner {
-                context: TokenSources::default().context(DEFAULT_REALM, gate.shared_registry()),
+                context: TokenSources::default()
+                    .context(Self::DEFAULT_REALM, gate.shared_registry()),
                 gate,
                 anonymous: None,
             }),
@@ -322,14 +335,12 @@ impl FromRef<AuthState> for ScopeGate {
     }
 }
 
-/// Configures an [`AuthState`]; invalid settings fail at [`AuthStateBuilder::build`].
+/// Configures an [`AuthState`]: the HTTP settings, around the
+/// [`ScopeGateBuilder`] of its gate. Invalid settings fail at
+/// [`AuthStateBuilder::build`].
 #[must_use]
-pub struct AuthStateBuilder<T> {
-    store: T,
-    users: Arc<dyn DynUserLoader>,
-    cache: Option<CacheConfig>,
-    /// What `ScopeGateBuilder` configures: its methods here set the same fields.
-    gate: GateSettings,
+pub struct AuthStateBuilder {
+    gate: ScopeGateBuilder,
     realm: String,
     header: Option<String>,
     cookie: Option<String>,
@@ -337,22 +348,21 @@ pub struct AuthStateBuilder<T> {
     anonymous: Option<AnonymousSessions>,
 }
 
-impl<T> fmt::Debug for AuthStateBuilder<T> {
+impl fmt::Debug for AuthStateBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthStateBuilder")
-            .field("cache", &self.cache)
             .field("gate", &self.gate)
             .field("realm", &self.realm)
             .field("header", &self.header)
             .field("cookie", &self.cookie)
             .field("query", &self.query)
             .field("anonymous", &self.anonymous)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
-impl<T: TokenStore> AuthStateBuilder<T> {
-    /// The realm of `WWW-Authenticate` challenges (default [`DEFAULT_REALM`]).
+impl AuthStateBuilder {
+    /// The realm of `WWW-Authenticate` challenges (default [`AuthState::DEFAULT_REALM`]).
     pub fn with_realm(mut self, realm: impl Into<String>) -> Self {
         self.realm = realm.into();
         self
@@ -393,97 +403,6 @@ impl<T: TokenStore> AuthStateBuilder<T> {
         self
     }
 
-    /// Sizes and lifetimes of the token cache (default [`CacheConfig::default`]).
-    pub fn with_cache(mut self, config: CacheConfig) -> Self {
-        self.cache = Some(config);
-        self
-    }
-
-    /// Reads every token from the store itself, with no cache in front. Revocation
-    /// is immediate either way; this only costs speed.
-    pub fn without_cache(mut self) -> Self {
-        self.cache = None;
-        self
-    }
-
-    /// The scopes the app offers (default: only the built-ins).
-    pub fn with_registry(mut self, registry: ScopeRegistry) -> Self {
-        self.gate.registry = registry;
-        self
-    }
-
-    /// The prefix of every secret (default `sg`). See
-    /// [`ScopeGateBuilder::with_token_prefix`](crate::ScopeGateBuilder::with_token_prefix).
-    pub fn with_token_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.gate.prefix = Some(prefix.into());
-        self
-    }
-
-    /// A server-side pepper for digests, at least 16 bytes.
-    ///
-    /// # Warning
-    /// Changing or losing the pepper invalidates every stored key and token.
-    pub fn with_pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
-        self.gate.pepper = Some(pepper.into());
-        self
-    }
-
-    /// The default token lifetime. See
-    /// [`ScopeGateBuilder::with_default_token_lifetime`](crate::ScopeGateBuilder::with_default_token_lifetime).
-    pub fn with_default_token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
-        self.gate.token_lifetime_days = crate::gate::as_days(lifetime);
-        self
-    }
-
-    /// Lets API keys authenticate requests as they are (off by default). See
-    /// [`ScopeGateBuilder::with_direct_api_keys`](crate::ScopeGateBuilder::with_direct_api_keys).
-    pub fn with_direct_api_keys(mut self) -> Self {
-        self.gate.direct_api_keys = true;
-        self
-    }
-
-    /// Lets a full-access API key sent directly manage API keys (off by default). See
-    /// [`ScopeGateBuilder::with_keys_managing_keys`](crate::ScopeGateBuilder::with_keys_managing_keys).
-    pub fn with_keys_managing_keys(mut self) -> Self {
-        self.gate.keys_manage_keys = true;
-        self
-    }
-
-    /// Hands administrators the new secret of another user's key they rotate
-    /// (off by default). See
-    /// [`ScopeGateBuilder::with_rotated_secrets_for_admins`](crate::ScopeGateBuilder::with_rotated_secrets_for_admins).
-    pub fn with_rotated_secrets_for_admins(mut self) -> Self {
-        self.gate.rotated_secrets_for_admins = true;
-        self
-    }
-
-    /// The most live tokens one API key may have. See
-    /// [`ScopeGateBuilder::with_max_tokens_per_key`](crate::ScopeGateBuilder::with_max_tokens_per_key).
-    pub fn with_max_tokens_per_key(mut self, tokens: u64) -> Self {
-        self.gate.max_tokens_per_key = tokens;
-        self
-    }
-
-    /// How often a credential's `last_use` is written. See
-    /// [`ScopeGateBuilder::with_last_use_interval`](crate::ScopeGateBuilder::with_last_use_interval).
-    pub fn with_last_use_interval(mut self, interval: std::time::Duration) -> Self {
-        self.gate.last_use_interval = Some(interval);
-        self
-    }
-
-    /// Never writes `last_use` on authentication. See
-    /// [`ScopeGateBuilder::without_last_use`](crate::ScopeGateBuilder::without_last_use).
-    pub fn without_last_use(mut self) -> Self {
-        self.gate.last_use_interval = None;
-        self
-    }
-
-    /// Where "now" comes from (default: the system clock).
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.gate.clock = Arc::new(clock);
-        self
-    }
-
     /// Checks the settings and builds the state.
     pub fn build(self) -> Result<AuthState, ConfigError> {
         if !is_quotable(&self.realm) {
@@ -498,16 +417,7 @@ impl<T: TokenStore> AuthStateBuilder<T> {
             .anonymous
             .map(|sessions| sessions.validate().map(AnonymousLimiter::new))
             .transpose()?;
-        let store: Arc<dyn TokenStore> = match self.cache {
-            Some(config) => {
-                config.validate()?;
-                Arc::new(CachingStore::with_config(self.store, config))
-            }
-            None => Arc::new(self.store),
-        };
-        let gate = ScopeGate::builder_shared(store, self.users)
-            .with_settings(self.gate)
-            .build()?;
+        let gate = self.gate.build()?;
         Ok(AuthState {
             inner: Arc::new(Inner {
                 context: sources.context(&self.realm, gate.shared_registry()),

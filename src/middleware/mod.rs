@@ -18,5 +18,5 @@ pub use self::{
     future::ResponseFuture,
     layer::AuthLayer,
     service::AuthService,
-    state::{AuthState, AuthStateBuilder, DEFAULT_REALM},
+    state::{AuthState, AuthStateBuilder},
 };
