@@ -197,7 +197,7 @@ impl NewApiKey {
     /// Caps the lifetime of the tokens the key mints.
     #[must_use]
     pub fn token_lifetime(mut self, lifetime: std::time::Duration) -> Self {
-        self.token_duration = Some(crate::gate::as_days(lifetime));
+        self.token_duration = Some(as_days(lifetime));
         self
     }
 
@@ -211,7 +211,7 @@ impl NewApiKey {
     /// Makes the key expire `lifetime` from now.
     #[must_use]
     pub fn expires_in(mut self, lifetime: std::time::Duration) -> Self {
-        self.expires_in_days = Some(crate::gate::as_days(lifetime));
+        self.expires_in_days = Some(as_days(lifetime));
         self
     }
 }
@@ -375,4 +375,9 @@ impl KeyChange {
             }
         }
     }
+}
+
+/// A Rust-API duration in the days the records and the HTTP API use.
+pub(crate) fn as_days(duration: std::time::Duration) -> f64 {
+    duration.as_secs_f64() / 86_400.0
 }

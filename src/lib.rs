@@ -5,6 +5,8 @@
 
 mod api_key;
 pub mod clock;
+mod config_error;
+mod credential;
 mod error;
 #[cfg(feature = "axum")]
 pub mod extract;
@@ -33,10 +35,12 @@ mod user;
 // routes and guards, and the clocks have modules of their own.
 pub use crate::{
     api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, NewApiKey},
-    error::{ConfigError, Error, InvalidTokenReason},
+    config_error::ConfigError,
+    credential::Credential,
+    error::{Error, InvalidTokenReason},
     gate::{NewToken, ScopeGate, ScopeGateBuilder, TokenRequest},
     ids::{ApiKeyId, TokenId, UserId},
-    principal::{Credential, Principal},
+    principal::Principal,
     scope::{InvalidScopes, Scope, ScopeError, ScopeInfo, ScopeRegistry},
     scope_set::ScopeSet,
     scopes::Scopes,

@@ -4,18 +4,10 @@ use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, Utc};
 
-use crate::{user::LoadedUser, ApiKey, ApiKeyId, Scope, Scopes, Token, TokenId, UserId};
-
-/// What authenticated a request.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Credential {
-    /// A token: issued by the app, minted from a key, or anonymous.
-    Token(Arc<Token>),
-    /// An API key sent as it is, with direct key authentication on
-    /// ([`ScopeGateBuilder::with_direct_api_keys`](crate::ScopeGateBuilder::with_direct_api_keys)).
-    ApiKey(Arc<ApiKey>),
-}
+use crate::{
+    credential::Credential, user::LoadedUser, ApiKey, ApiKeyId, Scope, Scopes, Token, TokenId,
+    UserId,
+};
 
 /// A live credential and its loaded user: what authentication yields, and what the
 /// HTTP layer attaches to requests. Cheap to clone: one `Arc`, made per request,

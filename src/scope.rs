@@ -8,7 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{fast_hash::UniformKeys, ScopeSet};
+use crate::fast_hash::UniformKeys;
 
 const MAX_SCOPE_LEN: usize = 200;
 
@@ -242,24 +242,6 @@ impl ScopeRegistry {
     fn insert(&mut self, info: ScopeInfo) {
         self.index.insert(info.id.clone(), self.scopes.len());
         self.scopes.push(info);
-    }
-
-    /// A registry of the built-ins plus the scopes the markers of `S` declare (see
-    /// [`scopes!`](crate::scopes!)): the one place the app's scopes are written.
-    ///
-    /// ```
-    /// scopegate::scopes! {
-    ///     pub struct DataRead = "core.data.read" { name: "Read data", description: "Read any data you can see." };
-    ///     pub struct SettingRead = "core.setting.read" { name: "Read settings", description: "Read system settings.", admin: true };
-    /// }
-    /// let registry = scopegate::ScopeRegistry::of::<(DataRead, SettingRead)>()?;
-    /// assert!(registry.get("core.setting.read").unwrap().admin_only);
-    /// # Ok::<(), scopegate::ScopeError>(())
-    /// ```
-    pub fn of<S: ScopeSet>() -> Result<Self, ScopeError> {
-        let mut registry = Self::new();
-        S::declare(&mut registry)?;
-        Ok(registry)
     }
 
     /// Whether `scope` is registered (the built-ins are).

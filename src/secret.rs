@@ -9,7 +9,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::error::ConfigError;
+use crate::config_error::ConfigError;
 
 /// 43 base62 characters carry log2(62) * 43 ≈ 256.03 bits.
 const BODY_LEN: usize = 43;

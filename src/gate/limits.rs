@@ -15,10 +15,7 @@ pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// The longest: 3650 days.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
 
-/// A Rust-API duration in the days the records and the HTTP API use.
-pub(crate) fn as_days(duration: Duration) -> f64 {
-    duration.as_secs_f64() / 86_400.0
-}
+pub(crate) use crate::api_key::as_days;
 const MAX_NAME_CHARS: usize = 255;
 
 /// `value` if it is a finite number of days from [`MIN_DAYS`] to [`MAX_DAYS`],

@@ -11,7 +11,6 @@ use std::{fmt, sync::Arc};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-pub(crate) use self::limits::as_days;
 pub use self::{api_keys::TokenRequest, tokens::NewToken};
 use self::{
     digest_memo::DigestMemo,
@@ -20,7 +19,7 @@ use self::{
 };
 use crate::{
     clock::{Clock, TimeSource},
-    error::ConfigError,
+    config_error::ConfigError,
     secret::SecretCodec,
     store::{CacheConfig, CacheStats, CachingStore, StoreHealth, TokenStore},
     user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor},

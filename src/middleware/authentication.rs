@@ -50,14 +50,11 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// `missing`: the message of a request without credentials.
-    pub(crate) fn new(
-        realm: Arc<str>,
-        missing: Arc<str>,
-        registry: Arc<ScopeRegistry>,
-        sources: TokenSources,
-    ) -> Self {
+    /// The context of a state in `realm` reading from `sources`, which it keeps.
+    pub(crate) fn new(realm: &str, registry: Arc<ScopeRegistry>, sources: TokenSources) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let realm: Arc<str> = realm.into();
+        let missing: Arc<str> = sources.missing_message().into();
         Self {
             id: NEXT_ID.fetch_add(1, Relaxed),
             missing: MissingCredentials::prerendered(realm.clone(), missing),

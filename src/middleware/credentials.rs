@@ -1,12 +1,6 @@
 //! Finding the one credential a request carries.
-
-use std::sync::Arc;
-
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use subtle::ConstantTimeEq;
-
-use super::authentication::Context;
-use crate::ScopeRegistry;
 
 /// Where the layer looks for a token, in this order. `Authorization: Bearer` is
 /// always read; the others are off unless configured.
@@ -32,9 +26,9 @@ const QUERY_ON_UNSAFE_METHOD: Malformed =
      only: URLs are logged. Send it in the Authorization header.";
 
 impl TokenSources {
-    /// The context of a state reading from these sources, which it keeps: the
-    /// realm, and the "no credentials" message naming each source.
-    pub(crate) fn context(self, realm: &str, registry: Arc<ScopeRegistry>) -> Arc<Context> {
+    /// The 401's message for a request without credentials, naming each
+    /// source read.
+    pub(crate) fn missing_message(&self) -> String {
         let mut places = vec!["`Authorization: Bearer <token>`".to_owned()];
         if let Some(name) = &self.header {
             places.push(format!("the `{name}` header"));
@@ -50,8 +44,7 @@ impl TokenSources {
             true => last,
             false => format!("{} or {last}", places.join(", ")),
         };
-        let missing = format!("Authentication required: send a token in {list}.");
-        Arc::new(Context::new(realm.into(), missing.into(), registry, self))
+        format!("Authentication required: send a token in {list}.")
     }
 
     /// Whether the request has a token in the query parameter, if one is read.

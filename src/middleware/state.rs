@@ -108,8 +108,11 @@ impl AuthState {
     pub fn new(gate: ScopeGate) -> Self {
         Self {
             inner: Arc::new(Inner {
-                context: TokenSources::default()
-                    .context(Self::DEFAULT_REALM, gate.shared_registry()),
+                context: Arc::new(Context::new(
+                    Self::DEFAULT_REALM,
+                    gate.shared_registry(),
+                    TokenSources::default(),
+                )),
                 gate,
                 anonymous: None,
             }),
@@ -420,7 +423,7 @@ impl AuthStateBuilder {
         let gate = self.gate.build()?;
         Ok(AuthState {
             inner: Arc::new(Inner {
-                context: sources.context(&self.realm, gate.shared_registry()),
+                context: Arc::new(Context::new(&self.realm, gate.shared_registry(), sources)),
                 gate,
                 anonymous,
             }),
