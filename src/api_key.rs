@@ -5,7 +5,12 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{secret::SecretDigest, ApiKeyId, Scope, Secret, Token, UserId};
+use crate::{
+    ids::{ApiKeyId, UserId},
+    scope::Scope,
+    secret::{Secret, SecretDigest},
+    token::Token,
+};
 
 /// A stored API key. The secret itself is never kept: only its [`SecretDigest`] and a
 /// non-secret `start` to recognise it by.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::{ApiKey, Token};
+use crate::{api_key::ApiKey, token::Token};
 
 /// What authenticated a request.
 #[derive(Debug, Clone)]

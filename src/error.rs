@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::{store::StoreError, user::BoxError, InvalidScopes};
+use crate::{scope::InvalidScopes, store::StoreError, user::BoxError};
 
 /// Why a gate operation failed.
 ///

@@ -2,7 +2,7 @@
 //! digests (the token and key caches, the `last_use` throttle), and for the
 //! scope registry, whose keys the app fixes.
 //!
-//! The default `RandomState` (SipHash-1-3) costs about 270 instructions per
+//! The default `RandomState` (SipHash-1-3) costs several times this hash per
 //! 32-byte key, on every cache lookup of every request. These keys need no such
 //! care, so what a table needs is only a spread of their bits, salted per
 //! process. Each 64-bit word is folded in with one 128-bit multiply by a random

@@ -5,8 +5,13 @@ use std::{fmt, sync::Arc};
 use chrono::{DateTime, Utc};
 
 use crate::{
-    credential::Credential, user::LoadedUser, ApiKey, ApiKeyId, Scope, Scopes, Token, TokenId,
-    UserId,
+    api_key::ApiKey,
+    credential::Credential,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
+    scopes::Scopes,
+    token::Token,
+    user::LoadedUser,
 };
 
 /// A live credential and its loaded user: what authentication yields, and what the

@@ -1,6 +1,6 @@
 //! [`ScopeSet`]: scopes named by types, so each route's guard is in its signature.
 
-use crate::{Scope, ScopeError, ScopeRegistry};
+use crate::scope::{Scope, ScopeError, ScopeRegistry};
 
 /// Scopes known at compile time, for the guards (`RequireScope` and the others,
 /// feature `axum`). Declare one marker type per scope with [`scopes!`](crate::scopes!);

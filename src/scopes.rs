@@ -4,7 +4,7 @@ use std::{collections::BTreeSet, fmt};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::Scope;
+use crate::scope::Scope;
 
 /// A set of scopes, sorted and without duplicates, as a [`Token`](crate::Token)
 /// and a [`Principal`](crate::Principal) hold them.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::{sync::oneshot, task::JoinHandle, time::MissedTickBehavior};
 
-use crate::ScopeGate;
+use crate::gate::ScopeGate;
 
 /// A background task purging expired tokens, keys and rotated-out secrets through
 /// the store's expiry index, so its cost follows what expired, not what is stored,

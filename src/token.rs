@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    scope::join_scopes, secret::SecretDigest, ApiKeyId, Scope, Scopes, Secret, TokenId, UserId,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::{join_scopes, Scope},
+    scopes::Scopes,
+    secret::{Secret, SecretDigest},
 };
 
 /// A stored token. The secret itself is never kept: only its [`SecretDigest`].

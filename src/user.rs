@@ -2,7 +2,7 @@
 
 use std::{any::Any, fmt, future::Future, pin::Pin, sync::Arc};
 
-use crate::{credential::Credential, Token, UserId};
+use crate::{credential::Credential, ids::UserId, token::Token};
 
 /// A boxed error from the app's code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -4,7 +4,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use super::authentication;
-use crate::{rejection::AuthRejection, LoadedUser, Principal, UserId};
+use crate::{ids::UserId, principal::Principal, rejection::AuthRejection, user::LoadedUser};
 
 /// The user of the request.
 ///

@@ -8,7 +8,11 @@ use http::request::Parts;
 
 use super::authentication;
 use crate::{
-    rejection::AuthRejection, scope::join_scopes, Authentication, Principal, Scope, ScopeSet,
+    middleware::Authentication,
+    principal::Principal,
+    rejection::AuthRejection,
+    scope::{join_scopes, Scope},
+    scope_set::ScopeSet,
 };
 
 /// How a guard judges a live token.

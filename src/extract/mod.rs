@@ -33,10 +33,11 @@ pub use self::{
     guards::{RequireAdmin, RequireAnyScope, RequireScope, RequireScopeStrict},
 };
 #[cfg(doc)]
-use crate::Principal;
+use crate::principal::Principal;
 use crate::{
+    middleware::Authentication,
     rejection::{AuthRejection, MissingAuthLayer},
-    Authentication, ScopeSet,
+    scope_set::ScopeSet,
 };
 
 /// Guards every route of a router with `G`, as a route layer: the route's

@@ -4,7 +4,7 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
 use super::authentication;
-use crate::{rejection::AuthRejection, Authentication, Principal};
+use crate::{middleware::Authentication, principal::Principal, rejection::AuthRejection};
 
 /// The caller's live token: 401 without a credential, the refusal for a bad one.
 /// As `Option<Principal>`: `None` without a credential, still an error for a bad one.

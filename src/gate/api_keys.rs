@@ -8,10 +8,13 @@ use serde::Deserialize;
 use super::{limits, span, ScopeGate};
 use crate::api_key::KeyChange;
 use crate::{
+    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, NewApiKey},
+    error::Error,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::{InvalidScopes, Scope},
     secret::SecretKind,
     store::{Page, StoreErrorKind},
-    ApiKey, ApiKeyId, ApiKeyUpdate, Error, InvalidScopes, IssuedApiKey, IssuedToken, NewApiKey,
-    Scope, Token, TokenId, UserId,
+    token::{IssuedToken, Token},
 };
 
 /// The longest a rotated-out secret may keep working.

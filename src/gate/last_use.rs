@@ -11,7 +11,12 @@ use std::{
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
-use crate::{fast_hash::UniformKeys, secret::SecretDigest, store::TokenStore, ApiKeyId, TokenId};
+use crate::{
+    fast_hash::UniformKeys,
+    ids::{ApiKeyId, TokenId},
+    secret::SecretDigest,
+    store::TokenStore,
+};
 
 /// How often a credential's `last_use` is written unless configured.
 pub(crate) const DEFAULT_LAST_USE_INTERVAL: Duration = Duration::from_secs(60);

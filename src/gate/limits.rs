@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The longest any duration may be: ten years, in days. Beyond it, dates overflow
 /// long before anyone needs them.

@@ -20,10 +20,14 @@ use self::{
 use crate::{
     clock::{Clock, TimeSource},
     config_error::ConfigError,
+    credential::Credential,
+    error::Error,
+    ids::UserId,
+    principal::Principal,
+    scope::ScopeRegistry,
     secret::SecretCodec,
     store::{CacheConfig, CacheStats, CachingStore, StoreHealth, TokenStore},
-    user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor},
-    Credential, Error, Principal, ScopeRegistry, UserId, UserLoader,
+    user::{DynUserLoader, LoadedUser, UserLoad, UserLoadFor, UserLoader},
 };
 
 /// Secrets whose digests are remembered (see [`DigestMemo`]): 64 bytes each, 4 MiB

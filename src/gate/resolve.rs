@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use super::{last_use::Used, tokens::refuse, ScopeGate};
 use crate::{
     api_key::Unusable,
-    error::InvalidTokenReason,
+    error::{Error, InvalidTokenReason},
+    principal::Principal,
     secret::{SecretDigest, SecretKind},
+    token::Token,
     user::{BoxError, LoadedUser, UserLoad, UserLoadFor},
-    Error, Principal, Token,
 };
 
 /// How far [`ScopeGate::resolve_now`] got.

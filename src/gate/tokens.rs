@@ -4,10 +4,14 @@ use tracing::{level_filters::LevelFilter, Instrument, Level};
 
 use super::{limits, span, ScopeGate};
 use crate::{
-    error::InvalidTokenReason,
+    error::{Error, InvalidTokenReason},
+    ids::{TokenId, UserId},
+    principal::Principal,
+    scope::Scope,
+    scopes::Scopes,
     secret::SecretKind,
     store::{KeyDisposal, Page, Purged},
-    Error, IssuedToken, Principal, Scope, Scopes, Token, TokenId, UserId,
+    token::{IssuedToken, Token},
 };
 
 /// Expiry-index entries one store call handles; the sweeper repeats until done.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{gate::limits, ConfigError};
+use crate::{config_error::ConfigError, gate::limits};
 
 /// Anonymous sessions: `GET /token/session` without a token creates an anonymous
 /// token (scope `core.anonymous_session`). The router refuses them (401) unless

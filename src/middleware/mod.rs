@@ -3,12 +3,15 @@
 
 mod anonymous;
 mod authentication;
+mod context;
 mod credentials;
 mod extensions;
 mod future;
 mod layer;
+mod pipeline;
 mod registered;
 mod service;
+mod span;
 mod state;
 
 pub(crate) use self::anonymous::AnonymousLimiter;

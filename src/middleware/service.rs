@@ -4,9 +4,11 @@ use std::task::{Context, Poll};
 
 use http::Request;
 use tower::Service;
-use tracing::{field::Empty, level_filters::LevelFilter, Instrument, Level};
+use tracing::Instrument;
 
-use super::{extensions::attach, future::ResponseFuture, AuthLayer, AuthState};
+use super::{
+    extensions::attach, future::ResponseFuture, pipeline::Pending, span, AuthLayer, AuthState,
+};
 
 /// Middleware that authenticates requests; see [`AuthLayer`].
 #[derive(Debug, Clone)]
@@ -57,35 +59,26 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // One span per request, around the handler too, so the app's own events
-        // carry who asked. Its fields never hold a secret, a digest or a header.
-        // Made, entered and filled only when a subscriber wants it: a disabled
-        // span still costs a dispatcher look-up on every poll and record, and
-        // making or dropping one at all costs callsite and `log` checks (tracing's
-        // `log` feature), so none is made while no subscriber takes `INFO`.
-        if LevelFilter::current() >= Level::INFO {
-            let span = tracing::info_span!(
-                "scopegate",
-                credential = Empty,
-                outcome = Empty,
-                reason = Empty,
-                user_id = Empty,
-                token_id = Empty,
-                api_key_id = Empty,
-            );
-            if !span.is_disabled() {
-                let (mut inner, state) = self.take_ready();
-                let (mut head, body) = request.into_parts();
-                let future = async move {
-                    let credential = state.find_credential(&head.method, &head.headers, &head.uri);
-                    let authentication = state.authenticate(credential, true).await;
-                    attach(&mut head.extensions, authentication);
-                    inner.call(Request::from_parts(head, body)).await
+        // One span per request, around the handler too, when a subscriber wants
+        // it: the request is then boxed, to run inside it.
+        if let Some(span) = span::for_request() {
+            let (mut inner, state) = self.take_ready();
+            let future = async move {
+                let now = state
+                    .authenticate_now(request.method(), request.headers(), request.uri())
+                    .map_err(Pending::into_owned);
+                let authentication = match now {
+                    Ok(authentication) => authentication,
+                    Err(pending) => state.authenticate_pending(pending).await,
                 };
-                return ResponseFuture::pending(future.instrument(span));
-            }
+                span::record(&tracing::Span::current(), &authentication);
+                attach(request.extensions_mut(), authentication);
+                inner.call(request).await
+            };
+            return ResponseFuture::pending(future.instrument(span));
         }
-        // The credential is borrowed from the request, never copied.
+        // The credential is borrowed from the request, never copied unless the
+        // lookup must await.
         match self
             .state
             .authenticate_now(request.method(), request.headers(), request.uri())
@@ -95,16 +88,13 @@ where
                 attach(request.extensions_mut(), authentication);
                 ResponseFuture::settled(self.inner.call(request))
             }
-            Err(resume) => {
+            Err(pending) => {
+                let pending = pending.into_owned();
                 let (mut inner, state) = self.take_ready();
-                // The future borrows the head across the lookup; the body is only
-                // moved, so it need not be `Sync`.
-                let (mut head, body) = request.into_parts();
                 ResponseFuture::pending(async move {
-                    let credential = state.find_credential(&head.method, &head.headers, &head.uri);
-                    let authentication = state.authenticate_resumed(credential, resume).await;
-                    attach(&mut head.extensions, authentication);
-                    inner.call(Request::from_parts(head, body)).await
+                    let authentication = state.authenticate_pending(pending).await;
+                    attach(request.extensions_mut(), authentication);
+                    inner.call(request).await
                 })
             }
         }

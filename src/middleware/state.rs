@@ -3,16 +3,14 @@
 use std::{fmt, sync::Arc};
 
 use axum::extract::FromRef;
-use http::{HeaderMap, HeaderName, Method, Uri};
+use http::HeaderName;
 
 use super::{
-    authentication::{Authentication, Context, Refusal},
-    credentials::{is_b64token, Malformed, TokenSources},
-    AnonymousLimiter, AnonymousSessions, AuthLayer,
+    context::Context, credentials::TokenSources, AnonymousLimiter, AnonymousSessions, AuthLayer,
 };
 use crate::{
-    gate::resolve::{Resolving, Resume},
-    ConfigError, Error, InvalidTokenReason, Principal, ScopeGate, ScopeGateBuilder,
+    config_error::ConfigError,
+    gate::{ScopeGate, ScopeGateBuilder},
 };
 
 /// What the [`AuthLayer`] and [`router`](crate::router()) share: the [`ScopeGate`],
@@ -159,178 +157,11 @@ impl AuthState {
         AuthLayer::new(self.clone())
     }
 
-    /// The request's credential, borrowed from its headers or URI.
-    pub(crate) fn find_credential<'a>(
-        &'a self,
-        method: &Method,
-        headers: &'a HeaderMap,
-        uri: &'a Uri,
-    ) -> Result<Option<&'a [u8]>, Malformed> {
-        self.inner.context.sources.find(method, headers, uri)
-    }
-
-    /// Resolves what [`AuthState::find_credential`] found. A store or loader failure
-    /// is recorded as such: it never passes as authenticated or as anonymous.
-    /// `traced`: the request's span (see `AuthService`) is entered, so record the
-    /// outcome in it.
-    pub(crate) async fn authenticate(
-        &self,
-        credential: Result<Option<&[u8]>, Malformed>,
-        traced: bool,
-    ) -> Authentication {
-        // What was found, never the secret. The span is fetched on each side of
-        // the await, so the future does not hold it.
-        let record = |field: &str, value: &dyn tracing::Value| {
-            if traced {
-                tracing::Span::current().record(field, value);
-            }
-        };
-        let secret = match self.without_secret(credential, &record) {
-            Ok(secret) => secret,
-            Err(settled) => return settled,
-        };
-        if traced {
-            record("credential", &self.inner.gate.credential_kind(secret));
-        }
-        let outcome = self.inner.gate.resolve(secret).await;
-        self.settle(outcome, &record)
-    }
-
-    /// [`AuthState::authenticate`] as far as it goes without awaiting, untraced:
-    /// the authentication, or what is left for
-    /// [`AuthState::authenticate_resumed`].
-    ///
-    /// The request's credential is found with
-    /// [`TokenSources::find_unchecked`](super::credentials::TokenSources::find_unchecked).
-    pub(crate) fn authenticate_now(
-        &self,
-        method: &Method,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Authentication, Resume> {
-        let credential = self
-            .inner
-            .context
-            .sources
-            .find_unchecked(method, headers, uri);
-        let secret = match self.without_secret(credential, &untraced) {
-            Ok(secret) => secret,
-            Err(settled) => return Ok(settled),
-        };
-        match self.inner.gate.resolve_now(secret) {
-            Resolving::Done(Err(Error::InvalidToken(InvalidTokenReason::Malformed)))
-                if !is_b64token(secret) =>
-            {
-                // Not even RFC 6750's token syntax: `find` names what is wrong.
-                Ok(self.malformed_header(method, headers, uri))
-            }
-            Resolving::Done(outcome) => Ok(self.settle(outcome, &untraced)),
-            Resolving::Pending(resume) => Err(resume),
-        }
-    }
-
-    /// The refusal of a request whose credential breaks RFC 6750's syntax.
-    #[cold]
-    fn malformed_header(&self, method: &Method, headers: &HeaderMap, uri: &Uri) -> Authentication {
-        let credential = self.find_credential(method, headers, uri);
-        match self.without_secret(credential, &untraced) {
-            Err(settled) => settled,
-            // Not reached: `find` refuses every credential that is not a `b64token`.
-            Ok(_) => self.settle(
-                Err(Error::InvalidToken(InvalidTokenReason::Malformed)),
-                &untraced,
-            ),
-        }
-    }
-
-    /// Finishes what [`AuthState::authenticate_now`] left, for the credential it
-    /// was given, found again in the same request.
-    pub(crate) async fn authenticate_resumed(
-        &self,
-        credential: Result<Option<&[u8]>, Malformed>,
-        resume: Resume,
-    ) -> Authentication {
-        match credential {
-            Ok(Some(secret)) => {
-                let outcome = self.inner.gate.resume(secret, resume).await;
-                self.settle(outcome, &untraced)
-            }
-            // Not reached: the same request yields the same credential.
-            other => self.authenticate(other, false).await,
-        }
-    }
-
-    /// The secret to look up, or the authentication of a request without one.
-    fn without_secret<'a>(
-        &self,
-        credential: Result<Option<&'a [u8]>, Malformed>,
-        record: &impl Fn(&str, &dyn tracing::Value),
-    ) -> Result<&'a [u8], Authentication> {
-        match credential {
-            Err(message) => {
-                record("credential", &"malformed");
-                record("outcome", &"refused");
-                record("reason", &message);
-                let context = Context::local(&self.inner.context);
-                Err(Authentication::refused(
-                    context,
-                    Refusal::Malformed(message),
-                ))
-            }
-            Ok(None) => {
-                record("credential", &"none");
-                record("outcome", &"missing");
-                Err(Authentication::missing(Context::local(&self.inner.context)))
-            }
-            Ok(Some(secret)) => Ok(secret),
-        }
-    }
-
-    /// The authentication a lookup's outcome makes.
-    fn settle(
-        &self,
-        outcome: Result<Principal, Error>,
-        record: &impl Fn(&str, &dyn tracing::Value),
-    ) -> Authentication {
-        let context = Context::local(&self.inner.context);
-        match outcome {
-            Ok(principal) => {
-                record("outcome", &"authenticated");
-                if let Some(id) = principal.token_id() {
-                    record("token_id", &id.as_str());
-                }
-                if let Some(user) = principal.user_id() {
-                    record("user_id", &user.as_str());
-                }
-                if let Some(key) = principal.api_key_id() {
-                    record("api_key_id", &key.as_str());
-                }
-                Authentication::authenticated(context, principal)
-            }
-            Err(Error::InvalidToken(reason)) => {
-                record("outcome", &"refused");
-                record("reason", &tracing::field::debug(reason));
-                match reason {
-                    InvalidTokenReason::ApiKey => Authentication::refused(context, Refusal::ApiKey),
-                    _ => Authentication::refused(context, Refusal::InvalidToken),
-                }
-            }
-            Err(err) => {
-                record("outcome", &"unavailable");
-                crate::rejection::log_refusal(
-                    &err,
-                    "authentication failed; the request is refused",
-                );
-                Authentication::refused(context, Refusal::Unavailable)
-            }
-        }
+    /// What every authentication of this state shares.
+    pub(super) fn context(&self) -> &Arc<Context> {
+        &self.inner.context
     }
 }
-
-/// The `record` of an untraced request: nothing is recorded. `settle` and
-/// `without_secret` take their `record` as a type parameter, so this one compiles
-/// to nothing, arguments included.
-fn untraced(_: &str, _: &dyn tracing::Value) {}
 
 impl FromRef<AuthState> for ScopeGate {
     fn from_ref(state: &AuthState) -> Self {

@@ -8,8 +8,8 @@ use super::{
     error_response, guards::INVALID_TOKEN_MESSAGE, Challenge, ErrorCode, TemporarilyUnavailable,
 };
 use crate::{
+    error::Error,
     store::{error_chain, StoreErrorKind},
-    Error,
 };
 
 /// Gate errors as HTTP responses, for handlers that call [`ScopeGate`](crate::ScopeGate)

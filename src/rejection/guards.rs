@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
 use super::{Challenge, ErrorCode, Rendered};
-use crate::{scope::join_scopes, Scope};
+use crate::scope::{join_scopes, Scope};
 
 /// The one message of every `invalid_token`, whatever the reason.
 pub(super) const INVALID_TOKEN_MESSAGE: &str = "Invalid or expired token.";

@@ -18,8 +18,13 @@ use super::{
     key_creator, key_manager, owner_or_admin,
 };
 use crate::{
-    router::responses::invalid_input, ApiKey, ApiKeyId, ApiKeyUpdate, AuthState, CurrentUser,
-    Error, NewApiKey, TokenRequest, UserId,
+    api_key::{ApiKey, ApiKeyUpdate, NewApiKey},
+    error::Error,
+    extract::CurrentUser,
+    gate::TokenRequest,
+    ids::{ApiKeyId, UserId},
+    middleware::AuthState,
+    router::responses::invalid_input,
 };
 
 /// `POST /api_key`: a key for the caller; the secret is in this response only.

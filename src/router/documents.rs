@@ -12,8 +12,12 @@ use http::{header, HeaderValue, StatusCode};
 use serde::{Serialize, Serializer};
 
 use crate::{
-    ApiKey, ApiKeyId, IssuedApiKey, IssuedToken, Scope, ScopeInfo, Scopes, Secret, Token, TokenId,
-    UserId,
+    api_key::{ApiKey, IssuedApiKey},
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::{Scope, ScopeInfo},
+    scopes::Scopes,
+    secret::Secret,
+    token::{IssuedToken, Token},
 };
 
 /// Writes a secret into a document. The documents hold it as a [`Secret`], so

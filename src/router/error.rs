@@ -2,7 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 
-use crate::{rejection::AuthRejection, Error};
+use crate::{error::Error, rejection::AuthRejection};
 
 /// A handler's failure: a gate error, a refused caller, or an input error already
 /// rendered.

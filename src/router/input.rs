@@ -10,9 +10,9 @@ use serde::{de::DeserializeOwned, Deserialize};
 
 use super::error::ApiError;
 use crate::{
+    middleware::Authentication,
     router::responses::{input_error, invalid_input},
     store::{Page, MAX_PAGE},
-    Authentication,
 };
 
 /// A JSON object body, sent with `Content-Type: application/json`, which plain

@@ -20,9 +20,12 @@ use axum::{
 pub use self::{documents::AuthTokenResponse, openapi::openapi};
 use self::{error::ApiError, input::SafelyCarried};
 use crate::{
+    error::Error,
+    extract::CurrentUser,
+    ids::UserId,
+    middleware::AuthState,
     rejection::InsufficientScope,
     store::{Page, MAX_PAGE},
-    AuthState, CurrentUser, Error, UserId,
 };
 
 /// The API-key lifecycle and token routes (`/api_key` and `/token`), generic

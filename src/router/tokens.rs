@@ -15,8 +15,8 @@ use super::{
     key_manager,
 };
 use crate::{
-    router::responses::too_many_requests, AuthState, CurrentUser, Error, NewToken, Principal,
-    Token, TokenId,
+    error::Error, extract::CurrentUser, gate::NewToken, ids::TokenId, middleware::AuthState,
+    principal::Principal, router::responses::too_many_requests, token::Token,
 };
 
 /// `GET /token/current`: the caller's token, or `null` without one.

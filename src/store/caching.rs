@@ -31,7 +31,12 @@ pub use self::{
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
 use crate::api_key::KeyChange;
 use crate::{
-    fast_hash::UniformKeys, secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+    api_key::ApiKey,
+    fast_hash::UniformKeys,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
+    secret::SecretDigest,
+    token::Token,
 };
 
 /// The longest a cache keeps anything (100 years): TTLs and intervals above it

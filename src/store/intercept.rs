@@ -10,7 +10,13 @@ use chrono::{DateTime, Utc};
 use super::{
     InvalidationFeed, KeyChange, KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore,
 };
-use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
+use crate::{
+    api_key::ApiKey,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
+    secret::SecretDigest,
+    token::Token,
+};
 
 /// Which [`TokenStore`] method a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -38,7 +38,13 @@ pub use self::{
     intercept::{Intercepted, Interceptor, StoreCall},
 };
 pub use crate::api_key::{KeyChange, RetiredSecret, TokenFate};
-use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId};
+use crate::{
+    api_key::ApiKey,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
+    secret::SecretDigest,
+    token::Token,
+};
 
 /// The most records one listing returns.
 pub const MAX_PAGE: usize = 1000;

@@ -18,7 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::tags::{api_key_tag, user_tag};
-use crate::{secret::SecretDigest, Token};
+use crate::{secret::SecretDigest, token::Token};
 
 /// 2^14 stripes (128 KiB): even at 1 000 revocations a second, a given stripe
 /// moves about every 16 s, far less often than entries expire from the cache.
@@ -111,7 +111,7 @@ impl RevocationEpochs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ApiKeyId, TokenId, UserId};
+    use crate::ids::{ApiKeyId, TokenId, UserId};
 
     fn token(digest: [u8; 32], key: &str, user: &str) -> Token {
         let now = chrono::Utc::now();

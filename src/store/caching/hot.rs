@@ -17,8 +17,8 @@
 //! A token a thread serves again is handed out as the thread's own copy
 //! ([`own_copy`]), not as a clone of the slot's `Arc`: that `Arc`'s count is
 //! shared by every core serving the token, and a write per request moved its
-//! cache line between them (about 0.15× a bare request on two cores,
-//! `benches/cores.rs` with `CORES_TOKENS=per_thread` against one shared token).
+//! cache line between them (measured by `benches/cores.rs` with
+//! `CORES_TOKENS=per_thread` against one shared token).
 
 use std::{
     cell::RefCell,
@@ -29,7 +29,7 @@ use std::{
 use arc_swap::ArcSwapOption;
 
 use super::{epochs::RevocationEpochs, Cached};
-use crate::{secret::SecretDigest, Token};
+use crate::{secret::SecretDigest, token::Token};
 
 /// The most slots a table has (at 8 bytes each, 128 KiB): enough for the tokens
 /// of the requests in flight, which are what repeat within moments.
@@ -183,7 +183,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::TokenId;
+    use crate::ids::TokenId;
 
     fn cached(digest: SecretDigest, epochs: &RevocationEpochs) -> Cached {
         let now = Utc::now();

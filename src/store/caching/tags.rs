@@ -10,7 +10,12 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::{secret::SecretDigest, ApiKey, ApiKeyId, Token, UserId};
+use crate::{
+    api_key::ApiKey,
+    ids::{ApiKeyId, UserId},
+    secret::SecretDigest,
+    token::Token,
+};
 
 fn tag(domain: &[u8], id: &str) -> SecretDigest {
     let mut hash = Sha256::new();

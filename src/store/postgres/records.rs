@@ -19,13 +19,15 @@ use super::{
 };
 use crate::api_key::KeyChange;
 use crate::{
-    api_key::TokenFate,
+    api_key::{ApiKey, TokenFate},
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
     secret::SecretDigest,
     store::{
         api_key_tag, user_tag, InvalidationFeed, KeyDisposal, Page, Purged, StoreError,
         StoreErrorKind, StoreHealth, TokenStore,
     },
-    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+    token::Token,
 };
 
 fn digests(rows: &[PgRow]) -> Result<Vec<SecretDigest>, StoreError> {

@@ -4,9 +4,12 @@ use sqlx::{postgres::PgRow, Row};
 
 use super::errors::corrupt;
 use crate::{
+    api_key::ApiKey,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
     secret::SecretDigest,
     store::{RetiredSecret, StoreError, StoreErrorKind},
-    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+    token::Token,
 };
 
 /// The columns [`token`] decodes, in any `SELECT` or `RETURNING` of tokens.

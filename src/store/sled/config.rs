@@ -46,9 +46,9 @@ impl SledConfig {
     /// Runs the lookups of the request path (a token or key by its secret's
     /// digest) on Tokio's blocking threads, as every other call runs.
     ///
-    /// By default they run on the calling task: sled answers them from memory
-    /// in well under a microsecond, and the hop to a blocking thread costs about
-    /// 20 µs (`BENCHMARKS.md`). Turn this on if the database lives on a disk slow
+    /// By default they run on the calling task: sled answers them from memory,
+    /// and the hop to a blocking thread costs many times the read itself
+    /// (`BENCHMARKS.md`, "What a cache miss costs"). Turn this on if the database lives on a disk slow
     /// enough that a read missing sled's page cache would stall the runtime.
     #[must_use]
     pub fn with_reads_on_blocking_threads(mut self) -> Self {

@@ -35,12 +35,34 @@
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::revocations::{KeyState, Stamped};
 use crate::{
+    api_key::ApiKey,
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
     secret::SecretDigest,
     store::{StoreError, StoreErrorKind},
-    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+    token::Token,
 };
+
+/// A token record with the sequence number of its write.
+#[derive(Debug, Clone)]
+pub(super) struct Stamped {
+    pub(super) token: Token,
+    pub(super) sequence: u64,
+}
+
+/// What revocations and expiry changes of a key mean for its tokens.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct KeyState {
+    /// Tokens with a lower sequence are revoked.
+    pub(super) revoked_below: u64,
+    /// How many tokens at or above `revoked_below` are stored: the count the
+    /// per-key limit is checked against.
+    pub(super) live: u64,
+    /// `(through, at)`: tokens with a sequence up to `through` expire by `at`.
+    /// `through` and `at` both increase along the list.
+    pub(super) caps: Vec<(u64, DateTime<Utc>)>,
+}
 
 /// The first byte of a binary token record without its sequence.
 const TOKEN_V1: u8 = 0x01;

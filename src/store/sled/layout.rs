@@ -7,7 +7,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::{secret::SecretDigest, ApiKeyId, TokenId, UserId};
+use crate::{
+    ids::{ApiKeyId, TokenId, UserId},
+    secret::SecretDigest,
+};
 
 /// `t` + digest → token JSON (the auth path is one read).
 const TOKEN: u8 = b't';

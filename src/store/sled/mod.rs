@@ -8,6 +8,7 @@ mod local_caches;
 mod records;
 mod recovery;
 mod revocations;
+mod tree;
 mod upgrade;
 
 use std::{fmt, path::Path, sync::Arc};
@@ -16,13 +17,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use self::config::{SledConfig, DEFAULT_SLED_CACHE_BYTES};
-use self::{local_caches::LocalCaches, records::Inner, recovery::Lifeline};
+use self::{local_caches::LocalCaches, recovery::Lifeline, tree::Inner};
 use super::{
     api_key_tag, touched_by_key_change, touched_token, user_tag, InvalidationFeed, KeyDisposal,
     Page, Purged, StoreError, StoreErrorKind, StoreHealth, TokenStore,
 };
 use crate::{
-    api_key::KeyChange, secret::SecretDigest, ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+    api_key::{ApiKey, KeyChange},
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
+    secret::SecretDigest,
+    token::Token,
 };
 
 /// Tokens and API keys in an embedded sled database, for one process.

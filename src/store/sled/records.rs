@@ -1,115 +1,33 @@
-//! Synchronous reads and writes on one open database; [`super::SledStore`] runs
-//! them off the async threads.
-//!
-//! Writes hold `write_lock` while they read what they need (a key's tokens, say) and
-//! apply one atomic batch. sled transactions cannot scan, and every writer to this
-//! tree goes through the lock, so check-then-batch under it cannot interleave with
-//! another write. The sync that makes a batch durable runs after the lock is
-//! released, shared by every batch applied meanwhile ([`GroupCommit`]). Readers take
-//! no lock: a batch is applied atomically.
+//! The store's operations on one open database ([`Inner`]), synchronous;
+//! [`super::SledStore`] runs them off the async threads.
 
-use std::{
-    collections::{HashMap, HashSet},
-    fs::File,
-    path::Path,
-    sync::{Mutex, MutexGuard},
-};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sled::{Batch, Db, Tree};
+use sled::Batch;
 
 use super::{
     backend,
-    encoding::Stored,
-    group_commit::GroupCommit,
+    encoding::{KeyState, Stamped, Stored},
     layout,
-    revocations::{self, KeyState, Stamped},
-    upgrade, SledConfig,
+    revocations::{self, Removal},
+    tree::{digest_of, key_id_of, put_token, Inner},
 };
-use crate::api_key::KeyChange;
 use crate::{
-    api_key::TokenFate,
+    api_key::{ApiKey, KeyChange, TokenFate},
+    ids::{ApiKeyId, TokenId, UserId},
+    scope::Scope,
     secret::SecretDigest,
     store::{KeyDisposal, Page, Purged, StoreError, StoreErrorKind},
-    ApiKey, ApiKeyId, Scope, Token, TokenId, UserId,
+    token::Token,
 };
 
 /// Index entries one purge write handles: what bounds how long a purge holds
 /// the write lock (a few milliseconds).
 const PURGE_CHUNK: usize = 128;
 
-/// Name of the sled tree scopegate keeps its records in.
-const TREE: &str = "scopegate";
-/// sled's log file inside its directory: what a sync must reach.
-const LOG_FILE: &str = "db";
-
-pub(super) struct Inner {
-    tree: Tree,
-    /// Kept so dropping `Inner` closes the database and releases its file lock;
-    /// its id generator gives tokens their sequence (see `revocations`).
-    db: Db,
-    /// sled's log, opened again to `fdatasync` it: sled's own flush only issues
-    /// `sync_file_range` on Linux, which does not reach stable storage.
-    log: File,
-    write_lock: Mutex<()>,
-    commits: GroupCommit,
-}
-
-pub(super) fn digest_of(bytes: &[u8]) -> Result<SecretDigest, StoreError> {
-    let raw: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| StoreError::from_kind(StoreErrorKind::Corrupt))?;
-    Ok(SecretDigest::from_bytes(raw))
-}
-
-pub(super) fn key_id_of(bytes: &[u8]) -> Result<ApiKeyId, StoreError> {
-    std::str::from_utf8(bytes)
-        .map(ApiKeyId::from)
-        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, e))
-}
-
 fn conflict() -> StoreError {
     StoreError::from_kind(StoreErrorKind::Conflict)
-}
-
-/// Stages a token, written with `sequence`, and all its index entries.
-fn put_token(batch: &mut Batch, token: &Token, sequence: u64) -> Result<(), StoreError> {
-    let digest = token.digest.as_bytes().to_vec();
-    let record = Stamped {
-        token: token.clone(),
-        sequence,
-    };
-    batch.insert(layout::token(&token.digest), record.encode()?);
-    batch.insert(layout::token_id(&token.id), digest.clone());
-    if let Some(user) = &token.user_id {
-        batch.insert(
-            layout::token_by_user(user, token.created, &token.id),
-            digest.clone(),
-        );
-    }
-    if let Some(key_id) = &token.api_key_id {
-        batch.insert(layout::token_by_key(key_id, &token.id), digest.clone());
-    }
-    let expiry = layout::expiry(token.expires, layout::EXPIRES_TOKEN, token.id.as_str());
-    batch.insert(expiry, digest);
-    Ok(())
-}
-
-/// Stages the removal of a token and all its index entries.
-fn remove_token(batch: &mut Batch, token: &Token) {
-    batch.remove(layout::token(&token.digest));
-    batch.remove(layout::token_id(&token.id));
-    if let Some(user) = &token.user_id {
-        batch.remove(layout::token_by_user(user, token.created, &token.id));
-    }
-    if let Some(key_id) = &token.api_key_id {
-        batch.remove(layout::token_by_key(key_id, &token.id));
-    }
-    batch.remove(layout::expiry(
-        token.expires,
-        layout::EXPIRES_TOKEN,
-        token.id.as_str(),
-    ));
 }
 
 /// The write of a touch: `record`'s `last_use` moved forward to `at`, or nothing
@@ -187,70 +105,6 @@ fn replace_key(batch: &mut Batch, old: &ApiKey, new: &ApiKey) -> Result<(), Stor
     put_key(batch, new)
 }
 
-/// Tokens staged for removal in one batch, each once, and the key states the
-/// batch changes.
-#[derive(Default)]
-pub(super) struct Removal {
-    pub(super) batch: Batch,
-    digests: Vec<SecretDigest>,
-    seen: HashSet<[u8; 32]>,
-    /// Key states as this batch leaves them (`None`: removed), written at its end.
-    states: HashMap<ApiKeyId, Option<KeyState>>,
-}
-
-impl Removal {
-    pub(super) fn token(&mut self, token: &Token) {
-        if self.seen.insert(*token.digest.as_bytes()) {
-            remove_token(&mut self.batch, token);
-            self.digests.push(token.digest);
-        }
-    }
-
-    /// The state of key `id` as this batch leaves it, if the batch changes it.
-    pub(super) fn staged_state(&self, id: &ApiKeyId) -> Option<Option<&KeyState>> {
-        self.states.get(id).map(Option::as_ref)
-    }
-
-    /// Key `id`'s state, staged for change; `None` if there is no such key.
-    fn state_mut(
-        &mut self,
-        db: &Inner,
-        id: &ApiKeyId,
-    ) -> Result<Option<&mut KeyState>, StoreError> {
-        if !self.states.contains_key(id) {
-            let state = db.key_state(id)?;
-            self.states.insert(id.clone(), state);
-        }
-        Ok(self.states.get_mut(id).and_then(Option::as_mut))
-    }
-
-    /// Stages the removal of key `id`'s state: none of its tokens is live.
-    fn remove_state(&mut self, id: &ApiKeyId) {
-        self.states.insert(id.clone(), None);
-    }
-
-    /// Counts a live token of key `id` removed.
-    fn live_token_removed(&mut self, db: &Inner, token: &Token) -> Result<(), StoreError> {
-        if let Some(key) = &token.api_key_id {
-            if let Some(state) = self.state_mut(db, key)? {
-                state.live = state.live.saturating_sub(1);
-            }
-        }
-        Ok(())
-    }
-
-    /// The batch, with the key states written into it.
-    fn into_batch(mut self) -> Result<Batch, StoreError> {
-        for (id, state) in self.states {
-            match state {
-                Some(state) => self.batch.insert(layout::key_state(&id), state.encode()?),
-                None => self.batch.remove(layout::key_state(&id)),
-            }
-        }
-        Ok(self.batch)
-    }
-}
-
 /// Stages a purge of the tokens indexed under `index` that a revocation left
 /// behind (see `revocations`).
 fn schedule_purge(batch: &mut Batch, index: &[u8]) {
@@ -258,124 +112,6 @@ fn schedule_purge(batch: &mut Batch, index: &[u8]) {
 }
 
 impl Inner {
-    /// Opens (or creates) the database in `path` and makes its files durable.
-    pub(super) fn open(path: &Path, config: &SledConfig) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(config.cache_bytes())
-            .open()
-            .map_err(backend)?;
-        let tree = db.open_tree(TREE).map_err(backend)?;
-        let log = File::open(path.join(LOG_FILE)).map_err(backend)?;
-        let inner = Self {
-            tree,
-            db,
-            log,
-            write_lock: Mutex::new(()),
-            commits: GroupCommit::default(),
-        };
-        inner.sync()?;
-        // The directory entries of files sled just created.
-        sync_dir(path)?;
-        upgrade::user_indexes(&inner)?;
-        upgrade::key_states(&inner)?;
-        Ok(inner)
-    }
-
-    /// Writes a marker and waits for it to reach stable storage: the test a
-    /// reopened database must pass before it serves.
-    pub(super) fn probe(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write(|_| {
-            let mut batch = Batch::default();
-            batch.insert(layout::probe(), layout::time(now).to_vec());
-            Ok(((), Some(batch)))
-        })
-    }
-
-    /// Everything sled has applied, onto stable storage.
-    fn sync(&self) -> Result<(), StoreError> {
-        self.tree.flush().map_err(backend)?;
-        self.log.sync_data().map_err(backend)
-    }
-
-    /// Runs a write: `stage` reads under the write lock and returns its answer with
-    /// the batch to apply (`None`: nothing to change). Returns once the batch, and
-    /// everything applied before it, is on stable storage.
-    pub(super) fn write<T>(
-        &self,
-        stage: impl FnOnce(&Self) -> Result<(T, Option<Batch>), StoreError>,
-    ) -> Result<T, StoreError> {
-        let (answer, ticket) = {
-            let _guard = self.lock();
-            let (answer, batch) = stage(self)?;
-            let ticket = match batch {
-                Some(batch) => {
-                    self.tree.apply_batch(batch).map_err(backend)?;
-                    self.commits.applied()
-                }
-                None => self.commits.latest(),
-            };
-            (answer, ticket)
-        };
-        self.commits.wait_durable(ticket, || self.sync())?;
-        Ok(answer)
-    }
-
-    /// Waits until every write applied so far is durable, so a management read
-    /// never answers from a write that may still fail (a "not found" for a
-    /// revocation that did not reach the disk).
-    fn settled(&self) -> Result<(), StoreError> {
-        self.commits
-            .wait_durable(self.commits.latest(), || self.sync())
-    }
-
-    fn lock(&self) -> MutexGuard<'_, ()> {
-        // The guard protects no data, only ordering: a poisoned lock is still usable.
-        self.write_lock.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The first `limit` entries under `prefix`, in key order.
-    pub(super) fn entries_under(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
-        self.tree
-            .scan_prefix(prefix)
-            .take(limit)
-            .map(|entry| entry.map_err(backend))
-            .collect()
-    }
-
-    /// Up to `limit` entries from `start` on that are under `prefix`, in key order.
-    pub(super) fn entries_from(
-        &self,
-        start: &[u8],
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(sled::IVec, sled::IVec)>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.tree.range(start..).take(limit) {
-            let (key, value) = entry.map_err(backend)?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            out.push((key, value));
-        }
-        Ok(out)
-    }
-
-    pub(super) fn get_raw(&self, key: Vec<u8>) -> Result<Option<sled::IVec>, StoreError> {
-        self.tree.get(key).map_err(backend)
-    }
-
-    pub(super) fn get<T: Stored>(&self, key: Vec<u8>) -> Result<Option<T>, StoreError> {
-        match self.tree.get(key).map_err(backend)? {
-            Some(bytes) => T::decode(&bytes).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// The live tokens whose digests are the values under `prefix`.
     fn tokens_under(&self, prefix: Vec<u8>, page: Page) -> Result<Vec<Token>, StoreError> {
         let mut tokens = Vec::new();
@@ -398,25 +134,12 @@ impl Inner {
         Ok(tokens)
     }
 
-    /// The token with `digest`, as stored, revoked or not.
-    pub(super) fn stamped(&self, digest: &SecretDigest) -> Result<Option<Stamped>, StoreError> {
-        self.get(layout::token(digest))
-    }
-
     /// The live token with `digest`: what every read answers.
     pub(super) fn token(&self, digest: &SecretDigest) -> Result<Option<Token>, StoreError> {
         match self.stamped(digest)? {
             Some(stamped) => self.live(None, stamped),
             None => Ok(None),
         }
-    }
-
-    /// A sequence number above every one given out before and below every
-    /// one given out after, across restarts and crashes (sled's id generator
-    /// persists ahead of what it hands out): for a token, or for a revocation
-    /// mark between the tokens before it and those after.
-    fn next_sequence(&self) -> Result<u64, StoreError> {
-        self.db.generate_id().map_err(backend)
     }
 
     /// The token with `id`, once earlier writes are durable.
@@ -847,15 +570,4 @@ impl Inner {
             .transpose()?;
         Ok((purged, batch))
     }
-}
-
-/// Makes the entries of `dir` durable (new files in it survive a power cut).
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(backend)?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }

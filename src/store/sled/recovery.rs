@@ -16,7 +16,7 @@ use std::{
 
 use chrono::Utc;
 
-use super::{records::Inner, SledConfig};
+use super::{tree::Inner, upgrade, SledConfig};
 use crate::store::{error_chain, StoreError, StoreErrorKind, StoreHealth};
 
 /// The shortest time between two attempts to reopen a failed database.
@@ -39,7 +39,7 @@ struct Health {
 
 impl Lifeline {
     pub(super) fn open(path: &Path, config: SledConfig) -> Result<Self, StoreError> {
-        let inner = Inner::open(path, &config)?;
+        let inner = upgrade::open(path, &config)?;
         Ok(Self {
             path: path.to_owned(),
             config,
@@ -162,7 +162,7 @@ impl Lifeline {
             health.last_attempt = Some(Instant::now());
         }
         // On failure the fresh instance is dropped here, releasing the lock again.
-        let reopened = Inner::open(&self.path, &self.config).and_then(|inner| {
+        let reopened = upgrade::open(&self.path, &self.config).and_then(|inner| {
             inner.probe(Utc::now())?;
             Ok(inner)
         });

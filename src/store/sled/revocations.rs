@@ -21,36 +21,26 @@
 
 use chrono::{DateTime, Utc};
 
+use std::collections::{HashMap, HashSet};
+
+use sled::Batch;
+
 use super::{
+    encoding::{KeyState, Stamped, Stored},
     layout,
-    records::{digest_of, Inner, Removal},
+    tree::{digest_of, remove_token, Inner},
 };
-use crate::{store::StoreError, ApiKeyId, Token, UserId};
+use crate::{
+    ids::{ApiKeyId, UserId},
+    secret::SecretDigest,
+    store::StoreError,
+    token::Token,
+};
 
 /// How many expiry caps a key keeps for its older tokens. Past it, the two
 /// oldest merge into the earlier one: a token may then expire earlier than its
 /// cap, never later.
 const MAX_CAPS: usize = 4;
-
-/// A token record with the sequence number of its write.
-#[derive(Debug, Clone)]
-pub(super) struct Stamped {
-    pub(super) token: Token,
-    pub(super) sequence: u64,
-}
-
-/// What revocations and expiry changes of a key mean for its tokens.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(super) struct KeyState {
-    /// Tokens with a lower sequence are revoked.
-    pub(super) revoked_below: u64,
-    /// How many tokens at or above `revoked_below` are stored: the count the
-    /// per-key limit is checked against.
-    pub(super) live: u64,
-    /// `(through, at)`: tokens with a sequence up to `through` expire by `at`.
-    /// `through` and `at` both increase along the list.
-    pub(super) caps: Vec<(u64, DateTime<Utc>)>,
-}
 
 impl KeyState {
     /// The state of a key created when `next` is the next token's sequence:
@@ -90,6 +80,74 @@ impl KeyState {
             let (_, oldest) = self.caps.remove(0);
             self.caps[0].1 = self.caps[0].1.min(oldest);
         }
+    }
+}
+
+/// Tokens staged for removal in one batch, each once, and the key states the
+/// batch changes.
+#[derive(Default)]
+pub(super) struct Removal {
+    pub(super) batch: Batch,
+    pub(super) digests: Vec<SecretDigest>,
+    seen: HashSet<[u8; 32]>,
+    /// Key states as this batch leaves them (`None`: removed), written at its end.
+    states: HashMap<ApiKeyId, Option<KeyState>>,
+}
+
+impl Removal {
+    pub(super) fn token(&mut self, token: &Token) {
+        if self.seen.insert(*token.digest.as_bytes()) {
+            remove_token(&mut self.batch, token);
+            self.digests.push(token.digest);
+        }
+    }
+
+    /// The state of key `id` as this batch leaves it, if the batch changes it.
+    pub(super) fn staged_state(&self, id: &ApiKeyId) -> Option<Option<&KeyState>> {
+        self.states.get(id).map(Option::as_ref)
+    }
+
+    /// Key `id`'s state, staged for change; `None` if there is no such key.
+    pub(super) fn state_mut(
+        &mut self,
+        db: &Inner,
+        id: &ApiKeyId,
+    ) -> Result<Option<&mut KeyState>, StoreError> {
+        if !self.states.contains_key(id) {
+            let state = db.key_state(id)?;
+            self.states.insert(id.clone(), state);
+        }
+        Ok(self.states.get_mut(id).and_then(Option::as_mut))
+    }
+
+    /// Stages the removal of key `id`'s state: none of its tokens is live.
+    pub(super) fn remove_state(&mut self, id: &ApiKeyId) {
+        self.states.insert(id.clone(), None);
+    }
+
+    /// Counts a live token of key `id` removed.
+    pub(super) fn live_token_removed(
+        &mut self,
+        db: &Inner,
+        token: &Token,
+    ) -> Result<(), StoreError> {
+        if let Some(key) = &token.api_key_id {
+            if let Some(state) = self.state_mut(db, key)? {
+                state.live = state.live.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch, with the key states written into it.
+    pub(super) fn into_batch(mut self) -> Result<Batch, StoreError> {
+        for (id, state) in self.states {
+            match state {
+                Some(state) => self.batch.insert(layout::key_state(&id), state.encode()?),
+                None => self.batch.remove(layout::key_state(&id)),
+            }
+        }
+        Ok(self.batch)
     }
 }
 

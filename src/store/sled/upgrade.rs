@@ -2,13 +2,23 @@
 
 use sled::Batch;
 
+use std::path::Path;
+
 use super::{
-    encoding::Stored,
+    encoding::{KeyState, Stored},
     layout,
-    records::{digest_of, key_id_of, Inner},
-    revocations::KeyState,
+    tree::{digest_of, key_id_of, Inner},
+    SledConfig,
 };
-use crate::{store::StoreError, ApiKey};
+use crate::{api_key::ApiKey, store::StoreError};
+
+/// Opens the database in `path`, upgraded to the current layout.
+pub(super) fn open(path: &Path, config: &SledConfig) -> Result<Inner, StoreError> {
+    let inner = Inner::open(path, config)?;
+    user_indexes(&inner)?;
+    key_states(&inner)?;
+    Ok(inner)
+}
 
 /// Index entries moved per atomic batch: bounds one step's memory. A crash
 /// between batches loses nothing; the next open moves the rest.
@@ -29,7 +39,7 @@ fn user_indexes_in_batches_of(db: &Inner, batch: usize) -> Result<(), StoreError
     if db.entries_under(&tokens, 1)?.is_empty() && db.entries_under(&keys, 1)?.is_empty() {
         return Ok(());
     }
-    // One-time, but long for a large database (about 90 s at a million tokens):
+    // One-time, but long for a large database (it rewrites every index entry):
     // say why the open is slow.
     tracing::info!("moving sled's per-user indexes to microsecond order, once");
     let started = std::time::Instant::now();
@@ -125,8 +135,11 @@ mod tests {
 
     use super::*;
     use crate::{
-        secret::SecretDigest, store::Page, store::SledConfig, ApiKey, ApiKeyId, Token, TokenId,
-        UserId,
+        api_key::ApiKey,
+        ids::{ApiKeyId, TokenId, UserId},
+        secret::SecretDigest,
+        store::{Page, SledConfig},
+        token::Token,
     };
 
     /// An index key as databases before the microsecond index held it: family,
@@ -224,7 +237,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bob = UserId::from("bob");
         drop(earlier_database(dir.path(), &bob));
-        let db = Inner::open(dir.path(), &SledConfig::default()).unwrap();
+        let db = open(dir.path(), &SledConfig::default()).unwrap();
         assert_upgraded(&db, &bob);
         // The moved entries are the ones a delete removes.
         db.delete_api_key(&ApiKeyId::from("c")).unwrap().unwrap();
