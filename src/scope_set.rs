@@ -69,6 +69,23 @@ tuple_scope_set!(A, B, C, D, E, F, G, H);
 /// (`RequireScope<DataRead>`) and for the registry
 /// ([`ScopeRegistry::of::<(DataRead, …)>()`](crate::ScopeRegistry::of)).
 ///
+/// Start with `set Name;` to also declare `Name`, the set of every marker in
+/// the block, and make the registry from it (`ScopeRegistry::of::<Name>()`):
+/// every scope a guard of these markers names is then registered by
+/// construction, so no route finds an unregistered scope at its first request.
+///
+/// ```
+/// scopegate::scopes! {
+///     /// Every scope of the app.
+///     pub set AppScopes;
+///     pub struct DataRead = "core.data.read" { name: "Read data", description: "Read any data you can see." };
+///     pub struct SettingRead = "core.setting.read" { name: "Read settings", description: "Read system settings.", admin: true };
+/// }
+/// let registry = scopegate::ScopeRegistry::of::<AppScopes>()?;
+/// assert!(registry.contains(&DataRead::SCOPE) && registry.contains(&SettingRead::SCOPE));
+/// # Ok::<(), scopegate::ScopeError>(())
+/// ```
+///
 /// Each marker gets a `SCOPE` constant and implements [`ScopeSet`]. An invalid id
 /// is a compile error where the marker is used. `name` and `description` are what
 /// `GET /token/scopes` shows (the id and nothing when left out); `admin: true`
@@ -92,6 +109,36 @@ tuple_scope_set!(A, B, C, D, E, F, G, H);
 /// ```
 #[macro_export]
 macro_rules! scopes {
+    // A first line `set Name;` also declares `Name`, the set of every marker
+    // below: a registry made from it (`ScopeRegistry::of::<Name>()`) holds every
+    // scope a guard of these markers can name.
+    ($(#[$set_meta:meta])* $set_vis:vis set $set:ident;
+     $($(#[$meta:meta])* $vis:vis struct $name:ident = $id:literal
+        $({ name: $title:literal, description: $description:literal $(, admin: $admin:literal)? $(,)? })?;
+    )+) => {
+        $crate::scopes! {
+            $($(#[$meta])* $vis struct $name = $id
+                $({ name: $title, description: $description $(, admin: $admin)? })?;
+            )+
+        }
+
+        $(#[$set_meta])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+        $set_vis struct $set;
+
+        impl $crate::ScopeSet for $set {
+            fn scopes() -> ::std::vec::Vec<$crate::Scope> {
+                ::std::vec![$($name::SCOPE),+]
+            }
+
+            fn declare(
+                registry: &mut $crate::ScopeRegistry,
+            ) -> ::std::result::Result<(), $crate::ScopeError> {
+                $(<$name as $crate::ScopeSet>::declare(registry)?;)+
+                ::std::result::Result::Ok(())
+            }
+        }
+    };
     ($($(#[$meta:meta])* $vis:vis struct $name:ident = $id:literal
         $({ name: $title:literal, description: $description:literal $(, admin: $admin:literal)? $(,)? })?;
     )+) => {$(
