@@ -224,6 +224,12 @@ async fn calls_refused_while_cut_off_answer_long_before_the_call_limit() {
         let outcome = a.gate.authenticate(issued.secret.expose()).await;
         times.push(asked.elapsed());
         assert_unavailable(&outcome);
+        // Fails at the first slow refusal, not after 200 call limits.
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "a refusal waited {:?}: the breaker is not open",
+            asked.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(7)).await;
     }
     times.sort();

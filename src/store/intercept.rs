@@ -277,3 +277,60 @@ impl<S: TokenStore, I: Interceptor> TokenStore for Intercepted<S, I> {
         self.inner.health().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StoreCall::{self, *};
+
+    const EVERY_CALL: [StoreCall; 19] = [
+        InsertToken,
+        MintToken,
+        TokenByDigest,
+        TokenById,
+        TokensOfUser,
+        AddTokenScopes,
+        DeleteToken,
+        TouchToken,
+        InsertApiKey,
+        ApiKeyById,
+        ApiKeyByDigest,
+        TouchApiKey,
+        ApiKeysOfUser,
+        ModifyApiKey,
+        DeleteApiKey,
+        RevokeUser,
+        PurgeExpired,
+        ApiKeysAfter,
+        TokensAfter,
+    ];
+
+    #[test]
+    fn the_writes_are_the_calls_that_change_the_store_and_nothing_else() {
+        let writes: Vec<_> = EVERY_CALL.into_iter().filter(|c| c.is_write()).collect();
+        assert_eq!(
+            writes,
+            [
+                InsertToken,
+                MintToken,
+                AddTokenScopes,
+                DeleteToken,
+                TouchToken,
+                InsertApiKey,
+                TouchApiKey,
+                ModifyApiKey,
+                DeleteApiKey,
+                RevokeUser,
+                PurgeExpired
+            ]
+        );
+    }
+
+    #[test]
+    fn the_digest_lookups_are_the_two_reads_by_a_secrets_digest() {
+        let lookups: Vec<_> = EVERY_CALL
+            .into_iter()
+            .filter(|c| c.is_digest_lookup())
+            .collect();
+        assert_eq!(lookups, [TokenByDigest, ApiKeyByDigest]);
+    }
+}

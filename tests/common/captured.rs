@@ -24,10 +24,16 @@ impl Write for Captured {
 impl Captured {
     /// Captures everything at TRACE on this thread until the guard is dropped.
     pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        Self::start_at(tracing::Level::TRACE)
+    }
+
+    /// Captures what `level` and above lets through on this thread until the
+    /// guard is dropped.
+    pub fn start_at(level: tracing::Level) -> (Self, tracing::subscriber::DefaultGuard) {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_max_level(level)
             .with_span_events(FmtSpan::CLOSE)
             .with_ansi(false)
             .with_writer(move || writer.clone())
