@@ -50,6 +50,8 @@ impl UserLoader for Users {
 }
 
 scopegate::scopes! {
+    /// Every scope of the app: the registry is made from it.
+    pub set AppScopes;
     /// Read data.
     pub struct DataRead = "core.data.read" { name: "Read data", description: "Read any data you can see." };
 }
@@ -113,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("SCOPEGATE_ADDR").unwrap_or_else(|_| "127.0.0.1:3001".into());
     let auth = AuthState::builder(
         ScopeGate::builder(SledStore::open(dir)?, Users)
-            .with_registry(ScopeRegistry::of::<DataRead>()?),
+            .with_registry(ScopeRegistry::of::<AppScopes>()?),
     )
     .build()?;
     let app = Router::new()

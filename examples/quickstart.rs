@@ -49,8 +49,11 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 // The app's scopes, declared once: the guards name the markers, and the registry
-// (what keys may carry, what `GET /token/scopes` lists) is built from them.
+// (what keys may carry, what `GET /token/scopes` lists) is built from their set,
+// so every scope a guard names is registered.
 scopegate::scopes! {
+    /// Girder's scope catalogue.
+    set GirderScopes;
     struct UserInfoRead = "core.user_info.read" {
         name: "Read your user information",
         description: "Read your name, email and groups.",
@@ -131,14 +134,7 @@ impl UserLoader for Users {
 
 /// Girder's scope catalogue.
 fn girder_scopes() -> Result<ScopeRegistry, scopegate::ScopeError> {
-    ScopeRegistry::of::<(
-        UserInfoRead,
-        DataRead,
-        DataWrite,
-        DataOwn,
-        SettingRead,
-        PluginsRead,
-    )>()
+    ScopeRegistry::of::<GirderScopes>()
 }
 
 /// scopegate over a sled database in `data`, with a moka cache in front.
