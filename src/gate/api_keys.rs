@@ -6,9 +6,8 @@ use chrono::{SubsecRound, TimeDelta};
 use serde::Deserialize;
 
 use super::{limits, span, ScopeGate};
-use crate::api_key::KeyChange;
 use crate::{
-    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, NewApiKey},
+    api_key::{ApiKey, ApiKeyUpdate, IssuedApiKey, KeyChange, NewApiKey},
     error::Error,
     ids::{ApiKeyId, TokenId, UserId},
     scope::{InvalidScopes, Scope},

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+pub(crate) use crate::api_key::as_days;
 use crate::error::Error;
 
 /// The longest any duration may be: ten years, in days. Beyond it, dates overflow
@@ -15,7 +16,6 @@ pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// The longest: 3650 days.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(3650 * 86_400);
 
-pub(crate) use crate::api_key::as_days;
 const MAX_NAME_CHARS: usize = 255;
 
 /// `value` if it is a finite number of days from [`MIN_DAYS`] to [`MAX_DAYS`],

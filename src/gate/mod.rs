@@ -448,50 +448,46 @@ impl ScopeGateBuilder {
     /// [`invalidation_feed`](TokenStore::invalidation_feed)) has its cache
     /// subscribe to it: build within a Tokio runtime then.
     pub fn build(self) -> Result<ScopeGate, ConfigError> {
-        let settings = self;
-        let mut codec = match &settings.prefix {
+        let mut codec = match &self.prefix {
             Some(prefix) => SecretCodec::new(prefix)?,
             None => SecretCodec::default(),
         };
-        if let Some(pepper) = settings.pepper {
+        if let Some(pepper) = self.pepper {
             codec = codec.with_pepper(pepper)?;
         }
-        if limits::days(settings.token_lifetime_days).is_none() {
+        if limits::days(self.token_lifetime_days).is_none() {
             return Err(ConfigError::InvalidLifetime);
         }
-        if settings
+        if self
             .last_use_interval
             .is_some_and(|interval| interval > crate::store::MAX_CACHE_LIFETIME)
         {
             return Err(ConfigError::InvalidCacheLifetime);
         }
-        let cache = match settings.cache {
-            Some(config) => {
-                config.validate()?;
-                Some(CachingStore::with_config(settings.store.clone(), config))
-            }
-            None => None,
-        };
+        let cache = self
+            .cache
+            .map(|config| CachingStore::with_config(self.store.clone(), config))
+            .transpose()?;
         let store: Arc<dyn TokenStore> = match &cache {
             Some(cache) => Arc::new(cache.clone()),
-            None => settings.store,
+            None => self.store,
         };
         Ok(ScopeGate {
             shared: Arc::new(Shared {
                 store,
                 cache,
-                users: settings.users,
-                registry: Arc::new(settings.registry),
+                users: self.users,
+                registry: Arc::new(self.registry),
                 codec,
-                clock: settings.clock,
-                token_lifetime_days: settings.token_lifetime_days,
-                direct_api_keys: settings.direct_api_keys,
-                keys_manage_keys: settings.keys_manage_keys,
+                clock: self.clock,
+                token_lifetime_days: self.token_lifetime_days,
+                direct_api_keys: self.direct_api_keys,
+                keys_manage_keys: self.keys_manage_keys,
                 #[cfg(feature = "router")]
-                rotated_secrets_for_admins: settings.rotated_secrets_for_admins,
-                max_tokens_per_key: settings.max_tokens_per_key,
+                rotated_secrets_for_admins: self.rotated_secrets_for_admins,
+                max_tokens_per_key: self.max_tokens_per_key,
                 purge_wanted: Arc::default(),
-                last_use: settings.last_use_interval.map(LastUse::new),
+                last_use: self.last_use_interval.map(LastUse::new),
                 memo: DigestMemo::new(MEMO_CAPACITY),
             }),
         })

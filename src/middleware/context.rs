@@ -62,9 +62,10 @@ impl Context {
     ///
     /// Every request's [`Authentication`] holds its context. Were that one `Arc`
     /// cloned by every worker, its count's cache line would move between cores
-    /// on each request; a copy per thread keeps each count in its own core's cache. A thread keeps
-    /// copies for the last few states it served (an app may nest routers with
-    /// states of their own), so a copy may outlive its state until then.
+    /// on each request; a copy per thread keeps each count in its own core's
+    /// cache. A thread keeps copies for the last few states it served (an app
+    /// may nest routers with states of their own), so a copy may outlive its
+    /// state until then.
     pub(crate) fn local(context: &Arc<Context>) -> Arc<Context> {
         /// States whose copies one thread keeps.
         const KEPT: usize = 4;

@@ -29,9 +29,9 @@ pub use self::{
     tags::{api_key_tag, user_tag},
 };
 use super::{KeyDisposal, Page, Purged, StoreError, StoreHealth, TokenStore};
-use crate::api_key::KeyChange;
 use crate::{
-    api_key::ApiKey,
+    api_key::{ApiKey, KeyChange},
+    config_error::ConfigError,
     fast_hash::UniformKeys,
     ids::{ApiKeyId, TokenId, UserId},
     scope::Scope,
@@ -40,8 +40,7 @@ use crate::{
 };
 
 /// The longest a cache keeps anything (100 years): TTLs and intervals above it
-/// are refused when a gate or state is built ([`ConfigError::InvalidCacheLifetime`](crate::ConfigError::InvalidCacheLifetime)),
-/// and capped where the cache is made, which cannot fail. moka refuses
+/// are refused when a gate is built ([`ConfigError::InvalidCacheLifetime`]). moka refuses
 /// lifetimes of a thousand years or more.
 pub const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(100 * 365 * 86_400);
 
@@ -68,14 +67,6 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    /// Whether every lifetime is at most [`MAX_CACHE_LIFETIME`].
-    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
-        match self.ttl.max(self.negative_ttl) <= MAX_CACHE_LIFETIME {
-            true => Ok(()),
-            false => Err(crate::ConfigError::InvalidCacheLifetime),
-        }
-    }
-
     /// How many live tokens to keep, and how many API keys.
     #[must_use]
     pub fn with_max_capacity(mut self, entries: u64) -> Self {
@@ -325,16 +316,17 @@ impl std::fmt::Debug for CachingStore {
 }
 
 impl CachingStore {
-    /// Caches `inner` with `config`, its lifetimes capped at
-    /// [`MAX_CACHE_LIFETIME`]. If `inner` is shared with other processes (it
-    /// has an [`invalidation feed`](TokenStore::invalidation_feed)), the cache
+    /// Caches `inner` with `config`; a lifetime above [`MAX_CACHE_LIFETIME`] is
+    /// refused. If `inner` is shared with other processes (it has an
+    /// [`invalidation feed`](TokenStore::invalidation_feed)), the cache
     /// subscribes to it: call this within a Tokio runtime then.
-    pub(crate) fn with_config(inner: Arc<dyn TokenStore>, config: CacheConfig) -> Self {
-        let config = CacheConfig {
-            ttl: config.ttl.min(MAX_CACHE_LIFETIME),
-            negative_ttl: config.negative_ttl.min(MAX_CACHE_LIFETIME),
-            ..config
-        };
+    pub(crate) fn with_config(
+        inner: Arc<dyn TokenStore>,
+        config: CacheConfig,
+    ) -> Result<Self, ConfigError> {
+        if config.ttl.max(config.negative_ttl) > MAX_CACHE_LIFETIME {
+            return Err(ConfigError::InvalidCacheLifetime);
+        }
         let tokens = moka::future::Cache::builder()
             .max_capacity(config.max_capacity)
             .expire_after(Lifetime(config.ttl))
@@ -361,10 +353,10 @@ impl CachingStore {
                 serving: Serving::without_feed(),
             }),
         };
-        match feed {
+        Ok(match feed {
             Some(feed) => cache.subscribe(feed),
             None => cache,
-        }
+        })
     }
 
     /// Subscribes the cache to revocations made by other processes sharing the
@@ -423,9 +415,8 @@ impl CachingStore {
         {
             return Ok(Some(token));
         }
-        // Boxed apart, so the hit path's own future (which the trait boxes) stays
-        // small: a large allocation and copy per request cost more than this one
-        // per miss.
+        // Boxed apart, so the hit path's own future stays small: a large
+        // allocation and copy per request cost more than this one per miss.
         Box::pin(self.look_up(
             digest,
             || self.cached_lookup(digest),

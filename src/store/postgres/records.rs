@@ -17,9 +17,8 @@ use super::{
     rows::{self, bind_key, bind_token, KEY_COLUMNS, TOKEN_COLUMNS},
     PgStore,
 };
-use crate::api_key::KeyChange;
 use crate::{
-    api_key::{ApiKey, TokenFate},
+    api_key::{ApiKey, KeyChange, TokenFate},
     ids::{ApiKeyId, TokenId, UserId},
     scope::Scope,
     secret::SecretDigest,
