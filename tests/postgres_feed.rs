@@ -59,7 +59,7 @@ async fn replica(url: &str, config: PgConfig, users: &Users) -> Replica {
         .with_registry(girder_scopes())
         .build()
         .unwrap();
-    pg::wait_until_serving(&gate).await;
+    common::wait_until_serving(&gate, Duration::from_secs(2)).await;
     Replica { gate, store, probe }
 }
 

@@ -42,7 +42,7 @@ async fn replicas() -> (Replica, Replica, Users, String) {
             .with_direct_api_keys()
             .build()
             .unwrap();
-        pg::wait_until_serving(&gate).await;
+        common::wait_until_serving(&gate, Duration::from_secs(2)).await;
         out.push(Replica { gate });
     }
     let b = out.pop().unwrap();
@@ -384,7 +384,7 @@ async fn replicas_on_a_channel_of_the_apps_choosing_hear_each_others_revocations
         let config = pg::config(&schema).with_channel(&channel).unwrap();
         let store = PgStore::connect_with(&pg::url(), config).await.unwrap();
         let gate = ScopeGate::builder(store, users.clone()).build().unwrap();
-        pg::wait_until_serving(&gate).await;
+        common::wait_until_serving(&gate, Duration::from_secs(2)).await;
         gates.push(gate);
     }
     let listening = listening_on(&channel).await;

@@ -106,7 +106,7 @@ impl Case {
             .build()
             .unwrap();
         if layering != Layering::Uncached {
-            wait_until_serving(&gate).await;
+            super::wait_until_serving(&gate, Duration::from_secs(5)).await;
         }
         let bob = users.add("bob", false);
         let both = NewApiKey::new("k").scope(["core.data.read", "core.data.write"]);
@@ -330,17 +330,6 @@ impl Case {
             self.clock.advance(TimeDelta::seconds(2));
         }
     }
-}
-
-/// Waits (bounded) until a cache with an invalidation feed serves from memory.
-async fn wait_until_serving(gate: &ScopeGate) {
-    for _ in 0..500 {
-        if gate.is_serving_from_cache() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the invalidation feed did not connect within 5 s");
 }
 
 /// Drops `op`'s caller at each park point in turn, each time on a fresh case:

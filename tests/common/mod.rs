@@ -180,6 +180,19 @@ pub fn cached_sled_gate(
     (gate, probe, users, dir)
 }
 
+/// Waits until `gate`'s cache serves from memory (a shared store's invalidation
+/// feed has connected), so tests exercise the cache; panics after `within`.
+pub async fn wait_until_serving(gate: &ScopeGate, within: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while !gate.is_serving_from_cache() {
+        assert!(
+            started.elapsed() < within,
+            "the invalidation feed did not connect within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A store backend the conformance suite runs on. A fixture's data lives at a
 /// place named by a temporary directory: the directory itself for sled, a schema
 /// derived from its name for PostgreSQL.
@@ -348,13 +361,7 @@ impl<S: TokenStore> Fixture<S> {
     /// feed has connected (bounded wait).
     async fn serving(self) -> Self {
         if self.cached {
-            for _ in 0..200 {
-                if self.gate.is_serving_from_cache() {
-                    return self;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            panic!("the cache's invalidation feed did not connect within 2 s");
+            wait_until_serving(&self.gate, std::time::Duration::from_secs(2)).await;
         }
         self
     }

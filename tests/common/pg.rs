@@ -71,17 +71,6 @@ impl Backend for CachedPgBackend {
     }
 }
 
-/// Waits (bounded) until the gate's cache feed is connected, so tests exercise the cache.
-pub async fn wait_until_serving(gate: &scopegate::ScopeGate) {
-    for _ in 0..200 {
-        if gate.is_serving_from_cache() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the invalidation feed did not connect within 2 s");
-}
-
 /// Every row of every table in `schema`, as text.
 pub async fn dump(schema: &str) -> Vec<u8> {
     let pool = sqlx::PgPool::connect(&url()).await.unwrap();
